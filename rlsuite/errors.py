@@ -1,0 +1,25 @@
+"""User-facing errors.
+
+A `UserError` is a mistake the user can fix (unknown env, bad override, wrong checkpoint,
+missing optional dependency...). The CLI prints its message on one line and exits with code 2;
+nothing else in the library should catch it.
+"""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A one-line, actionable message for the user; the CLI exits with code 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+
+def require(module: str, extra: str | None = None):
+    """Import an optional dependency, or raise a UserError saying how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        hint = f"pip install 'rlsuite[{extra}]'" if extra else f"pip install {module}"
+        raise UserError(f"optional dependency '{module}' is missing ({exc}); install it with: {hint}") from exc
