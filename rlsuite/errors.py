@@ -23,3 +23,7 @@ def require(module: str, extra: str | None = None):
     except ImportError as exc:  # pragma: no cover - depends on the environment
         hint = f"pip install 'rlsuite[{extra}]'" if extra else f"pip install {module}"
         raise UserError(f"optional dependency '{module}' is missing ({exc}); install it with: {hint}") from exc
+
+
+class TrainingDiverged(Exception):
+    """A loss became NaN or infinite; the run stops and keeps its last good checkpoint."""

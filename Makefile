@@ -1,0 +1,36 @@
+# The README's two commands. Each does all set-up on a fresh machine: a .venv with torch
+# (the CPU build here; PyPI's default CUDA build where `nvidia-smi` finds a GPU), the package
+# with every environment backend, and the native extension when cuda_ext/ has sources.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml setup.py | cksum | cut -d' ' -f1)
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[all,test]"
+	rm -f $(VENV)/.installed-*; touch $@
+
+# Trains a small DQN on CartPole-v1 for a few minutes, evaluates it and prints the table.
+demo: install
+	$(BIN)/rlsuite train dqn-classic --env CartPole-v1 --steps 40000 --run-dir runs/demo-cartpole --no-progress \
+		|| test -d runs/demo-cartpole/checkpoints
+	$(BIN)/rlsuite eval runs/demo-cartpole --episodes 20
+
+test: install
+	$(BIN)/python -m pytest tests -q -p no:cacheprovider --durations=15
+
+bench: install
+	$(BIN)/rlsuite bench envs
+	$(BIN)/rlsuite bench replay
+	$(BIN)/rlsuite bench dqn
+
+clean:
+	rm -rf build *.egg-info rlsuite/_C*.so

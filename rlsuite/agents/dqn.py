@@ -1,0 +1,242 @@
+"""DQN (Mnih et al., 2015) with the options researchers toggle most.
+
+Defaults are Dopamine's JAX DQN as used by the GMP paper (`shared/papers/GMP_NAP.md` §1.2):
+Adam (lr 6.25e-5, eps 1.5e-4), batch 32, 20k steps before learning, one update every 4 env
+steps, target copy every 8k env steps, 1-step vanilla targets, MSE loss, epsilon 1 -> 0.01 over
+250k steps. Options: double targets (van Hasselt et al. 2016), n-step returns, prioritized
+replay (Schaul et al. 2016), a dueling head (Wang et al. 2016), Huber loss, gradient clipping.
+
+The agent owns its networks, optimizer and exploration RNG. The training loop (rlsuite.train)
+calls `act` every vector step and `train_step` after storing the transitions; `train_step`
+decides how many gradient updates are owed at the configured replay ratio, so vector envs of any
+width keep the same updates-per-env-step as Dopamine.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from torch import nn
+
+from rlsuite.errors import TrainingDiverged, UserError
+from rlsuite.nn.encoders import EncoderConfig, make_encoder
+
+
+@dataclass
+class DQNConfig:
+    """DQN hyperparameters (defaults: Dopamine JAX DQN, the GMP paper's Table 2)."""
+
+    gamma: float = 0.99
+    """Discount factor."""
+    n_step: int = 1
+    """Rewards summed before bootstrapping (Dopamine DQN: 1; Rainbow: 3)."""
+    double: bool = False
+    """Double-DQN targets: the online net picks the next action, the target net values it."""
+    dueling: bool = False
+    """Dueling head: Q = V + A - mean(A)."""
+    loss: str = "mse"
+    """TD loss: 'mse' (Dopamine JAX default) or 'huber' (Nature DQN, CleanRL's smooth L1)."""
+    lr: float = 6.25e-5
+    """Adam learning rate."""
+    adam_eps: float = 1.5e-4
+    """Adam epsilon (the GMP paper's Table 2; its appendix's 1.5e-5 is a typo)."""
+    batch_size: int = 32
+    """Transitions per gradient update."""
+    learning_starts: int = 20_000
+    """Env steps collected with epsilon = 1 before the first update (Dopamine min_replay_history)."""
+    train_freq: int = 4
+    """Env steps per gradient update, i.e. replay ratio 1/train_freq (Dopamine update_period)."""
+    target_update_period: int = 8_000
+    """Env steps between copies of the online net into the target net."""
+    epsilon_start: float = 1.0
+    """Exploration epsilon at the start of training."""
+    epsilon_end: float = 0.01
+    """Exploration epsilon after the decay."""
+    epsilon_decay_steps: int = 250_000
+    """Env steps over which epsilon decays linearly (counted from step 0, as in CleanRL and Dopamine)."""
+    eval_epsilon: float = 0.001
+    """Epsilon used by evaluation (Dopamine: 0.001)."""
+    max_grad_norm: float = 0.0
+    """Clip the global gradient norm to this value (0 = no clipping; SB3 uses 10)."""
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """The torso that maps observations to features (see the encoder.* keys)."""
+
+
+def linear_epsilon(step: int, start: float, end: float, decay_steps: int) -> float:
+    """Linear decay from `start` to `end` over `decay_steps` env steps, then flat."""
+    if decay_steps <= 0:
+        return end
+    fraction = min(1.0, step / decay_steps)
+    return start + fraction * (end - start)
+
+
+class QNetwork(nn.Module):
+    """Encoder followed by a linear Q head, or a dueling head."""
+
+    def __init__(self, cfg: DQNConfig, observation_space: spaces.Space, num_actions: int) -> None:
+        super().__init__()
+        self.encoder = make_encoder(cfg.encoder, observation_space)
+        features = self.encoder.output_dim
+        self.dueling = cfg.dueling
+        if cfg.dueling:
+            self.value = nn.Linear(features, 1)
+            self.advantage = nn.Linear(features, num_actions)
+        else:
+            self.head = nn.Linear(features, num_actions)
+
+    def forward(self, obs: Any) -> torch.Tensor:
+        features = self.encoder(obs)
+        if not self.dueling:
+            return self.head(features)
+        advantage = self.advantage(features)
+        return self.value(features) + advantage - advantage.mean(dim=1, keepdim=True)
+
+
+def td_loss(q_taken: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, kind: str) -> torch.Tensor:
+    """Importance-weighted mean of the element-wise TD loss."""
+    if kind == "mse":
+        elementwise = (q_taken - target).pow(2)
+    else:
+        elementwise = F.smooth_l1_loss(q_taken, target, reduction="none")
+    return (weights * elementwise).mean()
+
+
+class DQN:
+    """A DQN agent: `act`, `train_step` / `update`, `state_dict` / `load_state_dict`."""
+
+    name = "dqn"
+
+    def __init__(self, cfg: DQNConfig, observation_space: spaces.Space, action_space: spaces.Space,
+                 device: torch.device | str = "cpu", seed: int = 0) -> None:
+        if not isinstance(action_space, spaces.Discrete):
+            raise UserError(f"DQN needs a discrete action space, got {action_space}")
+        if cfg.loss not in ("mse", "huber"):
+            raise UserError(f"agent.loss must be 'mse' or 'huber', got {cfg.loss!r}")
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.observation_space = observation_space
+        self.num_actions = int(action_space.n)
+        self.online = QNetwork(cfg, observation_space, self.num_actions).to(self.device)
+        self.target = copy.deepcopy(self.online).requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        self.rng = np.random.default_rng(seed)
+        self.num_updates = 0
+        self.target_syncs = 0
+        self.post_step_hooks: list[Any] = []  # weight-space constraints (GMP masks, NaP) run after each step
+
+    # ------------------------------------------------------------------ acting
+
+    def epsilon(self, env_step: int) -> float:
+        c = self.cfg
+        return linear_epsilon(env_step, c.epsilon_start, c.epsilon_end, c.epsilon_decay_steps)
+
+    def act(self, obs: Any, epsilon: float) -> np.ndarray:
+        """Epsilon-greedy actions for a batch of observations (one per env)."""
+        batch = _batch_size(obs)
+        actions = self.rng.integers(self.num_actions, size=batch)
+        greedy = self.rng.random(batch) >= epsilon
+        if greedy.any():  # skip the forward pass entirely while acting at random
+            with torch.inference_mode():
+                q = self.online(to_tensor(obs, self.device))
+            actions[greedy] = q.argmax(dim=1).cpu().numpy()[greedy]
+        return actions
+
+    # ------------------------------------------------------------------ learning
+
+    def updates_owed(self, env_step: int) -> int:
+        """Gradient updates due by this env step at the configured replay ratio."""
+        if env_step < self.cfg.learning_starts:
+            return 0
+        return (env_step - self.cfg.learning_starts) // self.cfg.train_freq - self.num_updates
+
+    def train_step(self, env_step: int, buffer: Any, beta: float = 1.0) -> dict[str, float] | None:
+        """Do the updates owed by `env_step`, then sync the target net if its period passed.
+        Returns the metrics of the last update, or None when no update ran."""
+        metrics = None
+        owed = max(0, self.updates_owed(env_step))
+        if buffer.num_added < self.cfg.learning_starts:
+            # A run resumed without its replay buffer refills it before learning again,
+            # instead of over-fitting a handful of transitions; the skipped updates are dropped.
+            self.num_updates += owed
+            owed = 0
+        for _ in range(owed):
+            metrics = self.update(buffer.sample(self.cfg.batch_size, beta=beta), buffer)
+        if env_step // self.cfg.target_update_period > self.target_syncs:
+            self.target_syncs = env_step // self.cfg.target_update_period
+            self.sync_target()
+        return metrics
+
+    def update(self, batch: Any, buffer: Any = None) -> dict[str, float]:
+        """One gradient step on a replay batch; updates priorities when the buffer has them."""
+        obs = to_tensor(batch.obs, self.device)
+        next_obs = to_tensor(batch.next_obs, self.device)
+        with torch.no_grad():
+            target = batch.reward + batch.discount * self._next_values(next_obs)
+        q_all = self.online(obs)
+        q_taken = q_all.gather(1, batch.action.view(-1, 1)).squeeze(1)
+        loss = td_loss(q_taken, target, batch.weights, self.cfg.loss)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"TD loss became {loss.item()} at update {self.num_updates}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(self.online.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        for hook in self.post_step_hooks:
+            hook(self)
+        self.num_updates += 1
+        td_abs = (q_taken - target).detach().abs()
+        if buffer is not None and getattr(buffer, "prioritized", False):
+            buffer.update_priorities(batch.indices, td_abs)
+        return {"losses/td": loss.item(), "losses/q_values": q_taken.detach().mean().item(),
+                "losses/td_abs": td_abs.mean().item()}
+
+    def _next_values(self, next_obs: Any) -> torch.Tensor:
+        next_q = self.target(next_obs)
+        if self.cfg.double:
+            best = self.online(next_obs).argmax(dim=1, keepdim=True)
+            return next_q.gather(1, best).squeeze(1)
+        return next_q.max(dim=1).values
+
+    def sync_target(self) -> None:
+        self.target.load_state_dict(self.online.state_dict())
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "online": self.online.state_dict(),
+            "target": self.target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "num_updates": self.num_updates,
+            "target_syncs": self.target_syncs,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.online.load_state_dict(state["online"])
+        self.target.load_state_dict(state["target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.num_updates = state["num_updates"]
+        self.target_syncs = state["target_syncs"]
+        self.rng.bit_generator.state = state["rng"]
+
+
+def _batch_size(obs: Any) -> int:
+    if isinstance(obs, dict):
+        return len(next(iter(obs.values())))
+    return len(obs)
+
+
+def to_tensor(obs: Any, device: torch.device) -> Any:
+    """numpy/torch observation (or dict of them) -> tensor(s) on `device`, without copying on CPU."""
+    if isinstance(obs, dict):
+        return {k: to_tensor(v, device) for k, v in obs.items()}
+    if isinstance(obs, np.ndarray):
+        obs = torch.from_numpy(obs)
+    return obs.to(device, non_blocking=True)

@@ -1,0 +1,235 @@
+"""`rlsuite train | eval | list | bench` — the command line.
+
+Every user mistake ends in one line on stderr and exit code 2; a diverged run exits 1.
+The configuration keys and their help come from the config dataclasses' field docstrings.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rlsuite.errors import TrainingDiverged, UserError
+
+EXAMPLES = """\
+examples:
+  rlsuite train dqn-classic --env CartPole-v1 --steps 60000      # a few minutes on a laptop CPU
+  rlsuite train dqn --env pong --set replay.capacity=200000       # Dopamine DQN on Pong
+  rlsuite train dqn-cleanrl --env breakout --set agent.double=true
+  rlsuite train --resume runs/dqn-Pong-s1                         # continue an interrupted run
+  rlsuite train --config runs/dqn-Pong-s1/config.toml --set train.seed=2
+  rlsuite eval runs/dqn-Pong-s1 --episodes 30
+  rlsuite list envs
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (and still exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"rlsuite: error: {exc}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as exc:
+        print(f"rlsuite: {exc}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="rlsuite", description="Continual and reinforcement learning research suite.",
+                    formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    sub = parser.add_subparsers(metavar="command", parser_class=Parser)
+    _add_train(sub)
+    _add_eval(sub)
+    _add_list(sub)
+    _add_bench(sub)
+    return parser
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train an agent (or resume / relaunch a run)",
+                       description="Train an agent. Configuration = agent preset + env preset + --set overrides; "
+                                   "the resolved config is written to <run>/config.toml.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=config_help())
+    p.add_argument("agent", nargs="?", help="agent or preset name (agents/<name>.toml), e.g. dqn, dqn-cleanrl")
+    p.add_argument("--env", help="env preset (envs/<name>.toml) or env id: pong, montezuma, NetHackScore-v0, "
+                                 "minatar:breakout, CartPole-v1")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set agent.lr=1e-4 (repeatable; bare keys if unique)")
+    p.add_argument("--steps", type=int, help="shortcut for --set train.total_steps=N")
+    p.add_argument("--seed", type=int, help="shortcut for --set train.seed=N")
+    p.add_argument("--num-envs", type=int, help="shortcut for --set train.num_envs=N")
+    p.add_argument("--run-dir", help="output directory (default runs/<agent>-<env>-s<seed>)")
+    p.add_argument("--config", help="relaunch from a resolved config.toml")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    p.add_argument("--save-replay", action="store_true", help="save the replay buffer with checkpoints (exact resume)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in logs)")
+    p.set_defaults(func=cmd_train)
+
+
+def config_help() -> str:
+    """Every config key with its default and docstring, per section (the DQN agent)."""
+    from rlsuite.config import SECTIONS, describe, empty_run_config, preset_names
+
+    cfg = empty_run_config("dqn")
+    lines = ["configuration keys (--set section.key=value; defaults shown are before presets):"]
+    for section in SECTIONS:
+        lines.append(f"\n  [{section}]")
+        for key, value, doc in describe(getattr(cfg, section), section + "."):
+            lines.append(f"    {key} = {value}")
+            lines.extend(textwrap.wrap(doc, width=92, initial_indent="        ", subsequent_indent="        "))
+    lines.append(f"\nagent presets: {', '.join(preset_names('agents'))}")
+    lines.append(f"env presets:   {', '.join(preset_names('envs'))}")
+    return "\n".join(lines) + "\n\n" + EXAMPLES
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rlsuite import config
+    from rlsuite.train import train
+
+    overrides = list(args.overrides)
+    for flag, key in (("steps", "train.total_steps"), ("seed", "train.seed"), ("num_envs", "train.num_envs")):
+        if getattr(args, flag) is not None:
+            overrides.append(f"{key}={getattr(args, flag)}")
+    if args.save_replay:
+        overrides.append("train.save_replay=true")
+    if args.no_progress:
+        overrides.append("train.progress=false")
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.toml").is_file():
+            raise UserError(f"{run_dir} is not a run directory (no config.toml)")
+        cfg = config.build_run_config(config_file=run_dir / "config.toml", overrides=overrides)
+        train(cfg, run_dir, resume=True)
+        return 0
+    cfg = config.build_run_config(args.agent, args.env, overrides, args.config)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
+    if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
+        raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir")
+    train(cfg, run_dir)
+    return 0
+
+
+def default_run_dir(cfg: Any) -> Path:
+    env_name = cfg.env.id.replace("/", "-").replace(":", "-")
+    base = Path("runs") / f"{cfg.algo}-{env_name}-s{cfg.train.seed}"
+    if not base.exists():
+        return base
+    return base.with_name(base.name + time.strftime("-%Y%m%d-%H%M%S"))
+
+
+# ----------------------------------------------------------------------------- eval
+
+
+def _add_eval(sub: Any) -> None:
+    p = sub.add_parser("eval", help="evaluate a run or checkpoint (raw game score, whole games)",
+                       description="Evaluate a checkpoint on separate envs with epsilon-greedy acting. Reports "
+                                   "mean, median, IQM with a 95% bootstrap CI, min/max, human-normalized score "
+                                   "for Atari, NetHack score/depth/xp, Montezuma rooms. Appends to <run>/eval.jsonl.")
+    p.add_argument("target", help="run directory (its latest checkpoint) or checkpoint file")
+    p.add_argument("--env", help="evaluate on another env id (must have the same observation and action spaces)")
+    p.add_argument("--episodes", type=int, default=10, help="whole games to play (default 10)")
+    p.add_argument("--epsilon", type=float, help="exploration epsilon (default: the agent's eval_epsilon)")
+    p.add_argument("--num-envs", type=int, default=4, help="parallel eval envs (default 4)")
+    p.add_argument("--seed", type=int, default=12345, help="eval env seed (default 12345)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an env key for evaluation, e.g. --set env.sticky_action_prob=0")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rlsuite.evaluate import append_jsonl, evaluate, format_table
+    from rlsuite.monitor import log_record
+    from rlsuite.policy import load_policy
+
+    if args.episodes < 1:
+        raise UserError("--episodes must be at least 1")
+    policy = load_policy(args.target, env_id=args.env, overrides=args.overrides, num_envs=args.num_envs)
+    epsilon = policy.cfg.agent.eval_epsilon if args.epsilon is None else args.epsilon
+    result = evaluate(policy.agent, policy.env, args.episodes, epsilon, seed=args.seed)
+    summary = result.summary()
+    rows = [{"metric": k, "value": f"{v:.3f}" if isinstance(v, float) else str(v)} for k, v in summary.items()]
+    print(format_table(rows, f"{policy.cfg.algo} on {policy.env.game}, step {policy.step:,}, epsilon {epsilon}"))
+    if policy.run_dir is not None:
+        append_jsonl(policy.run_dir / "eval.jsonl",
+                     log_record(policy.step, {**summary, "source": "rlsuite eval", "checkpoint": str(policy.path)}))
+    return 0
+
+
+# ----------------------------------------------------------------------------- list
+
+
+def _add_list(sub: Any) -> None:
+    p = sub.add_parser("list", help="list agents, presets and environments")
+    p.add_argument("what", nargs="?", default="all", choices=["all", "agents", "envs"])
+    p.set_defaults(func=cmd_list)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rlsuite.agents import AGENTS
+    from rlsuite.config import preset_names
+
+    if args.what in ("all", "agents"):
+        print("agents:        " + ", ".join(AGENTS))
+        print("agent presets: " + ", ".join(preset_names("agents")))
+    if args.what in ("all", "envs"):
+        from rlsuite.envs import known_env_ids
+
+        print("env presets:   " + ", ".join(preset_names("envs")))
+        ids = known_env_ids()
+        print(f"env ids ({len(ids)}):")
+        print(textwrap.fill(", ".join(ids), width=100, initial_indent="  ", subsequent_indent="  "))
+    return 0
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+def _add_bench(sub: Any) -> None:
+    p = sub.add_parser("bench", help="measure speed against peers installed side by side (JSON lines)")
+    p.add_argument("what", choices=["dqn", "replay", "envs"])
+    p.add_argument("--seconds", type=float, default=20.0, help="time per measurement (default 20)")
+    p.add_argument("--quick", action="store_true", help="short measurements (a smoke test, not a result)")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    seconds = 1.0 if args.quick else args.seconds
+    if args.what == "replay":
+        from rlsuite.bench.replay import bench_replay
+
+        results = bench_replay(capacity=20_000 if args.quick else 200_000, seconds=seconds)
+    elif args.what == "envs":
+        from rlsuite.bench.envs import bench_envs
+
+        results = bench_envs(seconds=seconds)
+    else:
+        from rlsuite.bench.dqn import bench_dqn
+
+        results = bench_dqn(seconds=seconds, quick=args.quick)
+    for record in results:
+        print(json.dumps(record), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Atari: an envpool backend and an ale-py game env with the same preprocessing.
+
+Preprocessing (both backends, modelled on envpool's C++ Atari env so outputs agree):
+- reset: a random number k in 1..noop_max of actions, the last one FIRE when `fire_reset` and the
+  game has FIRE (k-1 no-ops then FIRE), else k no-ops;
+- step: the action repeated `frame_skip` frames (stopping at game over), observation = pixel max of
+  the last two grayscale frames, resized to screen_size² with cv2 INTER_AREA; a reset observation
+  is the last frame alone;
+- life loss with `terminal_on_life_loss`: terminated=True while lives remain, but the game is not
+  reset — the next "reset" only takes the no-ops/FIRE above and the game goes on (envpool's
+  `episodic_life`); the time limit counts agent steps of the whole game.
+- sticky actions are ALE's `repeat_action_probability`.
+
+envpool keeps its own next-step autoreset internally; we reset ended envs at once with a partial
+`reset(env_ids)` so the layer sees same-step autoreset. Montezuma's `rooms` comes from RAM byte 3
+(the room index; verified by stepping: it starts at 1 and changes when the player changes room).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import gymnasium as gym
+import numpy as np
+
+from rlsuite.envs.config import EnvConfig
+from rlsuite.envs.vector import RawStep, VecEnv
+from rlsuite.errors import require
+
+ROOM_RAM_BYTE = 3  # Montezuma's Revenge: index of the current room
+
+
+def rom_name(game: str) -> str:
+    """'MontezumaRevenge' -> 'montezuma_revenge' (ale-py rom id)."""
+    return "".join("_" + c.lower() if c.isupper() else c for c in game).lstrip("_")
+
+
+def metric_keys(game: str) -> tuple[str, ...]:
+    return ("rooms",) if game == "MontezumaRevenge" else ()
+
+
+class EnvpoolAtari(VecEnv):
+    """envpool (sync mode, stack_num=1) under the common layer."""
+
+    def __init__(self, cfg: EnvConfig, game: str, num_envs: int, seed: int, evaluation: bool) -> None:
+        self._envpool = require("envpool", "envpool")
+        self._kwargs = dict(
+            num_envs=num_envs, batch_size=num_envs, stack_num=1, frame_skip=cfg.frame_skip,
+            noop_max=max(1, cfg.noop_max), episodic_life=cfg.terminal_on_life_loss and not evaluation,
+            reward_clip=False, use_fire_reset=cfg.fire_reset, img_height=cfg.screen_size,
+            img_width=cfg.screen_size, repeat_action_probability=cfg.sticky_action_prob,
+            full_action_space=cfg.full_action_space, max_episode_steps=cfg.max_episode_steps,
+            gray_scale=True, use_inter_area_resize=True,
+        )
+        self._task = f"{game}-v5"
+        self._pool = self._make_pool(seed)
+        size = cfg.screen_size
+        super().__init__(
+            num_envs=num_envs, frame_space=gym.spaces.Box(0, 255, (size, size), np.uint8),
+            action_space=gym.spaces.Discrete(int(self._pool.action_space.n)), family="atari", game=game,
+            frame_stack=cfg.frame_stack, clip_rewards=cfg.clip_rewards and not evaluation,
+            metric_keys=metric_keys(game),
+        )
+        self._seed = seed
+        self._track_rooms = bool(self.metric_keys)
+        self._visited = np.zeros((num_envs, 256), bool)
+        self._rows = np.arange(num_envs)
+        self._final = np.zeros((num_envs, size, size), np.uint8)
+        self._actions = np.zeros(num_envs, np.int32)
+
+    def _make_pool(self, seed: int) -> Any:
+        n = self._kwargs["num_envs"]
+        return self._envpool.make_gymnasium(self._task, seed=seed, env_seed=[seed + i for i in range(n)],
+                                            **self._kwargs)
+
+    def _raw_reset(self, seed: int | None) -> np.ndarray:
+        if seed is not None and seed != self._seed:
+            self._pool.close()
+            self._pool, self._seed = self._make_pool(seed), seed
+        obs, info = self._pool.reset()
+        if self._track_rooms:
+            self._visited.fill(False)
+            self._visited[self._rows, info["ram"][:, ROOM_RAM_BYTE]] = True
+        return obs[:, 0]
+
+    def _raw_step(self, actions: np.ndarray) -> RawStep:
+        np.copyto(self._actions, actions, casting="unsafe")
+        obs, reward, term, trunc, info = self._pool.step(self._actions)
+        frames = obs[:, 0]
+        game_over = trunc | (term & (info["terminated"] != 0))
+        raw = RawStep(frames, self._final, reward, term, trunc, game_over)
+        if self._track_rooms:
+            self._visited[self._rows, info["ram"][:, ROOM_RAM_BYTE]] = True
+            raw.metrics["rooms"] = self._visited.sum(1)
+        ended = term | trunc
+        if ended.any():
+            self._reset_ended(np.flatnonzero(ended), frames, game_over)
+        return raw
+
+    def _reset_ended(self, ids: np.ndarray, frames: np.ndarray, game_over: np.ndarray) -> None:
+        """Same-step autoreset: keep the last frames, then reset just these envs."""
+        self._final[ids] = frames[ids]
+        obs, info = self._pool.reset(ids.astype(np.int32))
+        frames[ids] = obs[:, 0]
+        if self._track_rooms:
+            over = ids[game_over[ids]]
+            self._visited[over] = False
+            self._visited[ids, info["ram"][:, ROOM_RAM_BYTE]] = True
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class AtariGame(gym.Env):
+    """One ale-py game (frameskip=1 at the ALE) with envpool-equivalent preprocessing."""
+
+    def __init__(self, cfg: EnvConfig, game: str, evaluation: bool = False) -> None:
+        from ale_py.env import AtariEnv
+
+        self._env = AtariEnv(rom_name(game), obs_type="grayscale", frameskip=1,
+                             repeat_action_probability=cfg.sticky_action_prob,
+                             full_action_space=cfg.full_action_space)
+        self.ale = self._env.ale
+        self._actions = self._env._action_set
+        self.action_space = gym.spaces.Discrete(len(self._actions))
+        size = cfg.screen_size
+        self.observation_space = gym.spaces.Box(0, 255, (size, size), np.uint8)
+        self._size, self._skip = size, cfg.frame_skip
+        self._noop_max = max(1, cfg.noop_max)
+        self._fire = cfg.fire_reset and 1 in [int(a) for a in self._actions]
+        self._life_loss = cfg.terminal_on_life_loss and not evaluation
+        self._cap = cfg.max_episode_steps
+        self._track_rooms = game == "MontezumaRevenge"
+        self._buf = np.zeros((2, 210, 160), np.uint8)
+        self._rng = np.random.default_rng()
+        self._elapsed, self._lives, self._game_over_pending = 0, 0, True
+        self._rooms: set[int] = set()
+
+    def _screen(self, slot: int) -> None:
+        self.ale.getScreenGrayscale(self._buf[slot])
+
+    def _resize(self, frame: np.ndarray) -> np.ndarray:
+        return cv2.resize(frame, (self._size, self._size), interpolation=cv2.INTER_AREA)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        if seed is not None:
+            self._env.reset(seed=seed)  # reseeds the ALE (sticky actions) and reloads the game
+            self._rng = np.random.default_rng(seed)
+            self._game_over_pending = True
+        if self._game_over_pending or not self._life_loss:
+            self.ale.reset_game()
+            self._elapsed, self._rooms = 0, set()
+        # k in 1..noop_max actions in total, the last one FIRE when fire_reset (as envpool).
+        noops = int(self._rng.integers(1, self._noop_max + 1)) - int(self._fire)
+        for _ in range(noops):
+            self.ale.act(self._actions[0])
+            if self.ale.game_over():
+                self.ale.reset_game()
+        if self._fire:
+            self.ale.act(self._actions[1])
+        self._game_over_pending = False
+        self._lives = self.ale.lives()
+        self._screen(0)
+        self._visit()
+        return self._resize(self._buf[0]), {}
+
+    def _visit(self) -> None:
+        if self._track_rooms:
+            self._rooms.add(int(self.ale.getRAM()[ROOM_RAM_BYTE]))
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        reward, over, a = 0.0, False, self._actions[action]
+        frames = 0
+        for k in range(self._skip):
+            reward += self.ale.act(a)
+            over = self.ale.game_over()
+            frames = k + 1
+            if self._skip - k <= 2:  # the last two frames go to the max-pool buffer
+                self._screen(self._skip - k - 1)
+            if over:
+                break
+        if frames == self._skip and self._skip >= 2:
+            frame = np.maximum(self._buf[0], self._buf[1])
+        else:  # stopped early: the latest frame (envpool would reuse a stale buffer here)
+            self._screen(0)
+            frame = self._buf[0]
+        self._elapsed += 1
+        self._visit()
+        lives = self.ale.lives()
+        truncated = self._elapsed >= self._cap  # a time limit wins over termination, as envpool
+        life_lost = self._life_loss and 0 < lives < self._lives
+        self._lives = lives
+        self._game_over_pending = over or truncated
+        info: dict[str, Any] = {"game_over": over or truncated, "lives": lives}
+        if self._track_rooms:
+            info["rooms"] = len(self._rooms)
+        return self._resize(frame), reward, (over or life_lost) and not truncated, truncated, info
+
+    def close(self) -> None:
+        self._env.close()

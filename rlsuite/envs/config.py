@@ -1,0 +1,126 @@
+"""Environment configuration and env-id resolution.
+
+`EnvConfig` is the one description of an environment the rest of the suite passes around; every
+field has a docstring right after it (the CLI turns these into `--help`). `resolve_env_id` maps the
+many spellings of an id ('pong', 'ALE/Pong-v5', 'PongNoFrameskip-v4', 'montezuma', 'nethack',
+'minatar:breakout', 'CartPole-v1') to a `(family, canonical_game)` pair.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from rlsuite.errors import UserError
+
+
+@dataclass
+class EnvConfig:
+    """How to build a vectorized environment (see `rlsuite.envs.make`)."""
+
+    id: str = "CartPole-v1"
+    """Environment id. Atari games by name ('pong', 'ALE/Pong-v5', 'PongNoFrameskip-v4'; 'montezuma' = MontezumaRevenge), NetHack tasks ('NetHackScore-v0', 'nethack'), MinAtar ('minatar:breakout', 'MinAtar/Breakout-v1'), classic control ('CartPole-v1', 'Acrobot-v1', ...)."""
+    backend: str = "auto"
+    """'envpool', 'gymnasium' (in-process sync vector) or 'gymnasium-async' (one subprocess per env); 'auto' = envpool for Atari, gymnasium otherwise."""
+    frame_skip: int = 4
+    """Atari only: emulator frames per agent step, observation = max over the last two frames."""
+    frame_stack: int = 4
+    """Atari only: number of consecutive frames stacked on axis 0 of an observation (zeros before an episode start)."""
+    screen_size: int = 84
+    """Atari only: side of the square grayscale observation (cv2 INTER_AREA resize, as envpool)."""
+    noop_max: int = 30
+    """Atari only: a reset takes a random number of 1..noop_max no-op actions (at least one, as envpool)."""
+    sticky_action_prob: float = 0.25
+    """Atari and MinAtar: probability that the previous action repeats instead of the chosen one (Machado et al. 2018)."""
+    terminal_on_life_loss: bool = False
+    """Atari only: a lost life ends the training episode (terminated=True) while the game goes on; never in evaluation."""
+    fire_reset: bool = False
+    """Atari only: press FIRE after each reset, for games whose action set has FIRE."""
+    clip_rewards: bool = False
+    """Training reward is sign(reward); never in evaluation. Episode statistics always report the raw score."""
+    max_episode_steps: int = 27000
+    """Time limit in agent steps per game (27000 steps = 108k Atari frames); reached -> truncated=True. Classic control also keeps its registered limit."""
+    full_action_space: bool = False
+    """Atari only: use all 18 ALE actions instead of the game's minimal action set."""
+
+
+ATARI, NETHACK, MINATAR, CLASSIC = "atari", "nethack", "minatar", "classic"
+
+# Short names people type for long game names.
+_ATARI_ALIASES = {"montezuma": "montezuma_revenge", "mr": "montezuma_revenge"}
+_MINATAR_GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
+_CLASSIC_IDS = ("CartPole-v0", "CartPole-v1", "Acrobot-v1", "MountainCar-v0")
+_NETHACK_IDS = (
+    "NetHackScore-v0", "NetHackStaircase-v0", "NetHackStaircasePet-v0", "NetHackOracle-v0",
+    "NetHackGold-v0", "NetHackEat-v0", "NetHackScout-v0", "NetHackChallenge-v0",
+)
+
+
+@lru_cache(maxsize=1)
+def _atari_roms() -> dict[str, str]:
+    """Map squashed rom name ('montezumarevenge') -> CamelCase game ('MontezumaRevenge')."""
+    from ale_py.roms import get_all_rom_ids
+
+    return {rom.replace("_", ""): "".join(p.capitalize() for p in rom.split("_")) for rom in get_all_rom_ids()}
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _atari_game(name: str) -> str | None:
+    """CamelCase game for an Atari spelling, or None."""
+    base = name.split("/", 1)[1] if name.lower().startswith("ale/") else name
+    base = re.sub(r"-v\d+$", "", base)
+    base = re.sub(r"(NoFrameskip|Deterministic)$", "", base)
+    base = _ATARI_ALIASES.get(base.lower(), base)
+    return _atari_roms().get(_squash(base))
+
+
+def _minatar_game(name: str) -> str | None:
+    low = name.lower()
+    if low.startswith("minatar:"):
+        game = low.split(":", 1)[1]
+    elif low.startswith("minatar/"):
+        game = re.sub(r"-v\d+$", "", low.split("/", 1)[1])
+    else:
+        return None
+    squashed = {_squash(g): g for g in _MINATAR_GAMES}
+    return squashed.get(_squash(game))
+
+
+def resolve_env_id(env_id: str) -> tuple[str, str]:
+    """Return (family, canonical game) for an env id, or raise UserError with close matches.
+
+    Canonical games: Atari 'Pong', 'MontezumaRevenge'; NetHack 'NetHackScore-v0'; MinAtar
+    'breakout' (the minatar package's name); classic 'CartPole-v1'.
+    """
+    name = env_id.strip()
+    if name.lower() == "nethack":
+        return NETHACK, "NetHackScore-v0"
+    for nid in _NETHACK_IDS:
+        if name.lower() == nid.lower():
+            return NETHACK, nid
+    for cid in _CLASSIC_IDS:
+        if name.lower() == cid.lower():
+            return CLASSIC, cid
+    game = _minatar_game(name)
+    if game is not None:
+        return MINATAR, game
+    if not name.lower().startswith("minatar"):
+        game = _atari_game(name)
+        if game is not None:
+            return ATARI, game
+    close = difflib.get_close_matches(name.lower(), [k.lower() for k in known_env_ids()], n=5, cutoff=0.5)
+    hint = f"did you mean: {', '.join(close)}? " if close else ""
+    raise UserError(f"unknown env '{env_id}'; {hint}('rlsuite list envs' shows all)")
+
+
+def known_env_ids() -> list[str]:
+    """Every id `resolve_env_id` accepts in its shortest form (for `rlsuite list envs`)."""
+    atari = sorted(rom for rom in __import__("ale_py.roms", fromlist=["x"]).get_all_rom_ids())
+    return (
+        atari + ["montezuma", "nethack"] + list(_NETHACK_IDS)
+        + [f"minatar:{g}" for g in _MINATAR_GAMES] + list(_CLASSIC_IDS)
+    )

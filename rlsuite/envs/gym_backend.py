@@ -1,0 +1,134 @@
+"""Gymnasium backends: vectorize single-game envs in-process (sync) or in subprocesses (async).
+
+A *game env* is a `gymnasium.Env` that reports, in the info of every step, `game_over` (bool: the
+whole game ended, not just a life) and the family's metrics (e.g. `rooms`); the game envs live in
+atari.py, nethack.py, minatar.py and classic.py. Both backends implement the same-step autoreset
+described in vector.py: the sync one in its loop, the async one inside each worker
+(`SelfResetting`), so gymnasium's own autoreset never fires.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+
+from rlsuite.envs.vector import Obs, RawStep, VecEnv, _alloc
+
+GameFactory = Callable[[], gym.Env]
+
+
+def _set_row(dst: Obs, i: int, src: Obs) -> None:
+    if isinstance(dst, dict):
+        for k in dst:
+            dst[k][i] = src[k]
+    else:
+        dst[i] = src
+
+
+class _GameVec(VecEnv):
+    """Shared setup: spaces from a probe env, preallocated raw-step arrays."""
+
+    def __init__(self, probe: gym.Env, num_envs: int, seed: int, **kw: Any) -> None:
+        super().__init__(num_envs=num_envs, frame_space=probe.observation_space,
+                         action_space=probe.action_space, **kw)
+        self._seed = seed
+        frame_space = probe.observation_space
+        n = num_envs
+        self._raw = RawStep(
+            frames=_alloc(frame_space, n), final_frames=_alloc(frame_space, n),
+            reward=np.zeros(n, np.float64), terminated=np.zeros(n, bool), truncated=np.zeros(n, bool),
+            game_over=np.zeros(n, bool), metrics={k: np.zeros(n, np.int64) for k in self.metric_keys},
+        )
+
+    def _seed_for(self, seed: int | None) -> int | None:
+        # make(..., seed) seeds the first reset; a later reset() without seed continues the RNG.
+        if seed is None and self._seed is not None:
+            seed, self._seed = self._seed, None
+        return seed
+
+
+class SyncGameVec(_GameVec):
+    """In-process loop over game envs, writing straight into preallocated arrays."""
+
+    def __init__(self, factory: GameFactory, num_envs: int, seed: int, **kw: Any) -> None:
+        self.envs = [factory() for _ in range(num_envs)]
+        super().__init__(self.envs[0], num_envs, seed, **kw)
+
+    def _raw_reset(self, seed: int | None) -> Obs:
+        seed = self._seed_for(seed)
+        for i, env in enumerate(self.envs):
+            obs, _ = env.reset(seed=None if seed is None else seed + i)
+            _set_row(self._raw.frames, i, obs)
+        return self._raw.frames
+
+    def _raw_step(self, actions: np.ndarray) -> RawStep:
+        raw = self._raw
+        for i, env in enumerate(self.envs):
+            obs, reward, term, trunc, info = env.step(int(actions[i]))
+            raw.reward[i], raw.terminated[i], raw.truncated[i] = reward, term, trunc
+            over = False
+            if term or trunc:
+                over = trunc or info["game_over"]
+                _set_row(raw.final_frames, i, obs)
+                for k in self.metric_keys:
+                    raw.metrics[k][i] = info[k]
+                obs, _ = env.reset()
+            raw.game_over[i] = over
+            _set_row(raw.frames, i, obs)
+        return raw
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+class SelfResetting(gym.Wrapper):
+    """Worker-side same-step autoreset: flags and the last obs travel in info; gymnasium sees no end."""
+
+    def __init__(self, env: gym.Env, metric_keys: list[str]) -> None:
+        super().__init__(env)
+        self._metric_keys = metric_keys
+
+    def step(self, action: Any) -> tuple[Obs, float, bool, bool, dict]:
+        obs, reward, term, trunc, info = self.env.step(action)
+        out = {"term": bool(term), "trunc": bool(trunc), "over": bool(trunc or (term and info["game_over"]))}
+        out.update({k: int(info[k]) for k in self._metric_keys})
+        if term or trunc:
+            out["last_obs"] = obs  # always an array/dict: gymnasium stacks it per env
+            obs, _ = self.env.reset()
+        else:
+            out["last_obs"] = obs
+        return obs, float(reward), False, False, out
+
+
+class AsyncGameVec(_GameVec):
+    """One subprocess per env via gymnasium.vector.AsyncVectorEnv."""
+
+    def __init__(self, factory: GameFactory, num_envs: int, seed: int, **kw: Any) -> None:
+        probe = factory()
+        keys = list(kw.get("metric_keys", ()))
+        super().__init__(probe, num_envs, seed, **kw)
+        probe.close()
+        self._vec = gym.vector.AsyncVectorEnv([lambda: SelfResetting(factory(), keys) for _ in range(num_envs)])
+
+    def _raw_reset(self, seed: int | None) -> Obs:
+        seed = self._seed_for(seed)
+        obs, _ = self._vec.reset(seed=None if seed is None else [seed + i for i in range(self.num_envs)])
+        return obs
+
+    def _raw_step(self, actions: np.ndarray) -> RawStep:
+        obs, reward, _, _, info = self._vec.step(actions.astype(np.int64))
+        raw = self._raw
+        raw.frames = obs
+        raw.final_frames = info["last_obs"]
+        np.copyto(raw.reward, reward)
+        np.copyto(raw.terminated, info["term"])
+        np.copyto(raw.truncated, info["trunc"])
+        np.copyto(raw.game_over, info["over"])
+        for k in self.metric_keys:
+            np.copyto(raw.metrics[k], info[k])
+        return raw
+
+    def close(self) -> None:
+        self._vec.close()

@@ -1,0 +1,183 @@
+"""The vectorized env base: frame stacking, reward clipping, episode statistics.
+
+Autoreset — one meaning for every backend: **same-step autoreset**. When env i's episode ends at a
+step (terminated or truncated), the `obs[i]` returned by that step is already the first observation
+of its next episode, and `info["final_obs"][i]` holds the true last observation of the ended
+episode (same layout as obs; a dict of arrays for NetHack). Rows of `final_obs` for envs that did
+not end are unspecified; `info["_final_obs"]` marks the rows that are valid. A time limit sets
+truncated=True, never terminated.
+
+Frame stacking (Atari) is done here for every backend: at an episode start the stack is zeros
+except the newest frame, exactly what the replay buffer rebuilds from single frames.
+
+Episode statistics, `info["episode"]`: arrays of length num_envs — `done` (a whole *game* ended;
+with life-loss termination an episode ends at each lost life but a game only at game over),
+`return` (raw, unclipped game score, float64), `length` (agent steps of the whole game), plus
+family metrics (Montezuma `rooms`; NetHack `score`, `depth`, `xp`, `turns`). Values are meaningful
+only where `done`.
+
+Returned arrays are preallocated and double-buffered: they stay valid until the step after next
+(so `obs = next_obs` loops are safe); copy anything kept longer.
+
+Backends subclass `VecEnv` and implement `_raw_reset` / `_raw_step`, returning a `RawStep`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+Obs = Any  # np.ndarray, or dict[str, np.ndarray] for NetHack
+
+
+@dataclass
+class RawStep:
+    """What a backend produces per vector step (before stacking and clipping)."""
+
+    frames: Obs  # newest single frame/obs per env, after same-step autoreset
+    final_frames: Obs  # rows where ended: last frame of the ended episode
+    reward: np.ndarray  # raw float reward
+    terminated: np.ndarray
+    truncated: np.ndarray
+    game_over: np.ndarray  # a whole game ended (implies terminated or truncated)
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)  # valid where game_over
+
+
+def _alloc(space: gym.Space, n: int) -> Obs:
+    if isinstance(space, gym.spaces.Dict):
+        return {k: np.zeros((n, *s.shape), s.dtype) for k, s in space.spaces.items()}
+    return np.zeros((n, *space.shape), space.dtype)
+
+
+def copy_obs(dst: Obs, src: Obs, rows: np.ndarray | None = None) -> None:
+    """dst[rows] = src[rows] (all rows when None), for arrays or dicts of arrays."""
+    if isinstance(dst, dict):
+        for k in dst:
+            copy_obs(dst[k], src[k], rows)
+    elif rows is None:
+        np.copyto(dst, src)
+    else:
+        dst[rows] = src[rows]
+
+
+class _Out:
+    """One set of output arrays (two of them alternate)."""
+
+    def __init__(self, space: gym.Space, n: int, metric_keys: list[str]) -> None:
+        self.obs = _alloc(space, n)
+        self.final_obs = _alloc(space, n)
+        self.reward = np.zeros(n, np.float32)
+        self.terminated = np.zeros(n, bool)
+        self.truncated = np.zeros(n, bool)
+        self.ended = np.zeros(n, bool)
+        self.episode: dict[str, np.ndarray] = {
+            "done": np.zeros(n, bool), "return": np.zeros(n, np.float64), "length": np.zeros(n, np.int64),
+        }
+        for k in metric_keys:
+            self.episode[k] = np.zeros(n, np.int64)
+
+
+class VecEnv:
+    """Base vector env (gymnasium VectorEnv-compatible attributes); see the module docstring."""
+
+    metadata: dict[str, Any] = {"autoreset_mode": "same-step"}
+
+    def __init__(
+        self, *, num_envs: int, frame_space: gym.Space, action_space: gym.spaces.Discrete, family: str,
+        game: str, frame_stack: int = 1, clip_rewards: bool = False, metric_keys: tuple[str, ...] = (),
+    ) -> None:
+        self.num_envs, self.family, self.game, self.frame_stack = num_envs, family, game, frame_stack
+        self.clip_rewards = clip_rewards
+        self.metric_keys = list(metric_keys)
+        if frame_stack > 1:
+            assert isinstance(frame_space, gym.spaces.Box)
+            frame_space = gym.spaces.Box(0, 255, (frame_stack, *frame_space.shape), np.uint8)
+        self.single_observation_space = frame_space
+        self.single_action_space = action_space
+        self.observation_space = gym.vector.utils.batch_space(frame_space, num_envs)
+        self.action_space = gym.spaces.MultiDiscrete(np.full(num_envs, action_space.n))
+        self._outs = [_Out(frame_space, num_envs, self.metric_keys) for _ in range(2)]
+        self._cur = 0
+        self._ep_return = np.zeros(num_envs, np.float64)
+        self._ep_length = np.zeros(num_envs, np.int64)
+
+    # -- backend hooks -------------------------------------------------------------------
+    def _raw_reset(self, seed: int | None) -> Obs:
+        raise NotImplementedError
+
+    def _raw_step(self, actions: np.ndarray) -> RawStep:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    # -- public API ----------------------------------------------------------------------
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[Obs, dict]:
+        """Reset every env (env i seeded with seed + i when seed is given)."""
+        frames = self._raw_reset(seed)
+        self._cur ^= 1
+        out = self._outs[self._cur]
+        if self.frame_stack > 1:
+            out.obs.fill(0)
+            np.copyto(out.obs[:, -1], frames)
+        else:
+            copy_obs(out.obs, frames)
+        self._ep_return.fill(0)
+        self._ep_length.fill(0)
+        return out.obs, {}
+
+    def step(self, actions: np.ndarray) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict]:
+        raw = self._raw_step(np.asarray(actions))
+        prev = self._outs[self._cur]
+        self._cur ^= 1
+        out = self._outs[self._cur]
+        np.logical_or(raw.terminated, raw.truncated, out=out.ended)
+        self._write_obs(out, prev, raw)
+        np.copyto(out.terminated, raw.terminated)
+        np.copyto(out.truncated, raw.truncated)
+        if self.clip_rewards:
+            np.sign(raw.reward, out=out.reward, casting="unsafe")
+        else:
+            np.copyto(out.reward, raw.reward, casting="unsafe")
+        self._record_episode(out, raw)
+        info = {"final_obs": out.final_obs, "_final_obs": out.ended, "episode": out.episode}
+        return out.obs, out.reward, out.terminated, out.truncated, info
+
+    def _write_obs(self, out: _Out, prev: _Out, raw: RawStep) -> None:
+        ended_rows = np.flatnonzero(out.ended) if out.ended.any() else None
+        if self.frame_stack > 1:
+            # Shift the stack by one frame; ended envs start a fresh stack (zeros + newest frame).
+            np.copyto(out.obs[:, :-1], prev.obs[:, 1:])
+            np.copyto(out.obs[:, -1], raw.frames)
+            if ended_rows is not None:
+                out.final_obs[ended_rows, :-1] = prev.obs[ended_rows, 1:]
+                out.final_obs[ended_rows, -1] = raw.final_frames[ended_rows]
+                out.obs[ended_rows, :-1] = 0
+        else:
+            copy_obs(out.obs, raw.frames)
+            if ended_rows is not None:
+                copy_obs(out.final_obs, raw.final_frames, ended_rows)
+
+    def _record_episode(self, out: _Out, raw: RawStep) -> None:
+        self._ep_return += raw.reward
+        self._ep_length += 1
+        ep = out.episode
+        np.copyto(ep["done"], raw.game_over)
+        np.copyto(ep["return"], self._ep_return)
+        np.copyto(ep["length"], self._ep_length)
+        if raw.game_over.any():
+            for k in self.metric_keys:
+                np.copyto(ep[k], raw.metrics[k])
+            self._ep_return[raw.game_over] = 0.0
+            self._ep_length[raw.game_over] = 0
+
+    def __enter__(self) -> "VecEnv":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.game!r}, num_envs={self.num_envs})"

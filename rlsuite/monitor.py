@@ -1,0 +1,86 @@
+"""What a running experiment shows: TensorBoard scalars, a progress bar, recent returns.
+
+TensorBoard tags follow CleanRL's scheme: `charts/` (episodic_return, episodic_length, SPS,
+epsilon, eval_*), `losses/` (td, q_values), and `perf/` for timings.
+"""
+from __future__ import annotations
+
+import collections
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class Monitor:
+    """TensorBoard writer + tqdm progress bar + a window of the most recent episode returns."""
+
+    def __init__(self, run_dir: Path, total_steps: int, start_step: int, progress: bool, window: int = 20) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(run_dir))
+        self.recent_returns: collections.deque[float] = collections.deque(maxlen=window)
+        self.episodes = 0
+        self._bar = None
+        if progress:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
+                             mininterval=1.0, file=sys.stderr, smoothing=0.1)
+        self._sps_time, self._sps_step = time.perf_counter(), start_step
+        self.sps = 0.0
+
+    def episodes_done(self, step: int, episode: dict[str, np.ndarray]) -> None:
+        """Log every game that ended on this vector step (raw game score)."""
+        for i in np.flatnonzero(episode["done"]):
+            ret = float(episode["return"][i])
+            self.recent_returns.append(ret)
+            self.episodes += 1
+            self.writer.add_scalar("charts/episodic_return", ret, step)
+            self.writer.add_scalar("charts/episodic_length", float(episode["length"][i]), step)
+            for key in ("score", "depth", "xp", "rooms"):
+                if key in episode:
+                    self.writer.add_scalar(f"charts/episodic_{key}", float(episode[key][i]), step)
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def tick(self, step: int, advanced: int, epsilon: float) -> None:
+        """Advance the progress bar; refresh steps/s about once a second."""
+        now = time.perf_counter()
+        if now - self._sps_time >= 1.0:
+            self.sps = (step - self._sps_step) / (now - self._sps_time)
+            self._sps_time, self._sps_step = now, step
+            self.writer.add_scalar("charts/SPS", self.sps, step)
+            if self._bar is not None:
+                self._bar.set_postfix_str(f"{self.sps:,.0f} steps/s  return {self.recent_return_text()}  eps {epsilon:.3f}",
+                                          refresh=False)
+        if self._bar is not None:
+            self._bar.update(advanced)
+
+    def recent_return(self) -> float:
+        return float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
+
+    def recent_return_text(self) -> str:
+        return f"{self.recent_return():.1f}" if self.recent_returns else "-"
+
+    def write(self, message: str) -> None:
+        """Print a line without breaking the progress bar."""
+        if self._bar is not None:
+            self._bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        self.writer.flush()
+        self.writer.close()
+
+
+def log_record(step: int, summary: dict[str, Any]) -> dict[str, Any]:
+    """The eval.jsonl record for one evaluation."""
+    return {"step": step, "time": time.time(), **summary}

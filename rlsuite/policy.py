@@ -1,0 +1,41 @@
+"""Load a trained agent from a run directory or checkpoint file, ready to act on an env."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlsuite import checkpoint, config
+from rlsuite.agents import agent_classes
+from rlsuite.envs import make as make_env
+
+
+@dataclass
+class LoadedPolicy:
+    cfg: config.RunConfig
+    agent: Any
+    env: Any
+    step: int
+    path: Path
+    run_dir: Path | None
+
+
+def load_policy(target: str | Path, env_id: str | None = None, overrides: list[str] | None = None,
+                num_envs: int = 4, seed: int = 12345, device: str = "cpu") -> LoadedPolicy:
+    """Rebuild the agent a checkpoint was trained as, on evaluation envs (`evaluation=True`)."""
+    path = checkpoint.find(target)
+    data = checkpoint.load(path)
+    cfg = config.empty_run_config(str(data.get("algo", "")))
+    config.apply_file(cfg, {k: v for k, v in data["config"].items() if k in config.SECTIONS}, str(path))
+    if env_id is not None:
+        cfg.env.id = env_id
+    for assignment in overrides or []:
+        config.apply_override(cfg, assignment)
+    env = make_env(cfg.env, num_envs, seed, evaluation=True)
+    agent_cls, _ = agent_classes(cfg.algo)
+    agent = agent_cls(cfg.agent, env.single_observation_space, env.single_action_space, device, seed=seed)
+    signature = checkpoint.space_signature(env.single_observation_space, env.single_action_space)
+    checkpoint.check_compatible(data, cfg.algo, signature, path)
+    agent.load_state_dict(data["agent"])
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
+    return LoadedPolicy(cfg, agent, env, int(data["step"]), path, run_dir)

@@ -1,0 +1,248 @@
+"""The online training loop: act, store, update, log, checkpoint, evaluate.
+
+    obs -> agent.act -> env.step -> buffer.add -> agent.train_step(buffer) -> log / eval / ckpt
+
+One `Session` holds everything a run touches. `train(cfg, run_dir)` starts a run,
+`train(cfg, run_dir, resume=True)` continues it from its latest checkpoint. Exact resume needs
+the replay buffer (`train.save_replay`) and an env backend that can save its state (the
+gymnasium backends); otherwise the resumed run is correct but not bit-identical, and says so.
+
+SIGINT / SIGTERM finish the current vector step, write a checkpoint and return normally.
+A NaN/inf loss stops the run before the bad update is applied to any checkpoint.
+"""
+from __future__ import annotations
+
+import math
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlsuite import checkpoint, config
+from rlsuite.agents import agent_classes
+from rlsuite.envs import make as make_env
+from rlsuite.errors import TrainingDiverged, UserError
+from rlsuite.evaluate import append_jsonl, evaluate, format_table
+from rlsuite.monitor import Monitor, log_record
+from rlsuite.replay import ReplayBuffer
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device '{name}' requested but torch sees no GPU; use --set train.device=cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, threads: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(max(1, threads))
+
+
+@dataclass
+class Session:
+    """The live objects of one run."""
+
+    cfg: config.RunConfig
+    run_dir: Path
+    env: Any
+    eval_env: Any
+    agent: Any
+    buffer: ReplayBuffer
+    step: int = 0
+    obs: Any = None
+    stop_requested: bool = False
+    last_checkpoint: Path | None = None
+    last_eval: dict[str, Any] | None = None
+
+    @property
+    def signature(self) -> dict[str, str]:
+        return checkpoint.space_signature(self.env.single_observation_space, self.env.single_action_space)
+
+
+def build_session(cfg: config.RunConfig, run_dir: Path) -> Session:
+    t = cfg.train
+    seed_everything(t.seed, t.torch_threads)
+    device = pick_device(t.device)
+    env = make_env(cfg.env, t.num_envs, t.seed)
+    eval_env = make_env(cfg.env, t.eval_num_envs, t.seed + 10_000, evaluation=True)
+    agent_cls, _ = agent_classes(cfg.algo)
+    agent = agent_cls(cfg.agent, env.single_observation_space, env.single_action_space, device, seed=t.seed)
+    buffer = ReplayBuffer(cfg.replay, env.single_observation_space, t.num_envs, frame_stack=env.frame_stack,
+                          n_step=cfg.agent.n_step, gamma=cfg.agent.gamma, seed=t.seed, device=device)
+    return Session(cfg, run_dir, env, eval_env, agent, buffer)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(s: Session) -> Path:
+    """Replay first (its own atomic directory), then the checkpoint that refers to it."""
+    if s.cfg.train.save_replay:
+        s.buffer.save(s.run_dir / "replay")
+    payload = {
+        "algo": s.cfg.algo,
+        "signature": s.signature,
+        "config": config.to_dict(s.cfg),
+        "step": s.step,
+        "agent": s.agent.state_dict(),
+        "buffer": s.buffer.state_dict() if s.cfg.train.save_replay else None,
+        "rng": checkpoint.rng_state(),
+        "env": s.env.state_dict() if hasattr(s.env, "state_dict") else None,
+        "obs": s.obs,
+    }
+    s.last_checkpoint = checkpoint.save(s.run_dir, s.step, payload, keep=s.cfg.train.keep_checkpoints)
+    return s.last_checkpoint
+
+
+def restore_checkpoint(s: Session, say: Any) -> None:
+    path = checkpoint.find(s.run_dir)
+    data = checkpoint.load(path)
+    checkpoint.check_compatible(data, s.cfg.algo, s.signature, path)
+    s.agent.load_state_dict(data["agent"])
+    s.step = int(data["step"])
+    exact = True
+    if data.get("buffer") is not None and (s.run_dir / "replay").is_dir():
+        s.buffer.load(s.run_dir / "replay")
+        s.buffer.load_state_dict(data["buffer"])
+    else:
+        exact = False
+        say("note: no saved replay buffer; resuming with an empty one (pass --save-replay for exact resume)")
+    if data.get("env") is not None and hasattr(s.env, "load_state_dict"):
+        s.env.load_state_dict(data["env"])
+        s.obs = data["obs"]
+    else:
+        exact = False
+        s.obs, _ = s.env.reset(seed=s.cfg.train.seed + s.step)
+        say("note: this env backend cannot save its state; episodes restart on resume")
+    checkpoint.set_rng_state(data["rng"])
+    say(f"resumed from {path} at step {s.step:,}" + (" (exact)" if exact else ""))
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def run_evaluation(s: Session, monitor: Monitor | None) -> dict[str, Any]:
+    cfg = s.cfg
+    result = evaluate(s.agent, s.eval_env, cfg.train.eval_episodes, cfg.agent.eval_epsilon,
+                      seed=cfg.train.seed + 20_000 + s.step)
+    summary = result.summary()
+    append_jsonl(s.run_dir / "eval.jsonl", log_record(s.step, summary))
+    if monitor is not None:
+        monitor.scalars(s.step, {f"charts/eval_{k}": v for k, v in summary.items()
+                                 if isinstance(v, (int, float)) and k in ("mean", "median", "iqm", "hns_iqm")})
+    s.last_eval = summary
+    return summary
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _install_signal_handlers(s: Session) -> dict[int, Any]:
+    def request_stop(signum: int, _frame: Any) -> None:
+        s.stop_requested = True
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, request_stop)
+    return previous
+
+
+def _crossed(step: int, advanced: int, period: int) -> bool:
+    """Did the step counter pass a multiple of `period` during the last vector step?"""
+    return period > 0 and step // period > (step - advanced) // period
+
+
+def _beta(cfg: config.RunConfig, step: int) -> float:
+    progress = min(1.0, step / max(1, cfg.train.total_steps))
+    return cfg.replay.beta_start + progress * (cfg.replay.beta_end - cfg.replay.beta_start)
+
+
+def loop(s: Session, monitor: Monitor) -> str:
+    """Run until total_steps, an interrupt, or divergence. Returns how it ended."""
+    t = s.cfg.train
+    agent, env, buffer = s.agent, s.env, s.buffer
+    n = env.num_envs
+    last_log = s.step
+    while s.step < t.total_steps:
+        epsilon = agent.epsilon(s.step)
+        actions = agent.act(s.obs, epsilon)
+        next_obs, reward, terminated, truncated, info = env.step(actions)
+        buffer.add(s.obs, actions, reward, terminated, truncated, info.get("final_obs"))
+        s.obs = next_obs
+        s.step += n
+        metrics = agent.train_step(s.step, buffer, beta=_beta(s.cfg, s.step))
+        if "episode" in info and info["episode"]["done"].any():
+            monitor.episodes_done(s.step, info["episode"])
+        if metrics is not None and s.step - last_log >= t.log_every:
+            last_log = s.step
+            monitor.scalars(s.step, {**metrics, "charts/epsilon": epsilon})
+        monitor.tick(s.step, n, epsilon)
+        if _crossed(s.step, n, t.eval_every) and s.step < t.total_steps:
+            summary = run_evaluation(s, monitor)
+            monitor.write(f"eval @ {s.step:,}: mean {summary['mean']:.2f}  iqm {summary['iqm']:.2f}")
+        if _crossed(s.step, n, t.checkpoint_every):
+            save_checkpoint(s)
+        if s.stop_requested:
+            return "interrupted"
+    return "finished"
+
+
+def train(cfg: config.RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+    """Train (or resume) one run in `run_dir`; returns the final evaluation summary."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.toml").write_text(config.dumps_toml(cfg))
+    s = build_session(cfg, run_dir)
+    say = print
+    if resume:
+        restore_checkpoint(s, say)
+    else:
+        s.obs, _ = s.env.reset(seed=cfg.train.seed)
+        gb = ReplayBuffer.projected_bytes(cfg.replay.capacity, s.env.single_observation_space, s.env.frame_stack) / 1e9
+        say(f"run {run_dir}  |  {cfg.algo} on {s.env.game} ({s.env.family}, {cfg.train.num_envs} envs)  |  "
+            f"replay {cfg.replay.capacity:,} transitions ≈ {gb:.2f} GB")
+    previous = _install_signal_handlers(s)
+    monitor = Monitor(run_dir, cfg.train.total_steps, s.step, cfg.train.progress)
+    started, start_step = time.perf_counter(), s.step
+    try:
+        outcome = loop(s, monitor)
+    except TrainingDiverged as exc:
+        monitor.close()
+        kept = s.last_checkpoint or "none written yet"
+        raise TrainingDiverged(f"training stopped: {exc}; last good checkpoint: {kept}") from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    save_checkpoint(s)
+    if outcome == "interrupted":
+        monitor.close()
+        say(f"interrupted at step {s.step:,}; checkpoint {s.last_checkpoint}; "
+            f"continue with: rlsuite train --resume {run_dir}")
+        return {"outcome": outcome, "step": s.step}
+    summary = run_evaluation(s, monitor)
+    monitor.close()
+    elapsed = time.perf_counter() - started
+    print_summary(s, summary, (s.step - start_step) / max(elapsed, 1e-9), monitor.recent_return())
+    return {"outcome": outcome, "step": s.step, **summary}
+
+
+def print_summary(s: Session, summary: dict[str, Any], sps: float, train_return: float) -> None:
+    rows = [{"metric": "env steps", "value": f"{s.step:,}"},
+            {"metric": "steps/s", "value": f"{sps:,.0f}"},
+            {"metric": "recent train return", "value": "-" if math.isnan(train_return) else f"{train_return:.2f}"}]
+    for key in ("episodes", "mean", "median", "iqm", "iqm_ci_lo", "iqm_ci_hi", "min", "max",
+                "hns_mean", "hns_iqm", "score", "depth", "xp", "rooms"):
+        if key in summary and summary[key] is not None:
+            value = summary[key]
+            rows.append({"metric": f"eval {key}", "value": f"{value:.2f}" if isinstance(value, float) else str(value)})
+    eps = s.cfg.agent.eval_epsilon
+    print(format_table(rows, f"{s.cfg.algo} on {s.env.game}: final evaluation (epsilon {eps})"))
+    print(f"run directory: {s.run_dir}   (tensorboard --logdir {s.run_dir.parent})")

@@ -1,0 +1,166 @@
+"""Encoders: shapes per kind, width scaling, Impala depth, Nature parameter count, errors."""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rlsuite.errors import UserError
+from rlsuite.nn.encoders import (
+    EncoderConfig,
+    NetHackEncoder,
+    auto_kind,
+    make_encoder,
+    normalize_blstats,
+)
+
+ATARI = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+MINATAR = gym.spaces.Box(0, 1, (4, 10, 10), bool)
+CARTPOLE = gym.make("CartPole-v1").observation_space
+NETHACK = gym.spaces.Dict(
+    {
+        "blstats": gym.spaces.Box(-(2**31), 2**31 - 1, (27,), np.int64),
+        "chars": gym.spaces.Box(0, 255, (21, 79), np.uint8),
+        "colors": gym.spaces.Box(0, 15, (21, 79), np.uint8),
+        "message": gym.spaces.Box(0, 255, (256,), np.uint8),  # extra keys are ignored
+    }
+)
+
+
+def batch(space: gym.Space, n: int = 2):
+    """A batch of real samples from the space, as tensors."""
+    if isinstance(space, gym.spaces.Dict):
+        return {k: torch.as_tensor(np.stack([space[k].sample() for _ in range(n)])) for k in space.spaces}
+    return torch.as_tensor(np.stack([space.sample() for _ in range(n)]))
+
+
+def convs(net: nn.Module) -> list[nn.Conv2d]:
+    return [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+
+
+def kernel_params(net: nn.Module) -> int:
+    return sum(m.weight.numel() for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
+@pytest.mark.parametrize(
+    "kind,space,dim",
+    [
+        ("nature", ATARI, 512),
+        ("impala", ATARI, 512),
+        ("impala", MINATAR, 512),
+        ("minatar", MINATAR, 128),
+        ("mlp", CARTPOLE, 64),
+        ("nethack", NETHACK, 512),
+    ],
+)
+def test_output_shape(kind: str, space: gym.Space, dim: int) -> None:
+    enc = make_encoder(EncoderConfig(kind=kind), space)
+    out = enc(batch(space, 3))
+    assert enc.output_dim == dim
+    assert out.shape == (3, dim) and out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize(
+    "space,kind", [(ATARI, "nature"), (MINATAR, "minatar"), (CARTPOLE, "mlp"), (NETHACK, "nethack")]
+)
+def test_auto_picks_by_space(space: gym.Space, kind: str) -> None:
+    assert auto_kind(space) == kind
+    enc = make_encoder(EncoderConfig(), space)
+    assert enc(batch(space)).shape == (2, enc.output_dim)
+
+
+def test_uint8_is_scaled_inside() -> None:
+    enc = make_encoder(EncoderConfig(kind="nature"), ATARI)
+    x = batch(ATARI)
+    torch.testing.assert_close(enc(x), enc(x.float() / 255.0))
+
+
+@pytest.mark.parametrize("kind,space,base", [("nature", ATARI, [32, 64, 64]), ("minatar", MINATAR, [16])])
+def test_width_multiplies_conv_channels(kind: str, space: gym.Space, base: list[int]) -> None:
+    enc = make_encoder(EncoderConfig(kind=kind, width=3), space)
+    assert [c.out_channels for c in convs(enc)] == [3 * b for b in base]
+    assert enc.output_dim == (512 if kind == "nature" else 128)  # dense not scaled by default
+
+
+def test_impala_width_and_depth() -> None:
+    enc = make_encoder(EncoderConfig(kind="impala", width=3), ATARI)
+    layers = convs(enc)
+    assert len(layers) == 15
+    assert sorted({c.out_channels for c in layers}) == [48, 96]
+    assert [layers[i].out_channels for i in (0, 5, 10)] == [48, 96, 96]  # first conv of each stack
+    # 84 -> 42 -> 21 -> 11 spatial, 32k channels into the dense layer.
+    assert enc.dense.in_features == 96 * 11 * 11
+
+
+def test_scale_dense() -> None:
+    enc = make_encoder(EncoderConfig(kind="nature", width=2, scale_dense=True), ATARI)
+    assert enc.output_dim == 1024
+    assert enc(batch(ATARI)).shape == (2, 1024)
+
+
+def test_mlp_hidden_and_width() -> None:
+    enc = make_encoder(EncoderConfig(kind="mlp", hidden=(32, 16), width=2), CARTPOLE)
+    assert [m.out_features for m in enc.modules() if isinstance(m, nn.Linear)] == [64, 32]
+    assert enc.output_dim == 32
+
+
+def test_nature_param_count() -> None:
+    # Mnih et al. 2015: 4*32*64 + 32*64*16 + 64*64*9 + 3136*512 kernel weights = 1,683,456;
+    # with an 18-action head (512*18) that is the often-quoted 1.69M.
+    enc = make_encoder(EncoderConfig(kind="nature"), ATARI)
+    assert kernel_params(enc) == 1_683_456
+    assert kernel_params(enc) + 512 * 18 == 1_692_672
+    assert sum(p.numel() for p in enc.parameters()) == 1_683_456 + 32 + 64 + 64 + 512
+
+
+def test_prunable_layers_and_relus_are_modules() -> None:
+    # GMP walks modules() for Conv2d/Linear; NaP wraps every nn.ReLU module.
+    for kind, space, n_relu in [("nature", ATARI, 4), ("impala", ATARI, 3 * 4 + 2), ("minatar", MINATAR, 2)]:
+        enc = make_encoder(EncoderConfig(kind=kind), space)
+        assert sum(isinstance(m, nn.ReLU) for m in enc.modules()) == n_relu
+        assert all(not m.inplace for m in enc.modules() if isinstance(m, nn.ReLU))
+
+
+def test_xavier_init_zero_bias() -> None:
+    enc = make_encoder(EncoderConfig(kind="nature"), ATARI)
+    fan_in, fan_out = 3136, 512
+    bound = (6.0 / (fan_in + fan_out)) ** 0.5
+    assert enc.dense.weight.abs().max() <= bound
+    assert enc.dense.weight.abs().max() > 0.9 * bound
+    assert all((c.bias == 0).all() for c in convs(enc))
+
+
+def test_impala_gradients_flow_through_every_conv() -> None:
+    enc = make_encoder(EncoderConfig(kind="impala"), MINATAR)
+    enc(batch(MINATAR)).sum().backward()
+    assert all(c.weight.grad is not None and c.weight.grad.abs().sum() > 0 for c in convs(enc))
+
+
+def test_nethack_accepts_numpy_and_real_obs() -> None:
+    enc = make_encoder(EncoderConfig(kind="nethack"), NETHACK)
+    assert isinstance(enc, NetHackEncoder)
+    obs = {k: np.stack([NETHACK[k].sample() for _ in range(2)]) for k in ("chars", "colors", "blstats")}
+    assert enc(obs).shape == (2, 512)
+
+
+def test_blstats_normalisation() -> None:
+    b = torch.tensor([[0, 1, -3, 100000]])
+    out = normalize_blstats(b)
+    torch.testing.assert_close(out, torch.tensor([[0.0, np.log(2), -np.log(4), np.log(100001)]], dtype=torch.float32))
+
+
+def test_unknown_kind_is_user_error() -> None:
+    with pytest.raises(UserError, match="unknown encoder kind"):
+        make_encoder(EncoderConfig(kind="transformer"), ATARI)
+
+
+def test_bad_space_is_user_error() -> None:
+    with pytest.raises(UserError):
+        make_encoder(EncoderConfig(kind="nature"), CARTPOLE)
+    with pytest.raises(UserError):
+        make_encoder(EncoderConfig(kind="nature"), gym.spaces.Box(0, 255, (4, 10, 10), np.uint8))
+    with pytest.raises(UserError):
+        make_encoder(EncoderConfig(), gym.spaces.Discrete(5))
