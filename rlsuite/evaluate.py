@@ -222,7 +222,12 @@ def evaluate(
     games to finish, whichever env" would over-sample short games (fast envs finish more of them);
     a quota fixed in advance counts each env's games regardless of their length. Games past the
     quota are played (the vector env steps all envs) but ignored.
+
+    ``game`` names the Atari game for human-normalised scores; left out, it is taken from the
+    env's ``game`` attribute when its ``family`` is 'atari' (MinAtar's 'breakout' is not Atari).
     """
+    if game is None and getattr(env, "family", None) == "atari":
+        game = getattr(env, "game", None)
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     quotas = episode_quotas(episodes, env.num_envs)

@@ -166,26 +166,42 @@ def _beta(cfg: config.RunConfig, step: int) -> float:
     return cfg.replay.beta_start + progress * (cfg.replay.beta_end - cfg.replay.beta_start)
 
 
+@dataclass
+class StepResult:
+    """What one vector step did: the actions taken, env info, and update metrics (or None)."""
+
+    actions: np.ndarray
+    info: dict[str, Any]
+    metrics: dict[str, float] | None
+    epsilon: float
+
+
+def advance(s: Session) -> StepResult:
+    """One vector step: act, step the envs, store, and do the gradient updates owed."""
+    epsilon = s.agent.epsilon(s.step)
+    actions = s.agent.act(s.obs, epsilon)
+    next_obs, reward, terminated, truncated, info = s.env.step(actions)
+    s.buffer.add(s.obs, actions, reward, terminated, truncated, info.get("final_obs"))
+    s.obs = next_obs
+    s.step += s.env.num_envs
+    metrics = s.agent.train_step(s.step, s.buffer, beta=_beta(s.cfg, s.step))
+    return StepResult(actions, info, metrics, epsilon)
+
+
 def loop(s: Session, monitor: Monitor) -> str:
     """Run until total_steps, an interrupt, or divergence. Returns how it ended."""
     t = s.cfg.train
-    agent, env, buffer = s.agent, s.env, s.buffer
-    n = env.num_envs
+    n = s.env.num_envs
     last_log = s.step
     while s.step < t.total_steps:
-        epsilon = agent.epsilon(s.step)
-        actions = agent.act(s.obs, epsilon)
-        next_obs, reward, terminated, truncated, info = env.step(actions)
-        buffer.add(s.obs, actions, reward, terminated, truncated, info.get("final_obs"))
-        s.obs = next_obs
-        s.step += n
-        metrics = agent.train_step(s.step, buffer, beta=_beta(s.cfg, s.step))
-        if "episode" in info and info["episode"]["done"].any():
-            monitor.episodes_done(s.step, info["episode"])
-        if metrics is not None and s.step - last_log >= t.log_every:
+        result = advance(s)
+        episode = result.info.get("episode")
+        if episode is not None and episode["done"].any():
+            monitor.episodes_done(s.step, episode)
+        if result.metrics is not None and s.step - last_log >= t.log_every:
             last_log = s.step
-            monitor.scalars(s.step, {**metrics, "charts/epsilon": epsilon})
-        monitor.tick(s.step, n, epsilon)
+            monitor.scalars(s.step, {**result.metrics, "charts/epsilon": result.epsilon})
+        monitor.tick(s.step, n, result.epsilon)
         if _crossed(s.step, n, t.eval_every) and s.step < t.total_steps:
             summary = run_evaluation(s, monitor)
             monitor.write(f"eval @ {s.step:,}: mean {summary['mean']:.2f}  iqm {summary['iqm']:.2f}")

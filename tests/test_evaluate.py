@@ -222,6 +222,14 @@ def test_evaluate_is_deterministic() -> None:
     np.testing.assert_array_equal(a.returns, b.returns)
 
 
+def test_game_taken_from_atari_env_only() -> None:
+    env = CartPoleVec(2)
+    env.family, env.game = "atari", "Pong"
+    assert evaluate(SplitAgent(), env, episodes=2, epsilon=0.0, seed=0).game == "Pong"
+    env.family, env.game = "minatar", "breakout"
+    assert evaluate(SplitAgent(), env, episodes=2, epsilon=0.0, seed=0).game is None
+
+
 def test_summary_human_normalised() -> None:
     res = EvalResult(returns=np.array([-20.7, 14.6, 14.6, -20.7]), lengths=np.ones(4, dtype=np.int64),
                      epsilon=0.001, game="ALE/Pong-v5")

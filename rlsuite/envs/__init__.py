@@ -1,0 +1,80 @@
+"""Vectorized environments: `make(cfg, num_envs, seed)` -> `VecEnv` for Atari, NetHack, MinAtar and
+classic control, on envpool or gymnasium, with one autoreset meaning (same-step; see
+`rlsuite.envs.vector`) and the same episode statistics on every backend.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+from rlsuite.envs.config import ATARI, CLASSIC, MINATAR, NETHACK, EnvConfig, known_env_ids, resolve_env_id
+from rlsuite.envs.vector import VecEnv
+from rlsuite.errors import UserError
+
+__all__ = ["EnvConfig", "VecEnv", "make", "resolve_env_id", "known_env_ids"]
+
+BACKENDS = ("auto", "envpool", "gymnasium", "gymnasium-async")
+
+
+def make(cfg: EnvConfig, num_envs: int, seed: int, *, evaluation: bool = False) -> VecEnv:
+    """Build `num_envs` copies of `cfg.id`; env i is seeded with seed + i.
+
+    With `evaluation=True` episodes never end on a lost life and rewards are never clipped, so
+    episodes are whole games scored in raw points.
+    """
+    family, game = resolve_env_id(cfg.id)
+    if cfg.backend not in BACKENDS:
+        raise UserError(f"unknown env backend '{cfg.backend}'; choose one of: {', '.join(BACKENDS)}")
+    if num_envs < 1:
+        raise UserError(f"num_envs must be at least 1, got {num_envs}")
+    _validate(cfg)
+    backend = cfg.backend
+    if backend == "auto":
+        backend = "envpool" if family == ATARI else "gymnasium"
+    if backend == "envpool":
+        if family != ATARI:
+            raise UserError(f"backend 'envpool' supports Atari only, not '{cfg.id}'; use backend='gymnasium'")
+        from rlsuite.envs.atari import EnvpoolAtari
+
+        return EnvpoolAtari(cfg, game, num_envs, seed, evaluation)
+    return _make_gym(cfg, family, game, num_envs, seed, evaluation, backend == "gymnasium-async")
+
+
+def _validate(cfg: EnvConfig) -> None:
+    """Reject values no backend can honour, with the field name in the message."""
+    checks = [
+        (cfg.frame_skip >= 1, "frame_skip must be >= 1"), (cfg.frame_stack >= 1, "frame_stack must be >= 1"),
+        (cfg.screen_size >= 8, "screen_size must be >= 8"), (cfg.noop_max >= 0, "noop_max must be >= 0"),
+        (0.0 <= cfg.sticky_action_prob <= 1.0, "sticky_action_prob must be in [0, 1]"),
+        (cfg.max_episode_steps >= 1, "max_episode_steps must be >= 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(f"bad env config: {message}")
+
+
+def _make_gym(cfg: EnvConfig, family: str, game: str, num_envs: int, seed: int, evaluation: bool,
+              use_async: bool) -> VecEnv:
+    from rlsuite.envs.gym_backend import AsyncGameVec, SyncGameVec
+
+    kw: dict = {"family": family, "game": game, "clip_rewards": cfg.clip_rewards and not evaluation}
+    if family == ATARI:
+        from rlsuite.envs.atari import AtariGame, metric_keys
+
+        factory = partial(AtariGame, cfg, game, evaluation)
+        kw.update(frame_stack=cfg.frame_stack, metric_keys=metric_keys(game))
+    elif family == NETHACK:
+        from rlsuite.envs.nethack import METRIC_KEYS, NetHackGame
+
+        factory = partial(NetHackGame, cfg, game)
+        kw.update(metric_keys=METRIC_KEYS)
+    elif family == MINATAR:
+        from rlsuite.envs.minatar import MinAtarGame
+
+        factory = partial(MinAtarGame, cfg, game)
+    else:
+        assert family == CLASSIC
+        from rlsuite.envs.classic import ClassicGame
+
+        factory = partial(ClassicGame, cfg, game)
+    cls = AsyncGameVec if use_async else SyncGameVec
+    return cls(factory, num_envs, seed, **kw)

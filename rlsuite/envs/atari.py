@@ -5,15 +5,17 @@ Preprocessing (both backends, modelled on envpool's C++ Atari env so outputs agr
   game has FIRE (k-1 no-ops then FIRE), else k no-ops;
 - step: the action repeated `frame_skip` frames (stopping at game over), observation = pixel max of
   the last two grayscale frames, resized to screen_size² with cv2 INTER_AREA; a reset observation
-  is the last frame alone;
+  is the last frame alone; a game that ends within a step shows what envpool shows (see `step`);
 - life loss with `terminal_on_life_loss`: terminated=True while lives remain, but the game is not
   reset — the next "reset" only takes the no-ops/FIRE above and the game goes on (envpool's
   `episodic_life`); the time limit counts agent steps of the whole game.
 - sticky actions are ALE's `repeat_action_probability`.
 
-envpool keeps its own next-step autoreset internally; we reset ended envs at once with a partial
-`reset(env_ids)` so the layer sees same-step autoreset. Montezuma's `rooms` comes from RAM byte 3
-(the room index; verified by stepping: it starts at 1 and changes when the player changes room).
+envpool keeps its own next-step autoreset internally; we step just the ended envs at once (a
+partial `step(actions, env_ids)`, whose action envpool ignores) so the layer sees same-step
+autoreset. With sticky actions off and the same actions both backends give pixel-identical
+observations (tested). Montezuma's `rooms` comes from RAM byte 3, the room index (checked in the
+tests: 1 in the first room, and writing another index into it redraws the screen as that room).
 """
 from __future__ import annotations
 
@@ -100,7 +102,10 @@ class EnvpoolAtari(VecEnv):
     def _reset_ended(self, ids: np.ndarray, frames: np.ndarray, game_over: np.ndarray) -> None:
         """Same-step autoreset: keep the last frames, then reset just these envs."""
         self._final[ids] = frames[ids]
-        obs, info = self._pool.reset(ids.astype(np.int32))
+        # A step of just these envs runs envpool's own autoreset (the action is ignored). An
+        # explicit reset(ids) would not do: it restarts the whole game even after a lost life.
+        ids32 = ids.astype(np.int32)
+        obs, _, _, _, info = self._pool.step(self._actions[: len(ids32)] * 0, ids32)
         frames[ids] = obs[:, 0]
         if self._track_rooms:
             over = ids[game_over[ids]]
@@ -115,6 +120,7 @@ class AtariGame(gym.Env):
     """One ale-py game (frameskip=1 at the ALE) with envpool-equivalent preprocessing."""
 
     def __init__(self, cfg: EnvConfig, game: str, evaluation: bool = False) -> None:
+        from ale_py import Action
         from ale_py.env import AtariEnv
 
         self._env = AtariEnv(rom_name(game), obs_type="grayscale", frameskip=1,
@@ -127,7 +133,8 @@ class AtariGame(gym.Env):
         self.observation_space = gym.spaces.Box(0, 255, (size, size), np.uint8)
         self._size, self._skip = size, cfg.frame_skip
         self._noop_max = max(1, cfg.noop_max)
-        self._fire = cfg.fire_reset and 1 in [int(a) for a in self._actions]
+        self._noop, self._fire_action = Action.NOOP, Action.FIRE
+        self._fire = cfg.fire_reset and Action.FIRE in list(self._actions)
         self._life_loss = cfg.terminal_on_life_loss and not evaluation
         self._cap = cfg.max_episode_steps
         self._track_rooms = game == "MontezumaRevenge"
@@ -153,11 +160,11 @@ class AtariGame(gym.Env):
         # k in 1..noop_max actions in total, the last one FIRE when fire_reset (as envpool).
         noops = int(self._rng.integers(1, self._noop_max + 1)) - int(self._fire)
         for _ in range(noops):
-            self.ale.act(self._actions[0])
+            self.ale.act(self._noop)
             if self.ale.game_over():
                 self.ale.reset_game()
         if self._fire:
-            self.ale.act(self._actions[1])
+            self.ale.act(self._fire_action)
         self._game_over_pending = False
         self._lives = self.ale.lives()
         self._screen(0)
@@ -175,15 +182,16 @@ class AtariGame(gym.Env):
             reward += self.ale.act(a)
             over = self.ale.game_over()
             frames = k + 1
-            if self._skip - k <= 2:  # the last two frames go to the max-pool buffer
-                self._screen(self._skip - k - 1)
+            left = self._skip - k  # envpool's skip_id: frames 2 and 1 before the end go to slots 0, 1
+            if left <= 2:
+                self._screen(2 - left)
             if over:
                 break
         if frames == self._skip and self._skip >= 2:
-            frame = np.maximum(self._buf[0], self._buf[1])
-        else:  # stopped early: the latest frame (envpool would reuse a stale buffer here)
-            self._screen(0)
-            frame = self._buf[0]
+            np.maximum(self._buf[0], self._buf[1], out=self._buf[0])
+        # Else the game ended early and slot 0 holds the third-last frame or, if the game ended in
+        # the first frames, the previous observation's frame: exactly what envpool shows.
+        frame = self._buf[0]
         self._elapsed += 1
         self._visit()
         lives = self.ale.lives()

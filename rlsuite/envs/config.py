@@ -119,8 +119,9 @@ def resolve_env_id(env_id: str) -> tuple[str, str]:
 
 def known_env_ids() -> list[str]:
     """Every id `resolve_env_id` accepts in its shortest form (for `rlsuite list envs`)."""
-    atari = sorted(rom for rom in __import__("ale_py.roms", fromlist=["x"]).get_all_rom_ids())
+    from ale_py.roms import get_all_rom_ids
+
     return (
-        atari + ["montezuma", "nethack"] + list(_NETHACK_IDS)
+        sorted(get_all_rom_ids()) + ["montezuma", "nethack"] + list(_NETHACK_IDS)
         + [f"minatar:{g}" for g in _MINATAR_GAMES] + list(_CLASSIC_IDS)
     )

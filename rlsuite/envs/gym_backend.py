@@ -64,8 +64,8 @@ class SyncGameVec(_GameVec):
 
     def _raw_step(self, actions: np.ndarray) -> RawStep:
         raw = self._raw
-        for i, env in enumerate(self.envs):
-            obs, reward, term, trunc, info = env.step(int(actions[i]))
+        for i, (env, action) in enumerate(zip(self.envs, actions.tolist())):
+            obs, reward, term, trunc, info = env.step(action)
             raw.reward[i], raw.terminated[i], raw.truncated[i] = reward, term, trunc
             over = False
             if term or trunc:
@@ -94,11 +94,11 @@ class SelfResetting(gym.Wrapper):
         obs, reward, term, trunc, info = self.env.step(action)
         out = {"term": bool(term), "trunc": bool(trunc), "over": bool(trunc or (term and info["game_over"]))}
         out.update({k: int(info[k]) for k in self._metric_keys})
+        out["last_obs"] = obs  # present on every step, so gymnasium stacks it into plain arrays
         if term or trunc:
-            out["last_obs"] = obs  # always an array/dict: gymnasium stacks it per env
+            # NLE overwrites its observation arrays in place on reset: keep a copy.
+            out["last_obs"] = {k: v.copy() for k, v in obs.items()} if isinstance(obs, dict) else obs.copy()
             obs, _ = self.env.reset()
-        else:
-            out["last_obs"] = obs
         return obs, float(reward), False, False, out
 
 

@@ -82,16 +82,19 @@ class _Out:
 class VecEnv:
     """Base vector env (gymnasium VectorEnv-compatible attributes); see the module docstring."""
 
-    metadata: dict[str, Any] = {"autoreset_mode": "same-step"}
+    metadata: dict[str, Any] = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
 
     def __init__(
         self, *, num_envs: int, frame_space: gym.Space, action_space: gym.spaces.Discrete, family: str,
-        game: str, frame_stack: int = 1, clip_rewards: bool = False, metric_keys: tuple[str, ...] = (),
+        game: str, frame_stack: int = 0, clip_rewards: bool = False, metric_keys: tuple[str, ...] = (),
     ) -> None:
-        self.num_envs, self.family, self.game, self.frame_stack = num_envs, family, game, frame_stack
+        """frame_stack=0: observations are the backend's frames; k >= 1: a stack axis of k frames."""
+        self.num_envs, self.family, self.game = num_envs, family, game
+        self._stacked = frame_stack >= 1
+        self.frame_stack = max(1, frame_stack)
         self.clip_rewards = clip_rewards
         self.metric_keys = list(metric_keys)
-        if frame_stack > 1:
+        if self._stacked:
             assert isinstance(frame_space, gym.spaces.Box)
             frame_space = gym.spaces.Box(0, 255, (frame_stack, *frame_space.shape), np.uint8)
         self.single_observation_space = frame_space
@@ -119,7 +122,7 @@ class VecEnv:
         frames = self._raw_reset(seed)
         self._cur ^= 1
         out = self._outs[self._cur]
-        if self.frame_stack > 1:
+        if self._stacked:
             out.obs.fill(0)
             np.copyto(out.obs[:, -1], frames)
         else:
@@ -147,7 +150,7 @@ class VecEnv:
 
     def _write_obs(self, out: _Out, prev: _Out, raw: RawStep) -> None:
         ended_rows = np.flatnonzero(out.ended) if out.ended.any() else None
-        if self.frame_stack > 1:
+        if self._stacked:
             # Shift the stack by one frame; ended envs start a fresh stack (zeros + newest frame).
             np.copyto(out.obs[:, :-1], prev.obs[:, 1:])
             np.copyto(out.obs[:, -1], raw.frames)

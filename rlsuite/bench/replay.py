@@ -1,0 +1,109 @@
+"""Replay buffer throughput on Atari-shaped data (`rlsuite bench replay`).
+
+84x84 uint8 frames, stacks of 4, 8 env streams, 3-step returns; episodes end now and then so
+final slots and frame-stack masking are exercised. Measured per configuration: add throughput
+(transitions/s, in 8-env vector steps), uniform sampling and PER sample + update_priorities at
+batch 32 and 256 (samples/s), bytes per transition and the process's peak RSS. One flat dict
+per configuration.
+"""
+from __future__ import annotations
+
+import gc
+import resource
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from rlsuite.replay import ReplayBuffer, ReplayConfig
+
+NUM_ENVS, STACK, N_STEP = 8, 4, 3
+ATARI = spaces.Box(0, 255, (STACK, 84, 84), np.uint8)
+EPISODE_END_P = 1 / 800  # per env step; Atari episodes are hundreds to thousands of steps
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+class _Feeder:
+    """Replays a small pool of random vector steps into a buffer (data generation untimed)."""
+
+    def __init__(self, seed: int = 0, pool: int = 32) -> None:
+        rng = np.random.default_rng(seed)
+        self.obs = rng.integers(0, 256, (pool, NUM_ENVS, STACK, 84, 84), dtype=np.uint8)
+        self.action = rng.integers(0, 18, (pool, NUM_ENVS))
+        self.reward = rng.normal(size=(pool, NUM_ENVS)).astype(np.float32)
+        self.term = rng.random((pool, NUM_ENVS)) < EPISODE_END_P / 2
+        self.trunc = rng.random((pool, NUM_ENVS)) < EPISODE_END_P / 2
+        self.t = 0
+
+    def add(self, buf: ReplayBuffer) -> None:
+        i = self.t % len(self.obs)
+        j = (i + 1) % len(self.obs)
+        buf.add(self.obs[i], self.action[i], self.reward[i], self.term[i], self.trunc[i], self.obs[j])
+        self.t += 1
+
+
+def _rate(step: Callable[[], int], seconds: float) -> tuple[float, float]:
+    """Items per second of `step` (which returns the items it handled), run for `seconds`."""
+    items, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        items += step()
+    return items / elapsed, elapsed
+
+
+def _record(buf: ReplayBuffer, op: str, batch: int | None, rate: float, elapsed: float, capacity: int) -> dict:
+    return {
+        "bench": "replay", "op": op, "prioritized": buf.cfg.prioritized, "batch_size": batch,
+        "capacity": capacity, "num_envs": NUM_ENVS, "frame_stack": STACK, "n_step": N_STEP,
+        "rate": round(rate, 1), "unit": "transitions/s" if op == "add" else "samples/s",
+        "seconds": round(elapsed, 2), "bytes_per_transition": round(buf.memory_bytes() / capacity, 1),
+        "peak_rss_mb": round(_peak_rss_mb(), 1), "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _bench_one(prioritized: bool, capacity: int, seconds: float) -> list[dict]:
+    cfg = ReplayConfig(capacity=capacity, prioritized=prioritized)
+    buf = ReplayBuffer(cfg, ATARI, NUM_ENVS, frame_stack=STACK, n_step=N_STEP, gamma=0.99, seed=0)
+    feed = _Feeder()
+
+    def add() -> int:
+        feed.add(buf)
+        return NUM_ENVS
+
+    # Adds are timed while the ring is still filling (fresh pages are part of the real cost).
+    rate, elapsed = _rate(add, seconds)
+    rows = [_record(buf, "add", None, rate, elapsed, capacity)]
+    while buf.num_added < capacity + NUM_ENVS * 100:  # fill and wrap before sampling
+        feed.add(buf)
+    gen = torch.Generator().manual_seed(1)
+    for batch in (32, 256):
+        def sample() -> int:
+            b = buf.sample(batch, beta=0.5)
+            if prioritized:
+                buf.update_priorities(b.indices, torch.rand(batch, generator=gen))
+            return batch
+
+        buf.sample(batch)  # allocate the reused batch tensors outside the timing
+        rate, elapsed = _rate(sample, seconds)
+        rows.append(_record(buf, "sample+update" if prioritized else "sample", batch, rate, elapsed, capacity))
+    return rows
+
+
+def bench_replay(capacity: int = 200_000, seconds: float = 3.0) -> list[dict]:
+    """Uniform then prioritized buffer; each measurement runs for `seconds`."""
+    rows = []
+    for prioritized in (False, True):
+        rows += _bench_one(prioritized, capacity, seconds)
+        gc.collect()  # release the first buffer before the second one fills
+    return rows
+
+
+if __name__ == "__main__":
+    import json
+
+    for row in bench_replay():
+        print(json.dumps(row), flush=True)

@@ -1,0 +1,37 @@
+"""Classic control game env: the registered gymnasium env plus our time limit.
+
+The registered limit (CartPole-v1: 500 steps) still applies; `max_episode_steps` can only shorten it.
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from rlsuite.envs.config import EnvConfig
+
+
+class ClassicGame(gym.Env):
+    """A classic-control env with float32 observations and a time limit in agent steps."""
+
+    def __init__(self, cfg: EnvConfig, env_id: str) -> None:
+        # The passive checker costs time on every step and checks nothing we rely on.
+        self._env = gym.make(env_id, disable_env_checker=True)
+        space = self._env.observation_space
+        self.observation_space = gym.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32),
+                                                space.shape, np.float32)
+        self.action_space = self._env.action_space
+        self._cap, self._elapsed = cfg.max_episode_steps, 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        obs, info = self._env.reset(seed=seed)
+        self._elapsed = 0
+        return obs, info
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        obs, reward, term, trunc, _ = self._env.step(action)
+        self._elapsed += 1
+        truncated = bool(trunc) or self._elapsed >= self._cap
+        return obs, float(reward), bool(term) and not truncated, truncated, {"game_over": True}
+
+    def close(self) -> None:
+        self._env.close()

@@ -1,0 +1,41 @@
+"""MinAtar game env: channels-first uint8 observations, minimal action set, sticky actions.
+
+The minatar package returns (10, 10, C) booleans; agents get (C, 10, 10) uint8 like Atari frames.
+Sticky actions use the package's own `sticky_action_prob` (MinAtar's default is 0.1).
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from rlsuite.envs.config import EnvConfig
+from rlsuite.errors import require
+
+
+class MinAtarGame(gym.Env):
+    """One MinAtar game with a time limit in agent steps."""
+
+    def __init__(self, cfg: EnvConfig, game: str) -> None:
+        minatar = require("minatar", "minatar")
+        self._env = minatar.Environment(game, sticky_action_prob=cfg.sticky_action_prob)
+        self._actions = list(self._env.minimal_action_set())
+        h, w, c = self._env.state_shape()
+        self.observation_space = gym.spaces.Box(0, 1, (c, h, w), np.uint8)
+        self.action_space = gym.spaces.Discrete(len(self._actions))
+        self._cap, self._elapsed = cfg.max_episode_steps, 0
+
+    def _obs(self) -> np.ndarray:
+        return np.ascontiguousarray(self._env.state().transpose(2, 0, 1), dtype=np.uint8)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        if seed is not None:
+            self._env.seed(seed)
+        self._env.reset()
+        self._elapsed = 0
+        return self._obs(), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        reward, terminal = self._env.act(self._actions[action])
+        self._elapsed += 1
+        truncated = self._elapsed >= self._cap
+        return self._obs(), float(reward), bool(terminal) and not truncated, truncated, {"game_over": True}

@@ -1,0 +1,80 @@
+"""NetHack (NLE) game env: only the observation keys the agents use, our own seeding and metrics.
+
+Requesting just `chars`, `colors` and `blstats` (instead of NLE's fourteen default keys, tty and
+inventory included) and bypassing gymnasium's per-step checkers is what makes this layer fast.
+Each reset draws fresh NetHack core/display seeds from a generator seeded by `seed`, so a seeded
+run replays the same games while successive games still differ.
+Metrics (valid at game over): `score` (in-game score), `depth` (deepest dungeon level reached),
+`xp` (experience level), `turns` (game turns) — the larger of the last two status lines,
+because NLE's observation after death can hold a cleared status line.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from rlsuite.envs.config import EnvConfig
+from rlsuite.errors import require
+
+OBS_KEYS = ("chars", "colors", "blstats")
+METRIC_KEYS = ("score", "depth", "xp", "turns")
+
+
+class NetHackGame(gym.Env):
+    """One NLE task with a reduced observation dict and a time limit in agent steps."""
+
+    def __init__(self, cfg: EnvConfig, task: str) -> None:
+        require("nle", "nethack")
+        from nle import nethack
+
+        spec = gym.spec(task)
+        cls = gym.envs.registration.load_env_creator(spec.entry_point)
+        # NLE's own step limit is pushed past ours, so truncation is always ours.
+        self._env = cls(**spec.kwargs, observation_keys=OBS_KEYS, max_episode_steps=cfg.max_episode_steps + 1)
+        self.observation_space = gym.spaces.Dict({k: self._env.observation_space[k] for k in OBS_KEYS})
+        self.action_space = self._env.action_space
+        self._cap = cfg.max_episode_steps
+        self._idx = [nethack.NLE_BL_SCORE, nethack.NLE_BL_DEPTH, nethack.NLE_BL_XP, nethack.NLE_BL_TIME]
+        self._depth_idx = nethack.NLE_BL_DEPTH
+        self._last_bl = np.zeros(27, np.int64)  # status line of the previous step
+        self._depth = 0
+        # Reused every step; the metrics in it are only updated (and only meaningful) at a game end.
+        self._info: dict[str, Any] = {"game_over": True, **dict.fromkeys(METRIC_KEYS, 0)}
+        self._rng = np.random.default_rng()
+        self._elapsed = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        core, disp = (int(x) for x in self._rng.integers(1, 2**31, size=2))
+        self._env.seed(core=core, disp=disp, reseed=False)
+        obs, info = self._env.reset()
+        self._elapsed = 0
+        np.copyto(self._last_bl, obs["blstats"])
+        self._depth = int(self._last_bl[self._depth_idx])
+        return obs, info
+
+    def step(self, action: int) -> tuple[dict, float, bool, bool, dict[str, Any]]:
+        obs, reward, term, _, _ = self._env.step(action)
+        self._elapsed += 1
+        blstats = obs["blstats"]
+        depth = int(blstats[self._depth_idx])
+        if depth > self._depth:
+            self._depth = depth
+        truncated = self._elapsed >= self._cap
+        if term or truncated:
+            self._write_metrics(blstats)
+        else:
+            np.copyto(self._last_bl, blstats)  # NLE overwrites its arrays in place
+        return obs, float(reward), bool(term) and not truncated, truncated, self._info
+
+    def _write_metrics(self, blstats: np.ndarray) -> None:
+        """Game-end metrics; the last status line before death counts, as NLE may clear it at death."""
+        peak = np.maximum(self._last_bl[self._idx], blstats[self._idx])
+        self._info.update(zip(METRIC_KEYS, peak.tolist()))
+        self._info["depth"] = max(self._depth, self._info["depth"])
+
+    def close(self) -> None:
+        self._env.close()

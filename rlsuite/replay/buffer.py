@@ -1,0 +1,319 @@
+"""The replay buffer: storage (:mod:`.storage`), samplers (uniform here, prioritized in
+:mod:`.sumtree`) and the tensor operators (:mod:`.ops`) behind one small class.
+
+Frames are stored once per env stream and frame stacks, n-step returns and next observations
+are rebuilt at sample time (see :mod:`rlsuite.replay.storage` for the layout). Sampling uses its
+own ``torch.Generator`` so it is deterministic given ``seed`` and resumes exactly.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import Tensor
+
+from rlsuite.errors import UserError
+from rlsuite.replay import ops, persist
+from rlsuite.replay.storage import StreamStorage
+from rlsuite.replay.sumtree import PrioritySampler
+
+Obs = Tensor | dict[str, Tensor]
+_FLAG_BYTES = 5  # first, terminated, truncated, final, valid (one bool each)
+_BOX_KEY = "obs"  # storage key of a non-Dict observation
+
+
+@dataclass
+class ReplayConfig:
+    capacity: int = 1_000_000
+    """Transitions kept in total across all env streams (Dopamine: 1M); the final observation of each episode takes one of these slots."""
+    prioritized: bool = False
+    """Proportional prioritized replay (Schaul et al. 2016) instead of uniform sampling."""
+    alpha: float = 0.5
+    """PER priority exponent: P(i) is proportional to (|TD error| + priority_eps)^alpha (Dopamine Rainbow: 0.5)."""
+    beta_start: float = 0.4
+    """PER importance-sampling exponent at the start of training (Schaul et al. 2016: 0.4)."""
+    beta_end: float = 1.0
+    """PER importance-sampling exponent at the end of training; the caller anneals beta and passes it to sample()."""
+    priority_eps: float = 1e-6
+    """Added to |TD error| before the exponent, so no transition gets zero probability."""
+
+
+@dataclass
+class Batch:
+    """A sampled batch. Its tensors may live in buffers reused by the next ``sample()`` call:
+    a Batch is valid until then (clone what you keep)."""
+
+    obs: Obs
+    """(B, *obs_shape) stacked observations (dict of tensors for Dict spaces)."""
+    action: Tensor
+    """int64 (B,)."""
+    reward: Tensor
+    """float32 (B,): n-step discounted return, cut at the episode end."""
+    discount: Tensor
+    """float32 (B,): 0 if the episode terminated within the n steps, else gamma^k (k rewards summed)."""
+    next_obs: Obs
+    """(B, *obs_shape) observation to bootstrap from (the true final observation at an episode end)."""
+    weights: Tensor
+    """float32 (B,): importance-sampling weights (ones for uniform replay)."""
+    indices: Tensor
+    """int64 (B,): global slot ids, for update_priorities()."""
+
+
+def _frame_specs(space: spaces.Space, frame_stack: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Per-key (frame shape, dtype) of what one slot stores."""
+    subspaces = dict(space.spaces) if isinstance(space, spaces.Dict) else {_BOX_KEY: space}
+    specs = {}
+    for key, sub in subspaces.items():
+        if not isinstance(sub, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
+            raise UserError(f"replay buffer cannot store observation space {sub} (key '{key}'); use Box, Discrete, MultiDiscrete, MultiBinary or a Dict of them")
+        shape = tuple(sub.shape)
+        if frame_stack > 1:
+            if not shape or shape[0] != frame_stack:
+                raise UserError(f"frame_stack={frame_stack} but observation '{key}' has shape {shape}; the stack must be the leading axis")
+            shape = shape[1:]
+        specs[str(key)] = (shape, torch.from_numpy(np.empty(0, dtype=sub.dtype)).dtype)
+    return specs
+
+
+def _numpy(x) -> np.ndarray:
+    """Arrays from the env layer (numpy, or torch tensors on any device) as numpy, no copy if possible."""
+    return x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
+
+
+def _tree_bytes(num_slots: int) -> int:
+    """Sum-tree plus min-tree, float64, 2 * next_pow2(num_slots) nodes each."""
+    return 2 * 2 * (1 << max(0, (num_slots - 1).bit_length())) * 8
+
+
+class ReplayBuffer:
+    """Uniform or prioritized n-step replay with frame stacks rebuilt at sample time.
+
+    ``add`` takes one vector step (leading ``num_envs`` axis); ``sample`` returns a
+    :class:`Batch`. Sampleable transitions never cross an episode boundary, never use a frame
+    overwritten by the ring and never need a slot not written yet (rule in
+    :meth:`StreamStorage._sampleable`).
+    """
+
+    def __init__(
+        self,
+        cfg: ReplayConfig,
+        observation_space: spaces.Space,
+        num_envs: int,
+        *,
+        frame_stack: int = 1,
+        n_step: int = 1,
+        gamma: float = 0.99,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if num_envs < 1 or frame_stack < 1 or n_step < 1:
+            raise UserError(f"replay needs num_envs, frame_stack and n_step >= 1 (got {num_envs}, {frame_stack}, {n_step})")
+        slots = cfg.capacity // num_envs
+        if slots < frame_stack + n_step + 3:
+            raise UserError(f"replay capacity {cfg.capacity} is too small for {num_envs} envs; give each env at least frame_stack + n_step + 3 = {frame_stack + n_step + 3} slots")
+        self.cfg, self.num_envs, self.slots = cfg, num_envs, slots
+        self.frame_stack, self.n_step, self.gamma = frame_stack, n_step, gamma
+        self.observation_space = observation_space
+        self.device = torch.device(device)
+        self._is_dict = isinstance(observation_space, spaces.Dict)
+        self._specs = _frame_specs(observation_space, frame_stack)
+        self._storage = StreamStorage(self._specs, num_envs, slots, frame_stack, n_step)
+        self._priority = PrioritySampler(num_envs * slots, cfg.alpha, cfg.priority_eps) if cfg.prioritized else None
+        self._gen = torch.Generator().manual_seed(seed)
+        self._out: dict[int, dict[str, Tensor]] = {}  # preallocated obs/next_obs per batch size
+        self._copy_done: torch.cuda.Event | None = None
+
+    # ------------------------------------------------------------------ adding
+
+    def add(self, obs, action, reward, terminated, truncated, final_obs=None) -> None:
+        """Store one vector step. ``obs`` is what the action was taken in (stacked, as the
+        agent saw it); ``final_obs`` rows are read only where ``terminated | truncated``: the
+        true last observation of episodes that ended on this step (same-step autoreset)."""
+        term = self._column(terminated, np.bool_)
+        trunc = self._column(truncated, np.bool_)
+        if final_obs is None and (term | trunc).any():
+            raise ValueError("an episode ended on this step but final_obs is None; pass the true final observation")
+        frames = self._newest_frames(obs)
+        final = None if final_obs is None else self._newest_frames(final_obs)
+        changed, sampleable = self._storage.write(
+            frames, self._column(action, np.int64), self._column(reward, np.float32), term, trunc, final
+        )
+        if self._priority is not None:
+            self._priority.set_sampleable(changed, sampleable)
+
+    def _column(self, x, dtype: type) -> np.ndarray:
+        a = _numpy(x).astype(dtype, copy=False).reshape(-1)
+        if a.shape[0] != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} values (one per env), got shape {np.shape(x)}")
+        return a
+
+    def _newest_frames(self, obs) -> dict[str, np.ndarray]:
+        """Per storage key, the (num_envs, *frame_shape) frames a slot keeps."""
+        parts = obs if self._is_dict else {_BOX_KEY: obs}
+        out = {}
+        for key, (shape, _) in self._specs.items():
+            x = _numpy(parts[key])
+            if self.frame_stack > 1:
+                x = x[:, -1]  # the older frames of the stack are already stored
+            if x.shape != (self.num_envs, *shape):
+                raise ValueError(f"observation '{key}' has frames of shape {x.shape}, expected {(self.num_envs, *shape)}")
+            out[key] = x
+        return out
+
+    # ------------------------------------------------------------------ sampling
+
+    def sample(self, batch_size: int, beta: float = 1.0) -> Batch:
+        """Sample ``batch_size`` transitions (with replacement). ``beta`` is the PER
+        importance-sampling exponent (ignored by uniform replay). The returned tensors may be
+        reused by the next call: a Batch is valid until the next ``sample()``."""
+        if len(self) == 0:
+            raise RuntimeError("cannot sample from a replay buffer with no complete transition; add more steps first")
+        if self._copy_done is not None:
+            self._copy_done.synchronize()  # the previous batch's async copy still reads our buffers
+        if self._priority is not None:
+            gidx, weights = self._priority.sample(batch_size, beta, self._gen)
+        else:
+            gidx, weights = self._uniform_indices(batch_size), torch.ones(batch_size)
+        st = self._storage
+        env, t = gidx // self.slots, gidx % self.slots
+        ret, discount, boot = ops.nstep_returns(st.reward, st.terminated, st.truncated, t, env, self.n_step, self.gamma)
+        out = self._out_buffers(batch_size)
+        batch = Batch(
+            obs=self._stacks(t, env, out, "obs"),
+            action=st.action.view(-1)[gidx],
+            reward=ret,
+            discount=discount,
+            next_obs=self._stacks(boot, env, out, "next_obs"),
+            weights=weights,
+            indices=gidx,
+        )
+        return batch if self.device.type == "cpu" else self._to_device(batch)
+
+    def _uniform_indices(self, batch_size: int) -> Tensor:
+        """Rejection sampling from the written rectangle (env x slot): exactly uniform over
+        sampleable slots, and usually one round since almost every written slot is one."""
+        st = self._storage
+        width = min(int(st.cursor.max()), self.slots)
+        area = self.num_envs * width
+        valid, picked, need = st.valid.view(-1), [], batch_size
+        while need > 0:
+            draws = min(1 << 20, math.ceil(need * area / max(1, len(self)) * 1.1) + 8)
+            r = torch.randint(area, (draws,), generator=self._gen)
+            gidx = (r // width) * self.slots + r % width
+            gidx = gidx[valid[gidx]][:need]
+            picked.append(gidx)
+            need -= gidx.numel()
+        return picked[0] if len(picked) == 1 else torch.cat(picked)
+
+    def _out_buffers(self, batch_size: int) -> dict[str, Tensor]:
+        # Reused across calls: fresh multi-MB tensors per batch cost page faults every time.
+        if batch_size not in self._out:
+            pin = self.device.type == "cuda"
+            self._out[batch_size] = {
+                f"{which}.{key}": torch.empty((batch_size, self.frame_stack, *shape), dtype=dtype, pin_memory=pin)
+                for which in ("obs", "next_obs")
+                for key, (shape, dtype) in self._specs.items()
+            }
+        return self._out[batch_size]
+
+    def _stacks(self, t: Tensor, env: Tensor, out: dict[str, Tensor], which: str) -> Obs:
+        st, result = self._storage, {}
+        for key, (shape, _) in self._specs.items():
+            stacked = ops.frame_stack_gather(st.frames[key], st.first, t, env, self.frame_stack, out=out[f"{which}.{key}"])
+            result[key] = stacked if self.frame_stack > 1 else stacked.view(t.numel(), *shape)
+        return result if self._is_dict else result[_BOX_KEY]
+
+    def _to_device(self, batch: Batch) -> Batch:
+        def move(x: Obs) -> Obs:
+            if isinstance(x, dict):
+                return {k: v.to(self.device, non_blocking=True) for k, v in x.items()}
+            return x.to(self.device, non_blocking=True)
+
+        moved = Batch(**{name: move(value) for name, value in vars(batch).items()})
+        if self.device.type == "cuda":
+            self._copy_done = torch.cuda.Event()
+            self._copy_done.record()
+        return moved
+
+    def update_priorities(self, indices: Tensor, priorities: Tensor) -> None:
+        """Set the priorities of sampled transitions from their |TD error|: stored as
+        ``(p + eps)^alpha``. Slots that stopped being sampleable since are skipped."""
+        if self._priority is None:
+            return
+        idx = torch.as_tensor(indices).to("cpu", torch.int64).reshape(-1)
+        p = torch.as_tensor(priorities).detach().to("cpu", torch.float64).reshape(-1)
+        self._priority.update(idx, p, self._storage.valid.view(-1)[idx])
+
+    # ------------------------------------------------------------------ sizes
+
+    def __len__(self) -> int:
+        """Number of transitions that can be sampled now."""
+        return self._storage.num_valid
+
+    @property
+    def num_added(self) -> int:
+        """Transitions added since creation (num_envs per add)."""
+        return self._storage.num_added
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the storage and the priority trees."""
+        total = sum(t.numel() * t.element_size() for t in self._storage.fields().values())
+        if self._priority is not None:
+            total += (self._priority.sum_tree.numel() + self._priority.min_tree.numel()) * 8
+        return total
+
+    @staticmethod
+    def projected_bytes(capacity: int, observation_space: spaces.Space, frame_stack: int) -> int:
+        """Upper bound of memory_bytes() for ``capacity`` (prioritized trees included)."""
+        frame = sum(math.prod(s) * torch.empty(0, dtype=d).element_size() for s, d in _frame_specs(observation_space, frame_stack).values())
+        return capacity * (frame + 8 + 4 + _FLAG_BYTES) + _tree_bytes(capacity)
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict:
+        """Small state (cursors, counters, max priority, sampling RNG); JSON-serialisable.
+        Meaningful only together with the matching storage (see save/load)."""
+        return {
+            "storage": self._storage.state_dict(),
+            "rng": bytes(self._gen.get_state().numpy()).hex(),
+            "max_priority": None if self._priority is None else self._priority.max_priority,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["storage"]["cursor"]) != self.num_envs:
+            raise UserError(f"replay state is for {len(state['storage']['cursor'])} envs, this buffer has {self.num_envs}")
+        self._storage.load_state_dict(state["storage"])
+        self._gen.set_state(torch.frombuffer(bytearray.fromhex(state["rng"]), dtype=torch.uint8))
+        if self._priority is not None and state.get("max_priority") is not None:
+            self._priority.max_priority = float(state["max_priority"])
+
+    def _persisted(self) -> dict[str, Tensor]:
+        fields = self._storage.fields()
+        if self._priority is not None:
+            fields["priority"] = self._priority.leaves().view(self.num_envs, self.slots)
+        return fields
+
+    def _layout(self) -> dict:
+        specs = {k: [list(s), str(d)] for k, (s, d) in self._specs.items()}
+        return {"num_envs": self.num_envs, "slots": self.slots, "frame_stack": self.frame_stack,
+                "n_step": self.n_step, "prioritized": self._priority is not None, "frames": specs}
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write storage (chunked .npy files) and state to ``directory`` atomically."""
+        persist.save_fields(directory, self._persisted(), {"layout": self._layout(), "state": self.state_dict()})
+
+    def load(self, directory: str | os.PathLike) -> None:
+        """Restore a buffer written by :meth:`save`; raises UserError if its shape differs."""
+        meta = persist.read_meta(directory)
+        mine, theirs = self._layout(), meta.get("layout", {})
+        diff = [f"{k}={theirs.get(k)} (expected {v})" for k, v in mine.items() if theirs.get(k) != v]
+        if diff:
+            raise UserError(f"replay {directory} has a different shape: {', '.join(diff)}")
+        persist.load_fields(directory, meta, self._persisted())
+        self.load_state_dict(meta["state"])
+        if self._priority is not None:
+            self._priority.load_leaves(self._priority.leaves().clone())
