@@ -427,13 +427,13 @@ def test_bad_inputs():
 
 @settings(max_examples=60, deadline=None)
 @given(
-    leaves=st.lists(st.integers(0, 9), min_size=1, max_size=40),
-    updates=st.lists(st.tuples(st.integers(0, 39), st.integers(0, 9)), max_size=30),
+    leaves=st.lists(st.integers(0, 9), min_size=1, max_size=300),
+    updates=st.lists(st.tuples(st.integers(0, 299), st.integers(0, 9)), max_size=30),
     seed=st.integers(0, 1000),
 )
 def test_sum_and_min_tree_against_bruteforce(leaves, updates, seed):
-    size = 1 << max(0, (len(leaves) - 1).bit_length())
-    sum_tree, min_tree = torch.zeros(2 * size, dtype=torch.float64), torch.full((2 * size,), math.inf, dtype=torch.float64)
+    size = ops.tree_size(len(leaves))
+    sum_tree, min_tree = torch.zeros(size, dtype=torch.float64), torch.full((size,), math.inf, dtype=torch.float64)
     values = np.array(leaves, np.float64)
     ops.sum_tree_update(sum_tree, torch.arange(len(leaves)), torch.tensor(values))
     ops.min_tree_update(min_tree, torch.arange(len(leaves)), torch.tensor(values))
@@ -444,13 +444,18 @@ def test_sum_and_min_tree_against_bruteforce(leaves, updates, seed):
         ops.min_tree_update(min_tree, idx, val.double())
         for i, v in updates:
             values[i] = v
-    assert sum_tree[1].item() == values.sum() and min_tree[1].item() == values.min()
+    assert sum_tree[0].item() == values.sum() and min_tree[0].item() == values.min()
+    rebuilt = sum_tree.clone()
+    inner = size - (size * (ops.TREE_FANOUT - 1) + 1) // ops.TREE_FANOUT
+    rebuilt[:inner] = -1  # garble every inner node
+    ops.tree_rebuild(rebuilt, "sum")
+    assert torch.equal(rebuilt, sum_tree)
     if values.sum() > 0:  # prefixes x + 0.5 never sit on a boundary of integer leaves
         prefix = np.random.default_rng(seed).integers(0, int(values.sum()), 50) + 0.5
         want = np.searchsorted(np.cumsum(values), prefix, side="right")
         assert ops.sum_tree_search(sum_tree, torch.tensor(prefix)).tolist() == want.tolist()
-        edge = ops.sum_tree_search(sum_tree, torch.tensor([values.sum()]))  # rounding at the top
-        assert values[edge.item()] > 0
+        edge = ops.sum_tree_search(sum_tree, torch.tensor([values.sum(), values.sum() * 2]))  # past the top
+        assert (torch.tensor(values)[edge] > 0).all()
 
 
 @settings(max_examples=40, deadline=None)

@@ -93,13 +93,22 @@ def _bench_one(prioritized: bool, capacity: int, seconds: float) -> list[dict]:
     return rows
 
 
-def bench_replay(capacity: int = 200_000, seconds: float = 3.0) -> list[dict]:
-    """Uniform then prioritized buffer; each measurement runs for `seconds`."""
-    rows = []
-    for prioritized in (False, True):
-        rows += _bench_one(prioritized, capacity, seconds)
-        gc.collect()  # release the first buffer before the second one fills
-    return rows
+def bench_replay(capacity: int = 200_000, seconds: float = 3.0, threads: int = 1) -> list[dict]:
+    """Uniform then prioritized buffer; each measurement runs for `seconds`.
+
+    Runs with `threads` torch threads (default 1): the operators are small, and an intra-op
+    pool spinning on a loaded machine made the same code up to 10x slower in our runs.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        rows = []
+        for prioritized in (False, True):
+            rows += _bench_one(prioritized, capacity, seconds)
+            gc.collect()  # release the first buffer before the second one fills
+        return rows
+    finally:
+        torch.set_num_threads(previous)
 
 
 if __name__ == "__main__":

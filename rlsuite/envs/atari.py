@@ -27,14 +27,16 @@ import numpy as np
 
 from rlsuite.envs.config import EnvConfig
 from rlsuite.envs.vector import RawStep, VecEnv
-from rlsuite.errors import require
+from rlsuite.errors import UserError, require
 
 ROOM_RAM_BYTE = 3  # Montezuma's Revenge: index of the current room
 
 
 def rom_name(game: str) -> str:
     """'MontezumaRevenge' -> 'montezuma_revenge' (ale-py rom id)."""
-    return "".join("_" + c.lower() if c.isupper() else c for c in game).lstrip("_")
+    from ale_py.roms import get_all_rom_ids
+
+    return next(rom for rom in get_all_rom_ids() if rom.replace("_", "") == game.lower())
 
 
 def metric_keys(game: str) -> tuple[str, ...]:
@@ -55,6 +57,8 @@ class EnvpoolAtari(VecEnv):
             gray_scale=True, use_inter_area_resize=True,
         )
         self._task = f"{game}-v5"
+        if self._task not in self._envpool.list_all_envs():
+            raise UserError(f"envpool has no Atari game '{game}'; use backend='gymnasium' (ale-py)")
         self._pool = self._make_pool(seed)
         size = cfg.screen_size
         super().__init__(
@@ -89,11 +93,11 @@ class EnvpoolAtari(VecEnv):
         np.copyto(self._actions, actions, casting="unsafe")
         obs, reward, term, trunc, info = self._pool.step(self._actions)
         frames = obs[:, 0]
-        game_over = trunc | (term & (info["terminated"] != 0))
+        game_over = trunc | (term & (info["terminated"] != 0))  # envpool's info "terminated" = game over
         raw = RawStep(frames, self._final, reward, term, trunc, game_over)
         if self._track_rooms:
             self._visited[self._rows, info["ram"][:, ROOM_RAM_BYTE]] = True
-            raw.metrics["rooms"] = self._visited.sum(1)
+            raw.metrics["rooms"] = self._visited.sum(1)  # counted before a game-over clears it
         ended = term | trunc
         if ended.any():
             self._reset_ended(np.flatnonzero(ended), frames, game_over)

@@ -8,6 +8,7 @@ described in vector.py: the sync one in its loop, the async one inside each work
 """
 from __future__ import annotations
 
+import pickle
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -77,6 +78,20 @@ class SyncGameVec(_GameVec):
             raw.game_over[i] = over
             _set_row(raw.frames, i, obs)
         return raw
+
+    def state_dict(self) -> bytes | None:
+        """Everything needed to continue bit-identically (for exact resume), or None when a game
+        cannot be pickled (ALE and NLE hold native emulator state)."""
+        try:
+            return pickle.dumps({"envs": self.envs, "seed": self._seed, "loop": self._loop_state()})
+        except (TypeError, pickle.PicklingError, AttributeError):
+            return None
+
+    def load_state_dict(self, state: bytes) -> None:
+        data = pickle.loads(state)
+        self.close()
+        self.envs, self._seed = data["envs"], data["seed"]
+        self._set_loop_state(data["loop"])
 
     def close(self) -> None:
         for env in self.envs:

@@ -176,6 +176,14 @@ class VecEnv:
             self._ep_return[raw.game_over] = 0.0
             self._ep_length[raw.game_over] = 0
 
+    def _loop_state(self) -> dict[str, Any]:
+        """What the base class carries between steps (stacks, running game return/length)."""
+        return {"outs": self._outs, "cur": self._cur, "ep_return": self._ep_return, "ep_length": self._ep_length}
+
+    def _set_loop_state(self, state: dict[str, Any]) -> None:
+        self._outs, self._cur = state["outs"], state["cur"]
+        self._ep_return, self._ep_length = state["ep_return"], state["ep_length"]
+
     def __enter__(self) -> "VecEnv":
         return self
 

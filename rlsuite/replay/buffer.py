@@ -29,15 +29,15 @@ _BOX_KEY = "obs"  # storage key of a non-Dict observation
 @dataclass
 class ReplayConfig:
     capacity: int = 1_000_000
-    """Transitions kept in total across all env streams (Dopamine: 1M); the final observation of each episode takes one of these slots."""
+    """Transitions kept in total across all env streams (Dopamine: 1M); each episode's final obs takes a slot."""
     prioritized: bool = False
     """Proportional prioritized replay (Schaul et al. 2016) instead of uniform sampling."""
     alpha: float = 0.5
-    """PER priority exponent: P(i) is proportional to (|TD error| + priority_eps)^alpha (Dopamine Rainbow: 0.5)."""
+    """PER priority exponent: P(i) proportional to (|TD error| + priority_eps)^alpha (Dopamine: 0.5)."""
     beta_start: float = 0.4
     """PER importance-sampling exponent at the start of training (Schaul et al. 2016: 0.4)."""
     beta_end: float = 1.0
-    """PER importance-sampling exponent at the end of training; the caller anneals beta and passes it to sample()."""
+    """PER importance-sampling exponent at the end; the caller anneals beta and passes it to sample()."""
     priority_eps: float = 1e-6
     """Added to |TD error| before the exponent, so no transition gets zero probability."""
 
@@ -69,11 +69,13 @@ def _frame_specs(space: spaces.Space, frame_stack: int) -> dict[str, tuple[tuple
     specs = {}
     for key, sub in subspaces.items():
         if not isinstance(sub, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
-            raise UserError(f"replay buffer cannot store observation space {sub} (key '{key}'); use Box, Discrete, MultiDiscrete, MultiBinary or a Dict of them")
+            raise UserError(f"replay buffer cannot store observation space {sub} (key '{key}'); "
+                            "use Box, Discrete, MultiDiscrete, MultiBinary or a Dict of them")
         shape = tuple(sub.shape)
         if frame_stack > 1:
             if not shape or shape[0] != frame_stack:
-                raise UserError(f"frame_stack={frame_stack} but observation '{key}' has shape {shape}; the stack must be the leading axis")
+                raise UserError(f"frame_stack={frame_stack} but observation '{key}' has shape {shape}; "
+                                "the stack must be the leading axis")
             shape = shape[1:]
         specs[str(key)] = (shape, torch.from_numpy(np.empty(0, dtype=sub.dtype)).dtype)
     return specs
@@ -85,8 +87,8 @@ def _numpy(x) -> np.ndarray:
 
 
 def _tree_bytes(num_slots: int) -> int:
-    """Sum-tree plus min-tree, float64, 2 * next_pow2(num_slots) nodes each."""
-    return 2 * 2 * (1 << max(0, (num_slots - 1).bit_length())) * 8
+    """Sum-tree plus min-tree, float64."""
+    return 2 * ops.tree_size(num_slots) * 8
 
 
 class ReplayBuffer:
@@ -111,10 +113,12 @@ class ReplayBuffer:
         device: str | torch.device = "cpu",
     ) -> None:
         if num_envs < 1 or frame_stack < 1 or n_step < 1:
-            raise UserError(f"replay needs num_envs, frame_stack and n_step >= 1 (got {num_envs}, {frame_stack}, {n_step})")
+            raise UserError(f"replay needs num_envs, frame_stack and n_step >= 1 "
+                            f"(got {num_envs}, {frame_stack}, {n_step})")
         slots = cfg.capacity // num_envs
         if slots < frame_stack + n_step + 3:
-            raise UserError(f"replay capacity {cfg.capacity} is too small for {num_envs} envs; give each env at least frame_stack + n_step + 3 = {frame_stack + n_step + 3} slots")
+            raise UserError(f"replay capacity {cfg.capacity} is too small for {num_envs} envs; give each env "
+                            f"at least frame_stack + n_step + 3 = {frame_stack + n_step + 3} slots")
         self.cfg, self.num_envs, self.slots = cfg, num_envs, slots
         self.frame_stack, self.n_step, self.gamma = frame_stack, n_step, gamma
         self.observation_space = observation_space
@@ -122,7 +126,8 @@ class ReplayBuffer:
         self._is_dict = isinstance(observation_space, spaces.Dict)
         self._specs = _frame_specs(observation_space, frame_stack)
         self._storage = StreamStorage(self._specs, num_envs, slots, frame_stack, n_step)
-        self._priority = PrioritySampler(num_envs * slots, cfg.alpha, cfg.priority_eps) if cfg.prioritized else None
+        self._priority = (PrioritySampler(num_envs * slots, cfg.alpha, cfg.priority_eps)
+                          if cfg.prioritized else None)
         self._gen = torch.Generator().manual_seed(seed)
         self._out: dict[int, dict[str, Tensor]] = {}  # preallocated obs/next_obs per batch size
         self._copy_done: torch.cuda.Event | None = None
@@ -136,7 +141,8 @@ class ReplayBuffer:
         term = self._column(terminated, np.bool_)
         trunc = self._column(truncated, np.bool_)
         if final_obs is None and (term | trunc).any():
-            raise ValueError("an episode ended on this step but final_obs is None; pass the true final observation")
+            raise ValueError("an episode ended on this step but final_obs is None; "
+                             "pass the true final observation")
         frames = self._newest_frames(obs)
         final = None if final_obs is None else self._newest_frames(final_obs)
         changed, sampleable = self._storage.write(
@@ -160,7 +166,8 @@ class ReplayBuffer:
             if self.frame_stack > 1:
                 x = x[:, -1]  # the older frames of the stack are already stored
             if x.shape != (self.num_envs, *shape):
-                raise ValueError(f"observation '{key}' has frames of shape {x.shape}, expected {(self.num_envs, *shape)}")
+                raise ValueError(f"observation '{key}' has frames of shape {x.shape}, "
+                                 f"expected {(self.num_envs, *shape)}")
             out[key] = x
         return out
 
@@ -171,7 +178,8 @@ class ReplayBuffer:
         importance-sampling exponent (ignored by uniform replay). The returned tensors may be
         reused by the next call: a Batch is valid until the next ``sample()``."""
         if len(self) == 0:
-            raise RuntimeError("cannot sample from a replay buffer with no complete transition; add more steps first")
+            raise RuntimeError("cannot sample from a replay buffer with no complete transition; "
+                               "add more steps first")
         if self._copy_done is not None:
             self._copy_done.synchronize()  # the previous batch's async copy still reads our buffers
         if self._priority is not None:
@@ -180,7 +188,8 @@ class ReplayBuffer:
             gidx, weights = self._uniform_indices(batch_size), torch.ones(batch_size)
         st = self._storage
         env, t = gidx // self.slots, gidx % self.slots
-        ret, discount, boot = ops.nstep_returns(st.reward, st.terminated, st.truncated, t, env, self.n_step, self.gamma)
+        ret, discount, boot = ops.nstep_returns(st.reward, st.terminated, st.truncated, t, env,
+                                                self.n_step, self.gamma)
         out = self._out_buffers(batch_size)
         batch = Batch(
             obs=self._stacks(t, env, out, "obs"),
@@ -214,7 +223,8 @@ class ReplayBuffer:
         if batch_size not in self._out:
             pin = self.device.type == "cuda"
             self._out[batch_size] = {
-                f"{which}.{key}": torch.empty((batch_size, self.frame_stack, *shape), dtype=dtype, pin_memory=pin)
+                f"{which}.{key}": torch.empty((batch_size, self.frame_stack, *shape), dtype=dtype,
+                                              pin_memory=pin)
                 for which in ("obs", "next_obs")
                 for key, (shape, dtype) in self._specs.items()
             }
@@ -223,7 +233,8 @@ class ReplayBuffer:
     def _stacks(self, t: Tensor, env: Tensor, out: dict[str, Tensor], which: str) -> Obs:
         st, result = self._storage, {}
         for key, (shape, _) in self._specs.items():
-            stacked = ops.frame_stack_gather(st.frames[key], st.first, t, env, self.frame_stack, out=out[f"{which}.{key}"])
+            stacked = ops.frame_stack_gather(st.frames[key], st.first, t, env, self.frame_stack,
+                                             out=out[f"{which}.{key}"])
             result[key] = stacked if self.frame_stack > 1 else stacked.view(t.numel(), *shape)
         return result if self._is_dict else result[_BOX_KEY]
 
@@ -269,7 +280,8 @@ class ReplayBuffer:
     @staticmethod
     def projected_bytes(capacity: int, observation_space: spaces.Space, frame_stack: int) -> int:
         """Upper bound of memory_bytes() for ``capacity`` (prioritized trees included)."""
-        frame = sum(math.prod(s) * torch.empty(0, dtype=d).element_size() for s, d in _frame_specs(observation_space, frame_stack).values())
+        specs = _frame_specs(observation_space, frame_stack).values()
+        frame = sum(math.prod(s) * torch.empty(0, dtype=d).element_size() for s, d in specs)
         return capacity * (frame + 8 + 4 + _FLAG_BYTES) + _tree_bytes(capacity)
 
     # ------------------------------------------------------------------ state
@@ -285,7 +297,8 @@ class ReplayBuffer:
 
     def load_state_dict(self, state: dict) -> None:
         if len(state["storage"]["cursor"]) != self.num_envs:
-            raise UserError(f"replay state is for {len(state['storage']['cursor'])} envs, this buffer has {self.num_envs}")
+            raise UserError(f"replay state is for {len(state['storage']['cursor'])} envs, "
+                            f"this buffer has {self.num_envs}")
         self._storage.load_state_dict(state["storage"])
         self._gen.set_state(torch.frombuffer(bytearray.fromhex(state["rng"]), dtype=torch.uint8))
         if self._priority is not None and state.get("max_priority") is not None:
@@ -304,7 +317,8 @@ class ReplayBuffer:
 
     def save(self, directory: str | os.PathLike) -> None:
         """Write storage (chunked .npy files) and state to ``directory`` atomically."""
-        persist.save_fields(directory, self._persisted(), {"layout": self._layout(), "state": self.state_dict()})
+        meta = {"layout": self._layout(), "state": self.state_dict()}
+        persist.save_fields(directory, self._persisted(), meta)
 
     def load(self, directory: str | os.PathLike) -> None:
         """Restore a buffer written by :meth:`save`; raises UserError if its shape differs."""

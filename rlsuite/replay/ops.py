@@ -10,15 +10,23 @@ Conventions shared by all operators:
 * Streams are stored time-major per environment: a per-slot field has shape ``(E, L, ...)``
   (``E`` env streams of ``L`` ring slots). A transition is addressed by ``env_idx`` and its slot
   ``t_idx`` in that stream (both int64, shape ``(B,)``); slot arithmetic wraps modulo ``L``.
-* Trees are flat tensors of size ``2 * P`` (``P`` a power of two): node 1 is the root, node ``i``
-  has children ``2i`` and ``2i + 1``, leaf ``j`` lives at ``P + j``; node 0 is unused.
+* Priority trees are complete ``TREE_FANOUT``-ary trees in one flat float tensor of
+  ``tree_size(n)`` nodes: node 0 is the root, the children of node ``i`` are
+  ``TREE_FANOUT * i + 1 .. TREE_FANOUT * i + TREE_FANOUT`` (contiguous), and the ``P`` leaves
+  (``P`` a power of ``TREE_FANOUT``) are the last ``P`` nodes. A wide tree has few levels: 5
+  for a million leaves instead of 20, so a batched update or search is 4x fewer steps, and
+  a node's children share one or two cache lines.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+TREE_FANOUT = 16
+
 __all__ = [
+    "TREE_FANOUT",
+    "tree_size",
     "sum_tree_update",
     "min_tree_update",
     "sum_tree_search",
@@ -29,6 +37,20 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- priority trees
+
+
+def tree_size(num_leaves: int) -> int:
+    """Nodes of the smallest complete TREE_FANOUT-ary tree with at least ``num_leaves`` leaves."""
+    leaves = 1
+    while leaves < num_leaves:
+        leaves *= TREE_FANOUT
+    return (leaves * TREE_FANOUT - 1) // (TREE_FANOUT - 1)
+
+
+def _shape(tree: Tensor) -> tuple[int, int]:
+    """(number of leaves, offset of leaf 0) of a complete tree stored in ``tree``."""
+    leaves = (tree.numel() * (TREE_FANOUT - 1) + 1) // TREE_FANOUT
+    return leaves, tree.numel() - leaves
 
 
 def _last_write_wins(idx: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
@@ -47,23 +69,24 @@ def _last_write_wins(idx: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _tree_update(tree: Tensor, idx: Tensor, values: Tensor, reduce: str) -> None:
-    leaves = tree.numel() // 2
+    leaves, offset = _shape(tree)
     idx, values = _last_write_wins(idx.to(torch.int64), values)
-    node = idx + leaves
+    node = idx + offset
     tree[node] = values.to(tree.dtype)
-    pairs = tree.view(-1, 2)  # row i holds the children (2i, 2i+1) of node i
+    families = tree[1:].view(-1, TREE_FANOUT)  # row i: the children of node i
     # Parents are recomputed from their children, not patched by deltas, so float error
     # never accumulates over millions of updates.
-    for _ in range(leaves.bit_length() - 1):
-        node = node >> 1
-        kids = pairs[node]
+    while leaves > 1:
+        node = torch.div(node - 1, TREE_FANOUT, rounding_mode="floor")
+        kids = families[node]
         tree[node] = kids.sum(1) if reduce == "sum" else kids.amin(1)
+        leaves //= TREE_FANOUT
 
 
 def sum_tree_update(tree: Tensor, idx: Tensor, values: Tensor) -> None:
     """Set leaves ``idx`` of a sum-tree to ``values`` and refresh their ancestors, in place.
 
-    ``tree``: float (2P,); ``idx``: int64 (B,) leaf ids in [0, P); ``values``: (B,) >= 0.
+    ``tree``: float (tree_size(n),); ``idx``: int64 (B,) leaf ids; ``values``: (B,) >= 0.
     Duplicate ids: the last occurrence wins.
     """
     _tree_update(tree, idx, values, "sum")
@@ -79,31 +102,37 @@ def min_tree_update(tree: Tensor, idx: Tensor, values: Tensor) -> None:
 
 
 def tree_rebuild(tree: Tensor, reduce: str) -> None:
-    """Recompute every inner node from the leaves ``tree[P:]`` (``reduce``: "sum" or "min")."""
-    lo = tree.numel() // 2
-    while lo > 1:
-        kids = tree[lo : 2 * lo].view(-1, 2)
-        tree[lo // 2 : lo] = kids.sum(1) if reduce == "sum" else kids.amin(1)
-        lo //= 2
+    """Recompute every inner node from the leaves (``reduce``: "sum" or "min")."""
+    width, start = _shape(tree)
+    while width > 1:
+        kids = tree[start : start + width].view(-1, TREE_FANOUT)
+        width //= TREE_FANOUT
+        start -= width
+        tree[start : start + width] = kids.sum(1) if reduce == "sum" else kids.amin(1)
 
 
 def sum_tree_search(tree: Tensor, prefix_values: Tensor) -> Tensor:
     """Leaf ids whose cumulative-sum interval contains each prefix value.
 
-    ``prefix_values``: (B,) in [0, tree[1]). Returns int64 (B,) leaf ids ``j`` with
-    ``sum(leaves[:j]) <= v < sum(leaves[:j+1])``. A zero-priority leaf is never returned (the
-    descent only goes right into a subtree with positive mass), so rounding at the top end of
-    the range cannot pick an empty or invalid slot.
+    ``prefix_values``: (B,) in [0, tree[0]). Returns int64 (B,) leaf ids ``j`` with
+    ``sum(leaves[:j]) <= v < sum(leaves[:j+1])``. A zero-priority leaf is never returned:
+    when rounding pushes a value past the last child's interval, the descent takes the last
+    child with positive mass, so the top end of the range cannot pick an empty slot.
     """
-    leaves = tree.numel() // 2
+    leaves, offset = _shape(tree)
     value = prefix_values.to(tree.dtype)
-    node = torch.ones(value.shape, dtype=torch.int64, device=tree.device)
-    for _ in range(leaves.bit_length() - 1):
-        left = tree[2 * node]
-        go_right = (value >= left) & (tree[2 * node + 1] > 0)
-        value = torch.where(go_right, value - left, value)
-        node = 2 * node + go_right
-    return node - leaves
+    node = torch.zeros(value.shape, dtype=torch.int64, device=tree.device)
+    families = tree[1:].view(-1, TREE_FANOUT)
+    while leaves > 1:
+        kids = families[node]
+        ends = torch.cumsum(kids, dim=1)  # right end of each child's interval
+        child = (ends <= value[:, None]).sum(1)
+        last_positive = (kids > 0).cumsum(1).argmax(1)  # first index reaching the max count
+        child = torch.minimum(child, last_positive)
+        value = value - (ends.gather(1, child[:, None]) - kids.gather(1, child[:, None])).squeeze(1)
+        node = node * TREE_FANOUT + 1 + child
+        leaves //= TREE_FANOUT
+    return node - offset
 
 
 # --------------------------------------------------------------------------- frame stacks
@@ -130,15 +159,15 @@ def frame_stack_gather(
     rows = env_idx[:, None] * slots + (t_idx[:, None] - back) % slots
     if out is None:
         out = torch.empty((batch, stack, *frames.shape[2:]), dtype=frames.dtype, device=frames.device)
-    flat_frames = frames.reshape(num_envs * slots, -1)
-    torch.index_select(flat_frames, 0, rows.reshape(-1), out=out.view(batch * stack, -1))
+    out_rows = out.view(batch * stack, -1)
+    torch.index_select(frames.reshape(num_envs * slots, -1), 0, rows.reshape(-1), out=out_rows)
     if stack > 1:
         # Frame t-k belongs to another episode iff some slot in t-k+1 .. t starts an episode.
         firsts = first_flags.reshape(-1)[rows[:, 1:].flip(1)]  # column k-1: first flag of t-k+1
-        crossed = torch.cumsum(firsts, dim=1) > 0  # column k-1: frame t-k is from before
-        keep_old = ~crossed.flip(1)  # aligned with columns 0 .. stack-2 of the output
-        drop = torch.cat([~keep_old, torch.zeros_like(keep_old[:, :1])], dim=1)
-        out.masked_fill_(drop.view(batch, stack, *([1] * (frames.dim() - 2))), 0)
+        crossed = (torch.cumsum(firsts, dim=1) > 0).flip(1)  # column j: frame of output column j
+        drop = torch.cat([crossed, torch.zeros_like(crossed[:, :1])], dim=1)
+        # Zero only the dropped rows (a broadcast masked_fill walks the whole batch: 10x slower).
+        out_rows.index_fill_(0, drop.view(-1).nonzero().squeeze(1), 0)
     return out
 
 

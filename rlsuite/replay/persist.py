@@ -73,11 +73,14 @@ def read_meta(directory: str | os.PathLike) -> dict:
         with open(path) as f:
             meta = json.load(f)
     except FileNotFoundError:
-        raise UserError(f"{directory} is not a replay directory (no meta.json); pass the directory written by ReplayBuffer.save") from None
+        raise UserError(f"{directory} is not a replay directory (no meta.json); "
+                        "pass the directory written by ReplayBuffer.save") from None
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {path} ({exc}); the replay directory is corrupt, delete it or save it again") from None
+        raise UserError(f"cannot read {path} ({exc}); the replay directory is corrupt, "
+                        "delete it or save it again") from None
     if meta.get("format") != FORMAT_VERSION:
-        raise UserError(f"{directory} has replay format {meta.get('format')}, this rlsuite reads format {FORMAT_VERSION}")
+        raise UserError(f"{directory} has replay format {meta.get('format')}, "
+                        f"this rlsuite reads format {FORMAT_VERSION}")
     return meta
 
 
@@ -89,7 +92,9 @@ def load_fields(directory: str | os.PathLike, meta: dict, fields: dict[str, Tens
         want = {"shape": list(tensor.shape), "dtype": str(tensor.dtype)}
         if entry is None or {k: entry[k] for k in want} != want:
             got = None if entry is None else {k: entry[k] for k in want}
-            raise UserError(f"replay {directory} does not match this buffer: field '{name}' is {got}, expected {want}; use the same capacity, num_envs, observation space, frame_stack and n_step")
+            raise UserError(f"replay {directory} does not match this buffer: field '{name}' is {got}, "
+                            f"expected {want}; use the same capacity, num_envs, observation space, "
+                            "frame_stack and n_step")
         rows, start = _rows(tensor), 0
         for chunk in range(entry["chunks"]):
             path = Path(directory) / f"{name}-{chunk:05d}.npy"
@@ -97,7 +102,9 @@ def load_fields(directory: str | os.PathLike, meta: dict, fields: dict[str, Tens
                 data = torch.from_numpy(np.load(path))
                 rows[start : start + data.shape[0]] = data
             except (OSError, ValueError, RuntimeError) as exc:
-                raise UserError(f"cannot read {path} ({type(exc).__name__}); the replay directory is corrupt, delete it or save it again") from None
+                raise UserError(f"cannot read {path} ({type(exc).__name__}); the replay directory is "
+                                "corrupt, delete it or save it again") from None
             start += data.shape[0]
         if start != rows.shape[0]:
-            raise UserError(f"replay {directory} is incomplete: field '{name}' has {start} of {rows.shape[0]} rows; save it again")
+            raise UserError(f"replay {directory} is incomplete: field '{name}' has {start} of "
+                            f"{rows.shape[0]} rows; save it again")

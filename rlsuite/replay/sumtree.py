@@ -20,19 +20,20 @@ class PrioritySampler:
 
     def __init__(self, num_slots: int, alpha: float, eps: float) -> None:
         self.num_slots, self.alpha, self.eps = num_slots, alpha, eps
-        leaves = 1 << max(0, (num_slots - 1).bit_length())
+        size = ops.tree_size(num_slots)
         # float64: a float32 root over 1M leaves loses the small priorities to rounding.
-        self.sum_tree = torch.zeros(2 * leaves, dtype=torch.float64)
-        self.min_tree = torch.full((2 * leaves,), math.inf, dtype=torch.float64)
+        self.sum_tree = torch.zeros(size, dtype=torch.float64)
+        self.min_tree = torch.full((size,), math.inf, dtype=torch.float64)
+        self._offset = size - (size * (ops.TREE_FANOUT - 1) + 1) // ops.TREE_FANOUT
         self.max_priority = 1.0  # new transitions get the largest priority seen so far
 
     @property
     def total(self) -> float:
-        return float(self.sum_tree[1])
+        return float(self.sum_tree[0])
 
     def leaves(self) -> Tensor:
         """Stored priorities of all slots (a view; 0 where no transition starts)."""
-        return self.sum_tree[self.sum_tree.numel() // 2 :][: self.num_slots]
+        return self.sum_tree[self._offset : self._offset + self.num_slots]
 
     def set_sampleable(self, idx: Tensor, sampleable: Tensor) -> None:
         """Follow the storage: slots that became sampleable get the max priority, slots that
@@ -65,13 +66,13 @@ class PrioritySampler:
         u = torch.rand(batch_size, generator=gen, dtype=torch.float64)
         prefix = (torch.arange(batch_size, dtype=torch.float64) + u) * (total / batch_size)
         idx = ops.sum_tree_search(self.sum_tree, prefix.clamp_(max=total))
-        priority = self.sum_tree[idx + self.sum_tree.numel() // 2]
-        weights = (float(self.min_tree[1]) / priority) ** beta
+        priority = self.sum_tree[idx + self._offset]
+        weights = (float(self.min_tree[0]) / priority) ** beta
         return idx, weights.to(torch.float32)
 
     def load_leaves(self, leaves: Tensor) -> None:
         """Rebuild both trees from saved leaf priorities."""
-        start = self.sum_tree.numel() // 2
+        start = self._offset
         self.sum_tree[start : start + self.num_slots] = leaves
         self.min_tree[start : start + self.num_slots] = torch.where(leaves > 0, leaves, math.inf)
         ops.tree_rebuild(self.sum_tree, "sum")
