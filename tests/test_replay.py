@@ -314,6 +314,18 @@ def test_update_priorities_keeps_last_duplicate_and_ignores_uniform():
     uniform.update_priorities(torch.tensor([0]), torch.tensor([1.0]))  # a no-op, not an error
 
 
+def test_update_priorities_never_revives_unsampleable_slots():
+    buf = ReplayBuffer(ReplayConfig(capacity=16, prioritized=True), space_for(1, False), 1, seed=0)
+    no = np.zeros(1, bool)
+    for i in range(5):  # slots 0 1 2(terminal) 3(final obs) 4 5; slot 5 still lacks its next obs
+        obs = np.full((1, *FRAME), 10 + i, np.uint8)
+        buf.add(obs, [i], [1.0], [i == 2], no, np.full((1, *FRAME), 99, np.uint8))
+    assert len(buf) == 4
+    buf.update_priorities(torch.tensor([3, 5]), torch.tensor([1000.0, 1000.0]))
+    counts = np.bincount(buf.sample(1000).indices.numpy(), minlength=6)
+    assert counts[3] == counts[5] == 0 and counts.max() < 400  # still uniform over 0, 1, 2, 4
+
+
 # ----------------------------------------------------------------------------- persistence
 
 
@@ -413,6 +425,8 @@ def test_bad_inputs():
         make_buffer(stack=4, n=3, slots=9)
     with pytest.raises(UserError, match="leading axis"):
         ReplayBuffer(ReplayConfig(capacity=100), spaces.Box(0, 255, (84, 84, 4), np.uint8), 1, frame_stack=4)
+    with pytest.raises(UserError, match="priority_eps"):
+        ReplayBuffer(ReplayConfig(capacity=100, prioritized=True, priority_eps=0.0), space_for(1, False), 1)
     buf = make_buffer()
     with pytest.raises(RuntimeError, match="no complete transition"):
         buf.sample(2)

@@ -115,6 +115,9 @@ class ReplayBuffer:
         if num_envs < 1 or frame_stack < 1 or n_step < 1:
             raise UserError(f"replay needs num_envs, frame_stack and n_step >= 1 "
                             f"(got {num_envs}, {frame_stack}, {n_step})")
+        if cfg.prioritized and not cfg.priority_eps > 0:
+            # A zero priority would give a zero minimum and infinite importance weights.
+            raise UserError(f"replay.priority_eps must be > 0 for prioritized replay (got {cfg.priority_eps})")
         slots = cfg.capacity // num_envs
         if slots < frame_stack + n_step + 3:
             raise UserError(f"replay capacity {cfg.capacity} is too small for {num_envs} envs; give each env "
@@ -213,7 +216,7 @@ class ReplayBuffer:
             draws = min(1 << 20, math.ceil(need * area / max(1, len(self)) * 1.1) + 8)
             r = torch.randint(area, (draws,), generator=self._gen)
             gidx = (r // width) * self.slots + r % width
-            gidx = gidx[valid[gidx]][:need]
+            gidx = gidx[:need]
             picked.append(gidx)
             need -= gidx.numel()
         return picked[0] if len(picked) == 1 else torch.cat(picked)

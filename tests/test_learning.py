@@ -1,0 +1,74 @@
+"""Learning and smoke runs on real environments, through the CLI as a user would run them."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlsuite.cli import main
+from tests.conftest import TINY
+
+
+def evals(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+
+
+def test_dqn_solves_cartpole_within_60k_steps_for_2_of_3_seeds(tmp_path):
+    """Issue 2: mean eval return >= 450 within 60k env steps for at least 2 of 3 seeds.
+    An agent with a broken target, replay or loss stays far below 450 (random play: ~22)."""
+    procs = {}
+    best = {}
+    seeds = [1, 2, 3]
+    for seed in seeds:  # two at a time: this machine has two cores
+        if len(procs) == 2:
+            _wait_one(procs, best)
+        run_dir = tmp_path / f"seed{seed}"
+        cmd = [sys.executable, "-m", "rlsuite.cli", "train", "dqn-classic", "--env", "CartPole-v1", "--steps", "60000",
+               "--seed", str(seed), "--run-dir", str(run_dir), "--no-progress", "--set", "train.torch_threads=1",
+               "--set", "train.checkpoint_every=0"]
+        procs[seed] = (subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), run_dir)
+    while procs:
+        _wait_one(procs, best)
+    solved = [seed for seed, value in best.items() if value >= 450]
+    assert len(solved) >= 2, f"best eval return per seed: {best}"
+
+
+def _wait_one(procs: dict, best: dict) -> None:
+    seed = next(iter(procs))
+    proc, run_dir = procs.pop(seed)
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-2000:]
+    records = evals(run_dir)
+    assert records[-1]["step"] == 60_000 and all(r["step"] <= 60_000 for r in records)
+    best[seed] = max(r["mean"] for r in records)
+
+
+SMOKE = [*TINY, "agent.learning_starts=100", "replay.capacity=2000", "train.eval_episodes=1",
+         "train.eval_num_envs=1", "agent.encoder.width=1"]
+
+
+@pytest.mark.parametrize("env, extra", [
+    ("pong", ["env.backend=envpool", "agent.encoder.kind=nature"]),
+    ("pong", ["env.backend=gymnasium", "agent.encoder.kind=impala"]),
+    ("montezuma", ["env.backend=gymnasium", "agent.encoder.kind=nature"]),
+    ("NetHackScore-v0", ["agent.encoder.kind=nethack"]),
+    ("minatar:breakout", ["agent.encoder.kind=minatar"]),
+])
+def test_short_training_smoke_runs(tmp_path, capsys, env, extra):
+    """A few hundred real steps with updates, checkpoint and a whole-game evaluation.
+    Evaluation plays whole games, so the time cap is lowered to keep Atari games short."""
+    run_dir = tmp_path / "run"
+    sets = [a for item in SMOKE + extra + ["env.max_episode_steps=300"] for a in ("--set", item)]
+    code = main(["train", "dqn", "--env", env, "--steps", "400", "--num-envs", "2", "--run-dir", str(run_dir), *sets])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "final evaluation" in out and (run_dir / "checkpoints" / "latest").is_file()
+    record = evals(run_dir)[-1]
+    assert record["episodes"] == 1 and record["step"] == 400
+    if env == "NetHackScore-v0":
+        assert "depth_mean" in record and record["depth_mean"] >= 1
+    if env == "montezuma":
+        assert record["rooms_mean"] >= 1
