@@ -216,7 +216,7 @@ class ReplayBuffer:
             draws = min(1 << 20, math.ceil(need * area / max(1, len(self)) * 1.1) + 8)
             r = torch.randint(area, (draws,), generator=self._gen)
             gidx = (r // width) * self.slots + r % width
-            gidx = gidx[:need]
+            gidx = gidx[valid[gidx]][:need]
             picked.append(gidx)
             need -= gidx.numel()
         return picked[0] if len(picked) == 1 else torch.cat(picked)
@@ -303,7 +303,7 @@ class ReplayBuffer:
             raise UserError(f"replay state is for {len(state['storage']['cursor'])} envs, "
                             f"this buffer has {self.num_envs}")
         self._storage.load_state_dict(state["storage"])
-        self._gen.set_state(torch.frombuffer(bytearray.fromhex(state["rng"]), dtype=torch.uint8))
+        self._gen.set_state(torch.frombuffer(bytearray.fromhex(state["rng"]), dtype=torch.uint8).clone())
         if self._priority is not None and state.get("max_priority") is not None:
             self._priority.max_priority = float(state["max_priority"])
 
