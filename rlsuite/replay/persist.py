@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from rlsuite.errors import UserError
+from rlsuite.checkpoint import fsync_path
 
 FORMAT_VERSION = 1
 CHUNK_BYTES = 64 << 20
@@ -25,14 +26,6 @@ CHUNK_BYTES = 64 << 20
 def _rows(tensor: Tensor) -> Tensor:
     """View a (E, L, ...) tensor as (E*L, ...) rows; storage tensors are contiguous."""
     return tensor.reshape(tensor.shape[0] * tensor.shape[1], *tensor.shape[2:])
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_fields(directory: str | os.PathLike, fields: dict[str, Tensor], meta: dict) -> None:
@@ -50,20 +43,20 @@ def save_fields(directory: str | os.PathLike, fields: dict[str, Tensor], meta: d
         for chunk, start in enumerate(range(0, rows.shape[0], per_chunk)):
             path = tmp / f"{name}-{chunk:05d}.npy"
             np.save(path, rows[start : start + per_chunk].numpy())
-            _fsync(path)
+            fsync_path(path)
             chunks += 1
         layout[name] = {"shape": list(tensor.shape), "dtype": str(tensor.dtype), "chunks": chunks}
     with open(tmp / "meta.json", "w") as f:
         json.dump({"format": FORMAT_VERSION, **meta, "fields": layout}, f, indent=1)
         f.flush()
         os.fsync(f.fileno())
-    _fsync(tmp)
+    fsync_path(tmp)
     # A directory cannot be renamed over a non-empty one: move the old copy aside first.
     old = target.parent / f".{target.name}.old-{os.getpid()}"
     if target.exists():
         os.rename(target, old)
     os.rename(tmp, target)
-    _fsync(target.parent)
+    fsync_path(target.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
