@@ -165,7 +165,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     epsilon = policy.cfg.agent.eval_epsilon if args.epsilon is None else args.epsilon
     result = evaluate(policy.agent, policy.env, args.episodes, epsilon, seed=args.seed)
     summary = result.summary()
-    rows = [{"metric": k, "value": f"{v:.3f}" if isinstance(v, float) else str(v)} for k, v in summary.items()]
+    rows = [{"metric": k, "value": f"{v:.3f}" if isinstance(v, float) else str(v)}
+            for k, v in summary.items() if v is not None]
     print(format_table(rows, f"{policy.cfg.algo} on {policy.env.game}, step {policy.step:,}, epsilon {epsilon}"))
     if policy.run_dir is not None:
         append_jsonl(policy.run_dir / "eval.jsonl",
