@@ -44,9 +44,9 @@ class Monitor:
                 if key in episode:
                     self.writer.add_scalar(f"charts/episodic_{key}", float(episode[key][i]), step)
 
-    def scalars(self, step: int, values: dict[str, float]) -> None:
+    def scalars(self, step: int, values: dict[str, Any]) -> None:
         for tag, value in values.items():
-            self.writer.add_scalar(tag, value, step)
+            self.writer.add_scalar(tag, float(value), step)
 
     def tick(self, step: int, advanced: int, epsilon: float) -> None:
         """Advance the progress bar; refresh steps/s about once a second."""

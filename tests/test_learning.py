@@ -56,6 +56,8 @@ SMOKE = [*TINY, "agent.learning_starts=100", "replay.capacity=2000", "train.eval
     ("montezuma", ["env.backend=gymnasium", "agent.encoder.kind=nature"]),
     ("NetHackScore-v0", ["agent.encoder.kind=nethack"]),
     ("minatar:breakout", ["agent.encoder.kind=minatar"]),
+    ("CartPole-v1", ["replay.prioritized=true", "agent.n_step=3", "agent.dueling=true", "agent.double=true",
+                     "agent.loss=huber", "agent.encoder.kind=mlp"]),
 ])
 def test_short_training_smoke_runs(tmp_path, capsys, env, extra):
     """A few hundred real steps with updates, checkpoint and a whole-game evaluation.

@@ -23,7 +23,7 @@ def record(session, steps: int) -> tuple[list[np.ndarray], list[float]]:
         result = advance(session)
         actions.append(result.actions.copy())
         if result.metrics is not None:
-            losses.append(result.metrics["losses/td"])
+            losses.append(float(result.metrics["losses/td"]))
     return actions, losses
 
 

@@ -97,13 +97,13 @@ class QNetwork(nn.Module):
         return self.value(features) + advantage - advantage.mean(dim=1, keepdim=True)
 
 
-def td_loss(q_taken: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, kind: str) -> torch.Tensor:
-    """Importance-weighted mean of the element-wise TD loss."""
+def td_loss(q_taken: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None, kind: str) -> torch.Tensor:
+    """Mean element-wise TD loss, importance-weighted when `weights` are given (PER)."""
     if kind == "mse":
         elementwise = (q_taken - target).pow(2)
     else:
         elementwise = F.smooth_l1_loss(q_taken, target, reduction="none")
-    return (weights * elementwise).mean()
+    return (elementwise if weights is None else weights * elementwise).mean()
 
 
 class DQN:
@@ -173,15 +173,16 @@ class DQN:
             self.sync_target()
         return metrics
 
-    def update(self, batch: Any, buffer: Any = None) -> dict[str, float]:
-        """One gradient step on a replay batch; updates priorities when the buffer has them."""
+    def update(self, batch: Any, buffer: Any = None) -> dict[str, torch.Tensor]:
+        """One gradient step on a replay batch; updates priorities when the buffer has them.
+        Metrics are returned as 0-d tensors so the hot loop pays for `.item()` only when logging."""
+        prioritized = buffer is not None and getattr(buffer, "prioritized", False)
         obs = to_tensor(batch.obs, self.device)
         next_obs = to_tensor(batch.next_obs, self.device)
         with torch.no_grad():
             target = batch.reward + batch.discount * self._next_values(next_obs)
-        q_all = self.online(obs)
-        q_taken = q_all.gather(1, batch.action.view(-1, 1)).squeeze(1)
-        loss = td_loss(q_taken, target, batch.weights, self.cfg.loss)
+        q_taken = self.online(obs).gather(1, batch.action.view(-1, 1)).squeeze(1)
+        loss = td_loss(q_taken, target, batch.weights if prioritized else None, self.cfg.loss)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"TD loss became {loss.item()} at update {self.num_updates}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -192,11 +193,9 @@ class DQN:
         for hook in self.post_step_hooks:
             hook(self)
         self.num_updates += 1
-        td_abs = (q_taken - target).detach().abs()
-        if buffer is not None and getattr(buffer, "prioritized", False):
-            buffer.update_priorities(batch.indices, td_abs)
-        return {"losses/td": loss.item(), "losses/q_values": q_taken.detach().mean().item(),
-                "losses/td_abs": td_abs.mean().item()}
+        if prioritized:
+            buffer.update_priorities(batch.indices, (q_taken - target).detach().abs())
+        return {"losses/td": loss.detach(), "losses/q_values": q_taken.detach().mean()}
 
     def _next_values(self, next_obs: Any) -> torch.Tensor:
         next_q = self.target(next_obs)
