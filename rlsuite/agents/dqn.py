@@ -13,7 +13,9 @@ width keep the same updates-per-env-step as Dopamine.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,7 +145,7 @@ class DQN:
         actions = self.rng.integers(self.num_actions, size=batch)
         greedy = self.rng.random(batch) >= epsilon
         if greedy.any():  # skip the forward pass entirely while acting at random
-            with torch.inference_mode():
+            with torch.inference_mode(), single_thread_if(batch <= SMALL_BATCH and self.device.type == "cpu"):
                 q = self.online(to_tensor(obs, self.device))
             actions[greedy] = q.argmax(dim=1).cpu().numpy()[greedy]
         return actions
@@ -226,6 +228,26 @@ class DQN:
         self.num_updates = state["num_updates"]
         self.target_syncs = state["target_syncs"]
         self.rng.bit_generator.state = state["rng"]
+
+
+# A forward pass on a handful of observations is too small to split across threads: the
+# OpenMP barrier then waits on a thread that envpool's workers or another process pushed off
+# its core (measured here: a batch-1 Nature CNN forward took 1 ms on one thread, 15-70 ms on
+# two under load). Switching the thread count costs well under a microsecond.
+SMALL_BATCH = 8
+
+
+@contextlib.contextmanager
+def single_thread_if(condition: bool) -> Iterator[None]:
+    threads = torch.get_num_threads()
+    if not condition or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _batch_size(obs: Any) -> int:
