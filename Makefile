@@ -7,11 +7,11 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml setup.py | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-peers clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py
+$(STAMP): pyproject.toml setup.py $(wildcard cuda_ext/*)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q "$(TORCH)"
@@ -31,6 +31,10 @@ bench: install
 	$(BIN)/rlsuite bench envs
 	$(BIN)/rlsuite bench replay
 	$(BIN)/rlsuite bench dqn
+
+# Peer replay buffers side by side (install them with --no-deps so pip never replaces torch).
+bench-peers: install
+	$(BIN)/python -m rlsuite.bench.replay_peers
 
 clean:
 	rm -rf build *.egg-info rlsuite/_C*.so

@@ -1,10 +1,11 @@
 """Replay buffer throughput on Atari-shaped data (`rlsuite bench replay`).
 
-84x84 uint8 frames, stacks of 4, 8 env streams, 3-step returns; episodes end now and then so
-final slots and frame-stack masking are exercised. Measured per configuration: add throughput
-(transitions/s, in 8-env vector steps), uniform sampling and PER sample + update_priorities at
-batch 32 and 256 (samples/s), bytes per transition and the process's peak RSS. One flat dict
-per configuration.
+84x84 uint8 frames, stacks of 4, 8 env streams; episodes end now and then so final slots and
+frame-stack masking are exercised. Measured per configuration and backend (native kernels and
+the pure-torch reference): steady-state add throughput (transitions/s, in 8-env vector steps,
+ring already wrapped), uniform sampling and PER sample + update_priorities at batch 32 and 256
+(samples/s), bytes per transition and the process's peak RSS. One flat dict per configuration.
+1-step returns match what the peers (rlsuite.bench.replay_peers) compute.
 """
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from rlsuite import native
 from rlsuite.replay import ReplayBuffer, ReplayConfig
 
-NUM_ENVS, STACK, N_STEP = 8, 4, 3
+NUM_ENVS, STACK = 8, 4
 ATARI = spaces.Box(0, 255, (STACK, 84, 84), np.uint8)
 EPISODE_END_P = 1 / 800  # per env step; Atari episodes are hundreds to thousands of steps
 
@@ -57,28 +59,28 @@ def _rate(step: Callable[[], int], seconds: float) -> tuple[float, float]:
 
 def _record(buf: ReplayBuffer, op: str, batch: int | None, rate: float, elapsed: float, capacity: int) -> dict:
     return {
-        "bench": "replay", "op": op, "prioritized": buf.cfg.prioritized, "batch_size": batch,
-        "capacity": capacity, "num_envs": NUM_ENVS, "frame_stack": STACK, "n_step": N_STEP,
+        "bench": "replay", "impl": "rlsuite-" + ("native" if native.enabled() else "reference"),
+        "op": op, "prioritized": buf.cfg.prioritized, "batch_size": batch,
+        "capacity": capacity, "num_envs": NUM_ENVS, "frame_stack": STACK, "n_step": buf.n_step,
         "rate": round(rate, 1), "unit": "transitions/s" if op == "add" else "samples/s",
         "seconds": round(elapsed, 2), "bytes_per_transition": round(buf.memory_bytes() / capacity, 1),
         "peak_rss_mb": round(_peak_rss_mb(), 1), "torch_threads": torch.get_num_threads(),
     }
 
 
-def _bench_one(prioritized: bool, capacity: int, seconds: float) -> list[dict]:
+def _bench_one(prioritized: bool, capacity: int, seconds: float, n_step: int) -> list[dict]:
     cfg = ReplayConfig(capacity=capacity, prioritized=prioritized)
-    buf = ReplayBuffer(cfg, ATARI, NUM_ENVS, frame_stack=STACK, n_step=N_STEP, gamma=0.99, seed=0)
+    buf = ReplayBuffer(cfg, ATARI, NUM_ENVS, frame_stack=STACK, n_step=n_step, gamma=0.99, seed=0)
     feed = _Feeder()
 
     def add() -> int:
         feed.add(buf)
         return NUM_ENVS
 
-    # Adds are timed while the ring is still filling (fresh pages are part of the real cost).
+    while buf.num_added < capacity + NUM_ENVS * 100:  # fill and wrap: steady state from here
+        feed.add(buf)
     rate, elapsed = _rate(add, seconds)
     rows = [_record(buf, "add", None, rate, elapsed, capacity)]
-    while buf.num_added < capacity + NUM_ENVS * 100:  # fill and wrap before sampling
-        feed.add(buf)
     gen = torch.Generator().manual_seed(1)
     for batch in (32, 256):
         def sample() -> int:
@@ -93,8 +95,9 @@ def _bench_one(prioritized: bool, capacity: int, seconds: float) -> list[dict]:
     return rows
 
 
-def bench_replay(capacity: int = 200_000, seconds: float = 3.0, threads: int = 1) -> list[dict]:
-    """Uniform then prioritized buffer; each measurement runs for `seconds`.
+def bench_replay(capacity: int = 200_000, seconds: float = 3.0, threads: int = 1,
+                 backends: tuple[str, ...] = ("native", "reference"), n_step: int = 1) -> list[dict]:
+    """Uniform then prioritized buffer per backend; each measurement runs for `seconds`.
 
     Runs with `threads` torch threads (default 1): the operators are small, and an intra-op
     pool spinning on a loaded machine made the same code up to 10x slower in our runs.
@@ -103,9 +106,11 @@ def bench_replay(capacity: int = 200_000, seconds: float = 3.0, threads: int = 1
     torch.set_num_threads(threads)
     try:
         rows = []
-        for prioritized in (False, True):
-            rows += _bench_one(prioritized, capacity, seconds)
-            gc.collect()  # release the first buffer before the second one fills
+        for backend in backends:
+            with native.use_native(backend == "native"):
+                for prioritized in (False, True):
+                    rows += _bench_one(prioritized, capacity, seconds, n_step)
+                    gc.collect()  # release the first buffer before the second one fills
         return rows
     finally:
         torch.set_num_threads(previous)
@@ -114,5 +119,8 @@ def bench_replay(capacity: int = 200_000, seconds: float = 3.0, threads: int = 1
 if __name__ == "__main__":
     import json
 
-    for row in bench_replay():
+    import sys
+
+    cap = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    for row in bench_replay(capacity=cap, seconds=float(sys.argv[2]) if len(sys.argv) > 2 else 3.0):
         print(json.dumps(row), flush=True)

@@ -17,7 +17,7 @@ from gymnasium import spaces
 from torch import Tensor
 
 from rlsuite.errors import UserError
-from rlsuite.replay import ops, persist
+from rlsuite.replay import kernels, ops, persist
 from rlsuite.replay.storage import StreamStorage
 from rlsuite.replay.sumtree import PrioritySampler
 
@@ -132,7 +132,11 @@ class ReplayBuffer:
         self._priority = (PrioritySampler(num_envs * slots, cfg.alpha, cfg.priority_eps)
                           if cfg.prioritized else None)
         self._gen = torch.Generator().manual_seed(seed)
-        self._out: dict[int, dict[str, Tensor]] = {}  # preallocated obs/next_obs per batch size
+        self._out: dict[int, dict[str, Tensor]] = {}  # preallocated batch tensors per batch size
+        # With 1-step returns the bootstrap slot is always t + 1, so obs and next obs can be two
+        # views of one (stack + 1)-frame window: 5 frames copied per Atari sample instead of 8.
+        # Only for real stacks: a stack-less obs as a strided view would surprise `.view()` users.
+        self._window = n_step == 1 and frame_stack > 1
         self._copy_done: torch.cuda.Event | None = None
 
     # ------------------------------------------------------------------ adding
@@ -148,14 +152,11 @@ class ReplayBuffer:
                              "pass the true final observation")
         frames = self._newest_frames(obs)
         final = None if final_obs is None else self._newest_frames(final_obs)
-        changed, sampleable = self._storage.write(
-            frames, self._column(action, np.int64), self._column(reward, np.float32), term, trunc, final
-        )
-        if self._priority is not None:
-            self._priority.set_sampleable(changed, sampleable)
+        self._storage.write(frames, self._column(action, np.int64), self._column(reward, np.float32),
+                            term, trunc, final, self._priority)
 
     def _column(self, x, dtype: type) -> np.ndarray:
-        a = _numpy(x).astype(dtype, copy=False).reshape(-1)
+        a = np.ascontiguousarray(_numpy(x), dtype=dtype).reshape(-1)  # the kernel reads it raw
         if a.shape[0] != self.num_envs:
             raise ValueError(f"expected {self.num_envs} values (one per env), got shape {np.shape(x)}")
         return a
@@ -188,18 +189,20 @@ class ReplayBuffer:
         if self._priority is not None:
             gidx, weights = self._priority.sample(batch_size, beta, self._gen)
         else:
-            gidx, weights = self._uniform_indices(batch_size), torch.ones(batch_size)
-        st = self._storage
-        env, t = gidx // self.slots, gidx % self.slots
-        ret, discount, boot = ops.nstep_returns(st.reward, st.terminated, st.truncated, t, env,
-                                                self.n_step, self.gamma)
-        out = self._out_buffers(batch_size)
+            gidx, weights = self._uniform_indices(batch_size), self._out_buffers(batch_size)["ones"]
+        st, out = self._storage, self._out_buffers(batch_size)
+        obs = [out[f"obs.{k}"] for k in self._specs]
+        next_obs = [] if self._window else [out[f"next_obs.{k}"] for k in self._specs]
+        kernels.gather_transitions(list(st.frames.values()), st.first, st.action, st.reward, st.terminated,
+                                   st.truncated, gidx, self.frame_stack, self.n_step, self.gamma, self._window,
+                                   obs, next_obs, out["action"], out["reward"],
+                                   out["discount"])
         batch = Batch(
-            obs=self._stacks(t, env, out, "obs"),
-            action=st.action.view(-1)[gidx],
-            reward=ret,
-            discount=discount,
-            next_obs=self._stacks(boot, env, out, "next_obs"),
+            obs=self._view_obs(obs, batch_size, 0),
+            action=out["action"],
+            reward=out["reward"],
+            discount=out["discount"],
+            next_obs=self._view_obs(obs if self._window else next_obs, batch_size, self.n_step if self._window else 0),
             weights=weights,
             indices=gidx,
         )
@@ -215,30 +218,36 @@ class ReplayBuffer:
         while need > 0:
             draws = min(1 << 20, math.ceil(need * area / max(1, len(self)) * 1.1) + 8)
             r = torch.randint(area, (draws,), generator=self._gen)
-            gidx = (r // width) * self.slots + r % width
-            gidx = gidx[valid[gidx]][:need]
+            gidx = kernels.uniform_pick(valid, r, width, self.slots, need)
             picked.append(gidx)
             need -= gidx.numel()
         return picked[0] if len(picked) == 1 else torch.cat(picked)
 
     def _out_buffers(self, batch_size: int) -> dict[str, Tensor]:
         # Reused across calls: fresh multi-MB tensors per batch cost page faults every time.
+        # With a window, obs and next obs are views of one (B, stack + n) tensor per key.
         if batch_size not in self._out:
             pin = self.device.type == "cuda"
-            self._out[batch_size] = {
-                f"{which}.{key}": torch.empty((batch_size, self.frame_stack, *shape), dtype=dtype,
-                                              pin_memory=pin)
-                for which in ("obs", "next_obs")
+            width = self.frame_stack + self.n_step if self._window else self.frame_stack
+            out = {
+                f"{which}.{key}": torch.empty((batch_size, width if which == "obs" else self.frame_stack, *shape),
+                                              dtype=dtype, pin_memory=pin)
+                for which in (("obs",) if self._window else ("obs", "next_obs"))
                 for key, (shape, dtype) in self._specs.items()
             }
+            out.update(action=torch.empty(batch_size, dtype=torch.int64, pin_memory=pin),
+                       reward=torch.empty(batch_size, pin_memory=pin), discount=torch.empty(batch_size, pin_memory=pin),
+                       ones=torch.ones(batch_size, pin_memory=pin))
+            self._out[batch_size] = out
         return self._out[batch_size]
 
-    def _stacks(self, t: Tensor, env: Tensor, out: dict[str, Tensor], which: str) -> Obs:
-        st, result = self._storage, {}
-        for key, (shape, _) in self._specs.items():
-            stacked = ops.frame_stack_gather(st.frames[key], st.first, t, env, self.frame_stack,
-                                             out=out[f"{which}.{key}"])
-            result[key] = stacked if self.frame_stack > 1 else stacked.view(t.numel(), *shape)
+    def _view_obs(self, parts: list[Tensor], batch_size: int, start: int) -> Obs:
+        """Per key, columns start .. start + stack of the gathered frames (the whole tensor
+        unless it is a window), without the stack axis when frame_stack == 1."""
+        result = {}
+        for part, (key, (shape, _)) in zip(parts, self._specs.items()):
+            stacked = part[:, start : start + self.frame_stack] if self._window else part
+            result[key] = stacked if self.frame_stack > 1 else stacked.view(batch_size, *shape)
         return result if self._is_dict else result[_BOX_KEY]
 
     def _to_device(self, batch: Batch) -> Batch:
@@ -260,7 +269,7 @@ class ReplayBuffer:
             return
         idx = torch.as_tensor(indices).to("cpu", torch.int64).reshape(-1)
         p = torch.as_tensor(priorities).detach().to("cpu", torch.float64).reshape(-1)
-        self._priority.update(idx, p, self._storage.valid.view(-1)[idx])
+        self._priority.update(idx, p, self._storage.valid.view(-1))
 
     # ------------------------------------------------------------------ sizes
 

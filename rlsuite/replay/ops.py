@@ -1,9 +1,11 @@
 """Pure-torch reference operators of the replay buffer.
 
-These functions are the seam where native kernels (``rlsuite._C``, registered with
-``torch.library`` for CPU and CUDA) plug in later: each one is a plain function on tensors,
-vectorised over the batch, with a signature a C++/CUDA kernel can implement one-to-one. The
-reference defines the expected answer in the tests.
+Each function here is the definition of one native kernel of ``rlsuite._C`` (registered with
+``torch.library`` as ``torch.ops.rlsuite.<name>``, C++ on CPU and CUDA on GPU): a plain function
+on tensors, vectorised over the batch, with the kernel's signature. :mod:`.kernels` dispatches
+to the native kernel when it is loaded and to the function here otherwise; the tests hold every
+kernel to its reference. The buffer's add bookkeeping (``stream_add``) has its reference in
+:class:`rlsuite.replay.storage.StreamStorage`.
 
 Conventions shared by all operators:
 
@@ -19,6 +21,8 @@ Conventions shared by all operators:
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -32,7 +36,13 @@ __all__ = [
     "sum_tree_search",
     "tree_rebuild",
     "frame_stack_gather",
+    "frame_window_gather",
     "nstep_returns",
+    "sequence_gather",
+    "gather_transitions",
+    "per_sample",
+    "per_update",
+    "uniform_pick",
 ]
 
 
@@ -208,3 +218,120 @@ def nstep_returns(
     k = alive.sum(1)
     discount = torch.where((term & alive).any(1), 0.0, gamma ** k.to(torch.float64))
     return ret.to(torch.float32), discount.to(torch.float32), (t_idx + k) % slots
+
+
+# --------------------------------------------------------------------------- composites
+
+
+def frame_window_gather(
+    frames: Tensor, first_flags: Tensor, t_idx: Tensor, env_idx: Tensor, stack: int, n: int, out: Tensor | None = None
+) -> Tensor:
+    """Observation and n-step next observation as one (B, stack + n, *F) window.
+
+    Column ``c`` holds the frame of slot ``t - stack + 1 + c``: the first ``stack`` columns are
+    :func:`frame_stack_gather` of ``t``; column ``stack - 1 + a`` (``a >= 1``) is frame ``t + a``,
+    zero once a later episode has started (a first flag in ``t+1 .. t+a``). ``window[:, n:]`` is
+    the next observation whenever the bootstrap slot is ``t + n`` (always for ``n = 1``), so
+    obs and next obs share memory: stack + n frames are copied instead of 2 * stack.
+    """
+    num_envs, slots = first_flags.shape
+    batch, width = t_idx.numel(), stack + n
+    if out is None:
+        out = torch.empty((batch, width, *frames.shape[2:]), dtype=frames.dtype, device=frames.device)
+    out[:, :stack] = frame_stack_gather(frames, first_flags, t_idx, env_idx, stack)
+    ahead = torch.arange(1, n + 1, device=t_idx.device)
+    rows = env_idx[:, None] * slots + (t_idx[:, None] + ahead) % slots  # (B, n)
+    started = torch.cumsum(first_flags.reshape(-1)[rows], dim=1) > 0
+    later = frames.reshape(num_envs * slots, *frames.shape[2:])[rows]
+    later[started] = 0
+    out[:, stack:] = later
+    return out
+
+
+def sequence_gather(
+    frames: Tensor, action: Tensor, rtg: Tensor, timestep: Tensor, ended: Tensor, final: Tensor,
+    t_idx: Tensor, env_idx: Tensor, length: int, obs_out: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Transformer windows of ``length`` slots starting at slot ``t_idx`` of stream ``env_idx``.
+
+    ``frames`` (E, L, *F); ``action``/``timestep`` int64 (E, L); ``rtg`` float32 (E, L): the
+    return-to-go of each step (computed once per finished episode by the dataset); ``ended``
+    bool (E, L): the slot is an episode's last step; ``final`` bool (E, L): the slot holds a
+    final observation (not a step). Returns ``(obs, action, rtg, timestep, mask)`` of shapes
+    (B, K, *F), (B, K), ...: ``mask[b, i]`` is True while step ``t+i`` is in the episode of
+    ``t`` (padding after its last step is all zeros, mask False).
+    """
+    slots = frames.shape[1]
+    rows = env_idx[:, None] * slots + (t_idx[:, None] + torch.arange(length, device=t_idx.device)) % slots
+    end = ended.reshape(-1)[rows]
+    before = torch.cumsum(end, dim=1) - end.to(torch.int64)  # ends strictly before step i
+    mask = (before == 0) & (torch.cumsum(final.reshape(-1)[rows], dim=1) == 0)
+    flat = frames.reshape(-1, *frames.shape[2:])
+    obs = flat[rows] * mask.view(*mask.shape, *([1] * (frames.dim() - 2))).to(frames.dtype)
+    if obs_out is not None:
+        obs_out.copy_(obs)
+        obs = obs_out
+
+    def pick(x: Tensor) -> Tensor:
+        return torch.where(mask, x.reshape(-1)[rows], torch.zeros((), dtype=x.dtype, device=x.device))
+
+    return obs, pick(action), pick(rtg), pick(timestep), mask
+
+
+def gather_transitions(
+    frames: list[Tensor], first: Tensor, action: Tensor, reward: Tensor, terminated: Tensor, truncated: Tensor,
+    gidx: Tensor, stack: int, n: int, gamma: float, window: bool,
+    obs_out: list[Tensor], next_out: list[Tensor], action_out: Tensor, ret_out: Tensor, disc_out: Tensor,
+) -> None:
+    """The buffer's per-batch gather into preallocated outputs: n-step returns and discounts,
+    actions, and per frame key obs and next-obs stacks, or with ``window`` one
+    :func:`frame_window_gather` window (valid when every bootstrap is n slots ahead)."""
+    slots = reward.shape[1]
+    env, t = gidx // slots, gidx % slots
+    ret, disc, boot = nstep_returns(reward, terminated, truncated, t, env, n, gamma)
+    ret_out.copy_(ret)
+    disc_out.copy_(disc)
+    torch.index_select(action.reshape(-1), 0, gidx, out=action_out)
+    for k, f in enumerate(frames):
+        if window:
+            frame_window_gather(f, first, t, env, stack, n, out=obs_out[k])
+        else:
+            frame_stack_gather(f, first, t, env, stack, out=obs_out[k])
+            frame_stack_gather(f, first, boot, env, stack, out=next_out[k])
+
+
+def per_sample(sum_tree: Tensor, min_tree: Tensor, u: Tensor, beta: float) -> tuple[Tensor, Tensor]:
+    """Stratified proportional sampling (Schaul et al. 2016, App. B.2.1): draw ``i`` searches
+    ``(i + u_i) * total / B``. Returns (leaf ids, float32 IS weights).
+
+    ``w_i = (N * P(i))^-beta / max_w`` with ``max_w = (N * p_min / total)^-beta``, which
+    simplifies to ``(p_min / p_i)^beta``; computed that way to avoid overflow.
+    """
+    total, batch = float(sum_tree[0]), u.numel()
+    prefix = (torch.arange(batch, dtype=torch.float64) + u.to(torch.float64)) * (total / batch)
+    idx = sum_tree_search(sum_tree, prefix.clamp_(max=total))
+    offset = sum_tree.numel() - (sum_tree.numel() * (TREE_FANOUT - 1) + 1) // TREE_FANOUT
+    weights = (float(min_tree[0]) / sum_tree[idx + offset]) ** beta
+    return idx, weights.to(torch.float32)
+
+
+def per_update(sum_tree: Tensor, min_tree: Tensor, idx: Tensor, td: Tensor, valid: Tensor,
+               alpha: float, eps: float) -> float:
+    """Store priority ``(|td| + eps)^alpha`` at the leaves ``idx`` that are still sampleable
+    (``valid[idx]``; a slot overwritten since it was sampled must not be resurrected), in both
+    trees, last duplicate winning. Returns the largest stored priority (-inf if none)."""
+    keep = valid[idx]
+    idx, td = idx[keep], td[keep]
+    if idx.numel() == 0:
+        return -math.inf
+    priority = (td.to(torch.float64).abs() + eps) ** alpha
+    sum_tree_update(sum_tree, idx, priority)
+    min_tree_update(min_tree, idx, priority)
+    return float(priority.max())
+
+
+def uniform_pick(valid: Tensor, draws: Tensor, width: int, slots: int, need: int) -> Tensor:
+    """Map draws ``r`` in ``[0, E * width)`` to global slots ``(r // width) * slots + r % width``
+    and keep the first ``need`` that may start a transition (``valid``, flat bool)."""
+    gidx = (draws // width) * slots + draws % width
+    return gidx[valid[gidx]][:need]

@@ -11,12 +11,30 @@ and the *physical* slot ``T % L``. The storage keeps ``valid``, a per-slot flag 
 transition may start there (the sampleability rule is in :meth:`StreamStorage._sampleable`),
 and maintains it incrementally: each write can only change the flag of the few slots next to the
 write cursor and at the ring's oldest edge.
+
+The numpy code here is the reference of the native ``torch.ops.rlsuite.stream_add`` kernel,
+which does a whole :meth:`StreamStorage.write` (and the priority follow-up) in one call when
+``rlsuite._C`` is loaded.
 """
 from __future__ import annotations
+
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from rlsuite import native
+
+
+class Priorities(Protocol):
+    """What a write needs of a prioritized sampler (see rlsuite.replay.sumtree)."""
+
+    sum_tree: Tensor
+    min_tree: Tensor
+    max_priority: float
+
+    def set_sampleable(self, idx: Tensor, sampleable: Tensor) -> None: ...
 
 
 def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
@@ -55,8 +73,11 @@ class StreamStorage:
         self.final, self.valid = views["final"], views["valid"]
         self.cursor = np.zeros(num_envs, np.int64)  # absolute time of the next write per stream
         self.new_episode = np.ones(num_envs, np.bool_)
-        self.num_valid = 0
+        self._num_valid = np.zeros(1, np.int64)  # an array so the native kernel can update it
         self.num_added = 0
+        # Torch views of the state the native kernel mutates (state is only ever set in place).
+        self._t_state = [torch.from_numpy(a) for a in (self.cursor, self.new_episode, self._num_valid)]
+        self._frame_list = list(self.frames.values())
         self._env = np.arange(num_envs)
         self._row = self._env[:, None] * slots
         # Slots whose flag a write can change: the newest n+2 (an episode end or the n-th next
@@ -66,6 +87,15 @@ class StreamStorage:
         self._recent = np.arange(n_step + 2)
         self._edge = np.arange(frame_stack + 1)
         self._window = np.arange(n_step)
+
+    @property
+    def num_valid(self) -> int:
+        """Slots where a transition may start now."""
+        return int(self._num_valid[0])
+
+    @num_valid.setter
+    def num_valid(self, value: int) -> None:
+        self._num_valid[0] = value
 
     # ------------------------------------------------------------------ writing
 
@@ -77,9 +107,41 @@ class StreamStorage:
         terminated: np.ndarray,
         truncated: np.ndarray,
         final_frames: dict[str, np.ndarray] | None,
+        priorities: Priorities | None = None,
+    ) -> None:
+        """Append one vector step; a prioritized sampler follows the slots whose
+        sampleability changed (new ones get its max priority)."""
+        if native.enabled():
+            self._write_native(frames, action, reward, terminated, truncated, final_frames, priorities)
+            return
+        changed, sampleable = self._write_reference(frames, action, reward, terminated, truncated, final_frames)
+        if priorities is not None:
+            priorities.set_sampleable(changed, sampleable)
+
+    def _write_native(self, frames, action, reward, terminated, truncated, final_frames, priorities) -> None:
+        if final_frames is None and (terminated | truncated).any():
+            raise ValueError("an episode ended on this step but final_obs is None")
+        obs = [torch.from_numpy(f) for f in frames.values()]
+        final = [] if final_frames is None else [torch.from_numpy(final_frames[k]) for k in frames]
+        trees = (None, None, 0.0) if priorities is None else (
+            priorities.sum_tree, priorities.min_tree, priorities.max_priority)
+        torch.ops.rlsuite.stream_add(
+            self._frame_list, obs, final, self.action, self.reward, self.first, self.terminated, self.truncated,
+            self.final, self.valid, *self._t_state, torch.from_numpy(action), torch.from_numpy(reward),
+            torch.from_numpy(terminated), torch.from_numpy(truncated), self.frame_stack, self.n_step, *trees)
+        self.num_added += self.num_envs
+
+    def _write_reference(
+        self,
+        frames: dict[str, np.ndarray],
+        action: np.ndarray,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        final_frames: dict[str, np.ndarray] | None,
     ) -> tuple[Tensor, Tensor]:
-        """Append one vector step; returns (global slot ids, new flag) of slots whose
-        sampleability changed, so a priority sampler can follow."""
+        """Reference write; returns (global slot ids, new flag) of slots whose
+        sampleability changed."""
         a, env, slot = self.np, self._env, self.cursor % self.slots
         ended = terminated | truncated
         for key, frame in frames.items():
@@ -94,7 +156,7 @@ class StreamStorage:
             assert final_frames is not None
             self._write_final(ended, final_frames)
         self.cursor += 1 + ended
-        self.new_episode = ended
+        self.new_episode[:] = ended
         self.num_added += self.num_envs
         return self._refresh_validity()
 
@@ -162,8 +224,8 @@ class StreamStorage:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.cursor = np.array(state["cursor"], np.int64)
-        self.new_episode = np.array(state["new_episode"], np.bool_)
+        self.cursor[:] = np.array(state["cursor"], np.int64)  # in place: the kernel holds views
+        self.new_episode[:] = np.array(state["new_episode"], np.bool_)
         self.num_valid = int(state["num_valid"])
         self.num_added = int(state["num_added"])
 

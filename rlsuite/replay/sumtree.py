@@ -3,7 +3,8 @@
 A sum-tree holds each sampleable slot's priority ``(|delta| + eps)^alpha`` (zero for slots that
 cannot start a transition, so sampling never needs rejection); a min-tree holds the same
 priorities (+inf elsewhere) so the importance-weight normaliser ``max_w`` comes from the minimum
-priority in O(1). Tree arithmetic lives in :mod:`rlsuite.replay.ops`.
+priority in O(1). Tree arithmetic lives in :mod:`rlsuite.replay.kernels` (native kernels, or the
+reference in :mod:`rlsuite.replay.ops`).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from rlsuite.replay import ops
+from rlsuite.replay import kernels, ops
 
 
 class PrioritySampler:
@@ -41,39 +42,27 @@ class PrioritySampler:
         if idx.numel() == 0:
             return
         value = torch.where(sampleable, self.max_priority, 0.0).to(torch.float64)
-        ops.sum_tree_update(self.sum_tree, idx, value)
-        ops.min_tree_update(self.min_tree, idx, torch.where(sampleable, value, math.inf))
+        kernels.sum_tree_update(self.sum_tree, idx, value)
+        kernels.min_tree_update(self.min_tree, idx, torch.where(sampleable, value, math.inf))
 
     def update(self, idx: Tensor, td_error: Tensor, still_sampleable: Tensor) -> None:
-        """Store ``(|td| + eps)^alpha`` for the slots that can still be sampled (a slot
-        overwritten since it was sampled must not be resurrected)."""
-        idx, td_error = idx[still_sampleable], td_error[still_sampleable]
-        if idx.numel() == 0:
-            return
-        priority = (td_error.detach().to(torch.float64).abs() + self.eps) ** self.alpha
-        self.max_priority = max(self.max_priority, float(priority.max()))
-        ops.sum_tree_update(self.sum_tree, idx, priority)
-        ops.min_tree_update(self.min_tree, idx, priority)
+        """Store ``(|td| + eps)^alpha`` for the slots that can still be sampled
+        (``still_sampleable``: flat bool per slot; a slot overwritten since it was sampled
+        must not be resurrected)."""
+        best = kernels.per_update(self.sum_tree, self.min_tree, idx, td_error.detach(), still_sampleable,
+                                  self.alpha, self.eps)
+        self.max_priority = max(self.max_priority, best)
 
     def sample(self, batch_size: int, beta: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Stratified proportional sampling: one draw per equal-mass segment of the total,
-        as in Schaul et al. (2016), Appendix B.2.1. Returns (slot ids, IS weights).
-
-        ``w_i = (N * P(i))^-beta / max_w`` with ``max_w = (N * p_min / total)^-beta``, which
-        simplifies to ``(p_min / p_i)^beta``; computed that way to avoid overflow.
-        """
-        total = self.total
+        """Stratified proportional sampling (see :func:`rlsuite.replay.ops.per_sample`).
+        Returns (slot ids, float32 IS weights)."""
         u = torch.rand(batch_size, generator=gen, dtype=torch.float64)
-        prefix = (torch.arange(batch_size, dtype=torch.float64) + u) * (total / batch_size)
-        idx = ops.sum_tree_search(self.sum_tree, prefix.clamp_(max=total))
-        priority = self.sum_tree[idx + self._offset]
-        weights = (float(self.min_tree[0]) / priority) ** beta
-        return idx, weights.to(torch.float32)
+        return kernels.per_sample(self.sum_tree, self.min_tree, u, beta)
 
     def load_leaves(self, leaves: Tensor) -> None:
         """Rebuild both trees from saved leaf priorities."""
         start = self._offset
         self.sum_tree[start : start + self.num_slots] = leaves
         self.min_tree[start : start + self.num_slots] = torch.where(leaves > 0, leaves, math.inf)
-        ops.tree_rebuild(self.sum_tree, "sum")
-        ops.tree_rebuild(self.min_tree, "min")
+        kernels.tree_rebuild(self.sum_tree, "sum")
+        kernels.tree_rebuild(self.min_tree, "min")

@@ -1,0 +1,103 @@
+// Helpers shared by the CPU (.cpp) and CUDA (.cu) kernels of rlsuite._C.
+//
+// Everything here is plain arithmetic on raw pointers, marked host+device under nvcc, so the
+// CPU and GPU kernels compute a row exactly the same way. The torch glue (argument checks,
+// allocation, dispatch) lives in the .cpp/.cu files, never here, so this header needs no
+// torch include and the device code compiles against the CUDA toolkit alone.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#ifdef __CUDACC__
+#define RL_HD __host__ __device__ __forceinline__
+#else
+#define RL_HD inline
+#endif
+
+namespace rlsuite {
+
+// Children per node of the priority trees (must match rlsuite/replay/ops.py TREE_FANOUT).
+constexpr int64_t kFanout = 16;
+
+// Leaves of the complete kFanout-ary tree stored in `nodes` nodes (leaves are the last ones).
+RL_HD int64_t tree_leaves(int64_t nodes) { return (nodes * (kFanout - 1) + 1) / kFanout; }
+
+// Python-style modulo: the slot of absolute or relative time `t` in a ring of `slots`.
+RL_HD int64_t wrap(int64_t t, int64_t slots) { return ((t % slots) + slots) % slots; }
+
+// Reduce the kFanout children of `node` (sum, or min for a min-tree), in index order.
+template <typename T>
+RL_HD T reduce_children(const T* tree, int64_t node, bool is_min) {
+  const T* kids = tree + node * kFanout + 1;
+  T acc = kids[0];
+  for (int j = 1; j < kFanout; ++j) acc = is_min ? (kids[j] < acc ? kids[j] : acc) : acc + kids[j];
+  return acc;
+}
+
+// Descend a sum-tree to the leaf whose cumulative interval holds `value`. At each level the
+// child is the first whose running sum exceeds the value, but never past the last child with
+// positive mass (rounding at the top end must not pick an empty leaf); same steps as the
+// reference ops.sum_tree_search, including how the consumed mass is subtracted.
+template <typename T>
+RL_HD int64_t tree_descend(const T* tree, int64_t nodes, T value) {
+  const int64_t leaves = tree_leaves(nodes);
+  int64_t node = 0;
+  for (int64_t width = leaves; width > 1; width /= kFanout) {
+    const T* kids = tree + node * kFanout + 1;
+    T end = 0, child_end = 0;
+    int child = -1, last_positive = 0;
+    T ends[kFanout];
+    for (int j = 0; j < kFanout; ++j) {
+      end += kids[j];
+      ends[j] = end;
+      if (kids[j] > 0) last_positive = j;
+      if (child < 0 && end > value) child = j;
+    }
+    if (child < 0 || child > last_positive) child = last_positive;
+    child_end = ends[child];
+    value = value - (child_end - kids[child]);
+    node = node * kFanout + 1 + child;
+  }
+  return node - (nodes - leaves);
+}
+
+// True iff frame t-back of stream row `first` (episode-start flags) belongs to an earlier
+// episode than slot t: some slot in t-back+1 .. t starts an episode.
+RL_HD bool crossed_start(const bool* first, int64_t slots, int64_t t, int64_t back) {
+  for (int64_t i = 0; i < back; ++i)
+    if (first[wrap(t - i, slots)]) return true;
+  return false;
+}
+
+// n-step return of the transition at slot t of one stream: sum of gamma^i r_{t+i} up to the
+// episode end, discount 0 if it terminated inside the window else gamma^k, bootstrap slot t+k.
+RL_HD void nstep_one(const float* reward, const bool* term, const bool* trunc, int64_t slots, int64_t t,
+                     int64_t n, double gamma, float* ret, float* discount, int64_t* boot) {
+  double acc = 0.0;
+  int64_t k = 0;
+  bool terminated = false;
+  for (; k < n;) {
+    const int64_t s = wrap(t + k, slots);
+    acc += static_cast<double>(reward[s]) * pow(gamma, static_cast<double>(k));
+    ++k;
+    if (term[s] || trunc[s]) {
+      terminated = term[s];
+      break;
+    }
+  }
+  *ret = static_cast<float>(acc);
+  *discount = terminated ? 0.0f : static_cast<float>(pow(gamma, static_cast<double>(k)));
+  *boot = wrap(t + k, slots);
+}
+
+// x^e with torch's special cases for common exponents (sqrt for 0.5, identity for 1), so
+// priorities and importance weights round like the reference.
+RL_HD double pow_like_torch(double x, double e) {
+  if (e == 1.0) return x;
+  if (e == 0.5) return sqrt(x);
+  if (e == 2.0) return x * x;
+  if (e == 0.0) return 1.0;
+  return pow(x, e);
+}
+
+}  // namespace rlsuite
