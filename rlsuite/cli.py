@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as exc:
         print(f"rlsuite: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `rlsuite bench ... | head`: the reader left; not an error
+        sys.stderr.close()
+        return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,7 +191,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rlsuite.config import preset_names
 
     if args.what in ("all", "agents"):
+        from rlsuite.native import backend_description
+
         print("agents:        " + ", ".join(AGENTS))
+        print("replay ops:    " + backend_description())
         print("agent presets: " + ", ".join(preset_names("agents")))
     if args.what in ("all", "envs"):
         from rlsuite.envs import known_env_ids
@@ -217,8 +223,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     seconds = 1.0 if args.quick else args.seconds
     if args.what == "replay":
         from rlsuite.bench.replay import bench_replay
+        from rlsuite.bench.replay_peers import bench_peers
 
-        results = bench_replay(capacity=20_000 if args.quick else 200_000, seconds=seconds)
+        capacity = 20_000 if args.quick else 200_000
+        results = bench_replay(capacity=capacity, seconds=seconds)
+        if not args.quick:  # peers installed side by side, each in its own subprocess
+            results += bench_peers(capacity=capacity, seconds=seconds)
     elif args.what == "envs":
         from rlsuite.bench.envs import bench_envs
 
