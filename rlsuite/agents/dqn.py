@@ -128,6 +128,10 @@ class DQN:
         # One fused kernel per step instead of a Python loop over parameters: the update of a
         # small Q-network is dominated by per-op overhead on CPU.
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=True)
+        # Updates of a small network are per-op overhead, not arithmetic: a second thread gains
+        # nothing when the machine is quiet and stalls every op when it is not (see SMALL_BATCH).
+        small_network = sum(p.numel() for p in self.online.parameters()) < SMALL_NETWORK_PARAMS
+        self._update_single_threaded = small_network and self.device.type == "cpu"
         self.rng = np.random.default_rng(seed)
         self.num_updates = 0
         self.target_syncs = 0
@@ -168,8 +172,9 @@ class DQN:
             # instead of over-fitting a handful of transitions; the skipped updates are dropped.
             self.num_updates += owed
             owed = 0
-        for _ in range(owed):
-            metrics = self.update(buffer.sample(self.cfg.batch_size, beta=beta), buffer)
+        with single_thread_if(owed > 0 and self._update_single_threaded):
+            for _ in range(owed):
+                metrics = self.update(buffer.sample(self.cfg.batch_size, beta=beta), buffer)
         if env_step // self.cfg.target_update_period > self.target_syncs:
             self.target_syncs = env_step // self.cfg.target_update_period
             self.sync_target()
@@ -235,6 +240,7 @@ class DQN:
 # its core (measured here: a batch-1 Nature CNN forward took 1 ms on one thread, 15-70 ms on
 # two under load). Switching the thread count costs well under a microsecond.
 SMALL_BATCH = 8
+SMALL_NETWORK_PARAMS = 500_000  # MLPs and the MinAtar net; the Nature CNN has 1.7M
 
 
 @contextlib.contextmanager
