@@ -13,9 +13,7 @@ Checkpoints are pickles: load only checkpoints you made (or trust).
 from __future__ import annotations
 
 import os
-import pickle
 import random
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +98,12 @@ def find(path_or_run: str | Path) -> Path:
 
 def load(path: Path) -> dict[str, Any]:
     """Read a checkpoint, turning every kind of damage into a one-line UserError."""
+    if not path.is_file():
+        raise UserError(f"no such checkpoint file: {path}")
     try:
         data = torch.load(path, map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, ValueError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - damaged bytes can raise anything while unpickling
+        # (UnpicklingError, EOFError, BadZipFile, MemoryError from a garbage length, KeyError, ...)
         reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise UserError(f"checkpoint {path} is corrupt or truncated ({reason}); "
                         f"use an earlier one from {path.parent}") from None

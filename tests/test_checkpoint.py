@@ -1,7 +1,7 @@
 """Checkpoint files: atomic writes, keep-last-N, damage and mismatch detection."""
 from __future__ import annotations
 
-import os
+import random
 
 import pytest
 import torch
@@ -44,7 +44,8 @@ def test_failed_write_leaves_previous_checkpoint_intact(tmp_path):
 def test_damaged_checkpoint_is_a_one_line_user_error(tmp_path, damage):
     path = checkpoint.save(tmp_path, 100, _payload(100))
     data = path.read_bytes()
-    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": os.urandom(2000), "empty": b""}[damage])
+    garbage = random.Random(7).randbytes(2000)
+    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": garbage, "empty": b""}[damage])
     with pytest.raises(UserError, match="corrupt or truncated") as info:
         checkpoint.load(path)
     assert "\n" not in str(info.value)
