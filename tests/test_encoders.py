@@ -164,3 +164,20 @@ def test_bad_space_is_user_error() -> None:
         make_encoder(EncoderConfig(kind="nature"), gym.spaces.Box(0, 255, (4, 10, 10), np.uint8))
     with pytest.raises(UserError):
         make_encoder(EncoderConfig(), gym.spaces.Discrete(5))
+
+
+def test_image_inputs_are_scaled_by_their_space_maximum():
+    """Atari pixels are divided by 255; MinAtar's 0/1 planes must stay 0/1 (not 1/255)."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+
+    from rlsuite.nn.encoders import EncoderConfig, make_encoder
+
+    minatar = make_encoder(EncoderConfig(kind="minatar"), gym.spaces.Box(0, 1, (4, 10, 10), np.uint8))
+    atari = make_encoder(EncoderConfig(kind="nature"), gym.spaces.Box(0, 255, (4, 84, 84), np.uint8))
+    assert minatar.input_scale == 1.0 and atari.input_scale == 1.0 / 255.0
+    seen = {}
+    minatar.convs.register_forward_hook(lambda m, inp, out: seen.update(max=inp[0].max().item()))
+    minatar(torch.ones(2, 4, 10, 10, dtype=torch.uint8))
+    assert seen["max"] == 1.0

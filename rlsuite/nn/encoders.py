@@ -80,11 +80,20 @@ def _init_all_xavier(net: nn.Module) -> None:
 # shared pieces
 
 
-def to_float_image(x: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels -> [0, 1]; anything else (MinAtar bool planes, floats) -> float unchanged."""
-    if x.dtype == torch.uint8:
-        return x.float().div_(255.0)
-    return x.float()
+def to_float_image(x: torch.Tensor, scale: float = 1.0 / 255.0) -> torch.Tensor:
+    """Integer images -> floats in [0, 1] (`scale` = 1 / the space's maximum); floats unchanged."""
+    if x.is_floating_point():
+        return x
+    return x.float().mul_(scale)
+
+
+def input_scale(space: gym.Space) -> float:
+    """1 / the largest value an integer image space can hold: 1/255 for Atari pixels, 1 for MinAtar's
+    0/1 planes (dividing those by 255 would squash every input to 0.004)."""
+    if isinstance(space, gym.spaces.Box) and np.issubdtype(space.dtype, np.integer):
+        high = float(np.max(space.high))
+        return 1.0 / high if high > 0 else 1.0
+    return 1.0
 
 
 def _flat_dim(net: nn.Module, in_shape: tuple[int, ...]) -> int:
@@ -107,9 +116,10 @@ class ImageEncoder(nn.Module):
         self.dense = nn.Linear(_flat_dim(convs, in_shape), dense)
         self.dense_act = nn.ReLU()
         self.output_dim = dense
+        self.input_scale = 1.0 / 255.0  # make_encoder sets it from the observation space
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dense_act(self.dense(self.flatten(self.convs(to_float_image(x)))))
+        return self.dense_act(self.dense(self.flatten(self.convs(to_float_image(x, self.input_scale)))))
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,6 +315,8 @@ def make_encoder(cfg: EncoderConfig, observation_space: gym.Space) -> nn.Module:
     shape = _image_shape(observation_space, kind)
     builders = {"nature": nature_cnn, "impala": impala_cnn, "minatar": minatar_cnn}
     try:
-        return builders[kind](cfg, shape)
+        encoder = builders[kind](cfg, shape)
     except RuntimeError as exc:  # the dry run fails when the image is too small for the stack
         raise UserError(f"encoder '{kind}' cannot take images of shape {shape}: {exc}") from exc
+    encoder.input_scale = input_scale(observation_space)
+    return encoder
