@@ -358,21 +358,25 @@ def _from_presets(agent: str, env: str | None) -> RunConfig:
     cfg = empty_run_config(data.get("algo", agent))
     env = env or data.get("default_env")
     if env is None:
-        raise UserError(f"name an environment with --env (e.g. --env pong); 'rlsuite list envs' shows them")
-    _apply_env(cfg, env)
-    apply_file(cfg, {k: v for k, v in data.items() if k != "default_env"}, f"agents/{agent}.toml")
+        raise UserError("name an environment with --env (e.g. --env pong); 'rlsuite list envs' shows them")
+    _apply_env(cfg, env, {**DEFAULT_ENV_PRESET, **data.get("env_presets", {})})
+    recipe = {k: v for k, v in data.items() if k not in ("default_env", "env_presets")}
+    apply_file(cfg, recipe, f"agents/{agent}.toml")
     cfg.presets.insert(0, f"agents/{agent}.toml")
     return cfg
 
 
-def _apply_env(cfg: RunConfig, env: str) -> None:
-    """`--env` takes an env preset name (envs/<name>.toml) or an env id (family default preset)."""
+def _apply_env(cfg: RunConfig, env: str, family_presets: dict[str, str]) -> None:
+    """`--env` takes an env preset name (envs/<name>.toml) or an env id, which gets its family's
+    preset: the agent preset's `[env_presets]` choice (dqn-cleanrl: atari-cleanrl) or the default."""
     from rlsuite.envs import resolve_env_id
 
     path = preset_path("envs", env)
     if path is None:
         family, _ = resolve_env_id(env)  # raises UserError with close matches
-        path = preset_path("envs", DEFAULT_ENV_PRESET[family])
+        path = preset_path("envs", family_presets[family])
+        if path is None:
+            raise UserError(f"env preset '{family_presets[family]}' named by the agent preset does not exist")
     data = read_toml(path)
     apply_file(cfg, data, f"envs/{path.name}")
     if preset_path("envs", env) is None:

@@ -73,3 +73,11 @@ def test_config_file_with_unknown_key_is_a_user_error(tmp_path):
     path.write_text("algo = [")
     with pytest.raises(UserError, match="not valid TOML"):
         config.build_run_config(config_file=path)
+
+
+def test_agent_preset_chooses_its_env_protocol_for_bare_ids():
+    cleanrl = config.build_run_config("dqn-cleanrl", "breakout")
+    assert cleanrl.env.id == "breakout" and cleanrl.env.sticky_action_prob == 0.0
+    assert cleanrl.env.terminal_on_life_loss and "envs/atari-cleanrl.toml" in cleanrl.presets
+    dopamine = config.build_run_config("dqn", "breakout")
+    assert dopamine.env.sticky_action_prob == pytest.approx(0.25) and not dopamine.env.terminal_on_life_loss
