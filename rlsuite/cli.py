@@ -168,6 +168,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     epsilon = policy.cfg.agent.eval_epsilon if args.epsilon is None else args.epsilon
     result = evaluate(policy.agent, policy.env, args.episodes, epsilon, seed=args.seed)
     summary = result.summary()
+    if hasattr(policy.agent, "online"):  # pruned checkpoints report how sparse they are
+        from rlsuite.nn.pruning import model_sparsity
+
+        sparsity = model_sparsity(policy.agent.online)
+        if sparsity["sparsity"] > 0.01:
+            summary.update(sparsity)
     rows = [{"metric": k, "value": f"{v:.3f}" if isinstance(v, float) else str(v)}
             for k, v in summary.items() if v is not None]
     print(format_table(rows, f"{policy.cfg.algo} on {policy.env.game}, step {policy.step:,}, epsilon {epsilon}"))

@@ -76,6 +76,7 @@ def build_session(cfg: config.RunConfig, run_dir: Path) -> Session:
     eval_env = make_env(cfg.env, t.eval_num_envs, t.seed + 10_000, evaluation=True)
     agent_cls, _ = agent_classes(cfg.algo)
     agent = agent_cls(cfg.agent, env.single_observation_space, env.single_action_space, device, seed=t.seed)
+    agent.plan(t.total_steps)
     buffer = ReplayBuffer(cfg.replay, env.single_observation_space, t.num_envs, frame_stack=env.frame_stack,
                           n_step=cfg.agent.n_step, gamma=cfg.agent.gamma, seed=t.seed, device=device)
     return Session(cfg, run_dir, env, eval_env, agent, buffer)
@@ -200,7 +201,7 @@ def loop(s: Session, monitor: Monitor) -> str:
             monitor.episodes_done(s.step, episode)
         if result.metrics is not None and s.step - last_log >= t.log_every:
             last_log = s.step
-            monitor.scalars(s.step, {**result.metrics, "charts/epsilon": result.epsilon})
+            monitor.scalars(s.step, {**result.metrics, **s.agent.diagnostics(), "charts/epsilon": result.epsilon})
         monitor.tick(s.step, n, result.epsilon)
         if _crossed(s.step, n, t.eval_every) and s.step < t.total_steps:
             summary = run_evaluation(s, monitor)

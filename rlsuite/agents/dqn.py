@@ -27,6 +27,7 @@ from torch import nn
 
 from rlsuite.errors import TrainingDiverged, UserError
 from rlsuite.nn.encoders import EncoderConfig, make_encoder
+from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
 
 
 @dataclass
@@ -67,6 +68,8 @@ class DQNConfig:
     """Clip the global gradient norm to this value (0 = no clipping; SB3 uses 10)."""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     """The torso that maps observations to features (see the encoder.* keys)."""
+    gmp: GMPConfig = field(default_factory=GMPConfig)
+    """Gradual magnitude pruning of the online network (Obando-Ceron et al. 2024; see the gmp.* keys)."""
 
 
 def linear_epsilon(step: int, start: float, end: float, decay_steps: int) -> float:
@@ -136,6 +139,19 @@ class DQN:
         self.num_updates = 0
         self.target_syncs = 0
         self.post_step_hooks: list[Any] = []  # weight-space constraints (GMP masks, NaP) run after each step
+        self.pruner: MagnitudePruner | None = None
+
+    def plan(self, total_env_steps: int) -> None:
+        """Attach the weight-space constraints whose schedules depend on the run length.
+        GMP counts gradient updates, so its window is set from the updates this run will make."""
+        if self.cfg.gmp.sparsity > 0 and self.pruner is None:
+            total_updates = max(1, (total_env_steps - self.cfg.learning_starts) // self.cfg.train_freq)
+            self.pruner = MagnitudePruner(self.cfg.gmp, self.online, total_updates, self.optimizer)
+            self.post_step_hooks.append(self.pruner)
+
+    def diagnostics(self) -> dict[str, float]:
+        """Scalars worth logging at the log interval (sparsity/ when pruning)."""
+        return self.pruner.report() if self.pruner is not None else {}
 
     # ------------------------------------------------------------------ acting
 
@@ -224,6 +240,7 @@ class DQN:
             "num_updates": self.num_updates,
             "target_syncs": self.target_syncs,
             "rng": self.rng.bit_generator.state,
+            "constraints": [hook.state_dict() for hook in self.post_step_hooks],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -233,6 +250,8 @@ class DQN:
         self.num_updates = state["num_updates"]
         self.target_syncs = state["target_syncs"]
         self.rng.bit_generator.state = state["rng"]
+        for hook, hook_state in zip(self.post_step_hooks, state.get("constraints", [])):
+            hook.load_state_dict(hook_state)
 
 
 # A forward pass on a handful of observations is too small to split across threads: the
