@@ -67,7 +67,8 @@ def test_tensorboard_has_the_documented_tags(trained_run):
     events.Reload()
     tags = set(events.Tags()["scalars"])
     assert {"charts/episodic_return", "charts/episodic_length", "losses/td", "losses/q_values",
-            "charts/epsilon", "charts/eval_mean"} <= tags
+            "charts/epsilon", "charts/eval_mean", "plasticity/param_norm", "plasticity/dormant_fraction",
+            "plasticity/srank"} <= tags
 
 
 def test_eval_prints_the_table_and_appends_jsonl(trained_run, capsys):

@@ -26,6 +26,7 @@ from gymnasium import spaces
 from torch import nn
 
 from rlsuite.errors import TrainingDiverged, UserError
+from rlsuite.nn.diagnostics import plasticity_report
 from rlsuite.nn.encoders import EncoderConfig, make_encoder
 from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
 
@@ -140,6 +141,7 @@ class DQN:
         self.target_syncs = 0
         self.post_step_hooks: list[Any] = []  # weight-space constraints (GMP masks, NaP) run after each step
         self.pruner: MagnitudePruner | None = None
+        self._last_obs: Any = None  # the last update's batch observations, for diagnostics
 
     def plan(self, total_env_steps: int) -> None:
         """Attach the weight-space constraints whose schedules depend on the run length.
@@ -150,8 +152,10 @@ class DQN:
             self.post_step_hooks.append(self.pruner)
 
     def diagnostics(self) -> dict[str, float]:
-        """Scalars worth logging at the log interval (sparsity/ when pruning)."""
-        return self.pruner.report() if self.pruner is not None else {}
+        """Scalars worth logging at the log interval: plasticity/ on the last replay batch
+        (one extra forward pass), and sparsity/ when pruning."""
+        out = {} if self._last_obs is None else plasticity_report(self.online, self.online.encoder, self._last_obs)
+        return {**out, **(self.pruner.report() if self.pruner is not None else {})}
 
     # ------------------------------------------------------------------ acting
 
@@ -202,6 +206,7 @@ class DQN:
         prioritized = buffer is not None and getattr(buffer, "prioritized", False)
         obs = to_tensor(batch.obs, self.device)
         next_obs = to_tensor(batch.next_obs, self.device)
+        self._last_obs = obs
         with torch.no_grad():
             target = batch.reward + batch.discount * self._next_values(next_obs)
         q_taken = self.online(obs).gather(1, batch.action.view(-1, 1)).squeeze(1)
