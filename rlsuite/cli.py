@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_eval(sub)
     _add_list(sub)
+    _add_export(sub)
     _add_bench(sub)
     return parser
 
@@ -180,6 +181,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if policy.run_dir is not None:
         append_jsonl(policy.run_dir / "eval.jsonl",
                      log_record(policy.step, {**summary, "source": "rlsuite eval", "checkpoint": str(policy.path)}))
+    return 0
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser("export", help="export a trained agent (--sparse: surviving weights only)",
+                       description="Write the online network of a run's latest checkpoint (or a checkpoint file). "
+                                   "With --sparse, pruned kernels keep only their nonzero weights. The export is "
+                                   "a checkpoint that `rlsuite eval` accepts.")
+    p.add_argument("target", help="run directory or checkpoint file")
+    p.add_argument("--sparse", action="store_true", help="store kernels as (indices, values) of nonzero weights")
+    p.add_argument("-o", "--out", help="output file (default <run>/export/sparse.pt)")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from rlsuite.evaluate import format_table
+    from rlsuite.export import export_sparse
+
+    if not args.sparse:
+        raise UserError("only sparse export exists so far: add --sparse")
+    base = Path(args.target) if Path(args.target).is_dir() else Path(args.target).parent
+    out = Path(args.out) if args.out else base / "export" / "sparse.pt"
+    report = export_sparse(args.target, out)
+    rows = [{"what": "parameters", "value": f"{report['parameters']:,}"},
+            {"what": "nonzero", "value": f"{report['nonzero']:,}"},
+            {"what": "dense size", "value": f"{report['dense_bytes'] / 1e6:.3f} MB"},
+            {"what": "sparse size", "value": f"{report['sparse_bytes'] / 1e6:.3f} MB"},
+            {"what": "file size", "value": f"{report['file_bytes'] / 1e6:.3f} MB"},
+            {"what": "saved", "value": f"{100 * report['saved']:.1f}%"}]
+    print(format_table(rows, f"sparse export of {report['source']} -> {report['export']}"))
     return 0
 
 

@@ -36,6 +36,13 @@ def load_policy(target: str | Path, env_id: str | None = None, overrides: list[s
     agent = agent_cls(cfg.agent, env.single_observation_space, env.single_action_space, device, seed=seed)
     signature = checkpoint.space_signature(env.single_observation_space, env.single_action_space)
     checkpoint.check_compatible(data, cfg.algo, signature, path)
-    agent.load_state_dict(data["agent"])
+    if "online_packed" in data["agent"]:  # a `rlsuite export --sparse` file: weights only
+        from rlsuite.export import unpack
+
+        weights = unpack(data["agent"]["online_packed"])
+        agent.online.load_state_dict(weights)
+        agent.target.load_state_dict(weights)
+    else:
+        agent.load_state_dict(data["agent"])
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
     return LoadedPolicy(cfg, agent, env, int(data["step"]), path, run_dir)

@@ -1,0 +1,67 @@
+"""`rlsuite export --sparse`: write a trained agent with only its surviving (nonzero) weights.
+
+The export is an ordinary rlsuite checkpoint (same header, so `rlsuite eval` and the space checks
+work on it) whose agent state holds just the online network, every kernel with zeros stored as
+(flat int32 indices, values) and everything else dense. No optimizer, target or replay state.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlsuite import checkpoint
+from rlsuite.errors import UserError
+
+
+def pack(state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Kernels that have zeros -> {'shape', 'indices', 'values'}; other tensors kept dense."""
+    packed: dict[str, Any] = {}
+    for name, tensor in state.items():
+        if tensor.dim() > 1 and bool((tensor == 0).any()):
+            flat = tensor.flatten()
+            indices = torch.nonzero(flat, as_tuple=True)[0].to(torch.int32)
+            packed[name] = {"shape": list(tensor.shape), "indices": indices, "values": flat[indices.long()].clone()}
+        else:
+            packed[name] = tensor.clone()
+    return packed
+
+
+def unpack(packed: dict[str, Any]) -> dict[str, torch.Tensor]:
+    state = {}
+    for name, item in packed.items():
+        if isinstance(item, dict):
+            dense = torch.zeros(item["shape"], dtype=item["values"].dtype).flatten()
+            dense[item["indices"].long()] = item["values"]
+            state[name] = dense.view(item["shape"])
+        else:
+            state[name] = item
+    return state
+
+
+def nbytes(item: Any) -> int:
+    if isinstance(item, dict):
+        return item["indices"].numel() * item["indices"].element_size() + item["values"].numel() * item["values"].element_size()
+    return item.numel() * item.element_size()
+
+
+def export_sparse(target: str | Path, out: Path) -> dict[str, Any]:
+    """Export the latest checkpoint of a run (or a checkpoint file) to `out`; returns size figures."""
+    source = checkpoint.find(target)
+    data = checkpoint.load(source)
+    online = data.get("agent", {}).get("online")
+    if online is None:
+        raise UserError(f"{source} holds no online network to export (is it already an export?)")
+    packed = pack(online)
+    payload = {k: data[k] for k in ("algo", "signature", "config", "step")}
+    payload.update(agent={"online_packed": packed}, exported_from=str(source))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.atomic_write_bytes(out, lambda fh: torch.save({"format": checkpoint.FORMAT, **payload}, fh))
+    dense_bytes = sum(t.numel() * t.element_size() for t in online.values())
+    kept_bytes = sum(nbytes(item) for item in packed.values())
+    weights = sum(t.numel() for t in online.values())
+    nonzero = sum(int((t != 0).sum()) for t in online.values())
+    return {"source": str(source), "export": str(out), "parameters": weights, "nonzero": nonzero,
+            "dense_bytes": dense_bytes, "sparse_bytes": kept_bytes, "file_bytes": out.stat().st_size,
+            "saved": 1.0 - kept_bytes / dense_bytes}
