@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_list(sub)
     _add_export(sub)
+    _add_sweep(sub)
+    _add_compare(sub)
     _add_bench(sub)
     return parser
 
@@ -214,6 +216,66 @@ def cmd_export(args: argparse.Namespace) -> int:
             {"what": "file size", "value": f"{report['file_bytes'] / 1e6:.3f} MB"},
             {"what": "saved", "value": f"{100 * report['saved']:.1f}%"}]
     print(format_table(rows, f"sparse export of {report['source']} -> {report['export']}"))
+    return 0
+
+
+# ----------------------------------------------------------------------------- sweep and compare
+
+
+def _add_sweep(sub: Any) -> None:
+    p = sub.add_parser("sweep", help="run a grid of overrides x seeds in parallel processes",
+                       description="Every arm x seed is a normal run directory <out>/<arm>/s<seed>. Re-running a "
+                                   "sweep skips finished runs and resumes interrupted ones.",
+                       epilog="example: rlsuite sweep dqn-minatar --env minatar:breakout --grid agent.gmp.sparsity=0,0.95 "
+                              "--grid agent.encoder.width=1,3 --seeds 1,2,3 --steps 500000 --out runs/gmp-breakout")
+    p.add_argument("agent", help="agent or preset name")
+    p.add_argument("--env", required=True, help="env preset or id")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="one axis of the grid (repeatable)")
+    p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override shared by every run")
+    p.add_argument("--steps", type=int, help="train.total_steps for every run")
+    p.add_argument("--jobs", type=int, help="parallel runs (default: torch's thread count)")
+    p.add_argument("--out", required=True, help="sweep directory")
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from rlsuite import config
+    from rlsuite.sweep import default_jobs, parse_grid, run_sweep
+
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    for combo in parse_grid(args.grid):  # fail fast on a bad key or value, before any process starts
+        config.build_run_config(args.agent, args.env, args.overrides + combo)
+    results = run_sweep(args.agent, args.env, args.grid, seeds, Path(args.out), args.overrides, args.steps,
+                        args.jobs or default_jobs())
+    failed = [job for job, code in results if code != 0]
+    print(f"sweep finished: {len(results) - len(failed)} ok, {len(failed)} failed; "
+          f"compare with: rlsuite compare {args.out}")
+    return 1 if failed else 0
+
+
+def _add_compare(sub: Any) -> None:
+    p = sub.add_parser("compare", help="final performance per group (IQM, CIs) and learning curves",
+                       description="Groups runs by config (seed removed) or --group-by keys; final eval scores "
+                                   "(human-normalized for Atari) aggregated with rliable: IQM, mean, median with "
+                                   "95% stratified-bootstrap CIs. Writes compare.md and curves.png.")
+    p.add_argument("runs", nargs="+", help="run directories, or folders containing them (a sweep)")
+    p.add_argument("--group-by", action="append", metavar="KEY", help="config key(s) that define groups")
+    p.add_argument("--out", help="output folder (default: <first path>/compare)")
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rlsuite.compare import compare
+
+    out = Path(args.out) if args.out else Path(args.runs[0]) / "compare"
+    table, curves = compare(args.runs, out, args.group_by)
+    print(table)
+    print(f"\nwritten: {out / 'compare.md'}, {curves}")
     return 0
 
 

@@ -1,0 +1,111 @@
+"""`rlsuite sweep`: run a grid of override sets × seeds as parallel `rlsuite train` processes.
+
+Every arm × seed is an ordinary run directory `<out>/<arm>/s<seed>` (so `rlsuite eval`,
+`rlsuite compare` and TensorBoard work on it), where the arm name spells its overrides
+(`gmp.sparsity=0.95,encoder.width=3`). A sweep can be re-run: finished runs are skipped and
+interrupted ones resumed. Each process gets `train.torch_threads=1` so `--jobs` processes share
+the machine's cores without oversubscribing them.
+"""
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rlsuite import checkpoint
+from rlsuite.errors import UserError
+
+
+@dataclass
+class Job:
+    arm: str
+    seed: int
+    overrides: list[str]
+    run_dir: Path
+
+
+def parse_grid(axes: list[str]) -> list[list[str]]:
+    """['agent.gmp.sparsity=0,0.95', 'agent.encoder.width=1,3'] -> the 4 override lists."""
+    values = []
+    for axis in axes:
+        if "=" not in axis:
+            raise UserError(f"bad --grid {axis!r}: expected key=v1,v2,... e.g. --grid agent.gmp.sparsity=0,0.95")
+        key, options = axis.split("=", 1)
+        values.append([f"{key.strip()}={v.strip()}" for v in options.split(",") if v.strip()])
+    return [list(combo) for combo in itertools.product(*values)] if values else [[]]
+
+
+def arm_name(overrides: list[str]) -> str:
+    """Short, filesystem-safe name: the last two key parts and the value of each override."""
+    if not overrides:
+        return "base"
+    parts = []
+    for item in overrides:
+        key, value = item.split("=", 1)
+        parts.append(".".join(key.split(".")[-2:]) + "=" + value)
+    return ",".join(parts).replace("/", "-")
+
+
+def plan_jobs(axes: list[str], seeds: list[int], out: Path) -> list[Job]:
+    return [Job(arm_name(combo), seed, combo, out / arm_name(combo) / f"s{seed}")
+            for combo in parse_grid(axes) for seed in seeds]
+
+
+def job_state(job: Job, total_steps: int | None) -> str:
+    """'done', 'partial' (resume it) or 'new'."""
+    try:
+        data = checkpoint.load(checkpoint.find(job.run_dir))
+    except UserError:
+        return "new"
+    done = total_steps is not None and data["step"] >= total_steps and (job.run_dir / "eval.jsonl").is_file()
+    return "done" if done else "partial"
+
+
+def command(job: Job, agent: str, env: str, base: list[str], steps: int | None, state: str) -> list[str]:
+    cli = [sys.executable, "-m", "rlsuite.cli", "train"]
+    sets = [a for item in base + job.overrides + [f"train.seed={job.seed}", "train.torch_threads=1",
+                                                  "train.progress=false"] for a in ("--set", item)]
+    steps_args = ["--steps", str(steps)] if steps else []
+    if state == "partial":
+        return cli + ["--resume", str(job.run_dir), *steps_args]
+    return cli + [agent, "--env", env, "--run-dir", str(job.run_dir), *steps_args, *sets]
+
+
+def run_sweep(agent: str, env: str, axes: list[str], seeds: list[int], out: Path, base: list[str],
+              steps: int | None, jobs: int, say=print) -> list[tuple[Job, int]]:
+    """Run every job (at most `jobs` at a time); returns (job, exit code) per job."""
+    plan = plan_jobs(axes, seeds, out)
+    say(f"sweep: {len(plan)} runs ({len(plan) // max(len(seeds), 1)} arms x {len(seeds)} seeds), {jobs} at a time -> {out}")
+    pending, running, finished = list(plan), [], []
+    started = time.time()
+    while pending or running:
+        while pending and len(running) < jobs:
+            job = pending.pop(0)
+            state = job_state(job, steps)
+            if state == "done":
+                finished.append((job, 0))
+                say(f"  skip {job.arm} s{job.seed} (done)")
+                continue
+            job.run_dir.parent.mkdir(parents=True, exist_ok=True)
+            log = open(job.run_dir.parent / f"s{job.seed}.log", "a")
+            proc = subprocess.Popen(command(job, agent, env, base, steps, state), stdout=log, stderr=subprocess.STDOUT)
+            running.append((job, proc, log))
+            say(f"  start {job.arm} s{job.seed}" + (" (resume)" if state == "partial" else ""))
+        time.sleep(0.5)
+        for entry in [r for r in running if r[1].poll() is not None]:
+            job, proc, log = entry
+            log.close()
+            running.remove(entry)
+            finished.append((job, proc.returncode))
+            say(f"  {'done' if proc.returncode == 0 else 'FAILED (see ' + str(job.run_dir.parent / f's{job.seed}.log') + ')'}"
+                f" {job.arm} s{job.seed}  [{len(finished)}/{len(plan)}, {time.time() - started:.0f}s]")
+    return finished
+
+
+def default_jobs() -> int:
+    return max(1, torch.get_num_threads())

@@ -1,0 +1,43 @@
+"""`rlsuite sweep` runs a real grid in parallel; `rlsuite compare` aggregates it with rliable."""
+from __future__ import annotations
+
+import pytest
+
+from rlsuite.cli import main
+from rlsuite.sweep import arm_name, parse_grid
+from tests.conftest import TINY
+
+
+def test_grid_parsing_and_arm_names():
+    grid = parse_grid(["agent.gmp.sparsity=0,0.9", "agent.encoder.width=1,3"])
+    assert len(grid) == 4 and grid[3] == ["agent.gmp.sparsity=0.9", "agent.encoder.width=3"]
+    assert arm_name(grid[3]) == "gmp.sparsity=0.9,encoder.width=3"
+
+
+def test_sweep_then_compare_on_cartpole(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    shared = [a for item in TINY + ["train.eval_every=400"] for a in ("--set", item)]
+    argv = ["sweep", "dqn-classic", "--env", "CartPole-v1", "--grid", "agent.gmp.sparsity=0,0.5", "--seeds", "1,2",
+            "--steps", "800", "--jobs", "2", "--out", str(out), *shared]
+    assert main(argv) == 0
+    runs = {p.parent.relative_to(out).as_posix() for p in out.rglob("config.toml")}
+    assert runs == {"gmp.sparsity=0/s1", "gmp.sparsity=0/s2", "gmp.sparsity=0.5/s1", "gmp.sparsity=0.5/s2"}
+    capsys.readouterr()
+    assert main(argv) == 0  # a second run skips finished runs
+    assert capsys.readouterr().out.count("skip") == 4
+
+    assert main(["compare", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| sparsity=0.0 | 2 | 1 |" in table and "| sparsity=0.5 | 2 | 1 |" in table and "IQM" in table
+    assert (out / "compare" / "curves.png").stat().st_size > 10_000
+    assert (out / "compare" / "compare.md").read_text().startswith("Final performance")
+
+
+def test_bad_sweep_inputs_are_user_errors(tmp_path, capsys):
+    for argv, message in [(["--grid", "agent.lrr=1,2"], "unknown config key"), (["--grid", "nogrid"], "bad --grid"),
+                          (["--seeds", "a,b"], "--seeds must be")]:
+        code = main(["sweep", "dqn-classic", "--env", "CartPole-v1", "--out", str(tmp_path / "s"), *argv])
+        assert code == 2 and message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["compare"])
+    assert main(["compare", str(tmp_path / "nothing")]) == 2
