@@ -70,13 +70,17 @@ def find_runs(paths: list[str]) -> list[Run]:
     return [load_run(d) for d in dirs]
 
 
-IGNORED = ("train.seed", "presets", "train.progress", "train.torch_threads")
+# Keys that never define a group: the seed, and bookkeeping that does not change what is learned.
+IGNORED = {"train.seed", "presets", "env.id", "train.progress", "train.torch_threads", "train.device",
+           "train.checkpoint_every", "train.keep_checkpoints", "train.save_replay", "train.log_every",
+           "train.eval_num_envs"}
 
 
 def group_runs(runs: list[Run], group_by: list[str] | None = None) -> dict[str, list[Run]]:
-    """Label each run by the config keys that tell the groups apart (or by `group_by`)."""
-    keys = group_by or sorted({k for r in runs for k in r.config if k not in IGNORED and k != "env.id"
-                               and len({str(o.config.get(k)) for o in runs}) > 1})
+    """Label each run by the config keys that tell the groups apart (or by `group_by`). Only keys
+    every run has count, so runs from older versions with fewer keys still group sensibly."""
+    shared = set.intersection(*[set(r.config) for r in runs]) - IGNORED
+    keys = group_by or sorted(k for k in shared if len({str(r.config[k]) for r in runs}) > 1)
     groups: dict[str, list[Run]] = {}
     for run in runs:
         label = ",".join(f"{k.split('.')[-1]}={run.config.get(k)}" for k in keys) or "all"
