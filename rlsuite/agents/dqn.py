@@ -182,7 +182,7 @@ class DQN:
             return 0
         return (env_step - self.cfg.learning_starts) // self.cfg.train_freq - self.num_updates
 
-    def train_step(self, env_step: int, buffer: Any, beta: float = 1.0) -> dict[str, float] | None:
+    def train_step(self, env_step: int, buffer: Any, beta: float = 1.0) -> dict[str, torch.Tensor] | None:
         """Do the updates owed by `env_step`, then sync the target net if its period passed.
         Returns the metrics of the last update, or None when no update ran."""
         metrics = None
