@@ -34,30 +34,33 @@ RL_HD T reduce_children(const T* tree, int64_t node, bool is_min) {
   return acc;
 }
 
-// Descend a sum-tree to the leaf whose cumulative interval holds `value`. At each level the
-// child is the first whose running sum exceeds the value, but never past the last child with
-// positive mass (rounding at the top end must not pick an empty leaf); same steps as the
-// reference ops.sum_tree_search, including how the consumed mass is subtracted.
+// One level of a sum-tree descent: among the kFanout children `kids`, the first whose running
+// sum exceeds `value`, but never past the last child with positive mass (rounding at the top
+// end must not pick an empty leaf); subtracts the mass before that child from `value`. Same
+// steps as the reference ops.sum_tree_search.
+template <typename T>
+RL_HD int descend_child(const T* kids, T& value) {
+  T end = 0;
+  int child = -1, last_positive = 0;
+  T ends[kFanout];
+  for (int j = 0; j < kFanout; ++j) {
+    end += kids[j];
+    ends[j] = end;
+    if (kids[j] > 0) last_positive = j;
+    if (child < 0 && end > value) child = j;
+  }
+  if (child < 0 || child > last_positive) child = last_positive;
+  value = value - (ends[child] - kids[child]);
+  return child;
+}
+
+// Descend a sum-tree to the leaf whose cumulative interval holds `value`.
 template <typename T>
 RL_HD int64_t tree_descend(const T* tree, int64_t nodes, T value) {
   const int64_t leaves = tree_leaves(nodes);
   int64_t node = 0;
-  for (int64_t width = leaves; width > 1; width /= kFanout) {
-    const T* kids = tree + node * kFanout + 1;
-    T end = 0, child_end = 0;
-    int child = -1, last_positive = 0;
-    T ends[kFanout];
-    for (int j = 0; j < kFanout; ++j) {
-      end += kids[j];
-      ends[j] = end;
-      if (kids[j] > 0) last_positive = j;
-      if (child < 0 && end > value) child = j;
-    }
-    if (child < 0 || child > last_positive) child = last_positive;
-    child_end = ends[child];
-    value = value - (child_end - kids[child]);
-    node = node * kFanout + 1 + child;
-  }
+  for (int64_t width = leaves; width > 1; width /= kFanout)
+    node = node * kFanout + 1 + descend_child(tree + node * kFanout + 1, value);
   return node - (nodes - leaves);
 }
 

@@ -8,6 +8,10 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
 #include "common.h"
 #include "cuda_launch.h"
 
@@ -122,6 +126,109 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sequence_gather(
   return {act, ret, step, mask};
 }
 
+// The buffer's fused batch gather on the GPU (same contract as gather_transitions_cpu): n-step
+// returns straight into ret_out/disc_out, actions by index_select, then one frame_gather launch
+// per frame key (and per next obs unless window).
+void gather_on_device(at::TensorList frames, const at::Tensor& first, const at::Tensor& action, const at::Tensor& reward,
+                      const at::Tensor& terminated, const at::Tensor& truncated, const at::Tensor& gidx, int64_t stack,
+                      int64_t n, double gamma, bool window, at::TensorList obs_out, at::TensorList next_out,
+                      const at::Tensor& action_out, const at::Tensor& ret_out, const at::Tensor& disc_out) {
+  check_cuda(reward, "reward");
+  check_cuda(first, "first");
+  check_cuda(terminated, "terminated");
+  check_cuda(truncated, "truncated");
+  check_cuda(ret_out, "ret_out");
+  check_cuda(disc_out, "disc_out");
+  TORCH_CHECK(frames.size() == obs_out.size() && (window || next_out.size() == frames.size()),
+              "rlsuite.gather_transitions: one output per frame key");
+  const c10::cuda::CUDAGuard guard(reward.device());
+  const int64_t slots = reward.size(1), batch = gidx.numel();
+  TORCH_CHECK(ret_out.numel() == batch && disc_out.numel() == batch && action_out.numel() == batch,
+              "rlsuite.gather_transitions: outputs must have one entry per index");
+  auto g = on(gidx, reward, at::kLong);
+  auto env = g.div(slots, "floor"), t = g.remainder(slots);
+  auto boot = at::empty({batch}, g.options());
+  C10_CUDA_CHECK(cuda::nstep_returns(reward.data_ptr<float>(), terminated.data_ptr<bool>(), truncated.data_ptr<bool>(),
+                                     slots, t.data_ptr<int64_t>(), env.data_ptr<int64_t>(), batch, n, gamma,
+                                     ret_out.data_ptr<float>(), disc_out.data_ptr<float>(), boot.data_ptr<int64_t>(),
+                                     stream()));
+  action_out.copy_(action.reshape(-1).index_select(0, g));
+  for (size_t k = 0; k < frames.size(); ++k) {
+    at::Tensor obs = obs_out[k];
+    gather(frames[k], first, t, env, stack, window ? n : 0, obs);
+    if (window) continue;
+    at::Tensor next = next_out[k];
+    gather(frames[k], first, boot, env, stack, 0, next);
+  }
+}
+
+void gather_transitions(at::TensorList frames, const at::Tensor& first, const at::Tensor& action, const at::Tensor& reward,
+                        const at::Tensor& terminated, const at::Tensor& truncated, const at::Tensor& gidx, int64_t stack,
+                        int64_t n, double gamma, bool window, at::TensorList obs_out, at::TensorList next_out,
+                        at::Tensor action_out, at::Tensor ret_out, at::Tensor disc_out) {
+  gather_on_device(frames, first, action, reward, terminated, truncated, gidx, stack, n, gamma, window, obs_out,
+                   next_out, action_out, ret_out, disc_out);
+}
+
+// Fused sampling on the GPU (contracts in ops.sample_uniform / ops.sample_per). The storage and
+// trees are CUDA tensors; cursor and num_valid may live on either device (read once per call).
+void gather_outs(at::TensorList frames, at::TensorList state, at::TensorList out, int64_t stack, int64_t n, double gamma,
+                 bool window) {
+  const size_t keys = frames.size();
+  TORCH_CHECK(out.size() == 5 + keys * (window ? 1 : 2),
+              "rlsuite.sample: out must hold action, reward, discount, indices, weights and the frame outputs");
+  std::vector<at::Tensor> obs(out.begin() + 5, out.begin() + 5 + keys), next;
+  if (!window) next.assign(out.begin() + 5 + keys, out.begin() + 5 + 2 * keys);
+  gather_on_device(frames, state[0], state[1], state[2], state[3], state[4], out[3], stack, n, gamma, window, obs, next,
+                   out[0], out[1], out[2]);
+}
+
+void sample_uniform(at::TensorList frames, at::TensorList state, at::TensorList out, std::optional<at::Generator> generator,
+                    int64_t stack, int64_t n, double gamma, bool window) {
+  TORCH_CHECK(state.size() == 8, "rlsuite.sample_uniform: state must hold 8 tensors");
+  check_cuda(state[5], "valid");
+  check_cuda(out[3], "indices");
+  const c10::cuda::CUDAGuard guard(state[5].device());
+  const int64_t envs = state[0].size(0), slots = state[0].size(1), batch = out[3].numel();
+  const int64_t num_valid = state[7].reshape(-1)[0].item<int64_t>();
+  TORCH_CHECK(num_valid > 0, "rlsuite.sample_uniform: no sampleable transition");
+  const int64_t width = std::min(state[6].max().item<int64_t>(), slots), area = envs * width;
+  const auto valid = state[5].reshape(-1);
+  std::vector<at::Tensor> picked;
+  int64_t need = batch;
+  while (need > 0) {  // same rounds as the reference: draws, map, keep the first `need` valid
+    const double expect = static_cast<double>(need * area) / static_cast<double>(num_valid) * 1.1;
+    const int64_t draws = std::min<int64_t>(int64_t{1} << 20, static_cast<int64_t>(std::ceil(expect)) + 8);
+    auto r = at::randint(area, {draws}, generator, out[3].options());
+    auto g = r.div(width, "floor") * slots + r.remainder(width);
+    auto kept = g.masked_select(valid.index_select(0, g));
+    kept = kept.narrow(0, 0, std::min<int64_t>(need, kept.numel()));
+    picked.push_back(kept);
+    need -= kept.numel();
+  }
+  out[3].copy_(picked.size() == 1 ? picked[0] : at::cat(picked));
+  gather_outs(frames, state, out, stack, n, gamma, window);
+}
+
+void sample_per(at::TensorList frames, at::TensorList state, at::TensorList out, std::optional<at::Generator> generator,
+                double beta, int64_t stack, int64_t n, double gamma, bool window) {
+  TORCH_CHECK(state.size() == 10, "rlsuite.sample_per: state must hold 10 tensors");
+  const at::Tensor &sum_tree = state[8], &min_tree = state[9];
+  check_cuda(sum_tree, "sum_tree");
+  check_cuda(min_tree, "min_tree");
+  check_cuda(out[3], "indices");
+  check_cuda(out[4], "weights");
+  TORCH_CHECK(out[3].scalar_type() == at::kLong && out[4].scalar_type() == at::kFloat && out[3].numel() == out[4].numel(),
+              "rlsuite.sample_per: indices int64 and weights float32 (B,)");
+  const c10::cuda::CUDAGuard guard(sum_tree.device());
+  const int64_t batch = out[3].numel();
+  auto u = at::rand({batch}, generator, sum_tree.options());
+  C10_CUDA_CHECK(cuda::per_sample(sum_tree.data_ptr<double>(), min_tree.data_ptr<double>(), sum_tree.numel(),
+                                  u.data_ptr<double>(), batch, beta, out[3].data_ptr<int64_t>(),
+                                  out[4].data_ptr<float>(), stream()));
+  gather_outs(frames, state, out, stack, n, gamma, window);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(rlsuite, CUDA, m) {
@@ -133,6 +240,9 @@ TORCH_LIBRARY_IMPL(rlsuite, CUDA, m) {
   m.impl("frame_window_gather", &frame_window_gather);
   m.impl("nstep_returns", &nstep_returns);
   m.impl("sequence_gather", &sequence_gather);
+  m.impl("gather_transitions", &gather_transitions);
+  m.impl("sample_uniform", &sample_uniform);
+  m.impl("sample_per", &sample_per);
 }
 
 }  // namespace rlsuite

@@ -25,6 +25,13 @@ TORCH_LIBRARY(rlsuite, m) {
   m.def("gather_transitions(Tensor[] frames, Tensor first, Tensor action, Tensor reward, Tensor terminated, "
         "Tensor truncated, Tensor gidx, int stack, int n, float gamma, bool window, Tensor(a!)[] obs_out, "
         "Tensor(b!)[] next_out, Tensor(c!) action_out, Tensor(d!) ret_out, Tensor(e!) disc_out) -> ()");
+  // Fused sampling: draw (from `generator`, as the reference does), pick, gather into `out`.
+  // state = [first, action, reward, terminated, truncated, valid, cursor, num_valid(, sum_tree, min_tree)],
+  // out = [action, reward, discount, indices, weights, obs per frame key..., next obs per key...].
+  m.def("sample_uniform(Tensor[] frames, Tensor[] state, Tensor(a!)[] out, Generator? generator, int stack, int n, "
+        "float gamma, bool window) -> ()");
+  m.def("sample_per(Tensor[] frames, Tensor[] state, Tensor(a!)[] out, Generator? generator, float beta, int stack, "
+        "int n, float gamma, bool window) -> ()");
   m.def("uniform_pick(Tensor valid, Tensor draws, int width, int slots, int need) -> Tensor");
   // The buffer's add: storage write + validity refresh (+ priority follow-up), CPU only.
   m.def("stream_add(Tensor(a!)[] frames, Tensor[] obs, Tensor[] final_obs, Tensor(b!) action, Tensor(c!) reward, "

@@ -35,6 +35,31 @@ void refresh_parents(double* tree, std::vector<int64_t>& nodes, bool is_min) {
   }
 }
 
+void per_sample_into(const double* t, int64_t nodes, double p_min, const double* d, int64_t batch, double beta,
+                     int64_t* ix, float* w) {
+  const double total = t[0];
+  const int64_t leaves = tree_leaves(nodes), offset = nodes - leaves;
+  const double segment = total / static_cast<double>(batch);
+  // All draws descend together, level by level (same steps as tree_descend): the children of
+  // every draw are prefetched first, so the cache misses of one level overlap instead of
+  // forming one dependent chain per draw.
+  std::vector<int64_t> node(batch, 0);
+  std::vector<double> value(batch);
+  for (int64_t i = 0; i < batch; ++i) value[i] = std::min((static_cast<double>(i) + d[i]) * segment, total);
+  for (int64_t width = leaves; width > 1; width /= kFanout) {
+    for (int64_t i = 0; i < batch; ++i) {
+      const double* kids = t + node[i] * kFanout + 1;
+      __builtin_prefetch(kids);
+      __builtin_prefetch(kids + kFanout - 1);
+    }
+    for (int64_t i = 0; i < batch; ++i) node[i] = node[i] * kFanout + 1 + descend_child(t + node[i] * kFanout + 1, value[i]);
+  }
+  for (int64_t i = 0; i < batch; ++i) {
+    ix[i] = node[i] - offset;
+    w[i] = static_cast<float>(pow_like_torch(p_min / t[node[i]], beta));
+  }
+}
+
 namespace {
 
 void check_tree(const at::Tensor& tree) {
@@ -100,18 +125,8 @@ std::tuple<at::Tensor, at::Tensor> per_sample_cpu(const at::Tensor& sum_tree, co
   const int64_t batch = draws.numel();
   auto idx = at::empty({batch}, u.options().dtype(at::kLong));
   auto weights = at::empty({batch}, u.options().dtype(at::kFloat));
-  const double* t = sum_tree.data_ptr<double>();
-  const double total = t[0], p_min = min_tree.data_ptr<double>()[0];
-  const int64_t nodes = sum_tree.numel(), offset = nodes - tree_leaves(nodes);
-  const double* d = draws.data_ptr<double>();
-  int64_t* ix = idx.data_ptr<int64_t>();
-  float* w = weights.data_ptr<float>();
-  const double segment = total / static_cast<double>(batch);
-  for (int64_t i = 0; i < batch; ++i) {
-    const double prefix = std::min((static_cast<double>(i) + d[i]) * segment, total);
-    ix[i] = tree_descend(t, nodes, prefix);
-    w[i] = static_cast<float>(pow_like_torch(p_min / t[offset + ix[i]], beta));
-  }
+  per_sample_into(sum_tree.data_ptr<double>(), sum_tree.numel(), min_tree.data_ptr<double>()[0],
+                  draws.data_ptr<double>(), batch, beta, idx.data_ptr<int64_t>(), weights.data_ptr<float>());
   return {idx, weights};
 }
 

@@ -110,3 +110,90 @@ def test_cuda_gathers_match_reference(seed):
                                    t.cuda(), env.cuda(), 6, obs))
     for a, b in zip(got, ops.sequence_gather(frames, action, reward, step, ended, final, t, env, 6)):
         assert torch.equal(a.cpu(), b)
+
+
+@gpu
+@pytest.mark.parametrize("prioritized", [False, True])
+@pytest.mark.parametrize("seed", range(3))
+def test_cuda_fused_sample_ops_match_reference(prioritized, seed):
+    """sample_uniform / sample_per on CUDA tensors against their references run on the same CUDA
+    tensors and generator seed; gather_transitions on CUDA against the CPU reference."""
+    from tests.test_replay import Sim, make_buffer
+
+    with native.use_native(False):
+        buf = make_buffer(stack=4, n=1 + seed % 2, envs=3, slots=40, seed=seed, prioritized=prioritized)
+        Sim(buf, seed=seed, p_term=0.05, p_trunc=0.05).step(90)
+    frames = [f.cuda() for f in buf._storage._frame_list]
+    state = [s.cuda() for s in buf._state]
+    results = []
+    for fn in ((N.sample_per, ops.sample_per) if prioritized else (N.sample_uniform, ops.sample_uniform)):
+        out = [t.cuda() for t in buf._out_buffers(64)[0]]
+        gen = torch.Generator(device="cuda").manual_seed(seed)
+        fn(frames, state, out, gen, *((0.5,) if prioritized else ()), buf.frame_stack, buf.n_step, buf.gamma, buf._window)
+        results.append([t.cpu() for t in out])
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    gidx = results[0][3]
+    cpu = [torch.zeros_like(t) for t in results[0]]
+    keys = len(frames)
+    ops.gather_transitions(buf._storage._frame_list, *buf._state[:5], gidx, buf.frame_stack, buf.n_step, buf.gamma,
+                           buf._window, cpu[5:5 + keys], cpu[5 + keys:], cpu[0], cpu[1], cpu[2])
+    for got, want in zip(results[0][:3] + results[0][5:], cpu[:3] + cpu[5:]):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+@gpu
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_gpu_resident_buffer_matches_host(prioritized):
+    """storage_device="cuda": frames, fields and trees in GPU memory; each sampled batch equals
+    the host buffer's gather of the same indices, and priorities follow the host trees."""
+    from tests.test_replay import Sim, _resident_pair
+
+    host, dev = _resident_pair(prioritized, 4, 1, 3, 30, False, 0, storage_device="cuda")
+    sims = [Sim(b, seed=3, p_term=0.05, p_trunc=0.05) for b in (host, dev)]
+    for _ in range(5):
+        for sim in sims:
+            sim.step(25)
+        b = dev.sample(64, beta=0.5)
+        assert b.obs.is_cuda and b.indices.is_cuda
+        idx = b.indices.cpu()
+        assert bool(host._storage.valid.view(-1)[idx].all())
+        st = host._storage
+        want = [torch.zeros(64, 5, *b.obs.shape[2:], dtype=torch.uint8), torch.zeros(64, dtype=torch.int64),
+                torch.zeros(64), torch.zeros(64)]
+        ops.gather_transitions(st._frame_list, st.first, st.action, st.reward, st.terminated, st.truncated, idx, 4, 1,
+                               0.9, True, [want[0]], [], want[1], want[2], want[3])
+        assert torch.equal(b.obs.cpu(), want[0][:, :4]) and torch.equal(b.next_obs.cpu(), want[0][:, 1:])
+        assert torch.equal(b.action.cpu(), want[1])
+        torch.testing.assert_close(b.reward.cpu(), want[2])
+        if prioritized:
+            td = torch.rand(64, dtype=torch.float64)
+            dev.update_priorities(b.indices, td.cuda())
+            host.update_priorities(idx, td)
+            torch.testing.assert_close(dev._resident.sum_tree.cpu(), host._priority.sum_tree, rtol=1e-9, atol=1e-9)
+
+
+@gpu
+def test_gpu_resident_sampling_rate():
+    """The issue's GPU target: >= 1M samples/s at batch 256 from a 1M-transition buffer in GPU memory."""
+    import time
+
+    from gymnasium import spaces
+
+    from rlsuite.replay import ReplayBuffer, ReplayConfig
+
+    space = spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    buf = ReplayBuffer(ReplayConfig(capacity=1_000_000), space, 8, frame_stack=4, storage_device="cuda")
+    obs = np.random.default_rng(0).integers(0, 255, (8, 4, 84, 84), dtype=np.uint8)
+    zeros = np.zeros(8, bool)
+    for _ in range(1_000_000 // 8 + 100):  # fill and wrap the ring
+        buf.add(obs, np.zeros(8, np.int64), np.zeros(8, np.float32), zeros, zeros)
+    for _ in range(10):
+        buf.sample(256)
+    torch.cuda.synchronize()
+    start, calls = time.perf_counter(), 200
+    for _ in range(calls):
+        buf.sample(256)
+    torch.cuda.synchronize()
+    rate = calls * 256 / (time.perf_counter() - start)
+    print(f"GPU-resident uniform sample, batch 256: {rate / 1e3:.0f}k samples/s")

@@ -29,6 +29,8 @@ except ImportError as exc:  # pragma: no cover - depends on the build
 
 N = torch.ops.rlsuite
 
+from tests.test_replay import Sim, make_buffer  # noqa: E402  (after the skip: needs the extension)
+
 
 def trees(values: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     size = ops.tree_size(len(values))
@@ -228,3 +230,41 @@ def test_replay_suite_passes_with_reference_backend():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
+
+def _filled_buffer(prioritized: bool, stack: int, n: int, envs: int, slots: int, seed: int, steps: int, dict_obs: bool):
+    buf = make_buffer(stack=stack, n=n, envs=envs, slots=slots, seed=seed, prioritized=prioritized, dict_obs=dict_obs)
+    Sim(buf, seed=seed + 1, p_term=0.08, p_trunc=0.05, dict_obs=dict_obs).step(steps)
+    return buf
+
+
+@settings(max_examples=25, deadline=None)
+@given(prioritized=st.booleans(), stack=st.integers(1, 4), n=st.integers(1, 3), envs=st.integers(1, 4),
+       extra=st.integers(0, 20), steps=st.integers(5, 90), batch=st.integers(1, 70), seed=st.integers(0, 2**16),
+       beta=st.sampled_from([0.0, 0.4, 0.5, 1.0]), dict_obs=st.booleans())
+def test_fused_sample_ops_match_reference(prioritized, stack, n, envs, extra, steps, batch, seed, beta, dict_obs):
+    """sample_uniform / sample_per (draw + pick/search + gather in one call) against their references,
+    from one generator state: same draws, same batch, same generator state afterwards."""
+    slots = stack + n + 3 + extra
+    with native.use_native(False):
+        buf = _filled_buffer(prioritized, stack, n, envs, slots, seed, steps, dict_obs)
+    if len(buf) == 0:
+        return
+    if prioritized:  # non-uniform priorities, some tiny
+        rng = np.random.default_rng(seed)
+        valid = buf._storage.valid.view(-1).nonzero().view(-1)
+        buf.update_priorities(valid, torch.tensor(rng.random(valid.numel()) * (rng.random(valid.numel()) > 0.3)))
+    frames, state, window = buf._storage._frame_list, buf._state, buf._window
+    results = []
+    for fn in ((N.sample_per, ops.sample_per) if prioritized else (N.sample_uniform, ops.sample_uniform)):
+        out = [t.clone().fill_(7) if t.dtype != torch.bool else t.clone() for t in buf._out_buffers(batch)[0]]
+        gen = torch.Generator().manual_seed(seed)
+        extra_args = (beta,) if prioritized else ()
+        fn(frames, state, out, gen, *extra_args, stack, n, buf.gamma, window)
+        results.append((out, gen.get_state()))
+    (got, g_state), (want, w_state) = results
+    assert torch.equal(g_state, w_state)
+    assert torch.equal(got[3], want[3])  # indices
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-6)
+    assert bool(buf._storage.valid.view(-1)[got[3]].all())

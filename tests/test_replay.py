@@ -433,3 +433,50 @@ def test_bad_inputs():
     obs = np.ones((2, *FRAME), np.uint8)
     with pytest.raises(ValueError, match="final_obs"):
         buf.add(obs, [0, 0], [0, 0], [True, False], [False, False])
+
+
+# ----------------------------------------------------------------------------- device-resident storage
+
+
+def _resident_pair(prioritized, stack, n, envs, slots, dict_obs, seed, storage_device="cpu"):
+    cfg = ReplayConfig(capacity=envs * slots, prioritized=prioritized)
+    space = space_for(stack, dict_obs)
+    host = ReplayBuffer(cfg, space, envs, frame_stack=stack, n_step=n, gamma=0.9, seed=seed)
+    dev = ReplayBuffer(cfg, space, envs, frame_stack=stack, n_step=n, gamma=0.9, seed=seed, storage_device=storage_device)
+    return host, dev
+
+
+def _batch_tensors(b) -> list[torch.Tensor]:
+    parts = []
+    for x in (b.obs, b.next_obs):
+        parts += [x[k] for k in sorted(x)] if isinstance(x, dict) else [x]
+    return [t.cpu().clone() for t in (*parts, b.action, b.reward, b.discount, b.weights, b.indices)]
+
+
+@settings(max_examples=20, deadline=None)
+@given(prioritized=st.booleans(), stack=st.sampled_from([1, 2, 4]), n=st.sampled_from([1, 3]), envs=st.integers(1, 3),
+       extra=st.integers(0, 10), dict_obs=st.booleans(), seed=st.integers(0, 2**16))
+def test_device_storage_matches_host_storage(prioritized, stack, n, envs, extra, dict_obs, seed):
+    """storage_device keeps frames, mirrored fields and trees in device tensors; on the CPU
+    "device" it must give exactly the host buffer's batches (same seed) through wrap-around,
+    episode ends and priority updates."""
+    slots = stack + n + 3 + extra
+    host, dev = _resident_pair(prioritized, stack, n, envs, slots, dict_obs, seed)
+    sims = [Sim(b, seed=seed, p_term=0.1, p_trunc=0.05, dict_obs=dict_obs) for b in (host, dev)]
+    rng = np.random.default_rng(seed)
+    for round_ in range(6):
+        k = int(rng.integers(1, 2 * slots))
+        for sim in sims:
+            sim.step(k)
+        assert len(host) == len(dev)
+        if len(host) == 0:
+            continue
+        bh, bd = host.sample(17, beta=0.5), dev.sample(17, beta=0.5)
+        for a, b in zip(_batch_tensors(bh), _batch_tensors(bd)):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+        if prioritized:
+            td = torch.tensor(rng.random(17) * 3)
+            host.update_priorities(bh.indices, td)
+            dev.update_priorities(bd.indices, td)
+            torch.testing.assert_close(dev._resident.sum_tree.cpu(), host._priority.sum_tree, rtol=1e-9, atol=1e-9)
+            assert torch.equal(dev._resident.min_tree.cpu(), host._priority.min_tree)

@@ -121,6 +121,10 @@ if __name__ == "__main__":
 
     import sys
 
+    # python -m rlsuite.bench.replay [capacity] [seconds] [threads] [backends, comma-separated]
     cap = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
-    for row in bench_replay(capacity=cap, seconds=float(sys.argv[2]) if len(sys.argv) > 2 else 3.0):
+    secs = float(sys.argv[2]) if len(sys.argv) > 2 else 3.0
+    threads = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    backends = tuple(sys.argv[4].split(",")) if len(sys.argv) > 4 else ("native", "reference")
+    for row in bench_replay(capacity=cap, seconds=secs, threads=threads, backends=backends):
         print(json.dumps(row), flush=True)

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from rlsuite.errors import UserError
 from rlsuite.replay import kernels, ops, persist
+from rlsuite.replay.resident import DeviceStorage
 from rlsuite.replay.storage import StreamStorage
 from rlsuite.replay.sumtree import PrioritySampler
 
@@ -111,6 +112,7 @@ class ReplayBuffer:
         gamma: float = 0.99,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        storage_device: str | torch.device | None = None,
     ) -> None:
         if num_envs < 1 or frame_stack < 1 or n_step < 1:
             raise UserError(f"replay needs num_envs, frame_stack and n_step >= 1 "
@@ -128,16 +130,32 @@ class ReplayBuffer:
         self.device = torch.device(device)
         self._is_dict = isinstance(observation_space, spaces.Dict)
         self._specs = _frame_specs(observation_space, frame_stack)
-        self._storage = StreamStorage(self._specs, num_envs, slots, frame_stack, n_step)
+        # storage_device: keep frames, fields and trees there (e.g. the learner's GPU); the host
+        # then holds only the per-slot bookkeeping (see rlsuite.replay.resident).
+        self._resident: DeviceStorage | None = None
+        self._storage = StreamStorage({} if storage_device is not None else self._specs, num_envs, slots,
+                                      frame_stack, n_step)
         self._priority = (PrioritySampler(num_envs * slots, cfg.alpha, cfg.priority_eps)
-                          if cfg.prioritized else None)
-        self._gen = torch.Generator().manual_seed(seed)
-        self._out: dict[int, dict[str, Tensor]] = {}  # preallocated batch tensors per batch size
+                          if cfg.prioritized and storage_device is None else None)
+        if storage_device is not None:
+            self.device = torch.device(storage_device)
+            self._resident = DeviceStorage(self._storage, self._specs, self.device, cfg.prioritized, cfg.alpha,
+                                           cfg.priority_eps)
+        self._gen = torch.Generator(device=self.device if self._resident is not None else "cpu").manual_seed(seed)
+        self._out: dict[int, tuple[list[Tensor], dict[str, Obs]]] = {}  # preallocated batch tensors per batch size
         # With 1-step returns the bootstrap slot is always t + 1, so obs and next obs can be two
         # views of one (stack + 1)-frame window: 5 frames copied per Atari sample instead of 8.
         # Only for real stacks: a stack-less obs as a strided view would surprise `.view()` users.
         self._window = n_step == 1 and frame_stack > 1
         self._copy_done: torch.cuda.Event | None = None
+        self._valid_flat = self._storage.valid.view(-1)
+        st = self._storage  # the fused sample operators' state list (see ops.sample_uniform)
+        self._state = [st.first, st.action, st.reward, st.terminated, st.truncated, st.valid, *st._t_state[::2]]
+        self._frame_list = st._frame_list
+        if self._priority is not None:
+            self._state += [self._priority.sum_tree, self._priority.min_tree]
+        if self._resident is not None:
+            self._state, self._frame_list = self._resident.state, list(self._resident.frames.values())
 
     # ------------------------------------------------------------------ adding
 
@@ -152,6 +170,10 @@ class ReplayBuffer:
                              "pass the true final observation")
         frames = self._newest_frames(obs)
         final = None if final_obs is None else self._newest_frames(final_obs)
+        if self._resident is not None:
+            self._resident.write(frames, final, self._column(action, np.int64), self._column(reward, np.float32),
+                                 term, trunc)
+            return
         self._storage.write(frames, self._column(action, np.int64), self._column(reward, np.float32),
                             term, trunc, final, self._priority)
 
@@ -186,59 +208,42 @@ class ReplayBuffer:
                                "add more steps first")
         if self._copy_done is not None:
             self._copy_done.synchronize()  # the previous batch's async copy still reads our buffers
-        if self._priority is not None:
-            gidx, weights = self._priority.sample(batch_size, beta, self._gen)
+        out, fields = self._out_buffers(batch_size)
+        if self.cfg.prioritized:
+            kernels.sample_per(self._frame_list, self._state, out, self._gen, beta, self.frame_stack, self.n_step,
+                               self.gamma, self._window)
         else:
-            gidx, weights = self._uniform_indices(batch_size), self._out_buffers(batch_size)["ones"]
-        st, out = self._storage, self._out_buffers(batch_size)
-        obs = [out[f"obs.{k}"] for k in self._specs]
-        next_obs = [] if self._window else [out[f"next_obs.{k}"] for k in self._specs]
-        kernels.gather_transitions(list(st.frames.values()), st.first, st.action, st.reward, st.terminated,
-                                   st.truncated, gidx, self.frame_stack, self.n_step, self.gamma, self._window,
-                                   obs, next_obs, out["action"], out["reward"],
-                                   out["discount"])
-        batch = Batch(
-            obs=self._view_obs(obs, batch_size, 0),
-            action=out["action"],
-            reward=out["reward"],
-            discount=out["discount"],
-            next_obs=self._view_obs(obs if self._window else next_obs, batch_size, self.n_step if self._window else 0),
-            weights=weights,
-            indices=gidx,
-        )
-        return batch if self.device.type == "cpu" else self._to_device(batch)
+            kernels.sample_uniform(self._frame_list, self._state, out, self._gen, self.frame_stack, self.n_step,
+                                   self.gamma, self._window)
+        batch = Batch(**fields)
+        return batch if self.device.type == "cpu" or self._resident is not None else self._to_device(batch)
 
-    def _uniform_indices(self, batch_size: int) -> Tensor:
-        """Rejection sampling from the written rectangle (env x slot): exactly uniform over
-        sampleable slots, and usually one round since almost every written slot is one."""
-        st = self._storage
-        width = min(int(st.cursor.max()), self.slots)
-        area = self.num_envs * width
-        valid, picked, need = st.valid.view(-1), [], batch_size
-        while need > 0:
-            draws = min(1 << 20, math.ceil(need * area / max(1, len(self)) * 1.1) + 8)
-            r = torch.randint(area, (draws,), generator=self._gen)
-            gidx = kernels.uniform_pick(valid, r, width, self.slots, need)
-            picked.append(gidx)
-            need -= gidx.numel()
-        return picked[0] if len(picked) == 1 else torch.cat(picked)
-
-    def _out_buffers(self, batch_size: int) -> dict[str, Tensor]:
-        # Reused across calls: fresh multi-MB tensors per batch cost page faults every time.
-        # With a window, obs and next obs are views of one (B, stack + n) tensor per key.
+    def _out_buffers(self, batch_size: int) -> tuple[list[Tensor], dict[str, Obs]]:
+        """The fused sample operators' ``out`` list for this batch size (see ops.sample_uniform)
+        and the Batch fields as views of it, made once and reused: fresh multi-MB tensors per
+        batch cost page faults every time. With a window, obs and next obs are views of one
+        (B, stack + n) tensor per key."""
         if batch_size not in self._out:
-            pin = self.device.type == "cuda"
+            pin = self.device.type == "cuda" and self._resident is None
+            where = self.device if self._resident is not None else "cpu"
+
+            def empty(*shape, dtype=torch.float32):
+                return torch.empty(shape, dtype=dtype, pin_memory=pin, device=where)
+
             width = self.frame_stack + self.n_step if self._window else self.frame_stack
-            out = {
-                f"{which}.{key}": torch.empty((batch_size, width if which == "obs" else self.frame_stack, *shape),
-                                              dtype=dtype, pin_memory=pin)
-                for which in (("obs",) if self._window else ("obs", "next_obs"))
-                for key, (shape, dtype) in self._specs.items()
-            }
-            out.update(action=torch.empty(batch_size, dtype=torch.int64, pin_memory=pin),
-                       reward=torch.empty(batch_size, pin_memory=pin), discount=torch.empty(batch_size, pin_memory=pin),
-                       ones=torch.ones(batch_size, pin_memory=pin))
-            self._out[batch_size] = out
+            obs = [empty(batch_size, width, *shape, dtype=dtype) for shape, dtype in self._specs.values()]
+            nxt = [] if self._window else [empty(batch_size, self.frame_stack, *shape, dtype=dtype)
+                                           for shape, dtype in self._specs.values()]
+            weights = empty(batch_size) if self.cfg.prioritized else torch.ones(batch_size, pin_memory=pin, device=where)
+            out = [empty(batch_size, dtype=torch.int64), empty(batch_size), empty(batch_size),
+                   empty(batch_size, dtype=torch.int64), weights, *obs, *nxt]
+            fields = dict(
+                obs=self._view_obs(obs, batch_size, 0),
+                action=out[0], reward=out[1], discount=out[2],
+                next_obs=self._view_obs(obs if self._window else nxt, batch_size, self.n_step if self._window else 0),
+                weights=weights, indices=out[3],
+            )
+            self._out[batch_size] = (out, fields)
         return self._out[batch_size]
 
     def _view_obs(self, parts: list[Tensor], batch_size: int, start: int) -> Obs:
@@ -265,11 +270,19 @@ class ReplayBuffer:
     def update_priorities(self, indices: Tensor, priorities: Tensor) -> None:
         """Set the priorities of sampled transitions from their |TD error|: stored as
         ``(p + eps)^alpha``. Slots that stopped being sampleable since are skipped."""
+        if self._resident is not None:
+            if self.cfg.prioritized:
+                self._resident.update_priorities(torch.as_tensor(indices).reshape(-1),
+                                                 torch.as_tensor(priorities).reshape(-1))
+            return
         if self._priority is None:
             return
-        idx = torch.as_tensor(indices).to("cpu", torch.int64).reshape(-1)
-        p = torch.as_tensor(priorities).detach().to("cpu", torch.float64).reshape(-1)
-        self._priority.update(idx, p, self._storage.valid.view(-1))
+        idx, p = indices, priorities
+        if not (isinstance(idx, Tensor) and idx.device.type == "cpu" and idx.dtype == torch.int64 and idx.dim() == 1):
+            idx = torch.as_tensor(idx).to("cpu", torch.int64).reshape(-1)
+        if not (isinstance(p, Tensor) and p.device.type == "cpu" and p.dim() == 1 and p.is_floating_point()):
+            p = torch.as_tensor(p).to("cpu", torch.float64).reshape(-1)  # the kernel takes any float dtype
+        self._priority.update(idx, p, self._valid_flat)
 
     # ------------------------------------------------------------------ sizes
 
@@ -278,13 +291,20 @@ class ReplayBuffer:
         return self._storage.num_valid
 
     @property
+    def prioritized(self) -> bool:
+        """Whether samples carry importance weights and learners should update priorities."""
+        return self.cfg.prioritized
+
+    @property
     def num_added(self) -> int:
         """Transitions added since creation (num_envs per add)."""
         return self._storage.num_added
 
     def memory_bytes(self) -> int:
-        """Bytes held by the storage and the priority trees."""
+        """Bytes held by the storage and the priority trees (host and device)."""
         total = sum(t.numel() * t.element_size() for t in self._storage.fields().values())
+        if self._resident is not None:
+            total += self._resident.nbytes()
         if self._priority is not None:
             total += (self._priority.sum_tree.numel() + self._priority.min_tree.numel()) * 8
         return total
@@ -329,11 +349,15 @@ class ReplayBuffer:
 
     def save(self, directory: str | os.PathLike) -> None:
         """Write storage (chunked .npy files) and state to ``directory`` atomically."""
+        if self._resident is not None:
+            raise UserError("saving a replay buffer held on a device (storage_device) is not supported yet")
         meta = {"layout": self._layout(), "state": self.state_dict()}
         persist.save_fields(directory, self._persisted(), meta)
 
     def load(self, directory: str | os.PathLike) -> None:
         """Restore a buffer written by :meth:`save`; raises UserError if its shape differs."""
+        if self._resident is not None:
+            raise UserError("loading into a replay buffer held on a device (storage_device) is not supported yet")
         meta = persist.read_meta(directory)
         mine, theirs = self._layout(), meta.get("layout", {})
         diff = [f"{k}={theirs.get(k)} (expected {v})" for k, v in mine.items() if theirs.get(k) != v]

@@ -14,10 +14,19 @@ from rlsuite import native
 from rlsuite.replay import ops
 
 
-def _native_for(t: Tensor) -> bool:
+_CUDA_KERNEL: dict[str, bool] = {}  # op name -> the extension registered a CUDA kernel for it
+
+
+def _native_for(t: Tensor, op: str = "tree_search") -> bool:
     if not native.enabled():
         return False
-    return t.device.type == "cpu" or (t.device.type == "cuda" and native.has_cuda_kernels())
+    if t.device.type == "cpu":
+        return True
+    if t.device.type != "cuda":
+        return False
+    if op not in _CUDA_KERNEL:
+        _CUDA_KERNEL[op] = torch._C._dispatch_has_kernel_for_dispatch_key(f"rlsuite::{op}", "CUDA")
+    return _CUDA_KERNEL[op]
 
 
 def sum_tree_update(tree: Tensor, idx: Tensor, values: Tensor) -> None:
@@ -55,7 +64,7 @@ def per_sample(sum_tree: Tensor, min_tree: Tensor, u: Tensor, beta: float) -> tu
 
 def per_update(sum_tree: Tensor, min_tree: Tensor, idx: Tensor, td: Tensor, valid: Tensor,
                alpha: float, eps: float) -> float:
-    if _native_for(sum_tree):
+    if _native_for(sum_tree, "per_update_"):
         return torch.ops.rlsuite.per_update_(sum_tree, min_tree, idx, td, valid, alpha, eps)
     return ops.per_update(sum_tree, min_tree, idx, td, valid, alpha, eps)
 
@@ -102,12 +111,24 @@ def gather_transitions(frames: list[Tensor], first: Tensor, action: Tensor, rewa
                        truncated: Tensor, gidx: Tensor, stack: int, n: int, gamma: float, window: bool,
                        obs_out: list[Tensor], next_out: list[Tensor], action_out: Tensor, ret_out: Tensor,
                        disc_out: Tensor) -> None:
-    fn = torch.ops.rlsuite.gather_transitions if _native_for(reward) else ops.gather_transitions
+    fn = torch.ops.rlsuite.gather_transitions if _native_for(reward, "gather_transitions") else ops.gather_transitions
     fn(frames, first, action, reward, terminated, truncated, gidx, stack, n, gamma, window,
        obs_out, next_out, action_out, ret_out, disc_out)
 
 
 def uniform_pick(valid: Tensor, draws: Tensor, width: int, slots: int, need: int) -> Tensor:
-    if _native_for(valid):
+    if _native_for(valid, "uniform_pick"):
         return torch.ops.rlsuite.uniform_pick(valid, draws, width, slots, need)
     return ops.uniform_pick(valid, draws, width, slots, need)
+
+
+def sample_uniform(frames: list[Tensor], state: list[Tensor], out: list[Tensor], generator: torch.Generator | None,
+                   stack: int, n: int, gamma: float, window: bool) -> None:
+    fn = torch.ops.rlsuite.sample_uniform if _native_for(state[0], "sample_uniform") else ops.sample_uniform
+    fn(frames, state, out, generator, stack, n, gamma, window)
+
+
+def sample_per(frames: list[Tensor], state: list[Tensor], out: list[Tensor], generator: torch.Generator | None,
+               beta: float, stack: int, n: int, gamma: float, window: bool) -> None:
+    fn = torch.ops.rlsuite.sample_per if _native_for(state[0], "sample_per") else ops.sample_per
+    fn(frames, state, out, generator, beta, stack, n, gamma, window)

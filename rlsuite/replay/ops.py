@@ -43,6 +43,8 @@ __all__ = [
     "per_sample",
     "per_update",
     "uniform_pick",
+    "sample_uniform",
+    "sample_per",
 ]
 
 
@@ -335,3 +337,59 @@ def uniform_pick(valid: Tensor, draws: Tensor, width: int, slots: int, need: int
     and keep the first ``need`` that may start a transition (``valid``, flat bool)."""
     gidx = (draws // width) * slots + draws % width
     return gidx[valid[gidx]][:need]
+
+
+# --------------------------------------------------------------------------- fused sampling
+# The buffer's whole sample() in one operator per sampler. ``state`` and ``out`` are lists of
+# the buffer's tensors (in this order):
+#   state = [first, action, reward, terminated, truncated, valid, cursor, num_valid(, sum_tree, min_tree)]
+#           the (E, L) storage fields, cursor int64 (E,) (absolute time of each stream's next
+#           write), num_valid int64 (1,) (sampleable slots), and for PER both priority trees;
+#   out   = [action, reward, discount, indices, weights, obs per frame key..., next obs per key...]
+#           preallocated: int64/float32/float32/int64/float32 (B,), then the frame outputs of
+#           gather_transitions (no next obs with ``window``).
+# Random draws come from ``generator`` in a fixed order, so native and reference give the same
+# batch for the same generator state.
+
+
+def _gather_into(frames: list[Tensor], state: list[Tensor], out: list[Tensor], stack: int, n: int, gamma: float,
+                 window: bool) -> None:
+    keys = len(frames)
+    obs, nxt = out[5 : 5 + keys], ([] if window else out[5 + keys : 5 + 2 * keys])
+    gather_transitions(frames, state[0], state[1], state[2], state[3], state[4], out[3], stack, n, gamma, window,
+                       obs, nxt, out[0], out[1], out[2])
+
+
+def sample_uniform(frames: list[Tensor], state: list[Tensor], out: list[Tensor], generator: torch.Generator | None,
+                   stack: int, n: int, gamma: float, window: bool) -> None:
+    """Uniform sampling over sampleable slots, by rejection from the written rectangle
+    (env x the first ``min(max(cursor), L)`` slots): rounds of ``torch.randint`` draws mapped by
+    :func:`uniform_pick`, each round ``min(2^20, ceil(need * area / num_valid * 1.1) + 8)``
+    draws, until ``B`` are kept; then the gather. ``weights`` (out[4]) is left untouched."""
+    first, valid, cursor = state[0], state[5], state[6]
+    num_valid = int(state[7][0])
+    if num_valid <= 0:
+        raise RuntimeError("rlsuite.sample_uniform: no sampleable transition")
+    envs, slots = first.shape
+    width = min(int(cursor.max()), slots)
+    area, batch, flat = envs * width, out[3].numel(), valid.reshape(-1)
+    picked, need = [], batch
+    while need > 0:
+        draws = min(1 << 20, math.ceil(need * area / num_valid * 1.1) + 8)
+        r = torch.randint(area, (draws,), generator=generator, device=flat.device)
+        gidx = uniform_pick(flat, r, width, slots, need)
+        picked.append(gidx)
+        need -= gidx.numel()
+    out[3].copy_(picked[0] if len(picked) == 1 else torch.cat(picked))
+    _gather_into(frames, state, out, stack, n, gamma, window)
+
+
+def sample_per(frames: list[Tensor], state: list[Tensor], out: list[Tensor], generator: torch.Generator | None,
+               beta: float, stack: int, n: int, gamma: float, window: bool) -> None:
+    """Prioritized sampling: ``u = torch.rand(B, float64)`` from ``generator``, then
+    :func:`per_sample` on the trees (state[8], state[9]) into indices and weights, then the gather."""
+    u = torch.rand(out[3].numel(), generator=generator, dtype=torch.float64, device=state[8].device)
+    idx, weights = per_sample(state[8], state[9], u, beta)
+    out[3].copy_(idx)
+    out[4].copy_(weights)
+    _gather_into(frames, state, out, stack, n, gamma, window)

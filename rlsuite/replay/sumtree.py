@@ -41,7 +41,7 @@ class PrioritySampler:
         stopped being sampleable (overwritten, or stack frames gone) get none."""
         if idx.numel() == 0:
             return
-        value = torch.where(sampleable, self.max_priority, 0.0).to(torch.float64)
+        value = sampleable.to(torch.float64) * self.max_priority  # not via float32 scalars
         kernels.sum_tree_update(self.sum_tree, idx, value)
         kernels.min_tree_update(self.min_tree, idx, torch.where(sampleable, value, math.inf))
 
