@@ -193,27 +193,17 @@ def _torchrl(capacity: int, seconds: float, modes: tuple[bool, ...]) -> list[dic
         sampler = PrioritizedSampler(capacity, alpha=0.5, beta=0.4) if prioritized else None
         kwargs = {"sampler": sampler} if sampler is not None else {}
         buf = TensorDictReplayBuffer(storage=LazyTensorStorage(capacity), **kwargs)
-        i = [0]
 
-        def add() -> int:
-            buf.extend(steps[i[0] % 8])
-            i[0] += 1
-            return NUM_ENVS
+        def sample(batch: int, buf=buf, prioritized=prioritized) -> None:
+            s = buf.sample(batch)
+            if prioritized:
+                buf.update_priority(s["index"], torch.rand(batch))
 
-        while len(buf) < capacity:
-            add()
-        measured = [] if prioritized else [("add", None, _rate(add, seconds))]
-        for batch in (32, 256):
-            def step() -> int:
-                s = buf.sample(batch)
-                if prioritized:
-                    buf.update_priority(s["index"], torch.rand(batch))
-                return batch
-
-            measured.append(("sample+update" if prioritized else "sample", batch, _rate(step, seconds)))
+        measured = _fill_and_measure(lambda k, buf=buf: buf.extend(steps[k]), sample, lambda buf=buf: len(buf),
+                                     capacity, prioritized, seconds)
         nbytes = capacity * (2 * STACK * FRAME + 8 + 4 + 2)
         rows += [_row("torchrl", op, b, r, capacity, nbytes, prioritized) for op, b, r in measured]
-        del buf, add, step
+        del buf, sample
         gc.collect()  # free this buffer before the next one fills
     return rows
 
@@ -231,29 +221,42 @@ def _tianshou(capacity: int, seconds: float, modes: tuple[bool, ...]) -> list[di
     for prioritized in modes:
         buf = (PrioritizedVectorReplayBuffer(capacity, NUM_ENVS, alpha=0.5, beta=0.4, **atari) if prioritized
                else VectorReplayBuffer(capacity, NUM_ENVS, **atari))
-        i = [0]
 
-        def add() -> int:
-            buf.add(steps[i[0] % 8])
-            i[0] += 1
-            return NUM_ENVS
+        def sample(batch: int, buf=buf, prioritized=prioritized) -> None:
+            _, idx = buf.sample(batch)
+            if prioritized:
+                buf.update_weight(idx, np.random.random(batch))
 
-        while len(buf) < capacity:
-            add()
-        measured = [] if prioritized else [("add", None, _rate(add, seconds))]
-        for batch in (32, 256):
-            def step() -> int:
-                b, idx = buf.sample(batch)
-                if prioritized:
-                    buf.update_weight(idx, np.random.random(batch))
-                return batch
-
-            measured.append(("sample+update" if prioritized else "sample", batch, _rate(step, seconds)))
+        measured = _fill_and_measure(lambda k, buf=buf: buf.add(steps[k]), sample, lambda buf=buf: len(buf),
+                                     capacity, prioritized, seconds)
         nbytes = capacity * (FRAME + 8 + 4 + 3) + (capacity * 8 * 2 if prioritized else 0)
         rows += [_row("tianshou", op, b, r, capacity, nbytes, prioritized) for op, b, r in measured]
-        del buf, add, step
+        del buf, sample
         gc.collect()  # free this buffer before the next one fills
     return rows
+
+
+def _fill_and_measure(add_step, sample, size, capacity: int, prioritized: bool,
+                      seconds: float) -> list[tuple[str, int | None, float]]:
+    """Fill a peer's buffer to capacity with the 8 cached vector steps, then time add (uniform
+    buffers only: adds do not depend on the sampler) and sample(+update) at batch 32 and 256."""
+    i = [0]
+
+    def add() -> int:
+        add_step(i[0] % 8)
+        i[0] += 1
+        return NUM_ENVS
+
+    while size() < capacity:
+        add()
+    measured: list[tuple[str, int | None, float]] = [] if prioritized else [("add", None, _rate(add, seconds))]
+    for batch in (32, 256):
+        def step(batch: int = batch) -> int:
+            sample(batch)
+            return batch
+
+        measured.append(("sample+update" if prioritized else "sample", batch, _rate(step, seconds)))
+    return measured
 
 
 def _row(impl: str, op: str, batch, rate: float, capacity: int, nbytes: int, prioritized: bool) -> dict:
