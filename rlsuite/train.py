@@ -77,8 +77,11 @@ def build_session(cfg: config.RunConfig, run_dir: Path) -> Session:
     agent_cls, _ = agent_classes(cfg.algo)
     agent = agent_cls(cfg.agent, env.single_observation_space, env.single_action_space, device, seed=t.seed)
     agent.plan(t.total_steps)
+    if cfg.replay.on_device and device.type != "cuda":
+        raise UserError("replay.on_device needs a GPU learner (train.device=cuda)")
     buffer = ReplayBuffer(cfg.replay, env.single_observation_space, t.num_envs, frame_stack=env.frame_stack,
-                          n_step=cfg.agent.n_step, gamma=cfg.agent.gamma, seed=t.seed, device=device)
+                          n_step=cfg.agent.n_step, gamma=cfg.agent.gamma, seed=t.seed, device=device,
+                          storage_device=device if cfg.replay.on_device else None)
     return Session(cfg, run_dir, env, eval_env, agent, buffer)
 
 

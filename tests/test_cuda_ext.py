@@ -197,3 +197,25 @@ def test_gpu_resident_sampling_rate():
     torch.cuda.synchronize()
     rate = calls * 256 / (time.perf_counter() - start)
     print(f"GPU-resident uniform sample, batch 256: {rate / 1e3:.0f}k samples/s")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_dqn_trains_from_a_gpu_resident_buffer(tmp_path, prioritized):
+    """Issue 3: the whole buffer in GPU memory feeds a CUDA learner; losses stay finite and learn."""
+    from rlsuite import config
+    from rlsuite.train import advance, build_session
+
+    overrides = ["train.device=cuda", "replay.on_device=true", f"replay.prioritized={str(prioritized).lower()}",
+                 "agent.learning_starts=200", "replay.capacity=5000", "train.progress=false"]
+    cfg = config.build_run_config("dqn-classic", "CartPole-v1", overrides)
+    session = build_session(cfg, tmp_path)
+    session.obs, _ = session.env.reset(seed=0)
+    losses = []
+    while session.step < 3000:
+        result = advance(session)
+        if result.metrics is not None:
+            losses.append(float(result.metrics["losses/td"]))
+    batch = session.buffer.sample(32)
+    assert batch.obs.device.type == "cuda" and batch.reward.device.type == "cuda"
+    assert len(losses) > 1000 and all(map(np.isfinite, losses))

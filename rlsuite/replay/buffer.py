@@ -41,6 +41,8 @@ class ReplayConfig:
     """PER importance-sampling exponent at the end; the caller anneals beta and passes it to sample()."""
     priority_eps: float = 1e-6
     """Added to |TD error| before the exponent, so no transition gets zero probability."""
+    on_device: bool = False
+    """Keep frames, fields and priority trees on the learner's device (GPU), so batches never cross the bus."""
 
 
 @dataclass
