@@ -25,7 +25,7 @@ demo: install
 	$(BIN)/rlsuite eval runs/demo-cartpole --episodes 20
 
 test: install
-	$(BIN)/python -m pytest tests -q -p no:cacheprovider --durations=15
+	$(BIN)/python -m pytest tests -p no:cacheprovider --durations=15
 
 bench: install
 	$(BIN)/rlsuite bench envs
