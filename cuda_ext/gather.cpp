@@ -27,6 +27,18 @@ namespace {
 // single core read random rows faster (rows are tens of KB from anywhere in a GB-sized ring).
 constexpr int64_t kPrefetchChunk = 1024;
 
+// Bytes of one slot's frame in a (E, L, *F) storage tensor.
+int64_t frame_bytes(const at::Tensor& frames) {
+  TORCH_CHECK(frames.dim() >= 2 && frames.is_contiguous(), "rlsuite: frames must be contiguous (E, L, ...)");
+  return frames.numel() == 0 ? 0 : frames.numel() / (frames.size(0) * frames.size(1)) * frames.element_size();
+}
+
+void check_flags(const at::Tensor& flags, const at::Tensor& like, const char* name) {
+  TORCH_CHECK(flags.scalar_type() == at::kBool && flags.is_contiguous() && flags.dim() == 2 &&
+                  flags.size(0) == like.size(0) && flags.size(1) == like.size(1),
+              "rlsuite: ", name, " must be contiguous bool (E, L) matching the storage");
+}
+
 // Copy slot (env, t - back) of `frames` for each column of one output row, zeroing a column
 // whose frame precedes the episode start of slot t (or, with ahead > 0, follows a new start).
 // Column c holds frame t - (stack - 1) + c for c in [0, stack + ahead).
