@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,9 +27,11 @@ from gymnasium import spaces
 from torch import nn
 
 from rlsuite.errors import TrainingDiverged, UserError
-from rlsuite.nn.diagnostics import plasticity_report
+from rlsuite.nn.diagnostics import UpdateProbe, plasticity_report
 from rlsuite.nn.encoders import EncoderConfig, make_encoder
+from rlsuite.nn.nap import NaPConfig, NormProjector, insert_norms
 from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
+from rlsuite.nn.schedules import LR_SCHEDULES, lr_factor
 
 
 @dataclass
@@ -46,7 +49,11 @@ class DQNConfig:
     loss: str = "mse"
     """TD loss: 'mse' (Dopamine JAX default) or 'huber' (Nature DQN, CleanRL's smooth L1)."""
     lr: float = 6.25e-5
-    """Adam learning rate."""
+    """Adam learning rate (the start of the schedule)."""
+    lr_schedule: str = "constant"
+    """'constant', 'linear' or 'cosine' decay over the run's gradient updates, from lr to lr * lr_final. NaP removes the implicit decay that weight-norm growth gives, so single-task NaP runs want 'linear' (Lyle et al. 2024, Fig. 4)."""
+    lr_final: float = 0.0
+    """Multiplier of lr reached at the last update by the 'linear' and 'cosine' schedules."""
     adam_eps: float = 1.5e-4
     """Adam epsilon (the GMP paper's Table 2; its appendix's 1.5e-5 is a typo)."""
     batch_size: int = 32
@@ -71,6 +78,8 @@ class DQNConfig:
     """The torso that maps observations to features (see the encoder.* keys)."""
     gmp: GMPConfig = field(default_factory=GMPConfig)
     """Gradual magnitude pruning of the online network (Obando-Ceron et al. 2024; see the gmp.* keys)."""
+    nap: NaPConfig = field(default_factory=NaPConfig)
+    """Normalize-and-Project (Lyle et al. 2024): norm layers before every ReLU and weight projection (see the nap.* keys)."""
 
 
 def linear_epsilon(step: int, start: float, end: float, decay_steps: int) -> float:
@@ -87,6 +96,8 @@ class QNetwork(nn.Module):
     def __init__(self, cfg: DQNConfig, observation_space: spaces.Space, num_actions: int) -> None:
         super().__init__()
         self.encoder = make_encoder(cfg.encoder, observation_space)
+        # NaP's norms go in before the heads exist: the encoder ends in the last ReLU.
+        self.norms = insert_norms(self.encoder, example_batch(observation_space), cfg.nap.norm)
         features = self.encoder.output_dim
         self.dueling = cfg.dueling
         if cfg.dueling:
@@ -94,6 +105,12 @@ class QNetwork(nn.Module):
             self.advantage = nn.Linear(features, num_actions)
         else:
             self.head = nn.Linear(features, num_actions)
+
+    def output_layers(self) -> list[nn.Module]:
+        """The layers that set the Q-value scale: the head(s) and the norm feeding them.
+        NaP leaves these unprojected unless nap.project_head is set."""
+        heads = [self.value, self.advantage] if self.dueling else [self.head]
+        return heads + self.norms[-1:]
 
     def forward(self, obs: Any) -> torch.Tensor:
         features = self.encoder(obs)
@@ -127,6 +144,7 @@ class DQN:
         self.device = torch.device(device)
         self.observation_space = observation_space
         self.num_actions = int(action_space.n)
+        cfg.nap.validate()
         self.online = QNetwork(cfg, observation_space, self.num_actions).to(self.device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         # One fused kernel per step instead of a Python loop over parameters: the update of a
@@ -141,20 +159,41 @@ class DQN:
         self.target_syncs = 0
         self.post_step_hooks: list[Any] = []  # weight-space constraints (GMP masks, NaP) run after each step
         self.pruner: MagnitudePruner | None = None
+        # NaP's radii are the norms at initialisation, so they are recorded now, before any step.
+        self.projector = self._make_projector()
+        self.total_updates = 0  # set by plan(); the learning-rate schedule runs over it
+        self.probe = UpdateProbe(self.online)
         self._last_obs: Any = None  # the last update's batch observations, for diagnostics
+
+    def _make_projector(self) -> NormProjector | None:
+        nap = self.cfg.nap
+        if not nap.project:
+            return None
+        if nap.norm == "none":
+            warnings.warn("nap.project without nap.norm: the projection changes the network's "
+                          "function at every step (weight projection only, not NaP)", stacklevel=3)
+        exclude = [] if nap.project_head else self.online.output_layers()
+        return NormProjector(self.online, exclude, nap.project_every)
 
     def plan(self, total_env_steps: int) -> None:
         """Attach the weight-space constraints whose schedules depend on the run length.
         GMP counts gradient updates, so its window is set from the updates this run will make."""
+        self.total_updates = max(1, (total_env_steps - self.cfg.learning_starts) // self.cfg.train_freq)
+        lr_factor(0.0, self.cfg.lr_schedule, self.cfg.lr_final)  # an unknown schedule fails before training
         if self.cfg.gmp.sparsity > 0 and self.pruner is None:
-            total_updates = max(1, (total_env_steps - self.cfg.learning_starts) // self.cfg.train_freq)
-            self.pruner = MagnitudePruner(self.cfg.gmp, self.online, total_updates, self.optimizer)
+            self.pruner = MagnitudePruner(self.cfg.gmp, self.online, self.total_updates, self.optimizer)
             self.post_step_hooks.append(self.pruner)
+        # After the pruner: masking then projecting leaves pruned weights at zero *and* the norm at its radius.
+        if self.projector is not None and self.projector not in self.post_step_hooks:
+            self.post_step_hooks.append(self.projector)
 
     def diagnostics(self) -> dict[str, float]:
         """Scalars worth logging at the log interval: plasticity/ on the last replay batch
         (one extra forward pass), and sparsity/ when pruning."""
         out = {} if self._last_obs is None else plasticity_report(self.online, self.online.encoder, self._last_obs)
+        out.update(self.probe.last)
+        self.probe.arm()  # the next update measures per-layer grad norm and effective learning rate
+        out["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
         return {**out, **(self.pruner.report() if self.pruner is not None else {})}
 
     # ------------------------------------------------------------------ acting
@@ -217,13 +256,28 @@ class DQN:
         loss.backward()
         if self.cfg.max_grad_norm > 0:
             nn.utils.clip_grad_norm_(self.online.parameters(), self.cfg.max_grad_norm, foreach=True)
+        self._set_learning_rate()
         self.optimizer.step()
         for hook in self.post_step_hooks:
             hook(self)
+        if self.probe.armed:
+            self.probe.after_update()
         self.num_updates += 1
         if prioritized:
             buffer.update_priorities(batch.indices, (q_taken - target).detach().abs())
         return {"losses/td": loss.detach(), "losses/q_values": q_taken.detach().mean()}
+
+    def _set_learning_rate(self) -> None:
+        if self.cfg.lr_schedule == "constant":
+            return
+        progress = self.num_updates / max(1, self.total_updates)
+        lr = self.cfg.lr * lr_factor(progress, self.cfg.lr_schedule, self.cfg.lr_final)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def reset_optimizer(self) -> None:
+        """Forget Adam's moments and step counts (an option at task switches)."""
+        self.optimizer.state.clear()
 
     def _next_values(self, next_obs: Any) -> torch.Tensor:
         next_q = self.target(next_obs)
@@ -284,6 +338,14 @@ def _batch_size(obs: Any) -> int:
     if isinstance(obs, dict):
         return len(next(iter(obs.values())))
     return len(obs)
+
+
+def example_batch(space: spaces.Space) -> Any:
+    """A batch of one observation from `space` (for shape-finding dry runs)."""
+    sample = space.sample()
+    if isinstance(sample, dict):
+        return {k: torch.as_tensor(v[None]) for k, v in sample.items()}
+    return torch.as_tensor(sample[None])
 
 
 def to_tensor(obs: Any, device: torch.device) -> Any:

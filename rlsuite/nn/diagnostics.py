@@ -59,3 +59,52 @@ def plasticity_report(network: nn.Module, encoder: nn.Module, obs: Any, tau: flo
     return {"plasticity/param_norm": parameter_norm(network),
             "plasticity/dormant_fraction": dormant_fraction(activations, tau),
             "plasticity/srank": float(srank(features))}
+
+
+def layers_with_weights(model: nn.Module) -> dict[str, nn.Module]:
+    """Every module that owns a `weight` parameter (convs, linears, norms, embeddings), by name."""
+    return {name: m for name, m in model.named_modules()
+            if isinstance(getattr(m, "weight", None), nn.Parameter)}
+
+
+class UpdateProbe:
+    """Per-layer weight norm, gradient norm and effective learning rate of one gradient update.
+
+    Effective learning rate under Adam: Adam's step size barely depends on the gradient's scale,
+    so the quantity that tracks plasticity is how far an update turns each weight tensor. We
+    measure it directly as the relative update size ||W_after - W_before|| / ||W_before|| over one
+    update (after the post-step constraints, so NaP's projection is included): for a scale-invariant
+    layer this is its angular step, eta_eff ~ eta / ||W|| (GMP_NAP.md §2.2). Norm growth shows up
+    as a falling effective LR.
+
+    Cheap by construction: `arm()` (once per diagnostics interval) copies the weights; the next
+    `after_update()` measures and disarms; every other update pays one boolean test.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.layers = layers_with_weights(model)
+        self.armed = False
+        self._before: list[torch.Tensor] = []
+        self.last: dict[str, float] = {}
+
+    @torch.no_grad()
+    def arm(self) -> None:
+        self._before = [m.weight.detach().clone() for m in self.layers.values()]
+        self.armed = True
+
+    @torch.no_grad()
+    def after_update(self) -> None:
+        self.armed = False
+        out: dict[str, float] = {}
+        for (name, module), before in zip(self.layers.items(), self._before):
+            weight, grad = module.weight.detach(), module.weight.grad
+            norm_before = float(before.norm())
+            out[f"plasticity/weight_norm/{name}"] = float(weight.norm())
+            out[f"plasticity/effective_lr/{name}"] = float((weight - before).norm()) / max(norm_before, 1e-12)
+            if grad is not None:
+                out[f"plasticity/grad_norm/{name}"] = float(grad.norm())
+        grads = [m.weight.grad for m in self.layers.values() if m.weight.grad is not None]
+        if grads:
+            out["plasticity/grad_norm"] = float(torch.stack(torch._foreach_norm(grads)).norm())
+        self._before = []
+        self.last = out
