@@ -56,6 +56,20 @@ class TrainConfig:
     """Also save the replay buffer with each checkpoint so a resume is exact (large for Atari)."""
     log_every: int = 1_000
     """Write scalar metrics to TensorBoard every this many env steps."""
+    diagnostics_every: int = 5_000
+    """Log plasticity/ (per-layer weight norm, gradient norm, effective learning rate; dormant units, srank) and sparsity/ every this many env steps (0 = never)."""
+    tasks: tuple[str, ...] = ()
+    """Task sequence for continual RL: env ids trained one after another, e.g. minatar:breakout,minatar:asterix,minatar:freeway (empty = env.id alone). One family (MinAtar or Atari); channels are padded and the full action set used so one network serves all."""
+    steps_per_task: int = 0
+    """Env steps spent on each task of the sequence; total_steps becomes len(tasks) x steps_per_task x cycles."""
+    cycles: int = 1
+    """How many times the whole task sequence is played."""
+    reset_optimizer: bool = False
+    """Task sequences: clear the optimizer's moments at every task switch."""
+    reset_replay: bool = True
+    """Task sequences: empty the replay buffer at every task switch (updates pause until learning_starts new transitions)."""
+    reset_exploration: bool = True
+    """Task sequences: restart the epsilon schedule at every switch, so each task is explored as a fresh agent would."""
     progress: bool = True
     """Show a progress bar with steps/s and the recent return."""
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlsuite import checkpoint, config
+from rlsuite import checkpoint, config, tasks
 from rlsuite.agents import agent_classes
 from rlsuite.envs import make as make_env
 from rlsuite.errors import TrainingDiverged, UserError
@@ -62,6 +62,8 @@ class Session:
     stop_requested: bool = False
     last_checkpoint: Path | None = None
     last_eval: dict[str, Any] | None = None
+    phase: int = 0  # task sequences: the index of the task segment being trained
+    phase_start: int = 0  # env step at which the current phase began
 
     @property
     def signature(self) -> dict[str, str]:
@@ -72,17 +74,23 @@ def build_session(cfg: config.RunConfig, run_dir: Path) -> Session:
     t = cfg.train
     seed_everything(t.seed, t.torch_threads)
     device = pick_device(t.device)
-    env = make_env(cfg.env, t.num_envs, t.seed)
-    eval_env = make_env(cfg.env, t.eval_num_envs, t.seed + 10_000, evaluation=True)
+    if t.tasks:
+        env, eval_env = tasks.make_task_envs(cfg, phase=0)
+    else:
+        env = make_env(cfg.env, t.num_envs, t.seed)
+        eval_env = make_env(cfg.env, t.eval_num_envs, t.seed + 10_000, evaluation=True)
     agent_cls, _ = agent_classes(cfg.algo)
     agent = agent_cls(cfg.agent, env.single_observation_space, env.single_action_space, device, seed=t.seed)
     agent.plan(t.total_steps)
     if cfg.replay.on_device and device.type != "cuda":
         raise UserError("replay.on_device needs a GPU learner (train.device=cuda)")
-    buffer = ReplayBuffer(cfg.replay, env.single_observation_space, t.num_envs, frame_stack=env.frame_stack,
-                          n_step=cfg.agent.n_step, gamma=cfg.agent.gamma, seed=t.seed, device=device,
-                          storage_device=device if cfg.replay.on_device else None)
-    return Session(cfg, run_dir, env, eval_env, agent, buffer)
+    return Session(cfg, run_dir, env, eval_env, agent, make_buffer(cfg, env, device, seed=t.seed))
+
+
+def make_buffer(cfg: config.RunConfig, env: Any, device: torch.device, seed: int) -> ReplayBuffer:
+    return ReplayBuffer(cfg.replay, env.single_observation_space, cfg.train.num_envs, frame_stack=env.frame_stack,
+                        n_step=cfg.agent.n_step, gamma=cfg.agent.gamma, seed=seed, device=device,
+                        storage_device=device if cfg.replay.on_device else None)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -113,6 +121,8 @@ def restore_checkpoint(s: Session, say: Any) -> None:
     checkpoint.check_compatible(data, s.cfg.algo, s.signature, path)
     s.agent.load_state_dict(data["agent"])
     s.step = int(data["step"])
+    if s.cfg.train.tasks:  # the checkpoint may be from a later task than the one built
+        enter_phase(s, tasks.phase_of(s.cfg, s.step), switching=False)
     exact = True
     if data.get("buffer") is not None and (s.run_dir / "replay").is_dir():
         s.buffer.load(s.run_dir / "replay")
@@ -139,12 +149,59 @@ def run_evaluation(s: Session, monitor: Monitor | None) -> dict[str, Any]:
     result = evaluate(s.agent, s.eval_env, cfg.train.eval_episodes, cfg.agent.eval_epsilon,
                       seed=cfg.train.seed + 20_000 + s.step)
     summary = result.summary()
-    append_jsonl(s.run_dir / "eval.jsonl", log_record(s.step, summary))
+    where = {"task": tasks.task_of(cfg, s.phase), "phase": s.phase, "source": "periodic"} if cfg.train.tasks else {}
+    append_jsonl(s.run_dir / "eval.jsonl", {**log_record(s.step, summary), **where})
     if monitor is not None:
         monitor.scalars(s.step, {f"charts/eval_{k}": v for k, v in summary.items()
                                  if isinstance(v, (int, float)) and k in ("mean", "median", "iqm", "hns_iqm")})
     s.last_eval = summary
     return summary
+
+
+# ----------------------------------------------------------------------------- task sequences
+
+
+def switch_evaluation(s: Session, monitor: Monitor) -> dict[str, Any]:
+    """At the end of a phase: evaluate every task of the sequence; returns the trained task's summary."""
+    cfg, trained = s.cfg, tasks.task_of(s.cfg, s.phase)
+    for task in tasks.unique_tasks(cfg):
+        env = s.eval_env if task == trained else make_env(
+            tasks.env_config(cfg, task), cfg.train.eval_num_envs, cfg.train.seed + 10_000, evaluation=True)
+        try:
+            summary = evaluate(s.agent, env, cfg.train.eval_episodes, cfg.agent.eval_epsilon,
+                               seed=cfg.train.seed + 20_000 + s.step).summary()
+        finally:
+            if env is not s.eval_env:
+                env.close()
+        record = {**log_record(s.step, summary), "task": task, "phase": s.phase, "source": "switch"}
+        append_jsonl(s.run_dir / "eval.jsonl", record)
+        monitor.scalars(s.step, {f"tasks/{task}/eval_mean": summary["mean"]})
+        monitor.write(f"phase {s.phase} ({trained}) done @ {s.step:,}: {task} mean {summary['mean']:.2f}")
+        if task == trained:
+            s.last_eval = summary
+    return s.last_eval or {}
+
+
+def enter_phase(s: Session, phase: int, switching: bool = True) -> None:
+    """Point the session at a phase's task: new envs, and the configured resets on a switch."""
+    t = s.cfg.train
+    s.env.close()
+    s.eval_env.close()
+    s.env, s.eval_env = tasks.make_task_envs(s.cfg, phase)
+    s.phase, s.phase_start = phase, phase * t.steps_per_task
+    if switching:
+        s.obs, _ = s.env.reset(seed=t.seed + phase * 1_000)
+        if t.reset_replay:
+            s.buffer = None  # free the old storage before allocating the new one
+            s.buffer = make_buffer(s.cfg, s.env, s.agent.device, seed=t.seed + phase)
+        if t.reset_optimizer:
+            s.agent.reset_optimizer()
+
+
+def _exploration_step(s: Session) -> int:
+    """The step the epsilon schedule sees: counted from the phase start when it restarts per task."""
+    t = s.cfg.train
+    return s.step - s.phase_start if t.tasks and t.reset_exploration else s.step
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -182,7 +239,7 @@ class StepResult:
 
 def advance(s: Session) -> StepResult:
     """One vector step: act, step the envs, store, and do the gradient updates owed."""
-    epsilon = s.agent.epsilon(s.step)
+    epsilon = s.agent.epsilon(_exploration_step(s))
     actions = s.agent.act(s.obs, epsilon)
     next_obs, reward, terminated, truncated, info = s.env.step(actions)
     s.buffer.add(s.obs, actions, reward, terminated, truncated, info.get("final_obs"))
@@ -196,7 +253,7 @@ def loop(s: Session, monitor: Monitor) -> str:
     """Run until total_steps, an interrupt, or divergence. Returns how it ended."""
     t = s.cfg.train
     n = s.env.num_envs
-    last_log = s.step
+    last_log = last_diagnostics = s.step
     while s.step < t.total_steps:
         result = advance(s)
         episode = result.info.get("episode")
@@ -204,9 +261,16 @@ def loop(s: Session, monitor: Monitor) -> str:
             monitor.episodes_done(s.step, episode)
         if result.metrics is not None and s.step - last_log >= t.log_every:
             last_log = s.step
-            monitor.scalars(s.step, {**result.metrics, **s.agent.diagnostics(), "charts/epsilon": result.epsilon})
+            monitor.scalars(s.step, {**result.metrics, "charts/epsilon": result.epsilon})
+        if result.metrics is not None and s.step - last_diagnostics >= t.diagnostics_every > 0:
+            last_diagnostics = s.step
+            monitor.scalars(s.step, s.agent.diagnostics())
         monitor.tick(s.step, n, result.epsilon)
-        if _crossed(s.step, n, t.eval_every) and s.step < t.total_steps:
+        if t.tasks and _crossed(s.step, n, t.steps_per_task):
+            switch_evaluation(s, monitor)
+            if s.step < t.total_steps:
+                enter_phase(s, tasks.phase_of(s.cfg, s.step))
+        elif _crossed(s.step, n, t.eval_every) and s.step < t.total_steps:
             summary = run_evaluation(s, monitor)
             monitor.write(f"eval @ {s.step:,}: mean {summary['mean']:.2f}  iqm {summary['iqm']:.2f}")
         if _crossed(s.step, n, t.checkpoint_every):
@@ -219,6 +283,7 @@ def loop(s: Session, monitor: Monitor) -> str:
 def train(cfg: config.RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Train (or resume) one run in `run_dir`; returns the final evaluation summary."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    tasks.validate(cfg)
     (run_dir / "config.toml").write_text(config.dumps_toml(cfg))
     s = build_session(cfg, run_dir)
     say = print
@@ -247,7 +312,8 @@ def train(cfg: config.RunConfig, run_dir: Path, resume: bool = False) -> dict[st
         say(f"interrupted at step {s.step:,}; checkpoint {s.last_checkpoint}; "
             f"continue with: rlsuite train --resume {run_dir}")
         return {"outcome": outcome, "step": s.step}
-    summary = run_evaluation(s, monitor)
+    # A task sequence's last switch evaluation (every task, at the final step) is its final one.
+    summary = s.last_eval if cfg.train.tasks and s.last_eval else run_evaluation(s, monitor)
     monitor.close()
     elapsed = time.perf_counter() - started
     print_summary(s, summary, (s.step - start_step) / max(elapsed, 1e-9), monitor.recent_return())

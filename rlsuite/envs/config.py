@@ -42,7 +42,9 @@ class EnvConfig:
     max_episode_steps: int = 27000
     """Time limit in agent steps per game (27000 steps = 108k Atari frames); reached -> truncated=True. Classic control also keeps its registered limit."""
     full_action_space: bool = False
-    """Atari only: use all 18 ALE actions instead of the game's minimal action set."""
+    """Atari: all 18 ALE actions; MinAtar: all 6 actions; instead of the game's minimal action set (task sequences set it so one Q-head serves every game)."""
+    pad_channels: int = 0
+    """MinAtar only: append all-zero observation channels up to this count (0 = none), so games with 4-10 channels share one network (task sequences set it)."""
 
 
 ATARI, NETHACK, MINATAR, CLASSIC = "atari", "nethack", "minatar", "classic"

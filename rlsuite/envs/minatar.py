@@ -1,5 +1,7 @@
 """MinAtar game env: channels-first uint8 observations, minimal action set, sticky actions.
 
+Task sequences ask for the full 6-action set and zero channels padded to a common count.
+
 The minatar package returns (10, 10, C) booleans; agents get (C, 10, 10) uint8 like Atari frames.
 Sticky actions use the package's own `sticky_action_prob` (MinAtar's default is 0.1).
 """
@@ -9,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlsuite.envs.config import EnvConfig
-from rlsuite.errors import require
+from rlsuite.errors import UserError, require
 
 
 class MinAtarGame(gym.Env):
@@ -18,14 +20,21 @@ class MinAtarGame(gym.Env):
     def __init__(self, cfg: EnvConfig, game: str) -> None:
         minatar = require("minatar", "minatar")
         self._env = minatar.Environment(game, sticky_action_prob=cfg.sticky_action_prob)
-        self._actions = list(self._env.minimal_action_set())
+        full = range(self._env.num_actions())
+        self._actions = list(full if cfg.full_action_space else self._env.minimal_action_set())
         h, w, c = self._env.state_shape()
-        self.observation_space = gym.spaces.Box(0, 1, (c, h, w), np.uint8)
+        if cfg.pad_channels and cfg.pad_channels < c:
+            raise UserError(f"env.pad_channels={cfg.pad_channels} is less than {game}'s {c} channels")
+        self._channels = max(c, cfg.pad_channels)
+        self.observation_space = gym.spaces.Box(0, 1, (self._channels, h, w), np.uint8)
         self.action_space = gym.spaces.Discrete(len(self._actions))
         self._cap, self._elapsed = cfg.max_episode_steps, 0
 
     def _obs(self) -> np.ndarray:
-        return np.ascontiguousarray(self._env.state().transpose(2, 0, 1), dtype=np.uint8)
+        state = self._env.state().transpose(2, 0, 1)
+        obs = np.zeros((self._channels, *state.shape[1:]), dtype=np.uint8)
+        obs[: state.shape[0]] = state  # padding channels stay zero
+        return obs
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         if seed is not None:
