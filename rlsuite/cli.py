@@ -262,9 +262,15 @@ def _add_compare(sub: Any) -> None:
     p = sub.add_parser("compare", help="final performance per group (IQM, CIs) and learning curves",
                        description="Groups runs by config (seed removed) or --group-by keys; final eval scores "
                                    "(human-normalized for Atari) aggregated with rliable: IQM, mean, median with "
-                                   "95% stratified-bootstrap CIs. Writes compare.md and curves.png.")
+                                   "95% stratified-bootstrap CIs. Writes compare.md and curves.png. Task-sequence "
+                                   "runs (train.tasks) get continual metrics instead: average performance, "
+                                   "forgetting, forward transfer, revisit/fresh; writes compare.md and continual.png.",
+                       epilog="example: rlsuite compare runs/seq-nap runs/seq-plain --reference runs/fresh")
     p.add_argument("runs", nargs="+", help="run directories, or folders containing them (a sweep)")
     p.add_argument("--group-by", action="append", metavar="KEY", help="config key(s) that define groups")
+    p.add_argument("--reference", nargs="+", metavar="RUN",
+                   help="fresh single-task runs (one network per task, steps_per_task steps, any seeds) that "
+                        "normalize task-sequence runs: p = return / mean fresh final return")
     p.add_argument("--out", help="output folder (default: <first path>/compare)")
     p.set_defaults(func=cmd_compare)
 
@@ -273,7 +279,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from rlsuite.compare import compare
 
     out = Path(args.out) if args.out else Path(args.runs[0]) / "compare"
-    table, curves = compare(args.runs, out, args.group_by)
+    table, curves = compare(args.runs, out, args.group_by, args.reference)
     print(table)
     print(f"\nwritten: {out / 'compare.md'}, {curves}")
     return 0

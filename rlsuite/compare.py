@@ -5,7 +5,8 @@ groups), or by the keys given with `--group-by`. A run's score on its task is th
 its last evaluation (`eval.jsonl`); when every task is an Atari game it is human-normalized first.
 Per group: IQM, mean and median over runs x tasks with stratified-bootstrap 95% CIs from rliable
 (Agarwal et al. 2021, the field's standard). Curves: the per-step mean over runs with a 95%
-percentile-bootstrap band.
+percentile-bootstrap band. Task-sequence runs (config `train.tasks`) get continual-learning metrics
+instead, relative to `--reference` fresh single-task runs: see rlsuite/continual.py.
 """
 from __future__ import annotations
 
@@ -156,8 +157,14 @@ def learning_curves(groups: dict[str, list[Run]], out: Path, reps: int = 1000) -
     return path
 
 
-def compare(paths: list[str], out: Path, group_by: list[str] | None = None) -> tuple[str, Path]:
-    groups = group_runs(find_runs(paths), group_by)
+def compare(paths: list[str], out: Path, group_by: list[str] | None = None,
+            reference: list[str] | None = None) -> tuple[str, Path]:
+    runs = find_runs(paths)
+    if reference or any(r.config.get("train.tasks") for r in runs):  # task sequences: rlsuite/continual.py
+        from rlsuite.continual import continual_report
+
+        return continual_report(runs, find_runs(reference) if reference else [], out, group_by)
+    groups = group_runs(runs, group_by)
     rows, normalized = aggregate(groups)
     table = markdown_table(rows, normalized)
     out.mkdir(parents=True, exist_ok=True)
