@@ -103,4 +103,83 @@ RL_HD double pow_like_torch(double x, double e) {
   return pow(x, e);
 }
 
+// ----------------------------------------------------------------------------- stream storage
+// The add bookkeeping of storage.py (StreamStorage.write / _refresh_validity, the reference),
+// shared by the CPU kernel (storage.cpp) and the CUDA kernel (storage.cu).
+
+// The (E, L) per-slot fields of the stream storage, row-major, plus its shape.
+struct StreamFields {
+  int64_t slots, stack, n;
+  int64_t* action;
+  float* reward;
+  bool *first, *term, *trunc, *final_flag, *valid;
+};
+
+// Slots per env whose sampleability one write can change: the newest n + 2 (the written slot,
+// an ended episode's final slot, windows just completed) and the oldest stack + 1 (their
+// stack frames are being overwritten). The buffer keeps L > stack + n + 2, so none repeats.
+RL_HD int64_t refresh_count(int64_t n, int64_t stack) { return n + 2 + stack + 1; }
+
+// The sampleability rule of StreamStorage._sampleable for absolute time T of env e (cursor c):
+// not a final slot; its n-step window written (T + n < c, or the episode ends inside it and
+// that end is written); its stack frames still in the ring.
+RL_HD bool sampleable(const StreamFields& s, int64_t e, int64_t T, int64_t c) {
+  const int64_t row = e * s.slots;
+  if (s.final_flag[row + T % s.slots]) return false;
+  bool complete = T + s.n < c;
+  for (int64_t i = 0; i < s.n && !complete; ++i) {
+    const int64_t w = T + i, g = row + w % s.slots;
+    complete = w < c && (s.term[g] || s.trunc[g]);
+  }
+  const int64_t oldest = T - (s.stack - 1) > 0 ? T - (s.stack - 1) : 0;
+  return complete && oldest >= c - s.slots;
+}
+
+// One env's share of a stream_add, all but the frames: write the step's fields at the slot of
+// `cursor` (and an ended episode's final slot after it), advance cursor and new_episode, and
+// refresh the flags of the refresh_count() candidate slots. changed[j] is candidate j's global
+// slot id if its flag changed (new flag in became[j]), else -1. Returns the change of num_valid.
+RL_HD int64_t stream_step(const StreamFields& s, int64_t e, int64_t& cursor, bool& new_episode, int64_t action,
+                          float reward, bool term, bool trunc, int64_t* changed, bool* became) {
+  const int64_t c = cursor, row = e * s.slots, g = row + c % s.slots;
+  const bool ended = term || trunc;
+  s.action[g] = action;
+  s.reward[g] = reward;
+  s.first[g] = new_episode;
+  s.term[g] = term;
+  s.trunc[g] = trunc;
+  s.final_flag[g] = false;
+  if (ended) {  // the true final observation's slot: never the start of a transition
+    const int64_t f = row + (c + 1) % s.slots;
+    s.action[f] = 0;
+    s.reward[f] = 0.0f;
+    s.first[f] = s.term[f] = s.trunc[f] = false;
+    s.final_flag[f] = true;
+  }
+  const int64_t now = c + 1 + (ended ? 1 : 0), recent = s.n + 2;
+  cursor = now;
+  new_episode = ended;
+  int64_t delta = 0;
+  for (int64_t j = 0; j < refresh_count(s.n, s.stack); ++j) {
+    changed[j] = -1;
+    const int64_t T = j < recent ? now - 1 - j : now - s.slots + (j - recent);
+    if (T < 0 || T < now - s.slots) continue;
+    const int64_t gid = row + T % s.slots;
+    const bool next = sampleable(s, e, T, now);
+    if (next == s.valid[gid]) continue;
+    s.valid[gid] = next;
+    changed[j] = gid;
+    became[j] = next;
+    delta += next ? 1 : -1;
+  }
+  return delta;
+}
+
+// A prioritized buffer follows the flags: a slot that became sampleable gets the max
+// priority, one that stopped gets none (0 in the sum-tree, +inf in the min-tree).
+RL_HD void follow_flag(double* sum_tree, double* min_tree, int64_t node, bool became, double max_priority) {
+  sum_tree[node] = became ? max_priority : 0.0;
+  min_tree[node] = became ? max_priority : static_cast<double>(INFINITY);
+}
+
 }  // namespace rlsuite

@@ -1,5 +1,5 @@
-// Torch glue of the CUDA kernels (trees.cu, gather.cu): checks, allocation, the current
-// stream, and registration for the CUDA dispatch key. Compiled only in a CUDA build
+// Torch glue of the CUDA kernels (trees.cu, gather.cu, storage.cu): checks, allocation, the
+// current stream, and registration for the CUDA dispatch key. Compiled only in a CUDA build
 // (setup.py defines RLSUITE_WITH_CUDA); a CPU build compiles this file to nothing.
 #ifdef RLSUITE_WITH_CUDA
 #include <ATen/ATen.h>
@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "common.h"
@@ -66,6 +67,39 @@ std::tuple<at::Tensor, at::Tensor> per_sample(const at::Tensor& sum_tree, const 
                                   draws.data_ptr<double>(), draws.numel(), beta, idx.data_ptr<int64_t>(),
                                   weights.data_ptr<float>(), stream()));
   return {idx, weights};
+}
+
+// PER priority update (contract in ops.per_update): duplicates resolved by a stable sort (the
+// last call to a slot wins), then leaves and ancestors on the device. The float result costs
+// one device-to-host copy, which also carries the range check, so a bad slot raises with
+// both trees untouched.
+double per_update(at::Tensor sum_tree, at::Tensor min_tree, const at::Tensor& idx, const at::Tensor& td,
+                  const at::Tensor& valid, double alpha, double eps) {
+  check_cuda(sum_tree, "sum_tree");
+  check_cuda(min_tree, "min_tree");
+  check_cuda(valid, "valid");
+  TORCH_CHECK(sum_tree.scalar_type() == at::kDouble && min_tree.scalar_type() == at::kDouble &&
+                  sum_tree.numel() == min_tree.numel(), "rlsuite.per_update_: trees must be float64 of one size");
+  TORCH_CHECK(valid.scalar_type() == at::kBool, "rlsuite.per_update_: valid must be bool");
+  TORCH_CHECK(valid.numel() <= tree_leaves(sum_tree.numel()), "rlsuite.per_update_: more slots than tree leaves");
+  TORCH_CHECK(idx.numel() == td.numel(), "rlsuite.per_update_: idx and td differ in length");
+  const c10::cuda::CUDAGuard guard(sum_tree.device());
+  const int64_t n = idx.numel();
+  if (n == 0) return -std::numeric_limits<double>::infinity();
+  auto index = on(idx, sum_tree, at::kLong), error = on(td, sum_tree, at::kDouble);
+  auto sorted = at::sort(index, /*stable=*/true, 0, false);  // ties keep call order
+  auto priority = at::empty({n}, error.options());
+  auto touched = at::empty({n}, index.options());
+  auto bad = at::zeros({1}, index.options().dtype(at::kInt));
+  C10_CUDA_CHECK(cuda::per_update(sum_tree.data_ptr<double>(), min_tree.data_ptr<double>(), sum_tree.numel(),
+                                  index.data_ptr<int64_t>(), std::get<0>(sorted).data_ptr<int64_t>(),
+                                  std::get<1>(sorted).data_ptr<int64_t>(), error.data_ptr<double>(), n,
+                                  valid.data_ptr<bool>(), valid.numel(), alpha, eps, priority.data_ptr<double>(),
+                                  bad.data_ptr<int>(), touched.data_ptr<int64_t>(), stream()));
+  const auto summary = at::stack({bad.to(at::kDouble).reshape({}), priority.max()}).cpu();
+  const double* host = summary.data_ptr<double>();
+  TORCH_CHECK(host[0] == 0.0, "rlsuite.per_update_: a slot is out of range [0, ", valid.numel(), ")");
+  return host[1];
 }
 
 void gather(const at::Tensor& frames, const at::Tensor& first, const at::Tensor& t_idx, const at::Tensor& env_idx,
@@ -229,6 +263,94 @@ void sample_per(at::TensorList frames, at::TensorList state, at::TensorList out,
   gather_outs(frames, state, out, stack, n, gamma, window);
 }
 
+// The buffer's add on the GPU (contract in storage.cpp): the storage fields, the per-env state
+// (cursor, new_episode, num_valid) and the trees are CUDA tensors; the step's inputs may come
+// from the host (they are copied over here).
+void check_field(const at::Tensor& t, const char* name, at::ScalarType dtype, int64_t envs, int64_t slots) {
+  check_cuda(t, name);
+  TORCH_CHECK(t.scalar_type() == dtype && t.dim() == 2 && t.size(0) == envs && t.size(1) == slots,
+              "rlsuite.stream_add: ", name, " must be ", dtype, " (E, L)");
+}
+
+// A step's (E, *F) frames as contiguous rows of the storage's dtype on its device.
+at::Tensor frame_rows(const at::Tensor& x, const at::Tensor& storage) {
+  const int64_t envs = storage.size(0), per_env = storage.numel() / (envs * storage.size(1));
+  TORCH_CHECK(x.dim() >= 1 && x.size(0) == envs && x.numel() == envs * per_env,
+              "rlsuite.stream_add: an observation does not have one frame per env of the stored shape");
+  return x.to(storage.device(), storage.scalar_type()).contiguous();
+}
+
+void stream_add(at::TensorList frames, at::TensorList obs, at::TensorList final_obs, at::Tensor action, at::Tensor reward,
+                at::Tensor first, at::Tensor terminated, at::Tensor truncated, at::Tensor final_flag, at::Tensor valid,
+                at::Tensor cursor, at::Tensor new_episode, at::Tensor num_valid, const at::Tensor& act_in,
+                const at::Tensor& rew_in, const at::Tensor& term_in, const at::Tensor& trunc_in, int64_t frame_stack,
+                int64_t n_step, const std::optional<at::Tensor>& sum_tree, const std::optional<at::Tensor>& min_tree,
+                double max_priority) {
+  check_cuda(reward, "reward");
+  const int64_t envs = reward.size(0), slots = reward.size(1);
+  check_field(action, "action", at::kLong, envs, slots);
+  check_field(reward, "reward", at::kFloat, envs, slots);
+  check_field(first, "first", at::kBool, envs, slots);
+  check_field(terminated, "terminated", at::kBool, envs, slots);
+  check_field(truncated, "truncated", at::kBool, envs, slots);
+  check_field(final_flag, "final", at::kBool, envs, slots);
+  check_field(valid, "valid", at::kBool, envs, slots);
+  check_cuda(cursor, "cursor");
+  check_cuda(new_episode, "new_episode");
+  check_cuda(num_valid, "num_valid");
+  TORCH_CHECK(cursor.scalar_type() == at::kLong && cursor.numel() == envs && new_episode.scalar_type() == at::kBool &&
+                  new_episode.numel() == envs && num_valid.scalar_type() == at::kLong && num_valid.numel() == 1,
+              "rlsuite.stream_add: cursor int64 (E,), new_episode bool (E,), num_valid int64 (1,)");
+  TORCH_CHECK(frames.size() == obs.size() && (final_obs.empty() || final_obs.size() == frames.size()),
+              "rlsuite.stream_add: one observation per frame key");
+  TORCH_CHECK(sum_tree.has_value() == min_tree.has_value(), "rlsuite.stream_add: both trees or none");
+  TORCH_CHECK(act_in.numel() == envs && rew_in.numel() == envs && term_in.numel() == envs && trunc_in.numel() == envs,
+              "rlsuite.stream_add: action, reward and flags must have one entry per env");
+  if (final_obs.empty() && !frames.empty())  // checked on the inputs: no sync for host flags
+    TORCH_CHECK(!at::logical_or(term_in, trunc_in).any().item<bool>(),
+                "rlsuite.stream_add: an episode ended but final_obs is empty");
+  const c10::cuda::CUDAGuard guard(reward.device());
+  auto act = on(act_in, reward, at::kLong), rew = on(rew_in, reward, at::kFloat);
+  auto term = on(term_in, reward, at::kBool), trunc = on(trunc_in, reward, at::kBool);
+  // The device copies of the frames live until the end of this call; freeing them then is safe
+  // because the caching allocator reuses memory in stream order, after these launches.
+  std::vector<at::Tensor> keep;
+  std::vector<cuda::FrameWrite> keys;
+  for (size_t k = 0; k < frames.size(); ++k) {
+    check_cuda(frames[k], "frames");
+    TORCH_CHECK(frames[k].dim() >= 2 && frames[k].size(0) == envs && frames[k].size(1) == slots,
+                "rlsuite.stream_add: frames must be contiguous (E, L, ...)");
+    const at::Tensor rows = frame_rows(obs[k], frames[k]);
+    const at::Tensor fin = final_obs.empty() ? at::Tensor() : frame_rows(final_obs[k], frames[k]);
+    const int64_t bytes = frames[k].numel() / (envs * slots) * frames[k].element_size();
+    keys.push_back({static_cast<uint8_t*>(frames[k].data_ptr()), static_cast<const uint8_t*>(rows.data_ptr()),
+                    fin.defined() ? static_cast<const uint8_t*>(fin.data_ptr()) : nullptr, bytes});
+    keep.push_back(rows);
+    if (fin.defined()) keep.push_back(fin);
+  }
+  double *st = nullptr, *mt = nullptr;
+  if (sum_tree.has_value()) {
+    check_cuda(*sum_tree, "sum_tree");
+    check_cuda(*min_tree, "min_tree");
+    TORCH_CHECK(sum_tree->scalar_type() == at::kDouble && min_tree->scalar_type() == at::kDouble &&
+                    sum_tree->numel() == min_tree->numel() && tree_leaves(sum_tree->numel()) >= envs * slots,
+                "rlsuite.stream_add: trees must be float64 of one size with a leaf per slot");
+    st = sum_tree->data_ptr<double>();
+    mt = min_tree->data_ptr<double>();
+  }
+  const int64_t count = envs * refresh_count(n_step, frame_stack);
+  auto changed = at::empty({count}, act.options()), became = at::empty({count}, term.options());
+  StreamFields s{slots, frame_stack, n_step, action.data_ptr<int64_t>(), reward.data_ptr<float>(),
+                 first.data_ptr<bool>(), terminated.data_ptr<bool>(), truncated.data_ptr<bool>(),
+                 final_flag.data_ptr<bool>(), valid.data_ptr<bool>()};
+  const cuda::StepInput in{act.data_ptr<int64_t>(), rew.data_ptr<float>(), term.data_ptr<bool>(),
+                           trunc.data_ptr<bool>()};
+  C10_CUDA_CHECK(cuda::stream_add(s, envs, keys.data(), static_cast<int64_t>(keys.size()), cursor.data_ptr<int64_t>(),
+                                  new_episode.data_ptr<bool>(), num_valid.data_ptr<int64_t>(), in,
+                                  changed.data_ptr<int64_t>(), became.data_ptr<bool>(), st, mt,
+                                  sum_tree.has_value() ? sum_tree->numel() : 0, max_priority, stream()));
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(rlsuite, CUDA, m) {
@@ -236,6 +358,7 @@ TORCH_LIBRARY_IMPL(rlsuite, CUDA, m) {
   m.impl("tree_rebuild_", &tree_rebuild);
   m.impl("tree_search", &tree_search);
   m.impl("per_sample", &per_sample);
+  m.impl("per_update_", &per_update);
   m.impl("frame_stack_gather", &frame_stack_gather);
   m.impl("frame_window_gather", &frame_window_gather);
   m.impl("nstep_returns", &nstep_returns);
@@ -243,6 +366,7 @@ TORCH_LIBRARY_IMPL(rlsuite, CUDA, m) {
   m.impl("gather_transitions", &gather_transitions);
   m.impl("sample_uniform", &sample_uniform);
   m.impl("sample_per", &sample_per);
+  m.impl("stream_add", &stream_add);
 }
 
 }  // namespace rlsuite

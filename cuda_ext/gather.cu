@@ -4,27 +4,12 @@
 #include <cuda_runtime.h>
 
 #include "common.h"
+#include "cuda_common.cuh"
 #include "cuda_launch.h"
 
 namespace rlsuite {
 namespace cuda {
 namespace {
-
-constexpr int kThreads = 256;
-
-unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
-
-// Copy (or zero) one frame with the whole block, 4 bytes per thread step when aligned.
-__device__ void copy_frame(uint8_t* dst, const uint8_t* src, int64_t bytes, bool zero) {
-  const bool words = bytes % 4 == 0 && reinterpret_cast<uintptr_t>(dst) % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 4 == 0;
-  if (words) {
-    auto* d = reinterpret_cast<uint32_t*>(dst);
-    const auto* s = reinterpret_cast<const uint32_t*>(src);
-    for (int64_t i = threadIdx.x; i < bytes / 4; i += blockDim.x) d[i] = zero ? 0u : s[i];
-  } else {
-    for (int64_t i = threadIdx.x; i < bytes; i += blockDim.x) dst[i] = zero ? 0 : src[i];
-  }
-}
 
 // One block per output frame (row b, column c): column c holds frame t - (stack - 1) + c, zero
 // if it precedes the episode start of slot t, or (c >= stack) follows a later episode's start.

@@ -1,7 +1,8 @@
 // Operator schemas of the rlsuite namespace (callable as torch.ops.rlsuite.<name>) and the
 // Python module rlsuite._C whose import loads them. Kernels register per device in
-// trees.cpp / gather.cpp / storage.cpp (CPU) and trees.cu / gather.cu (CUDA). The pure-torch
-// references with the full contracts are in rlsuite/replay/ops.py.
+// trees.cpp / gather.cpp / storage.cpp (CPU) and cuda_glue.cpp (CUDA, kernels in trees.cu /
+// gather.cu / storage.cu). The pure-torch references with the full contracts are in
+// rlsuite/replay/ops.py (stream_add's: StreamStorage.write in rlsuite/replay/storage.py).
 #include <Python.h>
 #include <torch/library.h>
 
@@ -33,7 +34,7 @@ TORCH_LIBRARY(rlsuite, m) {
   m.def("sample_per(Tensor[] frames, Tensor[] state, Tensor(a!)[] out, Generator? generator, float beta, int stack, "
         "int n, float gamma, bool window) -> ()");
   m.def("uniform_pick(Tensor valid, Tensor draws, int width, int slots, int need) -> Tensor");
-  // The buffer's add: storage write + validity refresh (+ priority follow-up), CPU only.
+  // The buffer's add: storage write + validity refresh (+ priority follow-up).
   m.def("stream_add(Tensor(a!)[] frames, Tensor[] obs, Tensor[] final_obs, Tensor(b!) action, Tensor(c!) reward, "
         "Tensor(d!) first, Tensor(e!) terminated, Tensor(f!) truncated, Tensor(g!) final, Tensor(h!) valid, "
         "Tensor(i!) cursor, Tensor(j!) new_episode, Tensor(k!) num_valid, Tensor act_in, Tensor rew_in, "

@@ -2,13 +2,14 @@
 // storage and refresh the per-slot "a transition may start here" flags, in one call.
 // It computes exactly what rlsuite/replay/storage.py (StreamStorage.write and
 // _refresh_validity, the reference) computes, without its ~dozens of small numpy calls.
+// The per-env bookkeeping (stream_step in common.h) is shared with the CUDA kernel, storage.cu.
 #include <torch/library.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 
 #include <cstring>
-#include <limits>
+#include <memory>
 #include <vector>
 
 #include "common.h"
@@ -40,26 +41,6 @@ FrameRows frame_rows(const at::Tensor& x, const at::Tensor& storage, int64_t env
   return {t, static_cast<const uint8_t*>(t.data_ptr()), t.stride(0) * t.element_size()};
 }
 
-struct Stream {
-  int64_t slots, stack, n;
-  bool *first, *term, *trunc, *final_flag, *valid;
-};
-
-// The sampleability rule of StreamStorage._sampleable for absolute time T of env e (cursor c):
-// not a final slot; its n-step window written (T + n < c, or the episode ends inside it and
-// that end is written); its stack frames still in the ring.
-bool sampleable(const Stream& s, int64_t e, int64_t T, int64_t c) {
-  const int64_t row = e * s.slots;
-  if (s.final_flag[row + T % s.slots]) return false;
-  bool complete = T + s.n < c;
-  for (int64_t i = 0; i < s.n && !complete; ++i) {
-    const int64_t w = T + i, g = row + w % s.slots;
-    complete = w < c && (s.term[g] || s.trunc[g]);
-  }
-  const int64_t oldest = T - (s.stack - 1) > 0 ? T - (s.stack - 1) : 0;
-  return complete && oldest >= c - s.slots;
-}
-
 void stream_add_cpu(at::TensorList frames, at::TensorList obs, at::TensorList final_obs, at::Tensor action,
                     at::Tensor reward, at::Tensor first, at::Tensor terminated, at::Tensor truncated, at::Tensor final_flag,
                     at::Tensor valid, at::Tensor cursor, at::Tensor new_episode, at::Tensor num_valid,
@@ -83,57 +64,37 @@ void stream_add_cpu(at::TensorList frames, at::TensorList obs, at::TensorList fi
     in.push_back(frame_rows(obs[k], frames[k], envs));
     if (!final_obs.empty()) fin.push_back(frame_rows(final_obs[k], frames[k], envs));
   }
-  Stream s{slots, frame_stack, n_step, first.data_ptr<bool>(), terminated.data_ptr<bool>(),
-           truncated.data_ptr<bool>(), final_flag.data_ptr<bool>(), valid.data_ptr<bool>()};
-  int64_t* act = action.data_ptr<int64_t>();
-  float* rew = reward.data_ptr<float>();
+  StreamFields s{slots, frame_stack, n_step, action.data_ptr<int64_t>(), reward.data_ptr<float>(),
+                 first.data_ptr<bool>(), terminated.data_ptr<bool>(), truncated.data_ptr<bool>(),
+                 final_flag.data_ptr<bool>(), valid.data_ptr<bool>()};
   int64_t* cur = cursor.data_ptr<int64_t>();
   bool* fresh = new_episode.data_ptr<bool>();
+  const int64_t* ai = act_in.data_ptr<int64_t>();
+  const float* ri = rew_in.data_ptr<float>();
   const bool *ti = term_in.data_ptr<bool>(), *tr = trunc_in.data_ptr<bool>();
-  std::vector<int64_t> changed;
+  const int64_t count = refresh_count(n_step, frame_stack);
+  std::vector<int64_t> ids(count), changed;
+  std::unique_ptr<bool[]> flags(new bool[count]);  // not vector<bool>: stream_step writes a bool*
   std::vector<bool> became;
+  int64_t delta = 0;
   for (int64_t e = 0; e < envs; ++e) {
-    const int64_t c = cur[e], g = e * slots + c % slots;
-    const bool ended = ti[e] || tr[e];
+    const int64_t c = cur[e];
     for (size_t k = 0; k < frames.size(); ++k) {
       const int64_t bytes = frames[k].numel() / (envs * slots) * frames[k].element_size();
       auto* dst = static_cast<uint8_t*>(frames[k].data_ptr());
-      std::memcpy(dst + g * bytes, in[k].data + e * in[k].stride, bytes);
-      if (ended) {
+      std::memcpy(dst + (e * slots + c % slots) * bytes, in[k].data + e * in[k].stride, bytes);
+      if (ti[e] || tr[e]) {
         TORCH_CHECK(!fin.empty(), "rlsuite.stream_add: an episode ended but final_obs is empty");
         std::memcpy(dst + (e * slots + (c + 1) % slots) * bytes, fin[k].data + e * fin[k].stride, bytes);
       }
     }
-    act[g] = act_in.data_ptr<int64_t>()[e];
-    rew[g] = rew_in.data_ptr<float>()[e];
-    s.first[g] = fresh[e];
-    s.term[g] = ti[e];
-    s.trunc[g] = tr[e];
-    s.final_flag[g] = false;
-    if (ended) {  // the true final observation's slot: never the start of a transition
-      const int64_t f = e * slots + (c + 1) % slots;
-      act[f] = 0;
-      rew[f] = 0.0f;
-      s.first[f] = s.term[f] = s.trunc[f] = false;
-      s.final_flag[f] = true;
-    }
-    const int64_t now = c + 1 + (ended ? 1 : 0);
-    cur[e] = now;
-    fresh[e] = ended;
-    // Only the newest n+2 slots and the oldest stack+1 slots can change flag (storage.py).
-    for (int64_t j = 0; j < n_step + 2 + frame_stack + 1; ++j) {
-      const int64_t T = j < n_step + 2 ? now - 1 - j : now - slots + (j - n_step - 2);
-      if (T < 0 || T < now - slots) continue;
-      const int64_t gid = e * slots + T % slots;
-      const bool next = sampleable(s, e, T, now);
-      if (next == s.valid[gid]) continue;
-      s.valid[gid] = next;
-      changed.push_back(gid);
-      became.push_back(next);
+    delta += stream_step(s, e, cur[e], fresh[e], ai[e], ri[e], ti[e], tr[e], ids.data(), flags.get());
+    for (int64_t j = 0; j < count; ++j) {
+      if (ids[j] < 0) continue;
+      changed.push_back(ids[j]);
+      became.push_back(flags[j]);
     }
   }
-  int64_t delta = 0;
-  for (bool b : became) delta += b ? 1 : -1;
   num_valid.data_ptr<int64_t>()[0] += delta;
   if (!sum_tree.has_value() || changed.empty()) return;
   // A prioritized buffer follows: new transitions get the max priority, dropped ones none.
@@ -142,8 +103,7 @@ void stream_add_cpu(at::TensorList frames, at::TensorList obs, at::TensorList fi
   const int64_t nodes = sum_tree->numel(), offset = nodes - tree_leaves(nodes);
   std::vector<int64_t> touched;
   for (size_t i = 0; i < changed.size(); ++i) {
-    st[offset + changed[i]] = became[i] ? max_priority : 0.0;
-    mt[offset + changed[i]] = became[i] ? max_priority : std::numeric_limits<double>::infinity();
+    follow_flag(st, mt, offset + changed[i], became[i], max_priority);
     touched.push_back(offset + changed[i]);
   }
   std::vector<int64_t> again(touched);

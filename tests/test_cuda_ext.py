@@ -20,6 +20,11 @@ SOURCES = sorted((ROOT / "cuda_ext").glob("*.cu"))
 NVCC = shutil.which("nvcc") or (cpp_extension.CUDA_HOME and shutil.which(str(Path(cpp_extension.CUDA_HOME) / "bin" / "nvcc")))
 
 
+def test_every_kernel_family_has_cuda_sources():
+    """The compile check below globs cuda_ext/*.cu: make sure it really sees each family."""
+    assert {p.name for p in SOURCES} >= {"gather.cu", "trees.cu", "storage.cu"}
+
+
 @pytest.mark.skipif(not NVCC, reason="nvcc not found")
 @pytest.mark.parametrize("source", SOURCES, ids=[p.name for p in SOURCES])
 def test_cu_sources_compile(source, tmp_path):
@@ -85,6 +90,100 @@ def test_cuda_trees_match_reference(seed):
     i_ref, w_ref = ops.per_sample(sg.cpu(), mg.cpu(), u, 0.5)
     assert torch.equal(i.cpu(), i_ref)
     torch.testing.assert_close(w.cpu(), w_ref, rtol=1e-6, atol=0)
+
+
+def _priority_trees(values: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum- and min-trees over `values` as the buffer keeps them (+inf min leaves where 0)."""
+    size, idx = ops.tree_size(len(values)), torch.arange(len(values))
+    s, m = torch.zeros(size, dtype=torch.float64), torch.full((size,), math.inf, dtype=torch.float64)
+    ops.sum_tree_update(s, idx, torch.tensor(values))
+    ops.min_tree_update(m, idx, torch.tensor(np.where(values > 0, values, math.inf)))
+    return s, m
+
+
+@gpu
+@pytest.mark.parametrize("alpha", [0.5, 0.6, 1.0])
+@pytest.mark.parametrize("seed", range(4))
+def test_cuda_per_update_matches_reference(seed, alpha):
+    """per_update_ on CUDA: many duplicate slots (the last call wins), zero TD errors, zero
+    (unsampleable) leaves, and calls to slots that are no longer valid."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 3000))
+    values = rng.random(n) * (rng.random(n) > 0.3)  # zero priorities where no transition starts
+    valid = torch.tensor(values > 0) & torch.tensor(rng.random(n) > 0.2)
+    calls = int(rng.integers(1, 3 * n + 2))
+    idx = torch.tensor(rng.integers(0, n, calls))
+    td = torch.tensor(rng.normal(size=calls) * (rng.random(calls) > 0.2), dtype=torch.float32)
+    s, m = _priority_trees(values)
+    runs = []
+    for _ in range(2):  # parallel writes, yet every run gives the same trees bit for bit
+        sg, mg = (t.cuda() for t in _priority_trees(values))
+        best = N.per_update_(sg, mg, idx.cuda(), td.cuda(), valid.cuda(), alpha, 1e-6)
+        runs.append((sg.cpu(), mg.cpu(), best))
+    best_ref = ops.per_update(s, m, idx, td, valid, alpha, 1e-6)
+    sg, mg, best = runs[0]
+    assert best == pytest.approx(best_ref, rel=1e-12) or best == best_ref == -math.inf
+    torch.testing.assert_close(sg, s, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(mg, m, rtol=1e-12, atol=0)  # torch's CPU pow/sqrt may differ by an ulp
+    assert torch.equal(runs[1][0], sg) and torch.equal(runs[1][1], mg) and runs[1][2] == best
+
+
+@gpu
+def test_cuda_per_update_rejects_bad_slots_and_changes_nothing():
+    s = torch.zeros(ops.tree_size(40), dtype=torch.float64, device="cuda")
+    m = torch.full_like(s, math.inf)
+    valid = torch.ones(40, dtype=torch.bool, device="cuda")
+    for bad in (40, -1):
+        with pytest.raises(RuntimeError, match="out of range"):
+            N.per_update_(s, m, torch.tensor([3, bad], device="cuda"), torch.ones(2, device="cuda"), valid, 0.5, 1e-6)
+        assert not s.any() and bool(torch.isinf(m).all())
+    assert N.per_update_(s, m, torch.zeros(0, dtype=torch.int64, device="cuda"), torch.zeros(0, device="cuda"), valid,
+                         0.5, 1e-6) == -math.inf
+
+
+@gpu
+@pytest.mark.parametrize("seed", range(4))
+def test_cuda_stream_add_matches_reference_storage(seed):
+    """stream_add on CUDA tensors (write + validity refresh + priority follow-up) against the
+    numpy reference storage, through wrap-around and episode ends."""
+    from rlsuite.replay.storage import StreamStorage
+    from rlsuite.replay.sumtree import PrioritySampler
+
+    rng = np.random.default_rng(seed)
+    envs, stack, n = int(rng.integers(1, 5)), int(rng.integers(1, 5)), int(rng.integers(1, 4))
+    slots, p_end = stack + n + 3 + int(rng.integers(0, 12)), [0.0, 0.1, 0.5][seed % 3]
+    spec = {"x": ((2, 3), torch.uint8), "y": ((), torch.int64)}
+    with native.use_native(False):
+        ref, prio = StreamStorage(spec, envs, slots, stack, n), PrioritySampler(envs * slots, 0.5, 1e-6)
+    frames = {k: torch.zeros(envs, slots, *shape, dtype=dtype, device="cuda") for k, (shape, dtype) in spec.items()}
+    fields = {name: torch.zeros(envs, slots, dtype=getattr(ref, name).dtype, device="cuda")
+              for name in ("action", "reward", "first", "terminated", "truncated", "final", "valid")}
+    cursor = torch.zeros(envs, dtype=torch.int64, device="cuda")
+    new_episode = torch.ones(envs, dtype=torch.bool, device="cuda")
+    num_valid = torch.zeros(1, dtype=torch.int64, device="cuda")
+    s, m = prio.sum_tree.cuda(), prio.min_tree.cuda()
+    for step in range(int(rng.integers(1, 120))):
+        obs = {"x": rng.integers(0, 255, (envs, 2, 3), dtype=np.uint8), "y": rng.integers(-9, 9, envs)}
+        final = {"x": rng.integers(0, 255, (envs, 2, 3), dtype=np.uint8), "y": rng.integers(-9, 9, envs)}
+        term, trunc = rng.random(envs) < p_end / 2, rng.random(envs) < p_end / 2
+        action, reward = rng.integers(0, 5, envs), rng.normal(size=envs).astype(np.float32)
+        prio.max_priority = 1.0 + step  # new slots must take the current max
+        with native.use_native(False):
+            ref.write(obs, action, reward, term, trunc, final, prio)
+        f = fields
+        N.stream_add(list(frames.values()), [torch.from_numpy(obs[k]) for k in spec],
+                     [torch.from_numpy(final[k]) for k in spec], f["action"], f["reward"], f["first"], f["terminated"],
+                     f["truncated"], f["final"], f["valid"], cursor, new_episode, num_valid, torch.from_numpy(action),
+                     torch.from_numpy(reward), torch.from_numpy(term), torch.from_numpy(trunc), stack, n, s, m,
+                     prio.max_priority)
+    for key in spec:
+        assert torch.equal(frames[key].cpu(), ref.frames[key]), key
+    for name, value in fields.items():
+        assert torch.equal(value.cpu(), getattr(ref, name)), name
+    assert cursor.tolist() == ref.cursor.tolist() and new_episode.tolist() == ref.new_episode.tolist()
+    assert int(num_valid) == ref.num_valid
+    torch.testing.assert_close(s.cpu(), prio.sum_tree, rtol=1e-12, atol=1e-12)
+    assert torch.equal(m.cpu(), prio.min_tree)
 
 
 @gpu

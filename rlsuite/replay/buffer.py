@@ -326,8 +326,12 @@ class ReplayBuffer:
         return {
             "storage": self._storage.state_dict(),
             "rng": bytes(self._gen.get_state().numpy()).hex(),
-            "max_priority": None if self._priority is None else self._priority.max_priority,
+            "max_priority": self._priorities().max_priority if self.cfg.prioritized else None,
         }
+
+    def _priorities(self) -> PrioritySampler | DeviceStorage:
+        """Whichever holds the trees and the running max priority."""
+        return self._resident if self._resident is not None else self._priority
 
     def load_state_dict(self, state: dict) -> None:
         if len(state["storage"]["cursor"]) != self.num_envs:
@@ -335,10 +339,12 @@ class ReplayBuffer:
                             f"this buffer has {self.num_envs}")
         self._storage.load_state_dict(state["storage"])
         self._gen.set_state(torch.frombuffer(bytearray.fromhex(state["rng"]), dtype=torch.uint8).clone())
-        if self._priority is not None and state.get("max_priority") is not None:
-            self._priority.max_priority = float(state["max_priority"])
+        if self.cfg.prioritized and state.get("max_priority") is not None:
+            self._priorities().max_priority = float(state["max_priority"])
 
     def _persisted(self) -> dict[str, Tensor]:
+        if self._resident is not None:
+            return self._resident.persisted()
         fields = self._storage.fields()
         if self._priority is not None:
             fields["priority"] = self._priority.leaves().view(self.num_envs, self.slots)
@@ -347,19 +353,15 @@ class ReplayBuffer:
     def _layout(self) -> dict:
         specs = {k: [list(s), str(d)] for k, (s, d) in self._specs.items()}
         return {"num_envs": self.num_envs, "slots": self.slots, "frame_stack": self.frame_stack,
-                "n_step": self.n_step, "prioritized": self._priority is not None, "frames": specs}
+                "n_step": self.n_step, "prioritized": self.cfg.prioritized, "frames": specs}
 
     def save(self, directory: str | os.PathLike) -> None:
         """Write storage (chunked .npy files) and state to ``directory`` atomically."""
-        if self._resident is not None:
-            raise UserError("saving a replay buffer held on a device (storage_device) is not supported yet")
         meta = {"layout": self._layout(), "state": self.state_dict()}
         persist.save_fields(directory, self._persisted(), meta)
 
     def load(self, directory: str | os.PathLike) -> None:
         """Restore a buffer written by :meth:`save`; raises UserError if its shape differs."""
-        if self._resident is not None:
-            raise UserError("loading into a replay buffer held on a device (storage_device) is not supported yet")
         meta = persist.read_meta(directory)
         mine, theirs = self._layout(), meta.get("layout", {})
         diff = [f"{k}={theirs.get(k)} (expected {v})" for k, v in mine.items() if theirs.get(k) != v]
@@ -367,5 +369,7 @@ class ReplayBuffer:
             raise UserError(f"replay {directory} has a different shape: {', '.join(diff)}")
         persist.load_fields(directory, meta, self._persisted())
         self.load_state_dict(meta["state"])
-        if self._priority is not None:
+        if self._resident is not None:
+            self._resident.reload()
+        elif self._priority is not None:
             self._priority.load_leaves(self._priority.leaves().clone())

@@ -4,6 +4,8 @@
 The buffer calls only these functions. Each has exactly its reference's contract (see the
 docstrings in :mod:`.ops`); a native kernel is used for a tensor's device only when the
 extension has a kernel for it (CUDA tensors fall back to the reference in a CPU-only build).
+``stream_add`` is the exception: its reference is the numpy :class:`~.storage.StreamStorage`,
+so its callers ask :func:`has_native` and take their own reference path.
 """
 from __future__ import annotations
 
@@ -27,6 +29,11 @@ def _native_for(t: Tensor, op: str = "tree_search") -> bool:
     if op not in _CUDA_KERNEL:
         _CUDA_KERNEL[op] = torch._C._dispatch_has_kernel_for_dispatch_key(f"rlsuite::{op}", "CUDA")
     return _CUDA_KERNEL[op]
+
+
+def has_native(t: Tensor, op: str) -> bool:
+    """Whether ``torch.ops.rlsuite.<op>`` has a kernel for ``t``'s device and is switched on."""
+    return _native_for(t, op)
 
 
 def sum_tree_update(tree: Tensor, idx: Tensor, values: Tensor) -> None:
@@ -132,3 +139,18 @@ def sample_per(frames: list[Tensor], state: list[Tensor], out: list[Tensor], gen
                beta: float, stack: int, n: int, gamma: float, window: bool) -> None:
     fn = torch.ops.rlsuite.sample_per if _native_for(state[0], "sample_per") else ops.sample_per
     fn(frames, state, out, generator, beta, stack, n, gamma, window)
+
+
+def stream_add(frames: list[Tensor], obs: list[Tensor], final_obs: list[Tensor], fields: dict[str, Tensor],
+               cursor: Tensor, new_episode: Tensor, num_valid: Tensor, action: Tensor, reward: Tensor,
+               terminated: Tensor, truncated: Tensor, frame_stack: int, n_step: int,
+               trees: tuple[Tensor, Tensor, float] | None) -> None:
+    """The buffer's add as one native call on the storage's device (contract in cuda_ext/storage.cpp;
+    its reference is :meth:`StreamStorage.write`, which has no tensor form here, so callers check
+    :func:`has_native` first). ``fields``: the (E, L) per-slot tensors by StreamStorage name;
+    ``trees``: (sum_tree, min_tree, max_priority) of a prioritized buffer."""
+    f = fields
+    sum_tree, min_tree, max_priority = trees if trees is not None else (None, None, 0.0)
+    torch.ops.rlsuite.stream_add(frames, obs, final_obs, f["action"], f["reward"], f["first"], f["terminated"],
+                                 f["truncated"], f["final"], f["valid"], cursor, new_episode, num_valid, action,
+                                 reward, terminated, truncated, frame_stack, n_step, sum_tree, min_tree, max_priority)

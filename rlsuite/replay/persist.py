@@ -4,6 +4,10 @@ A replay directory holds ``meta.json`` (shapes, dtypes, chunk counts, the buffer
 and one ``<field>-<chunk>.npy`` per ~64 MiB of each stored tensor (flattened over env x slot
 rows), so saving a 7 GB buffer never builds a giant pickle in memory. The directory is written
 under a temporary name and renamed into place, so a crash never leaves a half-written replay.
+
+Fields may live on any device (a buffer held on the GPU, ``replay.on_device``): saving copies
+them to the host one chunk at a time, loading copies each chunk onto the field's device, so
+the format does not depend on where the buffer was held and host memory stays at one chunk.
 """
 from __future__ import annotations
 
@@ -42,7 +46,7 @@ def save_fields(directory: str | os.PathLike, fields: dict[str, Tensor], meta: d
         chunks = 0
         for chunk, start in enumerate(range(0, rows.shape[0], per_chunk)):
             path = tmp / f"{name}-{chunk:05d}.npy"
-            np.save(path, rows[start : start + per_chunk].numpy())
+            np.save(path, rows[start : start + per_chunk].cpu().numpy())  # no copy for host tensors
             fsync_path(path)
             chunks += 1
         layout[name] = {"shape": list(tensor.shape), "dtype": str(tensor.dtype), "chunks": chunks}
@@ -93,7 +97,7 @@ def load_fields(directory: str | os.PathLike, meta: dict, fields: dict[str, Tens
             path = Path(directory) / f"{name}-{chunk:05d}.npy"
             try:
                 data = torch.from_numpy(np.load(path))
-                rows[start : start + data.shape[0]] = data
+                rows[start : start + data.shape[0]] = data  # onto the field's device
             except (OSError, ValueError, RuntimeError) as exc:
                 raise UserError(f"cannot read {path} ({type(exc).__name__}); the replay directory is "
                                 "corrupt, delete it or save it again") from None
