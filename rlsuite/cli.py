@@ -20,6 +20,8 @@ examples:
   rlsuite train dqn --env pong --set replay.capacity=200000       # Dopamine DQN on Pong
   rlsuite train dqn-cleanrl --env breakout --set agent.double=true
   rlsuite train --resume runs/dqn-Pong-s1                         # continue an interrupted run
+  rlsuite train dqn-minatar --tasks minatar:breakout,minatar:asterix,minatar:freeway \
+      --steps-per-task 200000 --cycles 2 --set agent.nap.norm=layer --set agent.nap.project=true
   rlsuite train --config runs/dqn-Pong-s1/config.toml --set train.seed=2
   rlsuite eval runs/dqn-Pong-s1 --episodes 30
   rlsuite list envs
@@ -82,6 +84,10 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--steps", type=int, help="shortcut for --set train.total_steps=N")
     p.add_argument("--seed", type=int, help="shortcut for --set train.seed=N")
     p.add_argument("--num-envs", type=int, help="shortcut for --set train.num_envs=N")
+    p.add_argument("--tasks", help="task sequence (continual RL), e.g. minatar:breakout,minatar:asterix; "
+                                   "shortcut for --set train.tasks=...")
+    p.add_argument("--steps-per-task", type=int, help="env steps per task of the sequence (train.steps_per_task)")
+    p.add_argument("--cycles", type=int, help="times the sequence is played (train.cycles, default 1)")
     p.add_argument("--run-dir", help="output directory (default runs/<agent>-<env>-s<seed>)")
     p.add_argument("--config", help="relaunch from a resolved config.toml")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
@@ -111,9 +117,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rlsuite.train import train
 
     overrides = list(args.overrides)
-    for flag, key in (("steps", "train.total_steps"), ("seed", "train.seed"), ("num_envs", "train.num_envs")):
+    for flag, key in (("steps", "train.total_steps"), ("seed", "train.seed"), ("num_envs", "train.num_envs"),
+                      ("tasks", "train.tasks"), ("steps_per_task", "train.steps_per_task"), ("cycles", "train.cycles")):
         if getattr(args, flag) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
+    if args.tasks and not args.env and not args.config:
+        args.env = args.tasks.split(",")[0].strip()  # the env preset of the sequence's family
     if args.save_replay:
         overrides.append("train.save_replay=true")
     if args.no_progress:

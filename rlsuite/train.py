@@ -198,6 +198,13 @@ def enter_phase(s: Session, phase: int, switching: bool = True) -> None:
             s.agent.reset_optimizer()
 
 
+def end_phase(s: Session, monitor: Monitor) -> None:
+    """A phase's last step was taken: evaluate every task, then move on to the next phase."""
+    switch_evaluation(s, monitor)
+    if s.step < s.cfg.train.total_steps:
+        enter_phase(s, tasks.phase_of(s.cfg, s.step))
+
+
 def _exploration_step(s: Session) -> int:
     """The step the epsilon schedule sees: counted from the phase start when it restarts per task."""
     t = s.cfg.train
@@ -267,9 +274,7 @@ def loop(s: Session, monitor: Monitor) -> str:
             monitor.scalars(s.step, s.agent.diagnostics())
         monitor.tick(s.step, n, result.epsilon)
         if t.tasks and _crossed(s.step, n, t.steps_per_task):
-            switch_evaluation(s, monitor)
-            if s.step < t.total_steps:
-                enter_phase(s, tasks.phase_of(s.cfg, s.step))
+            end_phase(s, monitor)
         elif _crossed(s.step, n, t.eval_every) and s.step < t.total_steps:
             summary = run_evaluation(s, monitor)
             monitor.write(f"eval @ {s.step:,}: mean {summary['mean']:.2f}  iqm {summary['iqm']:.2f}")

@@ -17,7 +17,8 @@ if os.environ.get("CI"):
 # Tiny CartPole DQN: learning starts after 200 steps so a few thousand steps exercise every path.
 TINY = ["agent.learning_starts=200", "agent.batch_size=16", "agent.target_update_period=100",
         "agent.encoder.hidden=32,32", "replay.capacity=5000", "train.eval_episodes=2", "train.eval_num_envs=2",
-        "train.progress=false", "train.torch_threads=1", "train.log_every=100"]
+        "train.progress=false", "train.torch_threads=1", "train.log_every=100",
+        "train.diagnostics_every=300"]
 
 
 @pytest.fixture

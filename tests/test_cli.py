@@ -68,7 +68,9 @@ def test_tensorboard_has_the_documented_tags(trained_run):
     tags = set(events.Tags()["scalars"])
     assert {"charts/episodic_return", "charts/episodic_length", "losses/td", "losses/q_values",
             "charts/epsilon", "charts/eval_mean", "plasticity/param_norm", "plasticity/dormant_fraction",
-            "plasticity/srank"} <= tags
+            "plasticity/srank", "plasticity/grad_norm", "charts/learning_rate",
+            "plasticity/weight_norm/encoder.net.1", "plasticity/effective_lr/encoder.net.1",
+            "plasticity/grad_norm/head"} <= tags
 
 
 def test_eval_prints_the_table_and_appends_jsonl(trained_run, capsys):
