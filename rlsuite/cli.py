@@ -144,6 +144,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def default_run_dir(cfg: Any) -> Path:
     env_name = cfg.env.id.replace("/", "-").replace(":", "-")
+    if cfg.train.tasks:
+        env_name = "seq-" + "-".join(t.split(":")[-1] for t in cfg.train.tasks) + f"-x{cfg.train.cycles}"
     base = Path("runs") / f"{cfg.algo}-{env_name}-s{cfg.train.seed}"
     if not base.exists():
         return base
