@@ -329,10 +329,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _add_bench(sub: Any) -> None:
-    p = sub.add_parser("bench", help="measure speed against peers installed side by side (JSON lines)")
-    p.add_argument("what", choices=["dqn", "replay", "envs"])
+    p = sub.add_parser("bench", help="measure speed against peers installed side by side, or run the "
+                       "plasticity benchmark (JSON lines)")
+    p.add_argument("what", choices=["dqn", "replay", "envs", "plasticity"])
     p.add_argument("--seconds", type=float, default=20.0, help="time per measurement (default 20)")
     p.add_argument("--quick", action="store_true", help="short measurements (a smoke test, not a result)")
+    p.add_argument("--out", default="runs/bench-plasticity",
+                   help="plasticity: folder for its figures, table and records (default runs/bench-plasticity)")
     p.set_defaults(func=cmd_bench)
 
 
@@ -348,6 +351,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         results = bench_replay(capacity=capacity, seconds=seconds)
         if not args.quick:  # peers installed side by side, each in its own subprocess
             results += bench_peers(capacity=capacity, seconds=seconds)
+    elif args.what == "plasticity":  # fixed step counts, so --seconds does not apply
+        from rlsuite.bench.plasticity import bench_plasticity
+
+        results = bench_plasticity(out=args.out, quick=args.quick)
     elif args.what == "envs":
         from rlsuite.bench.envs import bench_envs
 
