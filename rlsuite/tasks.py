@@ -52,7 +52,9 @@ def _channels(task: str) -> int:
 def env_config(cfg: Any, task: str) -> EnvConfig:
     """The env config of one task of the sequence: full action set, shared channel count."""
     family = resolve_env_id(task)[0]
-    pad = max(_channels(t) for t in cfg.train.tasks) if family == MINATAR else 0
+    # env.pad_channels can only raise the count: fresh single-task reference runs set it to the
+    # sequence's count so their network has exactly the sequence network's shape.
+    pad = max([_channels(t) for t in cfg.train.tasks] + [cfg.env.pad_channels]) if family == MINATAR else 0
     return dataclasses.replace(cfg.env, id=task, full_action_space=True, pad_channels=pad)
 
 
