@@ -34,6 +34,14 @@ void tree_update(at::Tensor tree, const at::Tensor& idx, const at::Tensor& value
   const c10::cuda::CUDAGuard guard(tree.device());
   auto sorted = at::sort(on(idx, tree, at::kLong), /*stable=*/true, 0, false);  // ties keep call order
   auto value = on(values, tree, at::kDouble);
+  TORCH_CHECK(value.numel() == idx.numel(), "tree_update_: ", idx.numel(), " indices but ", value.numel(), " values");
+  if (idx.numel() > 0) {  // sorted, so the ends bound every index (one small copy back, as the CPU op checks too)
+    const auto& keys = std::get<0>(sorted);
+    const auto ends = at::stack({keys[0], keys[-1]}).cpu();
+    const int64_t leaves = tree_leaves(tree.numel());
+    TORCH_CHECK(ends[0].item<int64_t>() >= 0 && ends[1].item<int64_t>() < leaves,
+                "tree_update_: index out of range [0, ", leaves, ")");
+  }
   C10_CUDA_CHECK(cuda::tree_update(tree.data_ptr<double>(), tree.numel(), std::get<0>(sorted).data_ptr<int64_t>(),
                                    std::get<1>(sorted).data_ptr<int64_t>(), value.data_ptr<double>(), idx.numel(),
                                    is_min, stream()));

@@ -367,6 +367,21 @@ def test_save_load_round_trip(tmp_path, monkeypatch, prioritized):
     check_batch(sim, other.sample(64), sim.expected())
 
 
+def test_sampling_rng_from_another_device_kind_is_reseeded_with_a_warning(tmp_path):
+    """CPU and CUDA generators keep different states: a replay saved by a host buffer and loaded
+    into a GPU-held one keeps every transition and warns that its draws start over."""
+    buf, _ = filled(False)
+    buf.save(tmp_path / "replay")
+    state = buf.state_dict()
+    assert state["rng_device"] == "cpu"
+    other, _ = filled(False, seed=1)
+    other.load(tmp_path / "replay")
+    with pytest.warns(UserWarning, match="not bit-exact"):
+        other.load_state_dict({**state, "rng_device": "cuda"})
+    assert len(other) == len(buf)
+    other.sample(8)  # still samples
+
+
 def test_save_is_atomic_and_overwrites(tmp_path):
     buf, _ = filled(False)
     buf.save(tmp_path / "replay")

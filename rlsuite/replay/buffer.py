@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -326,6 +327,7 @@ class ReplayBuffer:
         return {
             "storage": self._storage.state_dict(),
             "rng": bytes(self._gen.get_state().numpy()).hex(),
+            "rng_device": self._gen.device.type,
             "max_priority": self._priorities().max_priority if self.cfg.prioritized else None,
         }
 
@@ -338,7 +340,13 @@ class ReplayBuffer:
             raise UserError(f"replay state is for {len(state['storage']['cursor'])} envs, "
                             f"this buffer has {self.num_envs}")
         self._storage.load_state_dict(state["storage"])
-        self._gen.set_state(torch.frombuffer(bytearray.fromhex(state["rng"]), dtype=torch.uint8).clone())
+        saved_on = state.get("rng_device", "cpu")
+        if saved_on == self._gen.device.type:
+            self._gen.set_state(torch.frombuffer(bytearray.fromhex(state["rng"]), dtype=torch.uint8).clone())
+        else:  # CPU and CUDA generators keep different states: the transitions load, the draws differ
+            warnings.warn(f"replay sampling RNG was saved on {saved_on} and this buffer samples on "
+                          f"{self._gen.device.type}; reseeding it, so the resume is not bit-exact", stacklevel=2)
+            self._gen.manual_seed(int(self._gen.initial_seed()))
         if self.cfg.prioritized and state.get("max_priority") is not None:
             self._priorities().max_priority = float(state["max_priority"])
 
