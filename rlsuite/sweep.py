@@ -62,7 +62,9 @@ def job_state(job: Job, total_steps: int | None) -> str:
         data = checkpoint.load(checkpoint.find(job.run_dir))
     except UserError:
         return "new"
-    done = total_steps is not None and data["step"] >= total_steps and (job.run_dir / "eval.jsonl").is_file()
+    # Without --steps the run's own length counts (task sequences compute theirs from the tasks).
+    target = total_steps if total_steps is not None else data["config"]["train"]["total_steps"]
+    done = data["step"] >= target and (job.run_dir / "eval.jsonl").is_file()
     return "done" if done else "partial"
 
 

@@ -41,3 +41,19 @@ def test_bad_sweep_inputs_are_user_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["compare"])
     assert main(["compare", str(tmp_path / "nothing")]) == 2
+
+
+def test_a_sweep_of_task_sequences_knows_when_runs_are_done(tmp_path, capsys):
+    """Without --steps a sequence run's length comes from its tasks; a re-run still skips it."""
+    out = tmp_path / "fresh"
+    shared = [a for item in TINY + ["train.steps_per_task=300", "env.pad_channels=6", "env.max_episode_steps=100",
+                                    "agent.encoder.kind=minatar"] for a in ("--set", item)]
+    argv = ["sweep", "dqn-minatar", "--env", "minatar:breakout", "--grid",
+            "train.tasks=minatar:breakout,minatar:space_invaders", "--seeds", "1", "--jobs", "2", "--out", str(out),
+            *shared]
+    assert main(argv) == 0
+    runs = sorted(p.parent.relative_to(out).as_posix() for p in out.rglob("config.toml"))
+    assert runs == ["train.tasks=minatar:breakout/s1", "train.tasks=minatar:space_invaders/s1"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert capsys.readouterr().out.count("skip") == 2
