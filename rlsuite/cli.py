@@ -20,8 +20,8 @@ examples:
   rlsuite train dqn --env pong --set replay.capacity=200000       # Dopamine DQN on Pong
   rlsuite train dqn-cleanrl --env breakout --set agent.double=true
   rlsuite train --resume runs/dqn-Pong-s1                         # continue an interrupted run
-  rlsuite train dqn-minatar --tasks minatar:breakout,minatar:asterix,minatar:freeway \
-      --steps-per-task 200000 --cycles 2 --set agent.nap.norm=layer --set agent.nap.project=true
+  rlsuite train dqn-minatar --tasks minatar:breakout,minatar:asterix --steps-per-task 100000 --cycles 2
+  rlsuite train dqn-minatar --env minatar:breakout --set nap.norm=layer --set nap.project=true   # NaP
   rlsuite train --config runs/dqn-Pong-s1/config.toml --set train.seed=2
   rlsuite eval runs/dqn-Pong-s1 --episodes 30
   rlsuite list envs
