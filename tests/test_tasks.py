@@ -91,3 +91,17 @@ def test_bad_sequences_exit_2_with_one_line(tmp_path, capsys, bad, message):
     code = main(["train", "dqn-minatar", "--run-dir", str(tmp_path / "r"), *sets(TINY + bad)])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_atari_sequences_share_the_full_action_set(tmp_path):
+    from rlsuite import tasks
+
+    cfg = config.build_run_config("dqn", "pong", TINY + ["train.tasks=pong,breakout", "train.steps_per_task=100",
+                                                         "replay.capacity=1000"])
+    tasks.validate(cfg)
+    s = build_session(cfg, tmp_path)
+    for phase, game in ((0, "Pong"), (1, "Breakout")):
+        env, eval_env = tasks.make_task_envs(cfg, phase)
+        assert env.game == game and env.single_action_space.n == eval_env.single_action_space.n == 18
+        assert env.single_observation_space.shape == s.env.single_observation_space.shape == (4, 84, 84)
+        env.close(), eval_env.close()
