@@ -282,6 +282,8 @@ def _add_compare(sub: Any) -> None:
     p.add_argument("--reference", nargs="+", metavar="RUN",
                    help="fresh single-task runs (one network per task, steps_per_task steps, any seeds) that "
                         "normalize task-sequence runs: p = return / mean fresh final return")
+    p.add_argument("--tags", help="comma-separated TensorBoard tags whose final values to tabulate per group, "
+                                  "e.g. plasticity/param_norm,plasticity/dormant_fraction,plasticity/srank")
     p.add_argument("--out", help="output folder (default: <first path>/compare)")
     p.set_defaults(func=cmd_compare)
 
@@ -290,7 +292,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from rlsuite.compare import compare
 
     out = Path(args.out) if args.out else Path(args.runs[0]) / "compare"
-    table, curves = compare(args.runs, out, args.group_by, args.reference)
+    tags = [t.strip() for t in args.tags.split(",") if t.strip()] if args.tags else None
+    table, curves = compare(args.runs, out, args.group_by, args.reference, tags)
     print(table)
     print(f"\nwritten: {out / 'compare.md'}, {curves}")
     return 0

@@ -157,8 +157,39 @@ def learning_curves(groups: dict[str, list[Run]], out: Path, reps: int = 1000) -
     return path
 
 
+def final_scalars(run: Run, tags: list[str]) -> dict[str, float]:
+    """The last logged value of each TensorBoard tag in a run directory (tags it lacks are left out)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run.path), size_guidance={"scalars": 0})
+    events.Reload()
+    logged = set(events.Tags()["scalars"])
+    return {tag: float(events.Scalars(tag)[-1].value) for tag in tags if tag in logged}
+
+
+def scalars_table(groups: dict[str, list[Run]], tags: list[str], reps: int = 2000) -> str:
+    """Per group, the mean over runs of each tag's final value with a 95% percentile-bootstrap CI:
+    how the mechanistic signatures (parameter norm, dormant units, srank, sparsity) end up."""
+    rng = np.random.default_rng(0)
+    lines = ["Final logged values (mean over runs [95% bootstrap CI])", "",
+             "| group | " + " | ".join(tags) + " |", "|---|" + "---|" * len(tags)]
+    for label, runs in groups.items():
+        finals = [final_scalars(r, tags) for r in runs]
+        cells = []
+        for tag in tags:
+            values = np.array([f[tag] for f in finals if tag in f])
+            if values.size == 0:
+                cells.append("n/a")
+                continue
+            boot = values[rng.integers(values.size, size=(reps, values.size))].mean(axis=1)
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+            cells.append(f"{values.mean():.3g} [{lo:.3g}, {hi:.3g}]")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def compare(paths: list[str], out: Path, group_by: list[str] | None = None,
-            reference: list[str] | None = None) -> tuple[str, Path]:
+            reference: list[str] | None = None, tags: list[str] | None = None) -> tuple[str, Path]:
     runs = find_runs(paths)
     if reference or any(r.config.get("train.tasks") for r in runs):  # task sequences: rlsuite/continual.py
         from rlsuite.continual import continual_report
@@ -167,6 +198,8 @@ def compare(paths: list[str], out: Path, group_by: list[str] | None = None,
     groups = group_runs(runs, group_by)
     rows, normalized = aggregate(groups)
     table = markdown_table(rows, normalized)
+    if tags:
+        table += "\n\n" + scalars_table(groups, tags)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text(table + "\n")
     return table, learning_curves(groups, out)

@@ -16,7 +16,7 @@ def test_grid_parsing_and_arm_names():
 
 def test_sweep_then_compare_on_cartpole(tmp_path, capsys):
     out = tmp_path / "sweep"
-    shared = [a for item in TINY + ["train.eval_every=400"] for a in ("--set", item)]
+    shared = [a for item in TINY + ["train.eval_every=400", "agent.gmp.update_freq=50"] for a in ("--set", item)]
     argv = ["sweep", "dqn-classic", "--env", "CartPole-v1", "--grid", "agent.gmp.sparsity=0,0.5", "--seeds", "1,2",
             "--steps", "800", "--jobs", "2", "--out", str(out), *shared]
     assert main(argv) == 0
@@ -31,6 +31,15 @@ def test_sweep_then_compare_on_cartpole(tmp_path, capsys):
     assert "| sparsity=0.0 | 2 | 1 |" in table and "| sparsity=0.5 | 2 | 1 |" in table and "IQM" in table
     assert (out / "compare" / "curves.png").stat().st_size > 10_000
     assert (out / "compare" / "compare.md").read_text().startswith("Final performance")
+
+    # the mechanistic signatures: final TensorBoard values per group
+    assert main(["compare", str(out), "--tags", "plasticity/param_norm,sparsity/overall"]) == 0
+    logged = capsys.readouterr().out.split("Final logged values")[1]
+    rows = [line for line in logged.splitlines() if line.startswith("| sparsity=")]
+    dense_row = next(r for r in rows if "sparsity=0.0" in r)
+    pruned_row = next(r for r in rows if "sparsity=0.5" in r)
+    assert dense_row.endswith("| n/a |")  # a dense run logs no sparsity
+    assert 0.4 < float(pruned_row.split("|")[-2].split()[0]) <= 0.5  # the last logged achieved sparsity
 
 
 def test_bad_sweep_inputs_are_user_errors(tmp_path, capsys):
