@@ -11,6 +11,7 @@ instead, relative to `--reference` fresh single-task runs: see rlsuite/continual
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,18 @@ def find_runs(paths: list[str]) -> list[Run]:
             raise UserError(f"no such run directory: {p}")
     if not dirs:
         raise UserError(f"no runs found in {', '.join(paths)}")
+    if len(dirs) > 1:  # a sweep still running: compare what has evaluated, say what was left out
+        waiting = [d for d in dirs if not _has_evaluations(d)]
+        if waiting and len(waiting) < len(dirs):
+            print(f"note: {len(waiting)} run(s) have no evaluation yet and are left out "
+                  f"(e.g. {waiting[0]})", file=sys.stderr)
+            dirs = [d for d in dirs if d not in waiting]
     return [load_run(d) for d in dirs]
+
+
+def _has_evaluations(path: Path) -> bool:
+    jsonl = path / "eval.jsonl"
+    return jsonl.is_file() and any(line.strip() for line in jsonl.read_text().splitlines())
 
 
 # Keys that never define a group: the seed, and bookkeeping that does not change what is learned.

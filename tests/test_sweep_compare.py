@@ -1,6 +1,8 @@
 """`rlsuite sweep` runs a real grid in parallel; `rlsuite compare` aggregates it with rliable."""
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from rlsuite.cli import main
@@ -31,6 +33,14 @@ def test_sweep_then_compare_on_cartpole(tmp_path, capsys):
     assert "| sparsity=0.0 | 2 | 1 |" in table and "| sparsity=0.5 | 2 | 1 |" in table and "IQM" in table
     assert (out / "compare" / "curves.png").stat().st_size > 10_000
     assert (out / "compare" / "compare.md").read_text().startswith("Final performance")
+
+    # a sweep still running: a run without evaluations is left out with a note, not an error
+    waiting = out / "gmp.sparsity=0.9" / "s1"
+    waiting.mkdir(parents=True)
+    (waiting / "config.toml").write_text((out / "gmp.sparsity=0.5" / "s1" / "config.toml").read_text())
+    assert main(["compare", str(out)]) == 0
+    assert "1 run(s) have no evaluation yet" in capsys.readouterr().err
+    shutil.rmtree(waiting.parent)
 
     # the mechanistic signatures: final TensorBoard values per group
     assert main(["compare", str(out), "--tags", "plasticity/param_norm,sparsity/overall"]) == 0
