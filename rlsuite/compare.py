@@ -10,6 +10,7 @@ instead, relative to `--reference` fresh single-task runs: see rlsuite/continual
 """
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from dataclasses import dataclass
@@ -54,7 +55,19 @@ def load_run(path: Path) -> Run:
     if not evals:
         raise UserError(f"{path} has no evaluation yet (eval.jsonl is empty)")
     config = _flatten(read_toml(path / "config.toml"))
-    return Run(path, config, str(config.get("env.id")), evals)
+    return Run(path, {**_defaults(str(config.get("algo"))), **config}, str(config.get("env.id")), evals)
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults(algo: str) -> dict[str, Any]:
+    """Today's defaults for a config, flattened: a run written before a key existed ran with the
+    behaviour that key's default keeps, so it still groups with runs that state the default."""
+    from rlsuite.config import empty_run_config, to_dict
+
+    try:
+        return _flatten(to_dict(empty_run_config(algo)))
+    except UserError:  # an agent this version does not know: compare it on what it states
+        return {}
 
 
 def find_runs(paths: list[str]) -> list[Run]:
