@@ -82,18 +82,23 @@ def find_runs(paths: list[str]) -> list[Run]:
             raise UserError(f"no such run directory: {p}")
     if not dirs:
         raise UserError(f"no runs found in {', '.join(paths)}")
-    if len(dirs) > 1:  # a sweep still running: compare what has evaluated, say what was left out
-        waiting = [d for d in dirs if not _has_evaluations(d)]
+    if len(dirs) > 1:  # a sweep still running: compare the finished runs, say what was left out
+        waiting = [d for d in dirs if not _finished(d)]
         if waiting and len(waiting) < len(dirs):
-            print(f"note: {len(waiting)} run(s) have no evaluation yet and are left out "
+            print(f"note: {len(waiting)} run(s) have not finished and are left out "
                   f"(e.g. {waiting[0]})", file=sys.stderr)
             dirs = [d for d in dirs if d not in waiting]
     return [load_run(d) for d in dirs]
 
 
-def _has_evaluations(path: Path) -> bool:
+def _finished(path: Path) -> bool:
+    """Has the run evaluated at its last step? (Its final score is that evaluation.)"""
     jsonl = path / "eval.jsonl"
-    return jsonl.is_file() and any(line.strip() for line in jsonl.read_text().splitlines())
+    if not jsonl.is_file():
+        return False
+    steps = [json.loads(line).get("step", 0) for line in jsonl.read_text().splitlines() if line.strip()]
+    total = read_toml(path / "config.toml").get("train", {}).get("total_steps", 0)
+    return bool(steps) and max(steps) >= total
 
 
 # Keys that never define a group: the seed, and bookkeeping that does not change what is learned.

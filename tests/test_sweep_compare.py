@@ -43,8 +43,9 @@ def test_sweep_then_compare_on_cartpole(tmp_path, capsys):
     waiting = out / "gmp.sparsity=0.9" / "s1"
     waiting.mkdir(parents=True)
     (waiting / "config.toml").write_text((out / "gmp.sparsity=0.5" / "s1" / "config.toml").read_text())
+    (waiting / "eval.jsonl").write_text('{"step": 400, "mean": 9.0}\n')  # halfway: its last eval is not final
     assert main(["compare", str(out)]) == 0
-    assert "1 run(s) have no evaluation yet" in capsys.readouterr().err
+    assert "1 run(s) have not finished" in capsys.readouterr().err
     shutil.rmtree(waiting.parent)
 
     # the mechanistic signatures: final TensorBoard values per group
