@@ -468,6 +468,14 @@ def _batch_tensors(b) -> list[torch.Tensor]:
     return [t.cpu().clone() for t in (*parts, b.action, b.reward, b.discount, b.weights, b.indices)]
 
 
+def sample_both(host: ReplayBuffer, dev: ReplayBuffer, batch: int = 17) -> tuple[Batch, Batch]:
+    """One batch from each buffer at the same generator state; they must be equal."""
+    bh, bd = host.sample(batch, beta=0.5), dev.sample(batch, beta=0.5)
+    for a, b in zip(_batch_tensors(bh), _batch_tensors(bd)):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    return bh, bd
+
+
 @settings(max_examples=20, deadline=None)
 @given(prioritized=st.booleans(), stack=st.sampled_from([1, 2, 4]), n=st.sampled_from([1, 3]), envs=st.integers(1, 3),
        extra=st.integers(0, 10), dict_obs=st.booleans(), seed=st.integers(0, 2**16))
@@ -486,9 +494,7 @@ def test_device_storage_matches_host_storage(prioritized, stack, n, envs, extra,
         assert len(host) == len(dev)
         if len(host) == 0:
             continue
-        bh, bd = host.sample(17, beta=0.5), dev.sample(17, beta=0.5)
-        for a, b in zip(_batch_tensors(bh), _batch_tensors(bd)):
-            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+        bh, bd = sample_both(host, dev)
         if prioritized:
             td = torch.tensor(rng.random(17) * 3)
             host.update_priorities(bh.indices, td)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from rlsuite.replay import ReplayBuffer, ReplayConfig, persist
 from rlsuite.replay.resident import MIRRORED
-from tests.test_replay import Sim, _batch_tensors, assert_same_batches, check_batch, space_for
+from tests.test_replay import Sim, assert_same_batches, check_batch, sample_both, space_for
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -89,9 +89,7 @@ def test_write_paths_mirror_the_host_buffer(device, fused, prioritized, stack, n
             assert int(dev._resident._num_valid) == len(host)
         if len(host) == 0:
             continue
-        bh, bd = host.sample(17, beta=0.5), dev.sample(17, beta=0.5)
-        for a, b in zip(_batch_tensors(bh), _batch_tensors(bd)):
-            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+        bh, bd = sample_both(host, dev)
         if prioritized:
             td = torch.tensor(rng.random(17) * 3 * (rng.random(17) > 0.3))  # zero TD errors too
             host.update_priorities(bh.indices, td)
