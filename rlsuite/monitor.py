@@ -61,6 +61,12 @@ class Monitor:
         if self._bar is not None:
             self._bar.update(advanced)
 
+    def new_task(self, name: str) -> None:
+        """A task sequence moved on: name the task on the bar and forget the old game's returns."""
+        self.recent_returns.clear()
+        if self._bar is not None:
+            self._bar.set_description(name, refresh=False)
+
     def recent_return(self) -> float:
         return float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
 

@@ -203,6 +203,7 @@ def end_phase(s: Session, monitor: Monitor) -> None:
     switch_evaluation(s, monitor)
     if s.step < s.cfg.train.total_steps:
         enter_phase(s, tasks.phase_of(s.cfg, s.step))
+        monitor.new_task(tasks.task_of(s.cfg, s.phase))
 
 
 def _exploration_step(s: Session) -> int:
@@ -261,6 +262,8 @@ def loop(s: Session, monitor: Monitor) -> str:
     t = s.cfg.train
     n = s.env.num_envs
     last_log = last_diagnostics = s.step
+    if t.tasks:
+        monitor.new_task(tasks.task_of(s.cfg, s.phase))
     while s.step < t.total_steps:
         result = advance(s)
         episode = result.info.get("episode")
