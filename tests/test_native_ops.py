@@ -228,7 +228,7 @@ def test_replay_suite_passes_with_reference_backend():
     """The replay tests again with RLSUITE_NATIVE=0 (the default run uses the native kernels)."""
     env = dict(os.environ, RLSUITE_NATIVE="0")
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/test_replay.py",
-           "tests/test_replay_ops.py"]
+           "tests/test_replay_ops.py", "tests/test_resident.py"]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
