@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 from rlsuite.envs import make as make_env
@@ -43,6 +44,7 @@ def validate(cfg: Any) -> None:
     t.total_steps = len(t.tasks) * t.steps_per_task * t.cycles
 
 
+@functools.lru_cache(maxsize=None)
 def _channels(task: str) -> int:
     import minatar
 

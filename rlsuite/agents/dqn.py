@@ -31,7 +31,7 @@ from rlsuite.nn.diagnostics import UpdateProbe, plasticity_report
 from rlsuite.nn.encoders import EncoderConfig, make_encoder
 from rlsuite.nn.nap import NaPConfig, NormProjector, insert_norms
 from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
-from rlsuite.nn.schedules import LR_SCHEDULES, lr_factor
+from rlsuite.nn.schedules import lr_factor
 
 
 @dataclass
