@@ -105,7 +105,7 @@ RL_HD double pow_like_torch(double x, double e) {
 
 // ----------------------------------------------------------------------------- stream storage
 // The add bookkeeping of storage.py (StreamStorage.write / _refresh_validity, the reference),
-// shared by the CPU kernel (storage.cpp) and the CUDA kernel (storage.cu).
+// shared by the CPU kernel (storage.cpp) and the CUDA kernel (storage_cuda.cu).
 
 // The (E, L) per-slot fields of the stream storage, row-major, plus its shape.
 struct StreamFields {

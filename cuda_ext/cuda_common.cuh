@@ -1,5 +1,5 @@
-// Launch geometry and block-wide helpers shared by the CUDA kernels (gather.cu, trees.cu,
-// storage.cu). Device code only; like the .cu files it includes no torch header.
+// Launch geometry and block-wide helpers shared by the CUDA kernels (gather_cuda.cu, trees_cuda.cu,
+// storage_cuda.cu). Device code only; like the .cu files it includes no torch header.
 #pragma once
 #include <cstdint>
 

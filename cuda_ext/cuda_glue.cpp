@@ -1,4 +1,4 @@
-// Torch glue of the CUDA kernels (trees.cu, gather.cu, storage.cu): checks, allocation, the
+// Torch glue of the CUDA kernels (trees_cuda.cu, gather_cuda.cu, storage_cuda.cu): checks, allocation, the
 // current stream, and registration for the CUDA dispatch key. Compiled only in a CUDA build
 // (setup.py defines RLSUITE_WITH_CUDA); a CPU build compiles this file to nothing.
 #ifdef RLSUITE_WITH_CUDA

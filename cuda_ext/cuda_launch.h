@@ -1,4 +1,4 @@
-// Launchers of the CUDA kernels (trees.cu, gather.cu, storage.cu): raw pointers and a stream
+// Launchers of the CUDA kernels (trees_cuda.cu, gather_cuda.cu, storage_cuda.cu): raw pointers and a stream
 // in, a CUDA error code out. The .cu files include no torch header, so their device code
 // compiles with the CUDA toolkit alone (also where torch is a CPU build); cuda_glue.cpp adapts
 // them to torch tensors and registers them for the CUDA dispatch key.

@@ -1,7 +1,7 @@
 // Operator schemas of the rlsuite namespace (callable as torch.ops.rlsuite.<name>) and the
 // Python module rlsuite._C whose import loads them. Kernels register per device in
-// trees.cpp / gather.cpp / storage.cpp (CPU) and cuda_glue.cpp (CUDA, kernels in trees.cu /
-// gather.cu / storage.cu). The pure-torch references with the full contracts are in
+// trees.cpp / gather.cpp / storage.cpp (CPU) and cuda_glue.cpp (CUDA, kernels in trees_cuda.cu /
+// gather_cuda.cu / storage_cuda.cu). The pure-torch references with the full contracts are in
 // rlsuite/replay/ops.py (stream_add's: StreamStorage.write in rlsuite/replay/storage.py).
 #include <Python.h>
 #include <torch/library.h>

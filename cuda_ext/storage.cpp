@@ -2,7 +2,7 @@
 // storage and refresh the per-slot "a transition may start here" flags, in one call.
 // It computes exactly what rlsuite/replay/storage.py (StreamStorage.write and
 // _refresh_validity, the reference) computes, without its ~dozens of small numpy calls.
-// The per-env bookkeeping (stream_step in common.h) is shared with the CUDA kernel, storage.cu.
+// The per-env bookkeeping (stream_step in common.h) is shared with the CUDA kernel, storage_cuda.cu.
 #include <torch/library.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>

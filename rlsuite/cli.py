@@ -337,6 +337,11 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("what", choices=["dqn", "replay", "envs", "plasticity"])
     p.add_argument("--seconds", type=float, default=20.0, help="time per measurement (default 20)")
     p.add_argument("--quick", action="store_true", help="short measurements (a smoke test, not a result)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="replay: cuda holds the whole buffer in GPU memory (replay.on_device) and skips the "
+                        "CPU peers (default cpu)")
+    p.add_argument("--capacity", type=int, default=None,
+                   help="replay: buffer capacity in transitions (default 200000; 20000 with --quick)")
     p.add_argument("--out", default="runs/bench-plasticity",
                    help="plasticity: folder for its figures, table and records (default runs/bench-plasticity)")
     p.set_defaults(func=cmd_bench)
@@ -350,9 +355,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from rlsuite.bench.replay import bench_replay
         from rlsuite.bench.replay_peers import bench_peers
 
-        capacity = 20_000 if args.quick else 200_000
-        results = bench_replay(capacity=capacity, seconds=seconds)
-        if not args.quick:  # peers installed side by side, each in its own subprocess
+        import torch
+
+        capacity = args.capacity or (20_000 if args.quick else 200_000)
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise UserError("bench replay --device cuda needs a GPU and a CUDA build of torch; "
+                            "this torch sees none")
+        results = bench_replay(capacity=capacity, seconds=seconds, device=args.device)
+        if not args.quick and args.device == "cpu":  # peers installed side by side, each in its own subprocess
             results += bench_peers(capacity=capacity, seconds=seconds)
     elif args.what == "plasticity":  # fixed step counts, so --seconds does not apply
         from rlsuite.bench.plasticity import bench_plasticity

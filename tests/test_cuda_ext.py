@@ -22,7 +22,14 @@ NVCC = shutil.which("nvcc") or (cpp_extension.CUDA_HOME and shutil.which(str(Pat
 
 def test_every_kernel_family_has_cuda_sources():
     """The compile check below globs cuda_ext/*.cu: make sure it really sees each family."""
-    assert {p.name for p in SOURCES} >= {"gather.cu", "trees.cu", "storage.cu"}
+    assert {p.name for p in SOURCES} >= {"gather_cuda.cu", "trees_cuda.cu", "storage_cuda.cu"}
+
+
+def test_sources_have_distinct_object_names():
+    """BuildExtension names each object after its source's stem: gather.cpp and gather.cu would
+    both become gather.o, and ninja refuses the CUDA build (seen on the first GPU build)."""
+    stems = [p.stem for p in (ROOT / "cuda_ext").iterdir() if p.suffix in (".cpp", ".cu")]
+    assert len(stems) == len(set(stems)), sorted(stems)
 
 
 @pytest.mark.skipif(not NVCC, reason="nvcc not found")

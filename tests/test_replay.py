@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from rlsuite.errors import UserError
-from rlsuite.replay import Batch, ReplayBuffer, ReplayConfig, persist
+from rlsuite.replay import Batch, ReplayBuffer, ReplayConfig, ops, persist
 
 FRAME = (3, 4)
 
@@ -468,9 +468,28 @@ def _batch_tensors(b) -> list[torch.Tensor]:
     return [t.cpu().clone() for t in (*parts, b.action, b.reward, b.discount, b.weights, b.indices)]
 
 
+def host_batch_at(host: ReplayBuffer, indices: torch.Tensor, beta: float) -> Batch:
+    """The host buffer's batch at given transition ids: what its sample() returns when it draws them."""
+    idx = indices.cpu()
+    assert bool(host._storage.valid.reshape(-1)[idx].all()), "a sampled transition is not sampleable"
+    out, fields = host._out_buffers(idx.numel())
+    out[3].copy_(idx)
+    ops._gather_into(host._frame_list, host._state, out, host.frame_stack, host.n_step, host.gamma, host._window)
+    if host.cfg.prioritized:
+        out[4].copy_(ops.per_weights(host._priority.sum_tree, host._priority.min_tree, idx, beta))
+    return Batch(**fields)
+
+
 def sample_both(host: ReplayBuffer, dev: ReplayBuffer, batch: int = 17) -> tuple[Batch, Batch]:
-    """One batch from each buffer at the same generator state; they must be equal."""
-    bh, bd = host.sample(batch, beta=0.5), dev.sample(batch, beta=0.5)
+    """One batch from each buffer at the same generator state; they must be equal.
+
+    A CUDA generator draws other numbers than a CPU one at the same seed, so a CUDA buffer's
+    batch is checked against the host buffer's data at the transitions the device drew."""
+    if dev.device.type == "cuda":
+        bd = dev.sample(batch, beta=0.5)
+        bh = host_batch_at(host, bd.indices, beta=0.5)
+    else:
+        bh, bd = host.sample(batch, beta=0.5), dev.sample(batch, beta=0.5)
     for a, b in zip(_batch_tensors(bh), _batch_tensors(bd)):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
     return bh, bd

@@ -49,17 +49,26 @@ class _Feeder:
         self.t += 1
 
 
-def _rate(step: Callable[[], int], seconds: float) -> tuple[float, float]:
-    """Items per second of `step` (which returns the items it handled), run for `seconds`."""
+def _rate(step: Callable[[], int], seconds: float, device: str = "cpu") -> tuple[float, float]:
+    """Items per second of `step` (which returns the items it handled), run for `seconds`.
+
+    On CUDA the kernels run asynchronously, so the clock stops only after the queue drains.
+    """
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
     items, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
+    while time.perf_counter() - start < seconds:
         items += step()
+    sync()
+    elapsed = time.perf_counter() - start
     return items / elapsed, elapsed
 
 
-def _record(buf: ReplayBuffer, op: str, batch: int | None, rate: float, elapsed: float, capacity: int) -> dict:
+def _record(buf: ReplayBuffer, op: str, batch: int | None, rate: float, elapsed: float, capacity: int,
+            device: str) -> dict:
+    impl = "rlsuite-" + ("native" if native.enabled() else "reference") + ("-cuda" if device == "cuda" else "")
     return {
-        "bench": "replay", "impl": "rlsuite-" + ("native" if native.enabled() else "reference"),
+        "bench": "replay", "impl": impl, "storage_device": device,
         "op": op, "prioritized": buf.cfg.prioritized, "batch_size": batch,
         "capacity": capacity, "num_envs": NUM_ENVS, "frame_stack": STACK, "n_step": buf.n_step,
         "rate": round(rate, 1), "unit": "transitions/s" if op == "add" else "samples/s",
@@ -68,9 +77,10 @@ def _record(buf: ReplayBuffer, op: str, batch: int | None, rate: float, elapsed:
     }
 
 
-def _bench_one(prioritized: bool, capacity: int, seconds: float, n_step: int) -> list[dict]:
+def _bench_one(prioritized: bool, capacity: int, seconds: float, n_step: int, device: str = "cpu") -> list[dict]:
     cfg = ReplayConfig(capacity=capacity, prioritized=prioritized)
-    buf = ReplayBuffer(cfg, ATARI, NUM_ENVS, frame_stack=STACK, n_step=n_step, gamma=0.99, seed=0)
+    buf = ReplayBuffer(cfg, ATARI, NUM_ENVS, frame_stack=STACK, n_step=n_step, gamma=0.99, seed=0,
+                       device=device, storage_device=device if device == "cuda" else None)
     feed = _Feeder()
 
     def add() -> int:
@@ -79,25 +89,30 @@ def _bench_one(prioritized: bool, capacity: int, seconds: float, n_step: int) ->
 
     while buf.num_added < capacity + NUM_ENVS * 100:  # fill and wrap: steady state from here
         feed.add(buf)
-    rate, elapsed = _rate(add, seconds)
-    rows = [_record(buf, "add", None, rate, elapsed, capacity)]
-    gen = torch.Generator().manual_seed(1)
+    rate, elapsed = _rate(add, seconds, device)
+    rows = [_record(buf, "add", None, rate, elapsed, capacity, device)]
+    gen = torch.Generator(device).manual_seed(1)
     for batch in (32, 256):
         def sample() -> int:
             b = buf.sample(batch, beta=0.5)
             if prioritized:
-                buf.update_priorities(b.indices, torch.rand(batch, generator=gen))
+                buf.update_priorities(b.indices, torch.rand(batch, generator=gen, device=device))
             return batch
 
         buf.sample(batch)  # allocate the reused batch tensors outside the timing
-        rate, elapsed = _rate(sample, seconds)
-        rows.append(_record(buf, "sample+update" if prioritized else "sample", batch, rate, elapsed, capacity))
+        rate, elapsed = _rate(sample, seconds, device)
+        rows.append(_record(buf, "sample+update" if prioritized else "sample", batch, rate, elapsed, capacity,
+                            device))
     return rows
 
 
 def bench_replay(capacity: int = 200_000, seconds: float = 3.0, threads: int = 1,
-                 backends: tuple[str, ...] = ("native", "reference"), n_step: int = 1) -> list[dict]:
+                 backends: tuple[str, ...] = ("native", "reference"), n_step: int = 1,
+                 device: str = "cpu") -> list[dict]:
     """Uniform then prioritized buffer per backend; each measurement runs for `seconds`.
+
+    `device="cuda"` holds the whole buffer (frames, priority trees, sampling) in GPU memory and
+    returns batches there, as a GPU learner uses it (`replay.on_device=true`).
 
     Runs with `threads` torch threads (default 1): the operators are small, and an intra-op
     pool spinning on a loaded machine made the same code up to 10x slower in our runs.
@@ -109,8 +124,10 @@ def bench_replay(capacity: int = 200_000, seconds: float = 3.0, threads: int = 1
         for backend in backends:
             with native.use_native(backend == "native"):
                 for prioritized in (False, True):
-                    rows += _bench_one(prioritized, capacity, seconds, n_step)
+                    rows += _bench_one(prioritized, capacity, seconds, n_step, device)
                     gc.collect()  # release the first buffer before the second one fills
+                    if device == "cuda":
+                        torch.cuda.empty_cache()
         return rows
     finally:
         torch.set_num_threads(previous)
@@ -121,10 +138,11 @@ if __name__ == "__main__":
 
     import sys
 
-    # python -m rlsuite.bench.replay [capacity] [seconds] [threads] [backends, comma-separated]
+    # python -m rlsuite.bench.replay [capacity] [seconds] [threads] [backends, comma-separated] [device]
     cap = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     secs = float(sys.argv[2]) if len(sys.argv) > 2 else 3.0
     threads = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     backends = tuple(sys.argv[4].split(",")) if len(sys.argv) > 4 else ("native", "reference")
-    for row in bench_replay(capacity=cap, seconds=secs, threads=threads, backends=backends):
+    dev = sys.argv[5] if len(sys.argv) > 5 else "cpu"
+    for row in bench_replay(capacity=cap, seconds=secs, threads=threads, backends=backends, device=dev):
         print(json.dumps(row), flush=True)

@@ -310,11 +310,15 @@ def per_sample(sum_tree: Tensor, min_tree: Tensor, u: Tensor, beta: float) -> tu
     simplifies to ``(p_min / p_i)^beta``; computed that way to avoid overflow.
     """
     total, batch = float(sum_tree[0]), u.numel()
-    prefix = (torch.arange(batch, dtype=torch.float64) + u.to(torch.float64)) * (total / batch)
+    prefix = (torch.arange(batch, dtype=torch.float64, device=u.device) + u.to(torch.float64)) * (total / batch)
     idx = sum_tree_search(sum_tree, prefix.clamp_(max=total))
+    return idx, per_weights(sum_tree, min_tree, idx, beta)
+
+
+def per_weights(sum_tree: Tensor, min_tree: Tensor, idx: Tensor, beta: float) -> Tensor:
+    """Importance weights ``(p_min / p_i)^beta`` (float32) of the leaves ``idx``."""
     offset = sum_tree.numel() - (sum_tree.numel() * (TREE_FANOUT - 1) + 1) // TREE_FANOUT
-    weights = (float(min_tree[0]) / sum_tree[idx + offset]) ** beta
-    return idx, weights.to(torch.float32)
+    return ((float(min_tree[0]) / sum_tree[idx + offset]) ** beta).to(torch.float32)
 
 
 def per_update(sum_tree: Tensor, min_tree: Tensor, idx: Tensor, td: Tensor, valid: Tensor,
