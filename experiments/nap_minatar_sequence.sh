@@ -3,12 +3,14 @@
 # three games, 50k env steps each, the sequence played twice, 3 seeds per arm; arms DQN, DQN + LayerNorm,
 # DQN + NaP (LayerNorm + projection), constant learning rate. The fresh references are plain DQN
 # trained from scratch on each game for the same 50k steps, with the same padded 6-channel input
-# and 6 actions. Re-running this script skips finished runs and resumes interrupted ones.
+# and 6 actions. Re-running this script skips finished runs and resumes interrupted ones, exactly:
+# checkpoints every 25k steps hold the replay buffer too (a few MB here); compare ignores both settings.
 set -euo pipefail
+PATH="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin:$PATH"  # the CLI that `make demo` / `make test` installed
 OUT=${OUT:-runs}
 TASKS=minatar:breakout,minatar:asterix,minatar:space_invaders
 COMMON=(--set train.steps_per_task=50000 --set agent.epsilon_decay_steps=25000
-        --set train.eval_every=10000 --set train.eval_episodes=10 --set train.checkpoint_every=25000
+        --set train.eval_every=10000 --set train.eval_episodes=10 --set train.checkpoint_every=25000 --set train.save_replay=true
         --seeds 1,2,3 --jobs "${JOBS:-2}")
 
 rlsuite sweep dqn-minatar --env minatar:breakout --set train.tasks=$TASKS --set train.cycles=2 \
