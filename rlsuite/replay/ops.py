@@ -59,10 +59,15 @@ def tree_size(num_leaves: int) -> int:
     return (leaves * TREE_FANOUT - 1) // (TREE_FANOUT - 1)
 
 
+def leaf_offset(nodes: int) -> int:
+    """Index of leaf 0 in a complete TREE_FANOUT-ary tree of ``nodes`` nodes (leaves last)."""
+    return nodes - (nodes * (TREE_FANOUT - 1) + 1) // TREE_FANOUT
+
+
 def _shape(tree: Tensor) -> tuple[int, int]:
     """(number of leaves, offset of leaf 0) of a complete tree stored in ``tree``."""
-    leaves = (tree.numel() * (TREE_FANOUT - 1) + 1) // TREE_FANOUT
-    return leaves, tree.numel() - leaves
+    offset = leaf_offset(tree.numel())
+    return tree.numel() - offset, offset
 
 
 def _last_write_wins(idx: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
@@ -317,8 +322,8 @@ def per_sample(sum_tree: Tensor, min_tree: Tensor, u: Tensor, beta: float) -> tu
 
 def per_weights(sum_tree: Tensor, min_tree: Tensor, idx: Tensor, beta: float) -> Tensor:
     """Importance weights ``(p_min / p_i)^beta`` (float32) of the leaves ``idx``."""
-    offset = sum_tree.numel() - (sum_tree.numel() * (TREE_FANOUT - 1) + 1) // TREE_FANOUT
-    return ((float(min_tree[0]) / sum_tree[idx + offset]) ** beta).to(torch.float32)
+    leaves = sum_tree[leaf_offset(sum_tree.numel()) + idx]
+    return ((float(min_tree[0]) / leaves) ** beta).to(torch.float32)
 
 
 def per_update(sum_tree: Tensor, min_tree: Tensor, idx: Tensor, td: Tensor, valid: Tensor,

@@ -133,9 +133,8 @@ class DeviceStorage:
 
     def _leaves(self, tree: Tensor) -> Tensor:
         """A tree's leaves of all slots (a view; beyond them, padding leaves no slot uses)."""
-        size, slots = tree.numel(), self.host.num_envs * self.host.slots
-        start = size - (size * (ops.TREE_FANOUT - 1) + 1) // ops.TREE_FANOUT
-        return tree[start : start + slots]
+        start = ops.leaf_offset(tree.numel())
+        return tree[start : start + self.host.num_envs * self.host.slots]
 
     def persisted(self) -> dict[str, Tensor]:
         """What ReplayBuffer.save writes, under the host buffer's names (one on-disk format for

@@ -25,7 +25,7 @@ class PrioritySampler:
         # float64: a float32 root over 1M leaves loses the small priorities to rounding.
         self.sum_tree = torch.zeros(size, dtype=torch.float64)
         self.min_tree = torch.full((size,), math.inf, dtype=torch.float64)
-        self._offset = size - (size * (ops.TREE_FANOUT - 1) + 1) // ops.TREE_FANOUT
+        self._offset = ops.leaf_offset(size)
         self.max_priority = 1.0  # new transitions get the largest priority seen so far
 
     @property
