@@ -351,6 +351,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import json
 
     seconds = 1.0 if args.quick else args.seconds
+    if args.what != "replay" and (args.device != "cpu" or args.capacity is not None):
+        raise UserError(f"bench {args.what} runs on the CPU with fixed sizes; --device and --capacity "
+                        "apply to `rlsuite bench replay` only")
     if args.what == "replay":
         from rlsuite.bench.replay import bench_replay
         from rlsuite.bench.replay_peers import bench_peers

@@ -46,3 +46,11 @@ def test_gpu_resident_records():
     rows = bench_replay(capacity=20_000, seconds=0.2, backends=("native",), device="cuda")
     assert {r["impl"] for r in rows} == {"rlsuite-native-cuda"}
     _check_rows(rows, "cuda", 20_000)
+
+
+@pytest.mark.parametrize("what, flag", [("dqn", ["--device", "cuda"]), ("envs", ["--capacity", "1000"])])
+def test_replay_only_options_on_other_benches_are_a_one_line_error(what, flag):
+    cmd = [sys.executable, "-m", "rlsuite.cli", "bench", what, "--quick", *flag]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "apply to `rlsuite bench replay` only" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
