@@ -160,6 +160,17 @@ def markdown_table(rows: list[dict], normalized: bool) -> str:
     return "\n".join(lines)
 
 
+def label_env_steps(ax: Any) -> None:
+    """Write an env-step x axis as 50k / 1.5M: full numbers run into each other on a narrow subplot."""
+    from matplotlib.ticker import FuncFormatter
+
+    def short(x: float, _pos: int) -> str:
+        return f"{x / 1e6:g}M" if abs(x) >= 1e6 else f"{x / 1e3:g}k" if abs(x) >= 1e3 else f"{x:g}"
+
+    ax.xaxis.set_major_formatter(FuncFormatter(short))
+    ax.set_xlabel("env steps")
+
+
 def learning_curves(groups: dict[str, list[Run]], out: Path, reps: int = 1000) -> Path:
     import matplotlib
 
@@ -176,7 +187,7 @@ def learning_curves(groups: dict[str, list[Run]], out: Path, reps: int = 1000) -
         boot = curves[rng.integers(len(runs), size=(reps, len(runs)))].mean(axis=1)
         ax.plot(steps, curves.mean(axis=0), label=f"{label} (n={len(runs)})")
         ax.fill_between(steps, *np.percentile(boot, [2.5, 97.5], axis=0), alpha=0.2)
-    ax.set_xlabel("env steps")
+    label_env_steps(ax)
     ax.set_ylabel("eval return (mean over runs, 95% CI)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlsuite.compare import Run, group_runs
+from rlsuite.compare import Run, group_runs, label_env_steps
 from rlsuite.errors import UserError
 
 METRICS = {"final": "final p", "forgetting": "forgetting", "transfer": "forward transfer",
@@ -269,8 +269,8 @@ def markdown_report(results: list[GroupResult], ref: Reference, notes: list[str]
 
 def plot(groups: dict[str, list[Sequence]], ref: Reference, out: Path) -> Path:
     """One subplot per task: its normalized switch-evaluation return over env steps, mean over each
-    group's runs; grey lines at the task switches, the phases training the task shaded (when every run
-    shares one schedule), a dashed line at 1.0 (the fresh reference)."""
+    group's runs with a 95% bootstrap band; grey lines at the task switches, the phases training the task
+    shaded (when every run shares one schedule), a dashed line at 1.0 (the fresh reference)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -291,7 +291,10 @@ def plot(groups: dict[str, list[Sequence]], ref: Reference, out: Path) -> Path:
                     if t == task:
                         points.setdefault((k + 1) * s.steps_per_task, []).append(ref.normalize(t, v))
             steps = sorted(points)
-            ax.plot(steps, [np.mean(points[x]) for x in steps], marker="o", ms=3, label=f"{label} (n={len(group)})")
+            line, = ax.plot(steps, [np.mean(points[x]) for x in steps], marker="o", ms=3,
+                            label=f"{label} (n={len(group)})")
+            low, high = zip(*(bootstrap_ci(points[x])[1:] for x in steps))
+            ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15)
         for x in switches:
             ax.axvline(x, color="grey", lw=0.6, alpha=0.5)
         if len(schedules) == 1:
@@ -303,7 +306,7 @@ def plot(groups: dict[str, list[Sequence]], ref: Reference, out: Path) -> Path:
             ax.axhline(1.0, color="black", ls="--", lw=1)
         ax.set_xlim(left=0)
         ax.set_title(task, fontsize=9)
-        ax.set_xlabel("env steps")
+        label_env_steps(ax)
         ax.set_ylabel("p (return / fresh)" if task in ref.returns else "eval return (no reference)")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(tasks):]:

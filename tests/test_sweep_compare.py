@@ -82,3 +82,18 @@ def test_a_sweep_of_task_sequences_knows_when_runs_are_done(tmp_path, capsys):
     capsys.readouterr()
     assert main(argv) == 0
     assert capsys.readouterr().out.count("skip") == 2
+
+
+def test_env_step_axis_reads_50k_and_1_5M():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rlsuite.compare import label_env_steps
+
+    fig, ax = plt.subplots()
+    label_env_steps(ax)
+    short = ax.xaxis.get_major_formatter()
+    assert [short(x, 0) for x in (0, 500, 50_000, 150_000, 1_500_000)] == ["0", "500", "50k", "150k", "1.5M"]
+    plt.close(fig)
