@@ -17,6 +17,8 @@ Continual World (Wołczyk et al., NeurIPS 2021), adapted to cycles and to unboun
 - revisit / fresh      V_i = mean over phases k of cycle >= 2 training task i of p_i(end of phase k)
                              (the plasticity measure of the NaP paper, Lyle et al. 2024: how well the
                              network re-learns a task it has seen, relative to a fresh network)
+- revisit / first      R_i = V_i / p_i(end of task i's first phase): re-learning relative to the
+                             same network's first visit (needs no reference)
 
 Each run gives one number per metric and task, and their mean over tasks (over the tasks with a
 reference when some lack one: raw returns and p do not average); a group reports the mean over its runs
@@ -33,7 +35,7 @@ from rlsuite.compare import Run, group_runs, label_env_steps
 from rlsuite.errors import UserError
 
 METRICS = {"final": "final p", "forgetting": "forgetting", "transfer": "forward transfer",
-           "revisit": "revisit / fresh"}
+           "revisit": "revisit / fresh", "relearn": "revisit / first visit"}
 
 
 # ----------------------------------------------------------------------------- runs
@@ -196,10 +198,20 @@ def revisit(seq: Sequence, ref: Reference) -> dict[str, float]:
     return out
 
 
+def relearn(seq: Sequence, ref: Reference) -> dict[str, float]:
+    """Revisit performance relative to the same network's first visit: V_i / p_i(end of task i's first
+    phase), which equals the ratio of raw returns, so it needs no reference. 1.0 = re-learns the task
+    as well as it first learned it; below 1 = plasticity lost along the sequence. A fresh reference
+    cannot tell that apart from an arm that learns faster or slower from scratch (a normalized network
+    against a plain fresh one); this can. NaN without revisits or when the first visit ends at <= 0."""
+    first = {t: seq.p(ref, seq.first_phase(t), t) for t in seq.tasks}
+    return {t: v / first[t] if np.isfinite(v) and first[t] > 0 else np.nan for t, v in revisit(seq, ref).items()}
+
+
 def run_metrics(seq: Sequence, ref: Reference) -> dict[str, dict[str, float]]:
     """{metric: {task: value}} for one run."""
     return {"final": final_performance(seq, ref), "forgetting": forgetting(seq, ref),
-            "transfer": forward_transfer(seq, ref), "revisit": revisit(seq, ref)}
+            "transfer": forward_transfer(seq, ref), "revisit": revisit(seq, ref), "relearn": relearn(seq, ref)}
 
 
 def task_mean(values: dict[str, float], tasks: list[str] | None = None) -> float:
@@ -253,12 +265,12 @@ def markdown_report(results: list[GroupResult], ref: Reference, notes: list[str]
         unit += f"; raw eval return (no reference) for {', '.join(raw)}"
         unit += ", left out of the group means" if len(raw) < len(tasks) else ""
     lines = [f"Continual metrics ({unit}; mean over seeds [95% bootstrap CI])", "",
-             "| group | runs | average performance | forgetting | forward transfer | revisit / fresh |",
-             "|---|---|---|---|---|---|"]
+             "| group | runs | average performance | forgetting | forward transfer | revisit / fresh "
+             "| revisit / first visit |", "|---|---|---|---|---|---|---|"]
     for g in results:
         lines.append(f"| {g.label} | {g.runs} | " + " | ".join(_cell(g.summary[m]) for m in METRICS) + " |")
     lines += ["", "Per task", "", "| group | task | " + " | ".join(METRICS.values()) + " |",
-              "|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|"]
     for g in results:
         for t, stats in g.per_task.items():
             lines.append(f"| {g.label} | {t} | " + " | ".join(_cell(stats[m]) for m in METRICS) + " |")

@@ -94,6 +94,7 @@ def test_each_metric_by_hand(runs):
     assert m["transfer"] == pytest.approx({A: -0.15, B: -0.1})
     assert task_mean(m["transfer"]) == pytest.approx(-0.125)
     assert m["revisit"] == pytest.approx({A: 0.9, B: 0.9})  # phase 2 (A) and phase 3 (B) ends
+    assert m["relearn"] == pytest.approx({A: 0.9 / 0.8, B: 0.9 / 0.8})  # over each first visit's 0.8
 
     # The group: seed 2 ends A at 7 (p 0.7): average 0.8, forgetting 0. With two runs every bootstrap
     # resample's mean is one of a, (a+b)/2, b, so the 95% interval is exactly [min, max].
