@@ -264,13 +264,13 @@ def markdown_report(results: list[GroupResult], ref: Reference, notes: list[str]
     if raw:
         unit += f"; raw eval return (no reference) for {', '.join(raw)}"
         unit += ", left out of the group means" if len(raw) < len(tasks) else ""
+    rule = "|" + "---|" * (2 + len(METRICS))
+    summary_names = {**METRICS, "final": "average performance"}  # the mean over tasks of final p
     lines = [f"Continual metrics ({unit}; mean over seeds [95% bootstrap CI])", "",
-             "| group | runs | average performance | forgetting | forward transfer | revisit / fresh "
-             "| revisit / first visit |", "|---|---|---|---|---|---|---|"]
+             "| group | runs | " + " | ".join(summary_names.values()) + " |", rule]
     for g in results:
         lines.append(f"| {g.label} | {g.runs} | " + " | ".join(_cell(g.summary[m]) for m in METRICS) + " |")
-    lines += ["", "Per task", "", "| group | task | " + " | ".join(METRICS.values()) + " |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "Per task", "", "| group | task | " + " | ".join(METRICS.values()) + " |", rule]
     for g in results:
         for t, stats in g.per_task.items():
             lines.append(f"| {g.label} | {t} | " + " | ".join(_cell(stats[m]) for m in METRICS) + " |")
