@@ -37,7 +37,7 @@ class TrainConfig:
     num_envs: int = 1
     """Parallel training environments stepped as one vector."""
     seed: int = 1
-    """Seed for networks, exploration, replay sampling and environments (env i gets seed + i)."""
+    """The run's seed: the root of a numpy SeedSequence from which every random stream is derived (each train and eval env, exploration, replay sampling, network init, each task phase; rlsuite.seeding), so runs with different seeds share no stream."""
     device: str = "auto"
     """'cpu', 'cuda' or 'auto' (cuda when available)."""
     torch_threads: int = 2
@@ -56,6 +56,8 @@ class TrainConfig:
     """Also save the replay buffer with each checkpoint so a resume is exact (large for Atari)."""
     log_every: int = 1_000
     """Write scalar metrics to TensorBoard every this many env steps."""
+    diagnostics_batch: int = 1_024
+    """States sampled uniformly from the replay (on their own random stream) for the dormant-unit and srank diagnostics; srank can never exceed this."""
     diagnostics_every: int = 5_000
     """Log plasticity/ (per-layer weight norm, gradient norm, effective learning rate; dormant units, srank) and sparsity/ every this many env steps (0 = never)."""
     tasks: tuple[str, ...] = ()

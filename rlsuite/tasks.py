@@ -22,6 +22,7 @@ import dataclasses
 import functools
 from typing import Any
 
+from rlsuite import seeding
 from rlsuite.envs import make as make_env
 from rlsuite.envs.config import ATARI, MINATAR, EnvConfig, resolve_env_id
 from rlsuite.errors import UserError
@@ -74,9 +75,15 @@ def unique_tasks(cfg: Any) -> list[str]:
     return list(dict.fromkeys(cfg.train.tasks))
 
 
+def task_index(cfg: Any, phase: int) -> int:
+    """The index of a phase's task among the sequence's distinct tasks (names its eval streams)."""
+    return unique_tasks(cfg).index(task_of(cfg, phase))
+
+
 def make_task_envs(cfg: Any, phase: int) -> tuple[Any, Any]:
     """Training and evaluation envs for a phase's task."""
     t = cfg.train
     env_cfg = env_config(cfg, task_of(cfg, phase))
-    return (make_env(env_cfg, t.num_envs, t.seed + phase * 1_000),
-            make_env(env_cfg, t.eval_num_envs, t.seed + 10_000, evaluation=True))
+    train_seeds = seeding.env_seeds(t.seed, "train_env", phase, n=t.num_envs)
+    eval_seeds = seeding.env_seeds(t.seed, "eval_env", 0, task_index(cfg, phase), n=t.eval_num_envs)
+    return make_env(env_cfg, t.num_envs, train_seeds), make_env(env_cfg, t.eval_num_envs, eval_seeds, evaluation=True)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlsuite import checkpoint, config, tasks
+from rlsuite import checkpoint, config, seeding, tasks
 from rlsuite.agents import agent_classes
 from rlsuite.envs import make as make_env
 from rlsuite.errors import TrainingDiverged, UserError
@@ -41,9 +41,12 @@ def pick_device(name: str) -> torch.device:
 
 
 def seed_everything(seed: int, threads: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    """Seed the global RNGs from the run's own `global` stream. rlsuite's streams never draw from
+    them (each has its own generator, rlsuite.seeding); this only pins what a library might use."""
+    derived = seeding.int_seed(seed, "global")
+    random.seed(derived)
+    np.random.seed(derived)
+    torch.manual_seed(derived)
     torch.set_num_threads(max(1, threads))
 
 
@@ -77,19 +80,31 @@ def build_session(cfg: config.RunConfig, run_dir: Path) -> Session:
     if t.tasks:
         env, eval_env = tasks.make_task_envs(cfg, phase=0)
     else:
-        env = make_env(cfg.env, t.num_envs, t.seed)
-        eval_env = make_env(cfg.env, t.eval_num_envs, t.seed + 10_000, evaluation=True)
+        env = make_env(cfg.env, t.num_envs, train_env_seeds(cfg, 0))
+        eval_env = make_env(cfg.env, t.eval_num_envs, eval_env_seeds(cfg, 0), evaluation=True)
     agent_cls, _ = agent_classes(cfg.algo)
     agent = agent_cls(cfg.agent, env.single_observation_space, env.single_action_space, device, seed=t.seed)
     agent.plan(t.total_steps)
     if cfg.replay.on_device and device.type != "cuda":
         raise UserError("replay.on_device needs a GPU learner (train.device=cuda)")
-    return Session(cfg, run_dir, env, eval_env, agent, make_buffer(cfg, env, device, seed=t.seed))
+    return Session(cfg, run_dir, env, eval_env, agent, make_buffer(cfg, env, device, phase=0))
 
 
-def make_buffer(cfg: config.RunConfig, env: Any, device: torch.device, seed: int) -> ReplayBuffer:
+def train_env_seeds(cfg: config.RunConfig, phase: int, *restart: int) -> list[int]:
+    """Per-env seeds of the training envs of a phase (`restart`: the step of a resume that
+    could not restore the envs, so the restarted episodes are new ones)."""
+    return seeding.env_seeds(cfg.train.seed, "train_env", phase, *restart, n=cfg.train.num_envs)
+
+
+def eval_env_seeds(cfg: config.RunConfig, step: int, task: int = 0) -> list[int]:
+    """Per-env seeds of the evaluation at env step `step` of task `task` (index in the sequence)."""
+    return seeding.env_seeds(cfg.train.seed, "eval_env", step, task, n=cfg.train.eval_num_envs)
+
+
+def make_buffer(cfg: config.RunConfig, env: Any, device: torch.device, phase: int) -> ReplayBuffer:
     return ReplayBuffer(cfg.replay, env.single_observation_space, cfg.train.num_envs, frame_stack=env.frame_stack,
-                        n_step=cfg.agent.n_step, gamma=cfg.agent.gamma, seed=seed, device=device,
+                        n_step=cfg.agent.n_step, gamma=cfg.agent.gamma,
+                        seed=seeding.int_seed(cfg.train.seed, "replay", phase), device=device,
                         storage_device=device if cfg.replay.on_device else None)
 
 
@@ -135,7 +150,7 @@ def restore_checkpoint(s: Session, say: Any) -> None:
         s.obs = data["obs"]
     else:
         exact = False
-        s.obs, _ = s.env.reset(seed=s.cfg.train.seed + s.step)
+        s.obs, _ = s.env.reset(seed=train_env_seeds(s.cfg, s.phase, s.step))
         say("note: this env backend cannot save its state; episodes restart on resume")
     checkpoint.set_rng_state(data["rng"])
     say(f"resumed from {path} at step {s.step:,}" + (" (exact)" if exact else ""))
@@ -144,16 +159,22 @@ def restore_checkpoint(s: Session, say: Any) -> None:
 # ----------------------------------------------------------------------------- evaluation
 
 
+def evaluate_now(s: Session, env: Any, task: int = 0) -> dict[str, Any]:
+    """Evaluate the agent at this step on `env`: env seeds and exploration come from the run's
+    eval streams for (step, task), so evaluating never moves a training stream."""
+    cfg = s.cfg
+    rng = seeding.generator(cfg.train.seed, "eval_exploration", s.step, task)
+    return evaluate(s.agent, env, cfg.train.eval_episodes, cfg.agent.eval_epsilon,
+                    seed=eval_env_seeds(cfg, s.step, task), rng=rng).summary()
+
+
 def run_evaluation(s: Session, monitor: Monitor | None) -> dict[str, Any]:
     cfg = s.cfg
-    result = evaluate(s.agent, s.eval_env, cfg.train.eval_episodes, cfg.agent.eval_epsilon,
-                      seed=cfg.train.seed + 20_000 + s.step)
-    summary = result.summary()
+    summary = evaluate_now(s, s.eval_env, tasks.task_index(cfg, s.phase) if cfg.train.tasks else 0)
     where = {"task": tasks.task_of(cfg, s.phase), "phase": s.phase, "source": "periodic"} if cfg.train.tasks else {}
     append_jsonl(s.run_dir / "eval.jsonl", {**log_record(s.step, summary), **where})
     if monitor is not None:
-        monitor.scalars(s.step, {f"charts/eval_{k}": v for k, v in summary.items()
-                                 if isinstance(v, (int, float)) and k in ("mean", "median", "iqm", "hns_iqm")})
+        monitor.scalars(s.step, eval_scalars(summary))
     s.last_eval = summary
     return summary
 
@@ -164,12 +185,11 @@ def run_evaluation(s: Session, monitor: Monitor | None) -> dict[str, Any]:
 def switch_evaluation(s: Session, monitor: Monitor) -> dict[str, Any]:
     """At the end of a phase: evaluate every task of the sequence; returns the trained task's summary."""
     cfg, trained = s.cfg, tasks.task_of(s.cfg, s.phase)
-    for task in tasks.unique_tasks(cfg):
+    for index, task in enumerate(tasks.unique_tasks(cfg)):
         env = s.eval_env if task == trained else make_env(
-            tasks.env_config(cfg, task), cfg.train.eval_num_envs, cfg.train.seed + 10_000, evaluation=True)
+            tasks.env_config(cfg, task), cfg.train.eval_num_envs, eval_env_seeds(cfg, 0, index), evaluation=True)
         try:
-            summary = evaluate(s.agent, env, cfg.train.eval_episodes, cfg.agent.eval_epsilon,
-                               seed=cfg.train.seed + 20_000 + s.step).summary()
+            summary = evaluate_now(s, env, index)
         finally:
             if env is not s.eval_env:
                 env.close()
@@ -190,10 +210,10 @@ def enter_phase(s: Session, phase: int, switching: bool = True) -> None:
     s.env, s.eval_env = tasks.make_task_envs(s.cfg, phase)
     s.phase, s.phase_start = phase, phase * t.steps_per_task
     if switching:
-        s.obs, _ = s.env.reset(seed=t.seed + phase * 1_000)
+        s.obs, _ = s.env.reset(seed=train_env_seeds(s.cfg, phase))
         if t.reset_replay:
             s.buffer = None  # free the old storage before allocating the new one
-            s.buffer = make_buffer(s.cfg, s.env, s.agent.device, seed=t.seed + phase)
+            s.buffer = make_buffer(s.cfg, s.env, s.agent.device, phase)
         if t.reset_optimizer:
             s.agent.reset_optimizer()
 
@@ -228,6 +248,14 @@ def _install_signal_handlers(s: Session) -> dict[int, Any]:
 def _crossed(step: int, advanced: int, period: int) -> bool:
     """Did the step counter pass a multiple of `period` during the last vector step?"""
     return period > 0 and step // period > (step - advanced) // period
+
+
+def diagnostics_states(s: Session) -> Any:
+    """`train.diagnostics_batch` states drawn uniformly from the replay on the run's diagnostics
+    stream (never the replay's own, so logging diagnostics leaves training untouched)."""
+    if len(s.buffer) == 0:
+        return None
+    return s.buffer.sample_states(s.cfg.train.diagnostics_batch, seeding.int_seed(s.cfg.train.seed, "diagnostics", s.step))
 
 
 def _beta(cfg: config.RunConfig, step: int) -> float:
@@ -274,7 +302,7 @@ def loop(s: Session, monitor: Monitor) -> str:
             monitor.scalars(s.step, {**result.metrics, "charts/epsilon": result.epsilon})
         if result.metrics is not None and s.step - last_diagnostics >= t.diagnostics_every > 0:
             last_diagnostics = s.step
-            monitor.scalars(s.step, s.agent.diagnostics())
+            monitor.scalars(s.step, s.agent.diagnostics(diagnostics_states(s)))
         monitor.tick(s.step, n, result.epsilon)
         if t.tasks and _crossed(s.step, n, t.steps_per_task):
             end_phase(s, monitor)
@@ -298,10 +326,10 @@ def train(cfg: config.RunConfig, run_dir: Path, resume: bool = False) -> dict[st
     if resume:
         restore_checkpoint(s, say)
     else:
-        s.obs, _ = s.env.reset(seed=cfg.train.seed)
+        s.obs, _ = s.env.reset(seed=train_env_seeds(cfg, 0))
         gb = ReplayBuffer.projected_bytes(cfg.replay.capacity, s.env.single_observation_space, s.env.frame_stack) / 1e9
         say(f"run {run_dir}  |  {cfg.algo} on {s.env.game} ({s.env.family}, {cfg.train.num_envs} envs)  |  "
-            f"replay {cfg.replay.capacity:,} transitions ≈ {gb:.2f} GB")
+            f"{s.agent.parameter_count():,} parameters  |  replay {cfg.replay.capacity:,} transitions ≈ {gb:.2f} GB")
     previous = _install_signal_handlers(s)
     monitor = Monitor(run_dir, cfg.train.total_steps, s.step, cfg.train.progress)
     started, start_step = time.perf_counter(), s.step
@@ -328,13 +356,26 @@ def train(cfg: config.RunConfig, run_dir: Path, resume: bool = False) -> dict[st
     return {"outcome": outcome, "step": s.step, **summary}
 
 
+def eval_scalars(summary: dict[str, Any]) -> dict[str, float]:
+    """TensorBoard scalars of an evaluation: return statistics, human-normalised scores and every
+    domain metric's mean (charts/eval_score, charts/eval_depth, charts/eval_rooms, ...)."""
+    out = {f"charts/eval_{k}": summary[k] for k in ("mean", "median", "iqm", "hns_iqm", "hns_mean")
+           if isinstance(summary.get(k), (int, float))}
+    for key, value in summary.items():
+        if key.endswith("_mean") and key not in ("length_mean", "hns_mean") and isinstance(value, (int, float)):
+            out[f"charts/eval_{key[:-len('_mean')]}"] = value
+    return out
+
+
 def print_summary(s: Session, summary: dict[str, Any], sps: float, train_return: float) -> None:
     rows = [{"metric": "env steps", "value": f"{s.step:,}"},
             {"metric": "steps/s", "value": f"{sps:,.0f}"},
             {"metric": "recent train return", "value": "-" if math.isnan(train_return) else f"{train_return:.2f}"}]
-    for key in ("episodes", "mean", "median", "iqm", "iqm_ci_lo", "iqm_ci_hi", "min", "max",
-                "hns_mean", "hns_iqm", "score", "depth", "xp", "rooms"):
-        if key in summary and summary[key] is not None:
+    keys = ["episodes", "mean", "median", "iqm", "iqm_ci_lo", "iqm_ci_hi", "min", "max", "hns_mean", "hns_iqm"]
+    # Domain metrics (NetHack score/depth/xp/turns, Montezuma rooms): evaluation reports their means.
+    keys += [k for k in summary if k.endswith("_mean") and k not in ("length_mean", "hns_mean")]
+    for key in keys:
+        if summary.get(key) is not None:
             value = summary[key]
             rows.append({"metric": f"eval {key}", "value": f"{value:.2f}" if isinstance(value, float) else str(value)})
     eps = s.cfg.agent.eval_epsilon

@@ -1,9 +1,10 @@
 """DQN (Mnih et al., 2015) with the options researchers toggle most.
 
-Defaults are Dopamine's JAX DQN as used by the GMP paper (`shared/papers/GMP_NAP.md` §1.2):
+Defaults are Dopamine's JAX DQN as used by the GMP paper (Obando-Ceron et al., ICML 2024, Table 2):
 Adam (lr 6.25e-5, eps 1.5e-4), batch 32, 20k steps before learning, one update every 4 env
-steps, target copy every 8k env steps, 1-step vanilla targets, MSE loss, epsilon 1 -> 0.01 over
-250k steps. Options: double targets (van Hasselt et al. 2016), n-step returns, prioritized
+steps, target copy every 8k env steps, 1-step vanilla targets, MSE loss, epsilon 1 until
+learning starts, then linearly to 0.01 over 250k steps (Dopamine's `linearly_decaying_epsilon`
+with its warm-up). Options: double targets (van Hasselt et al. 2016), n-step returns, prioritized
 replay (Schaul et al. 2016), a dueling head (Wang et al. 2016), Huber loss, gradient clipping.
 
 The agent owns its networks, optimizer and exploration RNG. The training loop (rlsuite.train)
@@ -26,9 +27,10 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
+from rlsuite import seeding
 from rlsuite.errors import TrainingDiverged, UserError
 from rlsuite.nn.diagnostics import UpdateProbe, plasticity_report
-from rlsuite.nn.encoders import EncoderConfig, make_encoder
+from rlsuite.nn.encoders import EncoderConfig, make_encoder, xavier_
 from rlsuite.nn.nap import NaPConfig, NormProjector, insert_norms
 from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
 from rlsuite.nn.schedules import lr_factor
@@ -59,17 +61,21 @@ class DQNConfig:
     batch_size: int = 32
     """Transitions per gradient update."""
     learning_starts: int = 20_000
-    """Env steps collected with epsilon = 1 before the first update (Dopamine min_replay_history)."""
+    """Env steps collected before the first gradient update (Dopamine min_replay_history, CleanRL learning_starts, SB3 learning_starts). Whether epsilon stays at epsilon_start until then is epsilon_decay_start's business."""
     train_freq: int = 4
-    """Env steps per gradient update, i.e. replay ratio 1/train_freq (Dopamine update_period)."""
+    """Env steps between rounds of gradient updates (Dopamine update_period, SB3 train_freq); a round runs once the step count passes a multiple of train_freq beyond learning_starts."""
+    gradient_steps: int = 1
+    """Gradient updates per round, i.e. every train_freq env steps (SB3 gradient_steps; rl-zoo's CartPole recipe: 128 every 256). Replay ratio = gradient_steps / train_freq."""
     target_update_period: int = 8_000
-    """Env steps between copies of the online net into the target net."""
+    """Env steps (not gradient updates) between copies of the online net into the target net, as Dopamine (training_steps), CleanRL (global_step) and SB3 (target_update_interval) count it; checked after each vector step's updates."""
     epsilon_start: float = 1.0
-    """Exploration epsilon at the start of training."""
+    """Exploration epsilon until epsilon_decay_start."""
     epsilon_end: float = 0.01
     """Exploration epsilon after the decay."""
+    epsilon_decay_start: int = 0
+    """Env step at which the linear decay begins: Dopamine holds epsilon = 1 for its min_replay_history (= learning_starts, 20k) and decays after it; CleanRL and SB3 decay from step 0."""
     epsilon_decay_steps: int = 250_000
-    """Env steps over which epsilon decays linearly (counted from step 0, as in CleanRL and Dopamine)."""
+    """Env steps over which epsilon decays linearly, from epsilon_decay_start (Dopamine epsilon_decay_period, CleanRL exploration_fraction x total steps)."""
     eval_epsilon: float = 0.001
     """Epsilon used by evaluation (Dopamine: 0.001)."""
     max_grad_norm: float = 0.0
@@ -82,11 +88,13 @@ class DQNConfig:
     """Normalize-and-Project (Lyle et al. 2024): norm layers before every ReLU and weight projection (see the nap.* keys)."""
 
 
-def linear_epsilon(step: int, start: float, end: float, decay_steps: int) -> float:
-    """Linear decay from `start` to `end` over `decay_steps` env steps, then flat."""
+def linear_epsilon(step: int, start: float, end: float, decay_steps: int, decay_start: int = 0) -> float:
+    """`start` until `decay_start`, then linear to `end` over `decay_steps` env steps, then flat.
+    Dopamine's `linearly_decaying_epsilon(decay_period, step, warmup_steps, epsilon)` is the case
+    start = 1, decay_start = warmup_steps; CleanRL's `linear_schedule` the case decay_start = 0."""
     if decay_steps <= 0:
-        return end
-    fraction = min(1.0, step / decay_steps)
+        return end if step >= decay_start else start
+    fraction = min(1.0, max(0.0, (step - decay_start) / decay_steps))
     return start + fraction * (end - start)
 
 
@@ -105,6 +113,9 @@ class QNetwork(nn.Module):
             self.advantage = nn.Linear(features, num_actions)
         else:
             self.head = nn.Linear(features, num_actions)
+        if cfg.encoder.init == "dopamine":  # Dopamine's heads are Xavier-uniform with zero bias too
+            for head in self.output_layers()[: 2 if cfg.dueling else 1]:
+                xavier_(head)
 
     def output_layers(self) -> list[nn.Module]:
         """The layers that set the Q-value scale: the head(s) and the norm feeding them.
@@ -136,6 +147,8 @@ class DQN:
 
     def __init__(self, cfg: DQNConfig, observation_space: spaces.Space, action_space: spaces.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
+        """`seed` is the run's seed: the network init and the exploration stream are its
+        `network` and `exploration` streams (rlsuite.seeding), never the global RNGs."""
         if not isinstance(action_space, spaces.Discrete):
             raise UserError(f"DQN needs a discrete action space, got {action_space}")
         if cfg.loss not in ("mse", "huber"):
@@ -145,7 +158,9 @@ class DQN:
         self.observation_space = observation_space
         self.num_actions = int(action_space.n)
         cfg.nap.validate()
-        self.online = QNetwork(cfg, observation_space, self.num_actions).to(self.device)
+        with torch.random.fork_rng(devices=[]):  # the init draws from its own stream, leaving the global one
+            torch.manual_seed(seeding.int_seed(seed, "network"))
+            self.online = QNetwork(cfg, observation_space, self.num_actions).to(self.device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         # One fused kernel per step instead of a Python loop over parameters: the update of a
         # small Q-network is dominated by per-op overhead on CPU.
@@ -154,7 +169,7 @@ class DQN:
         # nothing when the machine is quiet and stalls every op when it is not (see SMALL_BATCH).
         small_network = sum(p.numel() for p in self.online.parameters()) < SMALL_NETWORK_PARAMS
         self._update_single_threaded = small_network and self.device.type == "cpu"
-        self.rng = np.random.default_rng(seed)
+        self.rng = seeding.generator(seed, "exploration")
         self.num_updates = 0
         self.target_syncs = 0
         self.post_step_hooks: list[Any] = []  # weight-space constraints (GMP masks, NaP) run after each step
@@ -163,7 +178,6 @@ class DQN:
         self.projector = self._make_projector()
         self.total_updates = 0  # set by plan(); the learning-rate schedule runs over it
         self.probe = UpdateProbe(self.online)
-        self._last_obs: Any = None  # the last update's batch observations, for diagnostics
 
     def _make_projector(self) -> NormProjector | None:
         nap = self.cfg.nap
@@ -178,7 +192,7 @@ class DQN:
     def plan(self, total_env_steps: int) -> None:
         """Attach the weight-space constraints whose schedules depend on the run length.
         GMP counts gradient updates, so its window is set from the updates this run will make."""
-        self.total_updates = max(1, (total_env_steps - self.cfg.learning_starts) // self.cfg.train_freq)
+        self.total_updates = max(1, self.updates_due(total_env_steps))
         lr_factor(0.0, self.cfg.lr_schedule, self.cfg.lr_final)  # an unknown schedule fails before training
         if self.cfg.gmp.sparsity > 0 and self.pruner is None:
             self.pruner = MagnitudePruner(self.cfg.gmp, self.online, self.total_updates, self.optimizer)
@@ -187,10 +201,17 @@ class DQN:
         if self.projector is not None and self.projector not in self.post_step_hooks:
             self.post_step_hooks.append(self.projector)
 
-    def diagnostics(self) -> dict[str, float]:
-        """Scalars worth logging at the log interval: plasticity/ on the last replay batch
-        (one extra forward pass), and sparsity/ when pruning."""
-        out = {} if self._last_obs is None else plasticity_report(self.online, self.online.encoder, self._last_obs)
+    def parameter_count(self) -> int:
+        """Parameters of the online Q-network (encoder + head), as printed at the start of a run."""
+        return sum(p.numel() for p in self.online.parameters())
+
+    def diagnostics(self, states: Any = None) -> dict[str, float]:
+        """Scalars for the diagnostics interval: plasticity/ (dormant units, srank, norms) on
+        `states`, a dedicated batch of observations (the loop samples `train.diagnostics_batch`
+        of them from the replay: srank on a 32-state training batch could never exceed 32), and
+        sparsity/ when pruning."""
+        out = {} if states is None else plasticity_report(self.online, self.online.encoder,
+                                                          to_tensor(states, self.device))
         out.update(self.probe.last)
         self.probe.arm()  # the next update measures per-layer grad norm and effective learning rate
         out["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
@@ -200,13 +221,16 @@ class DQN:
 
     def epsilon(self, env_step: int) -> float:
         c = self.cfg
-        return linear_epsilon(env_step, c.epsilon_start, c.epsilon_end, c.epsilon_decay_steps)
+        return linear_epsilon(env_step, c.epsilon_start, c.epsilon_end, c.epsilon_decay_steps, c.epsilon_decay_start)
 
-    def act(self, obs: Any, epsilon: float) -> np.ndarray:
-        """Epsilon-greedy actions for a batch of observations (one per env)."""
+    def act(self, obs: Any, epsilon: float, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Epsilon-greedy actions (int64, (num_envs,)) for a batch of observations (one per env).
+        Draws from `rng` when given (evaluation passes its own stream, so evaluating never moves
+        the training exploration stream), else from the agent's exploration stream."""
+        rng = self.rng if rng is None else rng
         batch = _batch_size(obs)
-        actions = self.rng.integers(self.num_actions, size=batch)
-        greedy = self.rng.random(batch) >= epsilon
+        actions = rng.integers(self.num_actions, size=batch)
+        greedy = rng.random(batch) >= epsilon
         if greedy.any():  # skip the forward pass entirely while acting at random
             with torch.inference_mode(), single_thread_if(batch <= SMALL_BATCH and self.device.type == "cpu"):
                 q = self.online(to_tensor(obs, self.device))
@@ -215,11 +239,17 @@ class DQN:
 
     # ------------------------------------------------------------------ learning
 
+    def updates_due(self, env_step: int) -> int:
+        """Gradient updates due in total by this env step: `gradient_steps` for every multiple of
+        train_freq past learning_starts (SB3: train when num_timesteps > learning_starts at a
+        multiple of train_freq; Dopamine: every update_period steps once the replay holds
+        min_replay_history)."""
+        c = self.cfg
+        return c.gradient_steps * max(0, env_step // c.train_freq - c.learning_starts // c.train_freq)
+
     def updates_owed(self, env_step: int) -> int:
-        """Gradient updates due by this env step at the configured replay ratio."""
-        if env_step < self.cfg.learning_starts:
-            return 0
-        return (env_step - self.cfg.learning_starts) // self.cfg.train_freq - self.num_updates
+        """Gradient updates due by this env step and not yet done."""
+        return self.updates_due(env_step) - self.num_updates
 
     def train_step(self, env_step: int, buffer: Any, beta: float = 1.0) -> dict[str, torch.Tensor] | None:
         """Do the updates owed by `env_step`, then sync the target net if its period passed.
@@ -245,7 +275,6 @@ class DQN:
         prioritized = buffer is not None and getattr(buffer, "prioritized", False)
         obs = to_tensor(batch.obs, self.device)
         next_obs = to_tensor(batch.next_obs, self.device)
-        self._last_obs = obs
         with torch.no_grad():
             target = batch.reward + batch.discount * self._next_values(next_obs)
         q_taken = self.online(obs).gather(1, batch.action.view(-1, 1)).squeeze(1)

@@ -221,6 +221,21 @@ class ReplayBuffer:
         batch = Batch(**fields)
         return batch if self.device.type == "cpu" or self._resident is not None else self._to_device(batch)
 
+    def sample_states(self, batch_size: int, seed: int) -> Obs:
+        """``batch_size`` stacked observations drawn uniformly (even from a prioritized buffer)
+        from a generator seeded with ``seed`` instead of the buffer's own stream, so drawing them
+        (diagnostics) never moves the training batches. A copy: valid after the next ``sample()``."""
+        generator = torch.Generator(device=self._gen.device).manual_seed(seed)
+        if len(self) == 0:
+            raise RuntimeError("cannot sample from a replay buffer with no complete transition")
+        if self._copy_done is not None:
+            self._copy_done.synchronize()
+        out, fields = self._out_buffers(batch_size)
+        kernels.sample_uniform(self._frame_list, self._state, out, generator, self.frame_stack, self.n_step,
+                               self.gamma, self._window)
+        obs = fields["obs"]
+        return {k: v.clone() for k, v in obs.items()} if isinstance(obs, dict) else obs.clone()
+
     def _out_buffers(self, batch_size: int) -> tuple[list[Tensor], dict[str, Obs]]:
         """The fused sample operators' ``out`` list for this batch size (see ops.sample_uniform)
         and the Batch fields as views of it, made once and reused: fresh multi-MB tensors per
