@@ -271,13 +271,27 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def _add_compare(sub: Any) -> None:
     p = sub.add_parser("compare", help="final performance per group (IQM, CIs) and learning curves",
-                       description="Groups runs by config (seed removed) or --group-by keys; final eval scores "
-                                   "(human-normalized for Atari) aggregated with rliable: IQM, mean, median with "
-                                   "95% stratified-bootstrap CIs. Writes compare.md and curves.png. Task-sequence "
-                                   "runs (train.tasks) get continual metrics instead: average performance, "
-                                   "forgetting, forward transfer, revisit/fresh; writes compare.md and continual.png.",
-                       epilog="example: rlsuite compare runs/seq-nap runs/seq-plain --reference runs/fresh")
+                       description=textwrap.fill(  # filled here: the raw formatter keeps the epilog's lines
+                                   "Groups runs by config (seed removed) or --group-by keys; each run's final "
+                                   "score on its task (the canonical env: 'pong' and 'ALE/Pong-v5' are one task), "
+                                   "human-normalized when every task is an Atari game, aggregated with rliable: IQM, "
+                                   "mean, median with 95% stratified-bootstrap CIs. Writes compare.md and curves.png. "
+                                   "Task-sequence runs (train.tasks) get continual metrics instead: average "
+                                   "performance, forgetting, forward transfer, revisit/fresh; writes compare.md and "
+                                   "continual.png.", 100),
+                       epilog="examples:\n  rlsuite compare runs/seq-nap runs/seq-plain --reference runs/fresh\n"
+                              "  rlsuite compare runs/gmp-atari --score train      # as the GMP paper's curves",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="run directories, or folders containing them (a sweep)")
+    p.add_argument("--score", choices=("eval", "train"), default="eval",
+                   help="eval (default): mean return of the last separate evaluation, at agent.eval_epsilon "
+                        "(0.001 in the Dopamine presets). train: Dopamine's training return, as the GMP paper "
+                        "plots: mean raw return of all training games (training epsilon, 0.01) that ended in the "
+                        "last complete iteration, from TensorBoard's charts/episodic_return; curves then show the "
+                        "per-iteration training return")
+    p.add_argument("--iteration-steps", type=int, metavar="N",
+                   help="--score train: env steps per iteration (default: train.eval_every, 250k in the dqn "
+                        "presets = one Dopamine iteration; the whole run when that is 0)")
     p.add_argument("--group-by", action="append", metavar="KEY", help="config key(s) that define groups")
     p.add_argument("--reference", nargs="+", metavar="RUN",
                    help="fresh single-task runs (one network per task, steps_per_task steps, any seeds) that "
@@ -293,7 +307,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(args.runs[0]) / "compare"
     tags = [t.strip() for t in args.tags.split(",") if t.strip()] if args.tags else None
-    table, curves = compare(args.runs, out, args.group_by, args.reference, tags)
+    table, curves = compare(args.runs, out, args.group_by, args.reference, tags, args.score, args.iteration_steps)
     print(table)
     print(f"\nwritten: {out / 'compare.md'}, {curves}")
     return 0

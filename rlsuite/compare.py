@@ -1,8 +1,21 @@
 """`rlsuite compare RUNS...`: group runs, report final performance with CIs, plot learning curves.
 
 Runs are grouped by their resolved config with the seed removed (so a sweep's arms become the
-groups), or by the keys given with `--group-by`. A run's score on its task is the mean return of
-its last evaluation (`eval.jsonl`); when every task is an Atari game it is human-normalized first.
+groups), or by the keys given with `--group-by`. A run's task is its canonical env, "family:game"
+(`resolve_env_id`: 'pong' and 'ALE/Pong-v5' are both 'atari:Pong', 'MinAtar/Breakout-v1' is
+'minatar:breakout'). Its score on the task is one of (`--score`):
+
+- `eval` (default): the mean return of its last separate evaluation (`eval.jsonl`, played at
+  `agent.eval_epsilon`, 0.001 in the Dopamine presets).
+- `train`: Dopamine's training return, the score GMP-style papers plot: the mean raw return of all
+  training games (epsilon-greedy at the training epsilon, 0.01) that ended within the last complete
+  iteration, read from TensorBoard's `charts/episodic_return`. An iteration is `--iteration-steps`
+  env steps, else `train.eval_every` (250k in the dqn presets = one Dopamine iteration), else the
+  whole run. The learning curves then show the per-iteration training return.
+
+When every task is an Atari game the scores are human-normalized first; otherwise they stay raw
+and the table header says why.
+
 Per group: IQM, mean and median over runs x tasks with stratified-bootstrap 95% CIs from rliable
 (Agarwal et al. 2021, the field's standard). Curves: the per-step mean over runs with a 95%
 percentile-bootstrap band. Task-sequence runs (config `train.tasks`) get continual-learning metrics
@@ -13,27 +26,55 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rlsuite.config import read_toml
+from rlsuite.envs.config import ATARI, resolve_env_id
 from rlsuite.errors import UserError
-from rlsuite.evaluate import human_normalized
+from rlsuite.evaluate import atari_game_name, human_normalized
+
+SCORES = ("eval", "train")
+TRAIN_RETURN_TAG = "charts/episodic_return"  # one point per finished training game (rlsuite/monitor.py)
 
 
 @dataclass
 class Run:
     path: Path
     config: dict[str, Any]
-    task: str
+    task: str  # canonical "family:game", see `canonical_task`
     evals: list[dict[str, Any]]
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    """(env step, score) of the score being compared: the eval returns unless `use_training_score`."""
 
     @property
     def final(self) -> float:
+        """The last evaluation's mean return (what continual metrics and `--score eval` use)."""
         return float(self.evals[-1]["mean"])
+
+    @property
+    def score(self) -> float:
+        return float(self.curve[-1][1])
+
+
+@functools.lru_cache(maxsize=None)  # called per eval record; an unknown id costs a close-match search
+def canonical_task(env_id: Any) -> str:
+    """The task 'family:game' of an env id in any spelling, so runs on one game are one task however
+    the id was typed; an id this version cannot resolve (an env it no longer knows) is kept as typed."""
+    try:
+        family, game = resolve_env_id(str(env_id))
+    except UserError:
+        return str(env_id)
+    return f"{family}:{game}"
+
+
+def human_game(task: str) -> str | None:
+    """The human-score table's game for a canonical task; None unless it is an Atari game in the table."""
+    family, _, game = task.partition(":")
+    return atari_game_name(game) if family == ATARI else None
 
 
 def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -55,7 +96,9 @@ def load_run(path: Path) -> Run:
     if not evals:
         raise UserError(f"{path} has no evaluation yet (eval.jsonl is empty)")
     config = _flatten(read_toml(path / "config.toml"))
-    return Run(path, {**_defaults(str(config.get("algo"))), **config}, str(config.get("env.id")), evals)
+    curve = [(int(e["step"]), float(e["mean"])) for e in evals]
+    return Run(path, {**_defaults(str(config.get("algo"))), **config}, canonical_task(config.get("env.id")),
+               evals, curve)
 
 
 @functools.lru_cache(maxsize=None)
@@ -119,16 +162,96 @@ def group_runs(runs: list[Run], group_by: list[str] | None = None) -> dict[str, 
     return groups
 
 
+# ----------------------------------------------------------------------------- the training score
+
+
+def _events(run: Run) -> Any:
+    """Every scalar the run logged to TensorBoard (size_guidance 0: keep all points, not a sample)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run.path), size_guidance={"scalars": 0})
+    events.Reload()
+    return events
+
+
+def training_returns(run: Run) -> tuple[np.ndarray, np.ndarray]:
+    """(env step at which each training game ended, its raw return), from TensorBoard."""
+    events = _events(run)
+    if TRAIN_RETURN_TAG not in events.Tags()["scalars"]:
+        raise UserError(f"{run.path} has no training returns (TensorBoard tag {TRAIN_RETURN_TAG}); "
+                        f"--score train needs them, --score eval does not")
+    points = events.Scalars(TRAIN_RETURN_TAG)
+    return np.array([p.step for p in points], dtype=np.int64), np.array([p.value for p in points])
+
+
+def iteration_steps(run: Run, override: int | None, reached: int) -> int:
+    """Env steps per iteration: the override, else train.eval_every (the dqn presets set it to one
+    Dopamine iteration, 250k steps), else the whole run as one iteration."""
+    return int(override or run.config.get("train.eval_every") or reached)
+
+
+def training_curve(run: Run, length: int | None = None) -> tuple[list[tuple[int, float]], int]:
+    """Dopamine's training-return curve: per complete iteration k (env steps (kL, (k+1)L]), the mean
+    raw return of the training games that ended in it (NaN when none did), at step (k+1)L; and L.
+    An iteration is complete when the run trained through its last step; a trailing partial one
+    is left out, as Dopamine reports whole iterations only."""
+    steps, values = training_returns(run)
+    reached = max([int(steps.max(initial=0))] + [int(e["step"]) for e in run.evals])
+    size = iteration_steps(run, length, reached)
+    complete = reached // size
+    if complete == 0:
+        raise UserError(f"{run.path} trained {reached:,} steps, less than one iteration of {size:,}; "
+                        f"pass a smaller --iteration-steps")
+    index = (steps - 1) // size  # a game ending at step (k+1)L still belongs to iteration k
+    keep = (index >= 0) & (index < complete)
+    sums = np.bincount(index[keep], weights=values[keep], minlength=complete)
+    counts = np.bincount(index[keep], minlength=complete)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / counts
+    return [((k + 1) * size, float(means[k])) for k in range(complete)], size
+
+
+def use_training_score(runs: list[Run], length: int | None = None) -> list[int]:
+    """Score every run by its training-return curve (sets `Run.curve`); returns the iteration lengths used."""
+    sizes = []
+    for run in runs:
+        run.curve, size = training_curve(run, length)
+        if not np.isfinite(run.score):
+            raise UserError(f"{run.path}: no training game ended in its last iteration (env steps "
+                            f"{run.curve[-1][0] - size:,}-{run.curve[-1][0]:,}); pass a longer --iteration-steps")
+        sizes.append(size)
+    return sorted(set(sizes))
+
+
+def score_description(runs: list[Run], score: str, sizes: list[int]) -> str:
+    """What the table's numbers are, for its header."""
+    if score == "train":
+        return ("final training return, mean of games ending in the last iteration of "
+                + " / ".join(f"{n:,}" for n in sizes) + " steps")
+    # the epsilon the evaluation recorded, else the config's (records from older versions lack it)
+    eps = {r.evals[-1].get("epsilon", r.config.get("agent.eval_epsilon")) for r in runs}
+    known = sorted(float(e) for e in eps if e is not None)
+    return "final eval return (ε=" + (" / ".join(f"{e:g}" for e in known) or "unknown") + ")"
+
+
+# ----------------------------------------------------------------------------- aggregation
+
+
 def score_matrix(runs: list[Run], tasks: list[str], normalize: bool) -> np.ndarray:
     """(runs per task, tasks) final scores; tasks with more runs are cut to the fewest."""
-    per_task = [[r.final for r in runs if r.task == t] for t in tasks]
+    per_task = [[r.score for r in runs if r.task == t] for t in tasks]
     n = min(len(s) for s in per_task)
     if n == 0:
         raise UserError("a group has no run on one of the tasks; compare runs on the same tasks")
     matrix = np.array([s[:n] for s in per_task], dtype=np.float64).T
     if normalize:
-        matrix = np.stack([human_normalized(t, matrix[:, j]) for j, t in enumerate(tasks)], axis=1)
+        matrix = np.stack([human_normalized(human_game(t), matrix[:, j]) for j, t in enumerate(tasks)], axis=1)
     return matrix
+
+
+def raw_tasks(groups: dict[str, list[Run]]) -> list[str]:
+    """The tasks without a human score (anything but the table's Atari games)."""
+    return sorted({r.task for runs in groups.values() for r in runs if human_game(r.task) is None})
 
 
 def aggregate(groups: dict[str, list[Run]], reps: int = 2000, seed: int = 0) -> tuple[list[dict], bool]:
@@ -136,7 +259,7 @@ def aggregate(groups: dict[str, list[Run]], reps: int = 2000, seed: int = 0) -> 
     from rliable import metrics
 
     tasks = sorted({r.task for runs in groups.values() for r in runs})
-    normalize = all(human_normalized(t, 0.0) is not None for t in tasks)
+    normalize = not raw_tasks(groups)  # scores on one scale only: all human-normalized or all raw
     scores = {g: score_matrix(runs, tasks, normalize) for g, runs in groups.items()}
     funcs = {"iqm": metrics.aggregate_iqm, "mean": metrics.aggregate_mean, "median": metrics.aggregate_median}
     np.random.seed(seed)  # rliable draws its bootstrap from numpy's global RNG
@@ -150,8 +273,13 @@ def aggregate(groups: dict[str, list[Run]], reps: int = 2000, seed: int = 0) -> 
     return rows, normalize
 
 
-def markdown_table(rows: list[dict], normalized: bool) -> str:
-    unit = "human-normalized score" if normalized else "final eval return"
+def markdown_table(rows: list[dict], score: str, raw: list[str]) -> str:
+    """The table; `score` describes the numbers, `raw` lists the tasks that kept them from being
+    human-normalized (empty = normalized)."""
+    if raw:
+        unit = f"{score}, raw, not human-normalized: no Atari human score for {', '.join(raw)}"
+    else:
+        unit = f"human-normalized {score}"
     lines = [f"Final performance ({unit}; 95% stratified-bootstrap CIs, rliable)", "",
              "| group | runs | tasks | IQM | mean | median |", "|---|---|---|---|---|---|"]
     for r in rows:
@@ -171,7 +299,9 @@ def label_env_steps(ax: Any) -> None:
     ax.set_xlabel("env steps")
 
 
-def learning_curves(groups: dict[str, list[Run]], out: Path, reps: int = 1000) -> Path:
+def learning_curves(groups: dict[str, list[Run]], out: Path, reps: int = 1000,
+                    ylabel: str = "eval return") -> Path:
+    """Each group's `Run.curve` (eval returns, or per-iteration training returns) at the steps all its runs share."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -180,15 +310,16 @@ def learning_curves(groups: dict[str, list[Run]], out: Path, reps: int = 1000) -
     rng = np.random.default_rng(0)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for label, runs in groups.items():
-        steps = sorted(set.intersection(*[{e["step"] for e in r.evals} for r in runs]))
+        points = [dict(r.curve) for r in runs]
+        steps = sorted(set.intersection(*[set(p) for p in points]))
         if not steps:
             continue
-        curves = np.array([[next(e["mean"] for e in r.evals if e["step"] == s) for s in steps] for r in runs])
+        curves = np.array([[p[s] for s in steps] for p in points])
         boot = curves[rng.integers(len(runs), size=(reps, len(runs)))].mean(axis=1)
         ax.plot(steps, curves.mean(axis=0), label=f"{label} (n={len(runs)})")
         ax.fill_between(steps, *np.percentile(boot, [2.5, 97.5], axis=0), alpha=0.2)
     label_env_steps(ax)
-    ax.set_ylabel("eval return (mean over runs, 95% CI)")
+    ax.set_ylabel(f"{ylabel} (mean over runs, 95% CI)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -200,10 +331,7 @@ def learning_curves(groups: dict[str, list[Run]], out: Path, reps: int = 1000) -
 
 def final_scalars(run: Run, tags: list[str]) -> dict[str, float]:
     """The last logged value of each TensorBoard tag in a run directory (tags it lacks are left out)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run.path), size_guidance={"scalars": 0})
-    events.Reload()
+    events = _events(run)
     logged = set(events.Tags()["scalars"])
     return {tag: float(events.Scalars(tag)[-1].value) for tag in tags if tag in logged}
 
@@ -230,17 +358,27 @@ def scalars_table(groups: dict[str, list[Run]], tags: list[str], reps: int = 200
 
 
 def compare(paths: list[str], out: Path, group_by: list[str] | None = None,
-            reference: list[str] | None = None, tags: list[str] | None = None) -> tuple[str, Path]:
+            reference: list[str] | None = None, tags: list[str] | None = None,
+            score: str = "eval", iteration: int | None = None) -> tuple[str, Path]:
+    """`score`: 'eval' or 'train' (see the module docstring); `iteration`: env steps per training iteration."""
+    if score not in SCORES:
+        raise UserError(f"unknown score '{score}'; choose one of: {', '.join(SCORES)}")
+    if iteration is not None and iteration <= 0:
+        raise UserError(f"--iteration-steps must be a positive number of env steps, got {iteration}")
     runs = find_runs(paths)
     if reference or any(r.config.get("train.tasks") for r in runs):  # task sequences: rlsuite/continual.py
+        if score != "eval":
+            raise UserError("--score train is for single-task runs; task-sequence metrics use switch evaluations")
         from rlsuite.continual import continual_report
 
         return continual_report(runs, find_runs(reference) if reference else [], out, group_by)
+    sizes = use_training_score(runs, iteration) if score == "train" else []
     groups = group_runs(runs, group_by)
-    rows, normalized = aggregate(groups)
-    table = markdown_table(rows, normalized)
+    rows, _ = aggregate(groups)
+    table = markdown_table(rows, score_description(runs, score, sizes), raw_tasks(groups))
     if tags:
         table += "\n\n" + scalars_table(groups, tags)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text(table + "\n")
-    return table, learning_curves(groups, out)
+    ylabel = "training return per iteration" if score == "train" else "eval return"
+    return table, learning_curves(groups, out, ylabel=ylabel)

@@ -4,7 +4,9 @@ A sequence run (config `train.tasks`, `train.steps_per_task` = N, `train.cycles`
 task `tasks[k % len(tasks)]` during env steps [kN, (k+1)N). At the end of every phase it evaluates every
 task (eval.jsonl records with `source = "switch"`, `phase = k`, `task`); during training it evaluates the
 task being trained (`source = "periodic"`). Reference runs are single-task runs of the same agent: a
-fresh network trained for N steps on one task (several seeds).
+fresh network trained for N steps on one task (several seeds). Tasks are matched by their canonical
+"family:game" (`rlsuite.compare.canonical_task`), so a reference run on 'MinAtar/Breakout-v1' serves the
+sequence task 'minatar:breakout'; the report names tasks that way.
 
 All metrics use the normalized performance p_i = return_i / R_i, where R_i is the mean over reference
 seeds of the reference run's final eval return on task i (1.0 = as good as a fresh network). Tasks
@@ -31,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlsuite.compare import Run, group_runs, label_env_steps
+from rlsuite.compare import Run, canonical_task, group_runs, label_env_steps
 from rlsuite.errors import UserError
 
 METRICS = {"final": "final p", "forgetting": "forgetting", "transfer": "forward transfer",
@@ -69,8 +71,8 @@ class Sequence:
 
     def curve(self, task: str, phase: int) -> tuple[list[int], list[float]]:
         """The learning curve of `task` during `phase`: its periodic evaluations, then its switch one."""
-        points = {e["step"]: float(e["mean"]) for e in self.run.evals
-                  if e.get("phase") == phase and e.get("task") == task and e.get("source") == "periodic"}
+        points = {e["step"]: float(e["mean"]) for e in self.run.evals if e.get("phase") == phase
+                  and canonical_task(e.get("task")) == task and e.get("source") == "periodic"}
         if (phase, task) in self.switch:
             points.setdefault((phase + 1) * self.steps_per_task, self.switch[phase, task])
         steps = sorted(points)
@@ -78,9 +80,10 @@ class Sequence:
 
 
 def load_sequence(run: Run) -> Sequence:
-    """Read a sequence run's schedule and switch evaluations; a run without any is a UserError."""
-    tasks = list(dict.fromkeys(run.config["train.tasks"]))
-    switch = {(int(e["phase"]), str(e["task"])): float(e["mean"]) for e in run.evals
+    """Read a sequence run's schedule and switch evaluations; a run without any is a UserError.
+    Tasks are canonical, as the reference runs' are, whichever spelling the config used."""
+    tasks = list(dict.fromkeys(canonical_task(t) for t in run.config["train.tasks"]))
+    switch = {(int(e["phase"]), canonical_task(e["task"])): float(e["mean"]) for e in run.evals
               if e.get("source") == "switch"}
     complete = [k for k in {k for k, _ in switch} if all((k, t) in switch for t in tasks)]
     if not complete:
@@ -118,8 +121,8 @@ class Reference:
 
 
 def reference_task(run: Run) -> str:
-    """The task of a fresh run: its env id, or the task of a one-task, one-cycle "sequence"."""
-    tasks = set(run.config.get("train.tasks") or [])
+    """The canonical task of a fresh run: its env's, or that of a one-task, one-cycle "sequence"."""
+    tasks = {canonical_task(t) for t in run.config.get("train.tasks") or []}
     if len(tasks) > 1 or (tasks and int(run.config.get("train.cycles", 1)) > 1):
         raise UserError(f"reference run {run.path} trains a task sequence; --reference takes single-task runs")
     return tasks.pop() if tasks else run.task

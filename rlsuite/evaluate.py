@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -142,16 +141,25 @@ _BY_KEY = {name.lower(): name for name in ATARI_RANDOM_HUMAN}
 
 
 def atari_game_name(game: str | None) -> str | None:
-    """The table's name for 'Pong', 'pong', 'ALE/Pong-v5', 'PongNoFrameskip-v4', 'ms_pacman', ..."""
+    """The table's name for any spelling of an Atari game that `resolve_env_id` accepts ('Pong',
+    'pong', 'ALE/Pong-v5', 'PongNoFrameskip-v4', 'ms_pacman', 'montezuma'); None for anything else.
+
+    Resolving first, rather than squashing the id as typed, keeps MinAtar's 'MinAtar/Breakout-v1'
+    off Atari Breakout's row: only the 'atari' family is scored against the human table."""
+    from rlsuite.envs.config import ATARI, resolve_env_id  # here: the env package is not needed otherwise
+    from rlsuite.errors import UserError
+
     if not game:
         return None
-    key = game.split("/")[-1]
-    key = re.sub(r"(NoFrameskip|Deterministic)?-v\d+$", "", key)
-    return _BY_KEY.get(key.replace("_", "").replace("-", "").lower())
+    try:
+        family, name = resolve_env_id(game)
+    except UserError:  # not an env id at all (e.g. 'CartPole'): nothing to normalise against
+        return None
+    return _BY_KEY.get(name.lower()) if family == ATARI else None
 
 
 def human_normalized(game: str | None, score: float | np.ndarray) -> float | np.ndarray | None:
-    """(score - random) / (human - random); None when the game is not in the table."""
+    """(score - random) / (human - random); None when the game is not an Atari game in the table."""
     name = atari_game_name(game)
     if name is None:
         return None

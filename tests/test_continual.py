@@ -43,18 +43,19 @@ def write_run(path: Path, train: dict, env_id: str, evals: list[dict], lr: float
     return path
 
 
-def sequence_run(path: Path, seed: int = 1, final_a: float = 5.0, cycles: int = 2, switch: bool = True) -> Path:
+def sequence_run(path: Path, seed: int = 1, final_a: float = 5.0, cycles: int = 2, switch: bool = True,
+                 tasks: tuple[str, str] = (A, B)) -> Path:
     periodic = {0: (50, 4.0), 1: (150, 10.0), 2: (250, 5.0), 3: (350, 8.0)}
     ends = {0: (8.0, 2.0), 1: (6.0, 16.0), 2: (9.0, 12.0), 3: (final_a, 18.0)}
     evals = []
     for k in range(2 * cycles):
         step, value = periodic[k]
-        evals.append({"step": step, "mean": value, "task": [A, B][k % 2], "phase": k, "source": "periodic"})
+        evals.append({"step": step, "mean": value, "task": tasks[k % 2], "phase": k, "source": "periodic"})
         if switch:
             evals += [{"step": 100 * (k + 1), "mean": v, "task": t, "phase": k, "source": "switch"}
-                      for t, v in zip([A, B], ends[k])]
-    train = {"seed": seed, "tasks": [A, B], "steps_per_task": 100, "cycles": cycles, "eval_every": 50}
-    return write_run(path, train, A, evals)
+                      for t, v in zip(tasks, ends[k])]
+    train = {"seed": seed, "tasks": list(tasks), "steps_per_task": 100, "cycles": cycles, "eval_every": 50}
+    return write_run(path, train, tasks[0], evals)
 
 
 def fresh_run(path: Path, task: str, at50: float, at100: float, seed: int = 1) -> Path:
@@ -205,3 +206,16 @@ def test_a_one_task_sequence_serves_as_a_reference(tmp_path):
     one = write_run(tmp_path / "one", {"seed": 1, "tasks": [A], "steps_per_task": 100, "cycles": 1}, A, evals)
     ref = build_reference([load_run(one)], {A, B}, {100})
     assert ref.returns == {A: 8.0} and ref.aucs == pytest.approx({A: 0.75})
+
+
+def test_tasks_match_across_spellings(tmp_path):
+    """A reference on 'MinAtar/Breakout-v1' is one for the sequence's 'minatar:breakout', and a sequence
+    spelled 'MinAtar/Breakout-v1', 'MinAtar/Asterix-v1' is scored against references on A and B."""
+    seq = load_sequence(load_run(sequence_run(tmp_path / "seq", tasks=("MinAtar/Breakout-v1", "MinAtar/Asterix-v1"))))
+    assert seq.tasks == [A, B] and seq.curve(A, 0) == ([50, 100], [4.0, 8.0])
+    refs = [load_run(fresh_run(tmp_path / "fresh" / "A", "MinAtar/Breakout-v1", 4, 8)),
+            load_run(fresh_run(tmp_path / "fresh" / "B", B, 10, 20))]
+    ref = build_reference(refs, set(seq.tasks), {100})
+    assert ref.returns == pytest.approx({A: 8.0, B: 20.0}) and ref.notes == []
+    # as test_each_metric_by_hand with R_A = 8: end of phase 3, A 5 / 8 and B 18 / 20
+    assert run_metrics(seq, ref)["final"] == pytest.approx({A: 5 / 8, B: 0.9})

@@ -121,6 +121,25 @@ def test_game_name_snake_case() -> None:
     assert atari_game_name(None) is None
 
 
+@pytest.mark.parametrize("name", ["MinAtar/Breakout-v1", "minatar:breakout", "MinAtar/SpaceInvaders-v1",
+                                  "CartPole-v1", "NetHackScore-v0", "nethack"])
+def test_non_atari_ids_have_no_human_score(name: str) -> None:
+    """MinAtar's Breakout is not Atari Breakout (whose row would give (10 - 1.7) / (30.5 - 1.7))."""
+    assert atari_game_name(name) is None
+    assert human_normalized(name, 10.0) is None
+
+
+def test_montezuma_alias_is_normalised() -> None:
+    """'montezuma' is MontezumaRevenge: random 0.0, human 4753.3."""
+    assert atari_game_name("montezuma") == "MontezumaRevenge"
+    assert human_normalized("montezuma", 100.0) == pytest.approx((100 - 0.0) / (4753.3 - 0.0))
+
+
+def test_summary_of_a_minatar_game_is_not_normalised() -> None:
+    res = EvalResult(returns=np.array([10.0, 20.0]), lengths=np.ones(2, dtype=np.int64), game="MinAtar/Breakout-v1")
+    assert "hns_mean" not in res.summary() and "hns_iqm" not in res.summary()
+
+
 # --------------------------------------------------------------------------------------------
 # the protocol, on a real gymnasium vector env
 
