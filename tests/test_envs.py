@@ -20,15 +20,15 @@ ATARI_BACKENDS = ["envpool", "gymnasium"]
 PRESETS = Path(__file__).resolve().parents[1] / "rlsuite" / "presets" / "envs"
 
 
-def rollout(env: VecEnv, steps: int, seed: int = 0) -> list[tuple]:
-    """Step with seeded random actions; keep copies of everything returned."""
-    rng = np.random.default_rng(seed)
+def rollout(env: VecEnv, steps: int, seed: int = 0, actions: np.ndarray | None = None) -> list[tuple]:
+    """Step with `actions` (steps, num_envs), default seeded random ones; keep copies of everything returned."""
+    if actions is None:
+        actions = np.random.default_rng(seed).integers(0, env.single_action_space.n, (steps, env.num_envs))
     out = []
     obs, _ = env.reset()
     prev = _copy(obs)
-    for _ in range(steps):
-        actions = rng.integers(0, env.single_action_space.n, env.num_envs)
-        obs, reward, term, trunc, info = env.step(actions)
+    for t in range(steps):
+        obs, reward, term, trunc, info = env.step(actions[t])
         out.append((prev, _copy(obs), reward.copy(), term.copy(), trunc.copy(), _copy(info["final_obs"]),
                     {k: v.copy() for k, v in info["episode"].items()}))
         prev = _copy(obs)
@@ -111,18 +111,27 @@ def test_atari_spaces_and_dtypes(backend: str, game: str) -> None:
         assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
         assert reward.dtype == np.float32 and term.dtype == bool and trunc.dtype == bool
         assert ep["return"].dtype == np.float64 and ep["length"].dtype.kind == "i"
-        # the 60-step cap truncates, never terminates, and ends the whole game
+        # the 60-step cap truncates (no game ends by then, so nothing terminates) and ends the whole game
         assert steps[59][4].all() and not steps[59][3].any() and steps[59][6]["done"].all()
         assert (steps[59][6]["length"] == 60).all()
 
 
+@pytest.mark.parametrize("frame_skip", [1, 2, 3, 4])
 @pytest.mark.parametrize("game, life_loss", [("pong", False), ("breakout", True)])
-def test_atari_backends_are_pixel_identical(game: str, life_loss: bool) -> None:
-    """No sticky actions, one no-op: envpool and our ale-py preprocessing give the same pixels."""
+def test_atari_backends_are_pixel_identical(game: str, life_loss: bool, frame_skip: int) -> None:
+    """No sticky actions, one no-op: envpool and our ale-py preprocessing give the same pixels at
+    every frame skip. Breakout presses FIRE most of the time, so its games end (at game over
+    too, whose step may stop inside the skip) within 2 x 600 frames."""
+    cap = 150 if game == "pong" else 600 // frame_skip
     cfg = dict(id=game, sticky_action_prob=0.0, noop_max=0, fire_reset=life_loss, terminal_on_life_loss=life_loss,
-               clip_rewards=True, max_episode_steps=150)
+               clip_rewards=True, max_episode_steps=cap, frame_skip=frame_skip)
+    steps = 2 * cap + 20
+    rng = np.random.default_rng(frame_skip)
+    actions = rng.integers(0, 4 if game == "breakout" else 6, (steps, 2))
+    if game == "breakout":
+        actions[rng.random((steps, 2)) < 0.7] = 1  # FIRE
     with make(EnvConfig(backend="envpool", **cfg), 2, 3) as a, make(EnvConfig(backend="gymnasium", **cfg), 2, 3) as b:
-        ra, rb = rollout(a, 320), rollout(b, 320)
+        ra, rb = rollout(a, steps, actions=actions), rollout(b, steps, actions=actions)
     ends = 0
     for t, (x, y) in enumerate(zip(ra, rb)):
         for k in range(5):
@@ -177,7 +186,8 @@ def test_life_loss_ends_episodes_but_not_games(backend: str) -> None:
 def test_evaluation_never_ends_on_life_loss_nor_clips(backend: str) -> None:
     cfg = EnvConfig(id="space_invaders", backend=backend, terminal_on_life_loss=True, clip_rewards=True,
                     sticky_action_prob=0.0)
-    with make(cfg, 1, 0) as train, make(cfg, 1, 0, evaluation=True) as ev:
+    # seed 1: random play loses a life within 400 steps on both backends
+    with make(cfg, 1, 1) as train, make(cfg, 1, 1, evaluation=True) as ev:
         tr, evs = rollout(train, 400), rollout(ev, 400)
     train_rewards = np.concatenate([s[2] for s in tr])
     eval_rewards = np.concatenate([s[2] for s in evs])
@@ -264,20 +274,20 @@ def test_minatar_channels_first_and_episodes() -> None:
 @pytest.mark.parametrize("backend", ["gymnasium", "gymnasium-async"])
 def test_cartpole_same_step_autoreset_matches_a_plain_env(backend: str) -> None:
     """Truncation at 7 steps: obs is the next episode's first obs, final_obs the true last one."""
-    with make(EnvConfig(id="CartPole-v1", backend=backend, max_episode_steps=7), 2, 11) as env:
+    with make(EnvConfig(id="CartPole-v1", backend=backend, max_episode_steps=7), 2, [11, 12]) as env:
         assert env.family == "classic" and env.single_observation_space.dtype == np.float32
         steps = rollout(env, 20)
     actions = np.random.default_rng(0).integers(0, 2, (20, 2))
     for i in range(2):
         ref = gym.make("CartPole-v1")
-        obs, _ = ref.reset(seed=11 + i)
+        obs, _ = ref.reset(seed=[11, 12][i])
         count = 0
         for t in range(20):
             obs, _, term, trunc, _ = ref.step(int(actions[t, i]))
             count += 1
             _, got, reward, gterm, gtrunc, final, ep = steps[t]
             if term or count == 7:
-                assert gtrunc[i] == (count == 7) and gterm[i] == (term and count < 7)
+                assert gtrunc[i] == (count == 7) and gterm[i] == term
                 assert np.allclose(final[i], obs) and ep["done"][i] and ep["length"][i] == count
                 assert ep["return"][i] == count  # +1 per step, counted from this episode's start
                 obs, _ = ref.reset()

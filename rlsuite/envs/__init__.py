@@ -5,18 +5,22 @@ classic control, on envpool or gymnasium, with one autoreset meaning (same-step;
 from __future__ import annotations
 
 from functools import partial
+from typing import Sequence
 
 from rlsuite.envs.config import ATARI, CLASSIC, MINATAR, NETHACK, EnvConfig, known_env_ids, resolve_env_id
 from rlsuite.envs.vector import VecEnv
 from rlsuite.errors import UserError
+from rlsuite.seeding import vector_seeds
 
 __all__ = ["EnvConfig", "VecEnv", "make", "resolve_env_id", "known_env_ids"]
 
 BACKENDS = ("auto", "envpool", "gymnasium", "gymnasium-async")
 
 
-def make(cfg: EnvConfig, num_envs: int, seed: int, *, evaluation: bool = False) -> VecEnv:
-    """Build `num_envs` copies of `cfg.id`; env i is seeded with seed + i.
+def make(cfg: EnvConfig, num_envs: int, seed: int | Sequence[int], *, evaluation: bool = False) -> VecEnv:
+    """Build `num_envs` copies of `cfg.id`. `seed` is one int per env (env i gets seed[i]) or an int
+    root whose SeedSequence children seed the envs (`rlsuite.seeding.vector_seeds`); it seeds the
+    first reset.
 
     With `evaluation=True` episodes never end on a lost life and rewards are never clipped, so
     episodes are whole games scored in raw points.
@@ -27,6 +31,7 @@ def make(cfg: EnvConfig, num_envs: int, seed: int, *, evaluation: bool = False) 
     if num_envs < 1:
         raise UserError(f"num_envs must be at least 1, got {num_envs}")
     _validate(cfg)
+    seeds = vector_seeds(seed, num_envs)
     backend = cfg.backend
     if backend == "auto":
         backend = "envpool" if family == ATARI else "gymnasium"
@@ -35,8 +40,8 @@ def make(cfg: EnvConfig, num_envs: int, seed: int, *, evaluation: bool = False) 
             raise UserError(f"backend 'envpool' supports Atari only, not '{cfg.id}'; use backend='gymnasium'")
         from rlsuite.envs.atari import EnvpoolAtari
 
-        return EnvpoolAtari(cfg, game, num_envs, seed, evaluation)
-    return _make_gym(cfg, family, game, num_envs, seed, evaluation, backend == "gymnasium-async")
+        return EnvpoolAtari(cfg, game, num_envs, seeds, evaluation)
+    return _make_gym(cfg, family, game, num_envs, seeds, evaluation, backend == "gymnasium-async")
 
 
 def _validate(cfg: EnvConfig) -> None:
@@ -52,7 +57,7 @@ def _validate(cfg: EnvConfig) -> None:
             raise UserError(f"bad env config: {message}")
 
 
-def _make_gym(cfg: EnvConfig, family: str, game: str, num_envs: int, seed: int, evaluation: bool,
+def _make_gym(cfg: EnvConfig, family: str, game: str, num_envs: int, seeds: list[int], evaluation: bool,
               use_async: bool) -> VecEnv:
     from rlsuite.envs.gym_backend import AsyncGameVec, SyncGameVec
 
@@ -77,4 +82,4 @@ def _make_gym(cfg: EnvConfig, family: str, game: str, num_envs: int, seed: int, 
 
         factory = partial(ClassicGame, cfg, game)
     cls = AsyncGameVec if use_async else SyncGameVec
-    return cls(factory, num_envs, seed, **kw)
+    return cls(factory, num_envs, seeds, **kw)

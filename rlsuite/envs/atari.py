@@ -4,11 +4,15 @@ Preprocessing (both backends, modelled on envpool's C++ Atari env so outputs agr
 - reset: a random number k in 1..noop_max of actions, the last one FIRE when `fire_reset` and the
   game has FIRE (k-1 no-ops then FIRE), else k no-ops;
 - step: the action repeated `frame_skip` frames (stopping at game over), observation = pixel max of
-  the last two grayscale frames, resized to screen_size² with cv2 INTER_AREA; a reset observation
-  is the last frame alone; a game that ends within a step shows what envpool shows (see `step`);
+  the last two grayscale frames (at frame_skip=1 the one emulated frame, as envpool 1.2.5 shows),
+  resized to screen_size² with cv2 INTER_AREA; a reset observation is the last frame alone; a game
+  that ends within a step shows what envpool shows (see `AtariGame.step`);
 - life loss with `terminal_on_life_loss`: terminated=True while lives remain, but the game is not
   reset — the next "reset" only takes the no-ops/FIRE above and the game goes on (envpool's
-  `episodic_life`); the time limit counts agent steps of the whole game.
+  `episodic_life`); the time limit counts agent steps of the whole game;
+- a game over (or, with life loss, a lost life) on the time-limit step is terminated=True as well
+  as truncated=True. envpool reports only trunc there, so its flags are rebuilt from its game-over
+  info and the lives.
 - sticky actions are ALE's `repeat_action_probability`.
 
 envpool keeps its own next-step autoreset internally; we step just the ended envs at once (a
@@ -26,7 +30,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlsuite.envs.config import EnvConfig
-from rlsuite.envs.vector import RawStep, VecEnv
+from rlsuite.envs.vector import RawStep, VecEnv, private_rng
 from rlsuite.errors import UserError, require
 
 ROOM_RAM_BYTE = 3  # Montezuma's Revenge: index of the current room
@@ -46,7 +50,7 @@ def metric_keys(game: str) -> tuple[str, ...]:
 class EnvpoolAtari(VecEnv):
     """envpool (sync mode, stack_num=1) under the common layer."""
 
-    def __init__(self, cfg: EnvConfig, game: str, num_envs: int, seed: int, evaluation: bool) -> None:
+    def __init__(self, cfg: EnvConfig, game: str, num_envs: int, seeds: list[int], evaluation: bool) -> None:
         self._envpool = require("envpool", "envpool")
         self._kwargs = dict(
             num_envs=num_envs, batch_size=num_envs, stack_num=1, frame_skip=cfg.frame_skip,
@@ -59,7 +63,7 @@ class EnvpoolAtari(VecEnv):
         self._task = f"{game}-v5"
         if self._task not in self._envpool.list_all_envs():
             raise UserError(f"envpool has no Atari game '{game}'; use backend='gymnasium' (ale-py)")
-        self._pool = self._make_pool(seed)
+        self._pool = self._make_pool(seeds)
         size = cfg.screen_size
         super().__init__(
             num_envs=num_envs, frame_space=gym.spaces.Box(0, 255, (size, size), np.uint8),
@@ -67,23 +71,30 @@ class EnvpoolAtari(VecEnv):
             frame_stack=cfg.frame_stack, clip_rewards=cfg.clip_rewards and not evaluation,
             metric_keys=metric_keys(game),
         )
-        self._seed = seed
+        self._seeds, self._fresh = list(seeds), True  # fresh: not reset yet, so already in its seeded state
+        self._episodic_life = self._kwargs["episodic_life"]
+        self._lives = np.zeros(num_envs, np.int64)  # after the last step, to see a life lost on the cap step
+        self._terminated = np.zeros(num_envs, bool)
+        self._game_over = np.zeros(num_envs, bool)
         self._track_rooms = bool(self.metric_keys)
         self._visited = np.zeros((num_envs, 256), bool)
         self._rows = np.arange(num_envs)
         self._final = np.zeros((num_envs, size, size), np.uint8)
         self._actions = np.zeros(num_envs, np.int32)
 
-    def _make_pool(self, seed: int) -> Any:
-        n = self._kwargs["num_envs"]
-        return self._envpool.make_gymnasium(self._task, seed=seed, env_seed=[seed + i for i in range(n)],
-                                            **self._kwargs)
+    def _make_pool(self, seeds: list[int]) -> Any:
+        # A seed list is envpool's per-env `env_seed` (it then sets its base `seed` to 0).
+        return self._envpool.make_gymnasium(self._task, seed=list(seeds), **self._kwargs)
 
-    def _raw_reset(self, seed: int | None) -> np.ndarray:
-        if seed is not None and seed != self._seed:
+    def _raw_reset(self, seeds: list[int] | None) -> np.ndarray:
+        # envpool fixes seeds at construction: a seeded reset needs a new pool, unless this one
+        # was just built with these seeds and never reset.
+        if seeds is not None and not (self._fresh and seeds == self._seeds):
             self._pool.close()
-            self._pool, self._seed = self._make_pool(seed), seed
+            self._pool, self._seeds = self._make_pool(seeds), list(seeds)
+        self._fresh = False
         obs, info = self._pool.reset()
+        np.copyto(self._lives, info["lives"])
         if self._track_rooms:
             self._visited.fill(False)
             self._visited[self._rows, info["ram"][:, ROOM_RAM_BYTE]] = True
@@ -93,15 +104,26 @@ class EnvpoolAtari(VecEnv):
         np.copyto(self._actions, actions, casting="unsafe")
         obs, reward, term, trunc, info = self._pool.step(self._actions)
         frames = obs[:, 0]
-        game_over = trunc | (term & (info["terminated"] != 0))  # envpool's info "terminated" = game over
-        raw = RawStep(frames, self._final, reward, term, trunc, game_over)
+        self._end_flags(term, trunc, info)
+        raw = RawStep(frames, self._final, reward, self._terminated, trunc, self._game_over)
         if self._track_rooms:
             self._visited[self._rows, info["ram"][:, ROOM_RAM_BYTE]] = True
             raw.metrics["rooms"] = self._visited.sum(1)  # counted before a game-over clears it
-        ended = term | trunc
+        ended = self._terminated | trunc
         if ended.any():
-            self._reset_ended(np.flatnonzero(ended), frames, game_over)
+            self._reset_ended(np.flatnonzero(ended), frames, self._game_over)
         return raw
+
+    def _end_flags(self, term: np.ndarray, trunc: np.ndarray, info: dict) -> None:
+        """terminated = the game (or, with episodic life, a life) really ended, even on the cap
+        step, where envpool reports trunc=True and term=False; game_over = the whole game ended."""
+        game_ended = info["terminated"] != 0  # envpool's info "terminated" is ALE's game_over()
+        lives = info["lives"]
+        np.logical_or(term, game_ended, out=self._terminated)
+        if self._episodic_life:
+            self._terminated |= (lives > 0) & (lives < self._lives)  # envpool's own life-loss test
+        np.copyto(self._lives, lives)
+        np.logical_or(trunc, game_ended, out=self._game_over)
 
     def _reset_ended(self, ids: np.ndarray, frames: np.ndarray, game_over: np.ndarray) -> None:
         """Same-step autoreset: keep the last frames, then reset just these envs."""
@@ -111,6 +133,7 @@ class EnvpoolAtari(VecEnv):
         ids32 = ids.astype(np.int32)
         obs, _, _, _, info = self._pool.step(self._actions[: len(ids32)] * 0, ids32)
         frames[ids] = obs[:, 0]
+        self._lives[ids] = info["lives"]
         if self._track_rooms:
             over = ids[game_over[ids]]
             self._visited[over] = False
@@ -156,7 +179,7 @@ class AtariGame(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         if seed is not None:
             self._env.reset(seed=seed)  # reseeds the ALE (sticky actions) and reloads the game
-            self._rng = np.random.default_rng(seed)
+            self._rng = private_rng(seed, "atari_reset_noops")
             self._game_over_pending = True
         if self._game_over_pending or not self._life_loss:
             self.ale.reset_game()
@@ -180,33 +203,40 @@ class AtariGame(gym.Env):
             self._rooms.add(int(self.ale.getRAM()[ROOM_RAM_BYTE]))
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
-        reward, over, a = 0.0, False, self._actions[action]
-        frames = 0
-        for k in range(self._skip):
-            reward += self.ale.act(a)
-            over = self.ale.game_over()
-            frames = k + 1
-            left = self._skip - k  # envpool's skip_id: frames 2 and 1 before the end go to slots 0, 1
-            if left <= 2:
-                self._screen(2 - left)
-            if over:
-                break
-        if frames == self._skip and self._skip >= 2:
-            np.maximum(self._buf[0], self._buf[1], out=self._buf[0])
-        # Else the game ended early and slot 0 holds the third-last frame or, if the game ended in
-        # the first frames, the previous observation's frame: exactly what envpool shows.
-        frame = self._buf[0]
+        reward, over = self._repeat(self._actions[action])
         self._elapsed += 1
         self._visit()
         lives = self.ale.lives()
-        truncated = self._elapsed >= self._cap  # a time limit wins over termination, as envpool
-        life_lost = self._life_loss and 0 < lives < self._lives
+        truncated = self._elapsed >= self._cap
+        # A real end counts even on the cap step (then both flags are set): its value is 0.
+        terminated = over or (self._life_loss and 0 < lives < self._lives)
         self._lives = lives
         self._game_over_pending = over or truncated
         info: dict[str, Any] = {"game_over": over or truncated, "lives": lives}
         if self._track_rooms:
             info["rooms"] = len(self._rooms)
-        return self._resize(frame), reward, (over or life_lost) and not truncated, truncated, info
+        return self._resize(self._buf[0]), reward, terminated, truncated, info
+
+    def _repeat(self, a: Any) -> tuple[float, bool]:
+        """Act `frame_skip` frames (stopping at game over) and leave the observation in slot 0.
+
+        As envpool: the last two frames go to slots 0, 1 and are max-pooled when all frames ran.
+        At frame_skip=1 the one frame goes to slot 0 alone, since envpool 1.2.5 shows exactly that
+        frame (measured; pooling it with a frame from an earlier step would show stale pixels).
+        """
+        reward, over, ran, pooled = 0.0, False, 0, self._skip >= 2
+        while ran < self._skip and not over:
+            reward += self.ale.act(a)
+            over = self.ale.game_over()
+            left = self._skip - ran  # envpool's skip_id: frames still to run, this one included
+            ran += 1
+            if left <= 2:
+                self._screen(2 - left if pooled else 0)
+        if pooled and ran == self._skip:
+            np.maximum(self._buf[0], self._buf[1], out=self._buf[0])
+        # Else, if the game ended early, slot 0 holds the last frame when it ended on the
+        # second-last one, or else the previous observation's frame: exactly what envpool shows.
+        return reward, over
 
     def close(self) -> None:
         self._env.close()

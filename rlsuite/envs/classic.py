@@ -1,6 +1,7 @@
 """Classic control game env: the registered gymnasium env plus our time limit.
 
 The registered limit (CartPole-v1: 500 steps) still applies; `max_episode_steps` can only shorten it.
+A pole that falls on the limit step is terminated (and truncated): the game really ended.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ class ClassicGame(gym.Env):
         obs, reward, term, trunc, _ = self._env.step(action)
         self._elapsed += 1
         truncated = bool(trunc) or self._elapsed >= self._cap
-        return obs, float(reward), bool(term) and not truncated, truncated, {"game_over": True}
+        return obs, float(reward), bool(term), truncated, {"game_over": True}
 
     def close(self) -> None:
         self._env.close()

@@ -24,7 +24,7 @@ class EnvConfig:
     backend: str = "auto"
     """'envpool', 'gymnasium' (in-process sync vector) or 'gymnasium-async' (one subprocess per env); 'auto' = envpool for Atari, gymnasium otherwise."""
     frame_skip: int = 4
-    """Atari only: emulator frames per agent step, observation = max over the last two frames."""
+    """Atari only: emulator frames per agent step, observation = max over the last two frames (the one frame at frame_skip=1)."""
     frame_stack: int = 4
     """Atari only: number of consecutive frames stacked on axis 0 of an observation (zeros before an episode start)."""
     screen_size: int = 84
@@ -40,7 +40,7 @@ class EnvConfig:
     clip_rewards: bool = False
     """Training reward is sign(reward); never in evaluation. Episode statistics always report the raw score."""
     max_episode_steps: int = 27000
-    """Time limit in agent steps per game (27000 steps = 108k Atari frames); reached -> truncated=True. Classic control also keeps its registered limit."""
+    """Time limit in agent steps per game (27000 steps = 108k Atari frames); reached -> truncated=True, and terminated=True as well if the game also ended on that step. Classic control also keeps its registered limit."""
     full_action_space: bool = False
     """Atari: all 18 ALE actions; MinAtar: all 6 actions; instead of the game's minimal action set (task sequences set it so one Q-head serves every game)."""
     pad_channels: int = 0

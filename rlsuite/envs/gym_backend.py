@@ -30,10 +30,10 @@ def _set_row(dst: Obs, i: int, src: Obs) -> None:
 class _GameVec(VecEnv):
     """Shared setup: spaces from a probe env, preallocated raw-step arrays."""
 
-    def __init__(self, probe: gym.Env, num_envs: int, seed: int, **kw: Any) -> None:
+    def __init__(self, probe: gym.Env, num_envs: int, seeds: list[int], **kw: Any) -> None:
         super().__init__(num_envs=num_envs, frame_space=probe.observation_space,
                          action_space=probe.action_space, **kw)
-        self._seed = seed
+        self._seeds: list[int] | None = seeds
         frame_space = probe.observation_space
         n = num_envs
         self._raw = RawStep(
@@ -42,24 +42,24 @@ class _GameVec(VecEnv):
             game_over=np.zeros(n, bool), metrics={k: np.zeros(n, np.int64) for k in self.metric_keys},
         )
 
-    def _seed_for(self, seed: int | None) -> int | None:
+    def _seeds_for(self, seeds: list[int] | None) -> list[int] | None:
         # make(..., seed) seeds the first reset; a later reset() without seed continues the RNG.
-        if seed is None and self._seed is not None:
-            seed, self._seed = self._seed, None
-        return seed
+        if seeds is None and self._seeds is not None:
+            seeds, self._seeds = self._seeds, None
+        return seeds
 
 
 class SyncGameVec(_GameVec):
     """In-process loop over game envs, writing straight into preallocated arrays."""
 
-    def __init__(self, factory: GameFactory, num_envs: int, seed: int, **kw: Any) -> None:
+    def __init__(self, factory: GameFactory, num_envs: int, seeds: list[int], **kw: Any) -> None:
         self.envs = [factory() for _ in range(num_envs)]
-        super().__init__(self.envs[0], num_envs, seed, **kw)
+        super().__init__(self.envs[0], num_envs, seeds, **kw)
 
-    def _raw_reset(self, seed: int | None) -> Obs:
-        seed = self._seed_for(seed)
+    def _raw_reset(self, seeds: list[int] | None) -> Obs:
+        seeds = self._seeds_for(seeds)
         for i, env in enumerate(self.envs):
-            obs, _ = env.reset(seed=None if seed is None else seed + i)
+            obs, _ = env.reset(seed=None if seeds is None else seeds[i])
             _set_row(self._raw.frames, i, obs)
         return self._raw.frames
 
@@ -83,14 +83,14 @@ class SyncGameVec(_GameVec):
         """Everything needed to continue bit-identically (for exact resume), or None when a game
         cannot be pickled (ALE and NLE hold native emulator state)."""
         try:
-            return pickle.dumps({"envs": self.envs, "seed": self._seed, "loop": self._loop_state()})
+            return pickle.dumps({"envs": self.envs, "seed": self._seeds, "loop": self._loop_state()})
         except (TypeError, pickle.PicklingError, AttributeError):
             return None
 
     def load_state_dict(self, state: bytes) -> None:
         data = pickle.loads(state)
         self.close()
-        self.envs, self._seed = data["envs"], data["seed"]
+        self.envs, self._seeds = data["envs"], data["seed"]
         self._set_loop_state(data["loop"])
 
     def close(self) -> None:
@@ -120,16 +120,15 @@ class SelfResetting(gym.Wrapper):
 class AsyncGameVec(_GameVec):
     """One subprocess per env via gymnasium.vector.AsyncVectorEnv."""
 
-    def __init__(self, factory: GameFactory, num_envs: int, seed: int, **kw: Any) -> None:
+    def __init__(self, factory: GameFactory, num_envs: int, seeds: list[int], **kw: Any) -> None:
         probe = factory()
         keys = list(kw.get("metric_keys", ()))
-        super().__init__(probe, num_envs, seed, **kw)
+        super().__init__(probe, num_envs, seeds, **kw)
         probe.close()
         self._vec = gym.vector.AsyncVectorEnv([lambda: SelfResetting(factory(), keys) for _ in range(num_envs)])
 
-    def _raw_reset(self, seed: int | None) -> Obs:
-        seed = self._seed_for(seed)
-        obs, _ = self._vec.reset(seed=None if seed is None else [seed + i for i in range(self.num_envs)])
+    def _raw_reset(self, seeds: list[int] | None) -> Obs:
+        obs, _ = self._vec.reset(seed=self._seeds_for(seeds))
         return obs
 
     def _raw_step(self, actions: np.ndarray) -> RawStep:

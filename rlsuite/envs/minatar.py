@@ -46,5 +46,5 @@ class MinAtarGame(gym.Env):
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
         reward, terminal = self._env.act(self._actions[action])
         self._elapsed += 1
-        truncated = self._elapsed >= self._cap
-        return self._obs(), float(reward), bool(terminal) and not truncated, truncated, {"game_over": True}
+        truncated = self._elapsed >= self._cap  # may coincide with a real end: both flags are then set
+        return self._obs(), float(reward), bool(terminal), truncated, {"game_over": True}

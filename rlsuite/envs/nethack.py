@@ -2,8 +2,9 @@
 
 Requesting just `chars`, `colors` and `blstats` (instead of NLE's fourteen default keys, tty and
 inventory included) and bypassing gymnasium's per-step checkers is what makes this layer fast.
-Each reset draws fresh NetHack core/display seeds from a generator seeded by `seed`, so a seeded
-run replays the same games while successive games still differ.
+Each reset draws fresh NetHack core/display seeds from a generator derived from `seed`
+(`private_rng`), so a seeded run replays the same games while successive games still differ.
+A death on the time-limit step is terminated (and truncated).
 Metrics (valid at game over): `score` (in-game score), `depth` (deepest dungeon level reached),
 `xp` (experience level), `turns` (game turns) — the larger of the last two status lines,
 because NLE's observation after death can hold a cleared status line.
@@ -16,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlsuite.envs.config import EnvConfig
+from rlsuite.envs.vector import private_rng
 from rlsuite.errors import require
 
 OBS_KEYS = ("chars", "colors", "blstats")
@@ -47,7 +49,7 @@ class NetHackGame(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         if seed is not None:
-            self._rng = np.random.default_rng(seed)
+            self._rng = private_rng(seed, "nethack_game_seeds")
         core, disp = (int(x) for x in self._rng.integers(1, 2**31, size=2))
         self._env.seed(core=core, disp=disp, reseed=False)
         obs, info = self._env.reset()
@@ -68,7 +70,7 @@ class NetHackGame(gym.Env):
             self._write_metrics(blstats)
         else:
             np.copyto(self._last_bl, blstats)  # NLE overwrites its arrays in place
-        return obs, float(reward), bool(term) and not truncated, truncated, self._info
+        return obs, float(reward), bool(term), truncated, self._info
 
     def _write_metrics(self, blstats: np.ndarray) -> None:
         """Game-end metrics; the last status line before death counts, as NLE may clear it at death."""

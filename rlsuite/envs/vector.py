@@ -4,8 +4,18 @@ Autoreset — one meaning for every backend: **same-step autoreset**. When env i
 step (terminated or truncated), the `obs[i]` returned by that step is already the first observation
 of its next episode, and `info["final_obs"][i]` holds the true last observation of the ended
 episode (same layout as obs; a dict of arrays for NetHack). Rows of `final_obs` for envs that did
-not end are unspecified; `info["_final_obs"]` marks the rows that are valid. A time limit sets
-truncated=True, never terminated.
+not end are unspecified; `info["_final_obs"]` marks the rows that are valid.
+
+End flags: `terminated` means the game really ended at this step (with life-loss termination, also
+a lost life), so the step's value has no future and replay stores discount 0; `truncated` means the
+time limit was reached at this step. Both are true when the game ends on the time-limit step: the
+limit must never hide a real end (DQN would bootstrap from a terminal state).
+
+Seeding: `make(cfg, n, seed)` and `reset(seed=...)` take an int root or a sequence of n per-env
+ints, expanded by `rlsuite.seeding.vector_seeds` (env i gets the i-th value, or the i-th
+SeedSequence child of an int root, never seed + i, so runs with neighbouring seeds share no env).
+Randomness an env draws itself (reset no-ops, NetHack game seeds) comes from `private_rng`, a
+keyed child of its seed, so it is never the `default_rng(seed)` stream an agent might also use.
 
 Frame stacking (Atari) is done here for every backend: at an episode start the stack is zeros
 except the newest frame, exactly what the replay buffer rebuilds from single frames.
@@ -23,11 +33,14 @@ Backends subclass `VecEnv` and implement `_raw_reset` / `_raw_step`, returning a
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
+
+from rlsuite.seeding import vector_seeds
 
 Obs = Any  # np.ndarray, or dict[str, np.ndarray] for NetHack
 
@@ -39,10 +52,16 @@ class RawStep:
     frames: Obs  # newest single frame/obs per env, after same-step autoreset
     final_frames: Obs  # rows where ended: last frame of the ended episode
     reward: np.ndarray  # raw float reward
-    terminated: np.ndarray
-    truncated: np.ndarray
+    terminated: np.ndarray  # the game (or, with life-loss termination, the life) ended, cap or not
+    truncated: np.ndarray  # the time limit was reached (may be true together with terminated)
     game_over: np.ndarray  # a whole game ended (implies terminated or truncated)
     metrics: dict[str, np.ndarray] = field(default_factory=dict)  # valid where game_over
+
+
+def private_rng(seed: int, purpose: str) -> np.random.Generator:
+    """A generator for randomness an env draws itself, keyed by `purpose`: a child of
+    SeedSequence(seed), so never the `default_rng(seed)` stream (which is SeedSequence(seed) itself)."""
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(zlib.crc32(purpose.encode()),)))
 
 
 def _alloc(space: gym.Space, n: int) -> Obs:
@@ -107,7 +126,8 @@ class VecEnv:
         self._ep_length = np.zeros(num_envs, np.int64)
 
     # -- backend hooks -------------------------------------------------------------------
-    def _raw_reset(self, seed: int | None) -> Obs:
+    def _raw_reset(self, seeds: list[int] | None) -> Obs:
+        """Reset every env, env i seeded with seeds[i] (None: continue each env's RNG)."""
         raise NotImplementedError
 
     def _raw_step(self, actions: np.ndarray) -> RawStep:
@@ -117,9 +137,9 @@ class VecEnv:
         pass
 
     # -- public API ----------------------------------------------------------------------
-    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[Obs, dict]:
-        """Reset every env (env i seeded with seed + i when seed is given)."""
-        frames = self._raw_reset(seed)
+    def reset(self, seed: int | Sequence[int] | None = None, options: dict | None = None) -> tuple[Obs, dict]:
+        """Reset every env; `seed`: an int root or one int per env (see `rlsuite.seeding.vector_seeds`)."""
+        frames = self._raw_reset(None if seed is None else vector_seeds(seed, self.num_envs))
         self._cur ^= 1
         out = self._outs[self._cur]
         if self._stacked:
