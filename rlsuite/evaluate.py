@@ -180,7 +180,7 @@ class VecEnvLike(Protocol):
 
 
 class ActingAgent(Protocol):
-    def act(self, obs: Any, epsilon: float) -> np.ndarray: ...
+    def act(self, obs: Any, epsilon: float, rng: np.random.Generator | None = None) -> np.ndarray: ...
 
 
 _EPISODE_CORE = ("done", "return", "length")
@@ -221,7 +221,8 @@ def episode_quotas(episodes: int, num_envs: int) -> np.ndarray:
 
 
 def evaluate(
-    agent: ActingAgent, env: VecEnvLike, episodes: int, epsilon: float, seed: int, game: str | None = None
+    agent: ActingAgent, env: VecEnvLike, episodes: int, epsilon: float, seed: int | list[int],
+    game: str | None = None, rng: np.random.Generator | None = None,
 ) -> EvalResult:
     """Play exactly ``episodes`` whole games with ``agent.act(obs, epsilon)`` and record them.
 
@@ -230,6 +231,10 @@ def evaluate(
     games to finish, whichever env" would over-sample short games (fast envs finish more of them);
     a quota fixed in advance counts each env's games regardless of their length. Games past the
     quota are played (the vector env steps all envs) but ignored.
+
+    ``seed``: the envs' reset seed (an int root or one seed per env). ``rng``: the exploration
+    stream for the agent's epsilon draws (training passes its own eval stream so that evaluating
+    never moves the training exploration stream); None = the agent's own stream.
 
     ``game`` names the Atari game for human-normalised scores; left out, it is taken from the
     env's ``game`` attribute when its ``family`` is 'atari' (MinAtar's 'breakout' is not Atari).
@@ -244,7 +249,8 @@ def evaluate(
     obs, _ = env.reset(seed=seed)
     with torch.no_grad():
         while (counts < quotas).any():
-            obs, _, _, _, info = env.step(agent.act(obs, epsilon))
+            actions = agent.act(obs, epsilon) if rng is None else agent.act(obs, epsilon, rng=rng)
+            obs, _, _, _, info = env.step(actions)
             rows += _finished_games(info, counts, quotas)
     return _to_result(rows, epsilon, game)
 
