@@ -181,3 +181,90 @@ def test_image_inputs_are_scaled_by_their_space_maximum():
     minatar.convs.register_forward_hook(lambda m, inp, out: seen.update(max=inp[0].max().item()))
     minatar(torch.ones(2, 4, 10, 10, dtype=torch.uint8))
     assert seen["max"] == 1.0
+
+
+def test_nature_same_padding_is_dopamines_network() -> None:
+    """Dopamine's Flax NatureDQNNetwork pads 'SAME': 84 -> 21 -> 11 -> 11 at 64 channels."""
+    enc = make_encoder(EncoderConfig(kind="nature", padding="same"), ATARI)
+    assert enc.dense.in_features == 11 * 11 * 64 == 7744
+    dopamine = (8 * 8 * 4 * 32 + 32) + (4 * 4 * 32 * 64 + 64) + (3 * 3 * 64 * 64 + 64) + (7744 * 512 + 512)
+    assert sum(p.numel() for p in enc.parameters()) == dopamine
+    assert [type(c) for c in convs(enc)] == [nn.Conv2d] * 3  # plain convs: GMP and NaP find them
+    assert enc(batch(ATARI)).shape == (2, 512)
+
+
+# (kernel, stride, H, (top, bottom), W, (left, right)), pads written out from Flax's rule: out =
+# ceil(size / stride), total = max((out - 1) stride + kernel - size, 0), the odd pixel after.
+SAME_CASES = [
+    (8, 4, 84, (2, 2), 85, (3, 4)),  # out 21, total 4 | out 22, total 7
+    (4, 2, 21, (1, 2), 84, (1, 1)),  # out 11, total 3 | out 42, total 2
+    (3, 1, 11, (1, 1), 10, (1, 1)),  # stride 1: total kernel - 1
+    (3, 2, 10, (0, 1), 11, (1, 1)),  # out 5, total 1 | out 6, total 2
+    (8, 4, 7, (2, 3), 13, (3, 4)),  # out 2, total 5 | out 4, total 7
+    (1, 4, 10, (0, 0), 9, (0, 0)),  # total max(-1, 0) | total 0
+]
+
+
+@pytest.mark.parametrize("kernel,stride,h,hpad,w,wpad", SAME_CASES)
+def test_same_padding_equals_a_hand_padded_valid_conv(kernel, stride, h, hpad, w, wpad) -> None:
+    from rlsuite.nn.encoders import SamePad2d, same_pads
+
+    assert same_pads(h, kernel, stride) == hpad and same_pads(w, kernel, stride) == wpad
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 5, kernel, stride=stride)
+    x = torch.randn(2, 3, h, w)  # H != W: checks which pad goes on which axis
+    want = conv(torch.nn.functional.pad(x, wpad + hpad))  # F.pad: (left, right, top, bottom)
+    got = nn.Sequential(SamePad2d(kernel, stride), conv)(x)
+    assert got.shape[-2:] == (-(-h // stride), -(-w // stride))
+    torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("size,pads", [(84, (0, 1)), (21, (1, 1)), (10, (0, 1)), (5, (1, 1))])
+def test_impala_pool_is_flax_same_max_pool(size: int, pads: tuple[int, int]) -> None:
+    """3x3 stride-2 max-pool, Flax 'SAME': -inf padding, the odd pixel after (PyTorch's padding=1
+    would put one on each side and shift the windows on even sizes)."""
+    from rlsuite.nn.encoders import MaxPool2dSame
+
+    x = torch.randn(2, 3, size, size)
+    want = torch.nn.functional.max_pool2d(torch.nn.functional.pad(x, pads * 2, value=float("-inf")), 3, 2)
+    torch.testing.assert_close(MaxPool2dSame(3, 2)(x), want)
+    enc = make_encoder(EncoderConfig(kind="impala"), ATARI)
+    assert isinstance(enc.convs[0][1], MaxPool2dSame)
+
+
+def test_torch_init_keeps_pytorch_defaults() -> None:
+    from rlsuite.nn.encoders import init_layer
+
+    torch.manual_seed(0)
+    enc = make_encoder(EncoderConfig(kind="nature", init="torch"), ATARI)
+    head = nn.Linear(512, 6)
+    init_layer(head, "torch")
+    for layer, fan_in in [(enc.dense, 3136), (head, 512)]:
+        bound = 1 / fan_in**0.5  # PyTorch's Linear default: kaiming_uniform(a=sqrt(5)) and bias U(+-1/sqrt(fan_in))
+        assert 0.9 * bound < layer.weight.abs().max() <= bound
+        assert (layer.bias != 0).all() and layer.bias.abs().max() <= bound
+    assert all((c.bias != 0).any() for c in convs(enc))
+    impala = make_encoder(EncoderConfig(kind="impala", init="torch"), ATARI)
+    assert all((c.bias != 0).any() for c in convs(impala))  # residual convs too
+
+
+def test_dopamine_init_is_xavier_with_zero_bias_and_init_layer_matches() -> None:
+    from rlsuite.nn.encoders import init_layer
+
+    torch.manual_seed(0)
+    enc = make_encoder(EncoderConfig(kind="nature", init="dopamine"), ATARI)
+    head = nn.Linear(512, 6)
+    init_layer(head, "dopamine")
+    for layer, fan_in, fan_out in [(enc.dense, 3136, 512), (head, 512, 6)]:
+        bound = (6.0 / (fan_in + fan_out)) ** 0.5
+        assert 0.9 * bound < layer.weight.abs().max() <= bound
+        assert (layer.bias == 0).all()
+
+
+@pytest.mark.parametrize("field,value", [("padding", "full"), ("init", "kaiming")])
+def test_bad_padding_or_init_is_a_one_line_user_error(field: str, value: str) -> None:
+    with pytest.raises(UserError, match=f"encoder.{field}") as err:
+        make_encoder(EncoderConfig(kind="nature", **{field: value}), ATARI)
+    message = str(err.value)
+    assert "\n" not in message and all(choice in message for choice in
+                                       {"padding": ("same", "valid"), "init": ("dopamine", "torch")}[field])

@@ -10,9 +10,9 @@ import torch
 
 from rlsuite import config
 from rlsuite.agents.dqn import DQN, DQNConfig
-from rlsuite.nn.encoders import EncoderConfig
-from rlsuite.nn.pruning import (GMPConfig, MagnitudePruner, erk_densities, gmp_sparsity_at, magnitude_mask,
-                                prunable_parameters)
+from rlsuite.nn.encoders import EncoderConfig, make_encoder
+from rlsuite.nn.pruning import (GMPConfig, MagnitudePruner, erk_densities, gmp_sparsity_at, layer_sparsities,
+                                magnitude_mask, prunable_parameters)
 from rlsuite.train import advance, build_session, restore_checkpoint, save_checkpoint
 from tests.conftest import TINY
 
@@ -66,9 +66,10 @@ def test_achieved_sparsity_equals_target_after_each_mask_update(distribution):
         pruner()
         if pruner.is_mask_update(pruner.count):
             target = pruner.target_at(pruner.count)
-            from rlsuite.nn.pruning import layer_sparsities
-
-            for param, want in zip(pruner.params.values(), layer_sparsities(shapes, target, distribution)):
+            # each layer: its final (s_F = 0.9) target times the schedule factor target / s_F
+            finals = layer_sparsities(shapes, 0.9, distribution)
+            for param, final in zip(pruner.params.values(), finals):
+                want = final * target / 0.9
                 zeros = int((param == 0).sum())
                 assert abs(zeros - want * param.numel()) <= 1  # within one weight
             report = pruner.report()
@@ -132,3 +133,64 @@ def test_mask_gradients_zeroes_gradients_and_adam_moments():
         assert pruned.any() and torch.all(param.grad[pruned] == 0)
         state = agent.optimizer.state[param]
         assert torch.all(state["exp_avg"][pruned] == 0) and torch.all(state["exp_avg_sq"][pruned] == 0)
+
+
+def erk_by_definition(shapes: list[tuple[int, ...]], sparsity: float) -> list[float]:
+    """ERK written out independently of rlsuite (JaxPruner's get_sparsities_erdos_renyi with
+    include_kernel): density_l = eps * sum(all dims, kernel h and w included) / prod(dims), eps
+    solved so the kept weights total (1 - sparsity) of all; a layer whose density would pass 1 is
+    made dense and eps solved again over the rest."""
+    dense: set[int] = set()
+    while True:
+        rhs = sum((1 - sparsity) * np.prod(s) for i, s in enumerate(shapes) if i not in dense)
+        rhs -= sum(sparsity * np.prod(s) for i, s in enumerate(shapes) if i in dense)
+        raw = {i: np.sum(s) / np.prod(s) for i, s in enumerate(shapes) if i not in dense}
+        eps = rhs / sum(raw[i] * np.prod(shapes[i]) for i in raw)
+        over = [i for i in raw if eps * raw[i] > 1]
+        if not over:
+            return [0.0 if i in dense else 1 - eps * raw[i] for i in range(len(shapes))]
+        dense.update(over)
+
+
+def atari_q_model(kind: str, width: int = 1) -> torch.nn.Module:
+    """make_encoder on Atari frames plus a 6-action linear head: a Q-network's prunable layers."""
+    encoder = make_encoder(EncoderConfig(kind=kind, width=width), ATARI)
+    return torch.nn.Sequential(encoder, torch.nn.Linear(encoder.output_dim, 6))
+
+
+@pytest.mark.parametrize("kind,width", [("nature", 1), ("impala", 3)])
+def test_each_layer_follows_the_cubic_schedule_towards_its_own_final_target(kind, width):
+    """JaxPruner: s_l(t) = s_l^F (1 - (1 - p)^3) with s_l^F solved once at s_F; at p = 0.25 every
+    layer is at 0.578125 s_l^F (re-solving ERK at the current overall target left the first
+    convs dense until late in the window)."""
+    torch.manual_seed(0)
+    model = atari_q_model(kind, width)
+    # start 0, end 1 of 400 updates: the mask update at update 99 sees p = (99 + 1) / 400 = 0.25
+    pruner = MagnitudePruner(GMPConfig(sparsity=0.95, start=0.0, end=1.0, update_freq=99), model, total_updates=400)
+    for _ in range(99):
+        pruner()
+    assert pruner.current_sparsity == pytest.approx(0.95 * 0.578125)
+    finals = erk_by_definition([tuple(p.shape) for p in pruner.params.values()], 0.95)
+    for (name, param), final in zip(pruner.params.items(), finals):
+        zeros = int((param == 0).sum())
+        assert abs(zeros - 0.578125 * final * param.numel()) <= 1, name
+    if kind == "nature":
+        assert pruner.report()["sparsity/0.convs.0.weight"] > 0.5  # the first conv: 0 before the fix
+
+
+def test_a_pruned_weight_never_revives():
+    """Masks rank |w x old mask|: a pruned weight that the optimizer moved (Adam's moments stay dense)
+    stays out even when it is now the largest weight of its layer."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(16, 8)
+    pruner = MagnitudePruner(GMPConfig(sparsity=0.9, distribution="uniform"), layer, total_updates=100)
+    pruner.update_masks(0.5)
+    pruner.apply()
+    pruned = (~pruner.masks["weight"]).nonzero()[0].tolist()
+    with torch.no_grad():
+        layer.weight[tuple(pruned)] = 1e6  # a stand-in optimizer step moved it far from zero
+    pruner.update_masks(0.8)
+    assert not pruner.masks["weight"][tuple(pruned)]
+    assert int(pruner.masks["weight"].sum()) == round(128 * 0.2)
+    pruner.apply()
+    assert layer.weight[tuple(pruned)] == 0

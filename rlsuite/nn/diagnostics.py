@@ -3,18 +3,25 @@
 - `parameter_norm`: global L2 norm of all parameters (pruning lowers it).
 - `dormant_fraction`: ReDo's dormant neurons (Sokar et al. 2023): a unit's score is its mean |activation|
   over the batch divided by the layer's average score; a unit is dormant when its score <= tau
-  (0.1). For conv layers a unit is a channel (activations averaged over space too).
+  (0.1). For conv layers a unit is a channel (activations averaged over space too). Every layer's
+  units count once (`relu_layers`): a layer's units are the channels / features one ReLU call
+  outputs, except a residual stream, whose channels are one layer however many ReLUs read it.
 - `srank`: effective feature rank (Kumar et al. 2021): the smallest k whose top-k singular values
   hold 1 - delta (0.01) of the singular value sum of the feature matrix.
 
-They are computed on one batch the agent already has, every log interval: one extra forward pass.
+They are computed on a dedicated diagnostics batch: the caller passes many states (the DQN agent
+samples >= 1024 from its replay buffer) at each diagnostics interval, one extra forward pass. A
+training batch is too small: srank can never exceed the number of rows, so 32 states cap it at 32,
+and dormancy scores of a few states are noisy.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
+
+from rlsuite.nn.encoders import STREAM_ATTR
 
 
 def parameter_norm(model: nn.Module) -> float:
@@ -46,16 +53,57 @@ def srank(features: torch.Tensor, delta: float = 0.01) -> int:
 
 
 @torch.no_grad()
-def plasticity_report(network: nn.Module, encoder: nn.Module, obs: Any, tau: float = 0.1) -> dict[str, float]:
-    """Parameter norm, dormant fraction over every ReLU, srank of the encoder output, on one batch."""
-    activations: list[torch.Tensor] = []
-    handles = [m.register_forward_hook(lambda _m, _i, out: activations.append(out))
-               for m in network.modules() if isinstance(m, nn.ReLU)]
+def relu_layers(network: nn.Module, forward: Callable[[Any], Any], obs: Any) -> tuple[list[torch.Tensor], Any]:
+    """Run `forward(obs)` and return (one ReLU output per layer of units, forward's output).
+
+    Every ``nn.ReLU`` module in `network` is hooked. What counts as one layer:
+    - each ReLU call, in forward order: a module reused for several layers (``self.relu`` called
+      twice) carries no unit identity, so each call is its own layer;
+    - except a call whose input is the same tensor as an earlier ReLU call's input or output:
+      those are the same units, counted once (skipped);
+    - ReLUs tagged with the same residual stream (`rlsuite.nn.encoders.ResidualStream`, the
+      Impala encoder's pre-block ReLUs and its final ReLU) read the same C channels at several
+      depths: they form one layer, their outputs concatenated along the batch axis (so a unit's
+      score is its mean |activation| over the batch and every place the stream is read).
+    Shapes: each returned tensor is (N, C, H, W) or (N, D), N a multiple of the batch size.
+    """
+    layers: list[list[torch.Tensor]] = []
+    stream_layer: dict[int, int] = {}  # id(stream tag) -> index in layers
+    seen: list[torch.Tensor] = []  # kept alive so identity checks cannot hit a recycled id
+
+    def record(module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> None:
+        if any(args[0] is t for t in seen):
+            return
+        seen.extend((args[0], out))
+        stream = getattr(module, STREAM_ATTR, None)
+        if stream is None:
+            layers.append([out])
+        elif id(stream) in stream_layer:
+            layers[stream_layer[id(stream)]].append(out)
+        else:
+            stream_layer[id(stream)] = len(layers)
+            layers.append([out])
+
+    relus = {id(m): m for m in network.modules() if isinstance(m, nn.ReLU)}
+    handles = [m.register_forward_hook(record) for m in relus.values()]
     try:
-        features = encoder(obs)
+        result = forward(obs)
     finally:
         for handle in handles:
             handle.remove()
+    return [torch.cat(outs) if len(outs) > 1 else outs[0] for outs in layers], result
+
+
+@torch.no_grad()
+def plasticity_report(network: nn.Module, encoder: nn.Module, obs: Any, tau: float = 0.1) -> dict[str, float]:
+    """Parameter norm of `network`, dormant fraction over its ReLU layers (each layer's units
+    once, see `relu_layers`) and srank of `encoder`'s output, all on `obs`.
+
+    `obs` should be a dedicated diagnostics batch, not a training batch: srank is at most its number
+    of rows (the DQN agent passes >= 1024 states sampled from the replay buffer). Only the ReLUs
+    that `encoder` runs are seen (a Q-head after the encoder has none).
+    """
+    activations, features = relu_layers(network, encoder, obs)
     return {"plasticity/param_norm": parameter_norm(network),
             "plasticity/dormant_fraction": dormant_fraction(activations, tau),
             "plasticity/srank": float(srank(features))}
@@ -74,7 +122,7 @@ class UpdateProbe:
     so the quantity that tracks plasticity is how far an update turns each weight tensor. We
     measure it directly as the relative update size ||W_after - W_before|| / ||W_before|| over one
     update (after the post-step constraints, so NaP's projection is included): for a scale-invariant
-    layer this is its angular step, eta_eff ~ eta / ||W|| (GMP_NAP.md §2.2). Norm growth shows up
+    layer this is its angular step, eta_eff ~ eta / ||W|| (Lyle et al. 2024, NaP). Norm growth shows up
     as a falling effective LR.
 
     Cheap by construction: `arm()` (once per diagnostics interval) copies the weights; the next

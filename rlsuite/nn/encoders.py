@@ -12,12 +12,18 @@ Two conventions the later modules rely on:
 - every nonlinearity is an ``nn.ReLU`` *module* (never ``F.relu``), so NaP can insert a
   normalization layer in front of each one by rewriting the module tree.
 
-Initialisation follows Dopamine, whose networks the GMP paper used (GMP_NAP.md §1.1.4): Xavier-
-uniform kernels and zero biases, except the Impala residual convs, which keep Flax's default
-(LeCun-normal). Magnitude pruning ranks weights inside a layer, so matching the paper's init
-scale keeps learning dynamics (and so what GMP prunes) comparable with theirs. PyTorch's default
-(Kaiming-uniform, a=sqrt(5): bound 1/sqrt(fan_in)) would make the Nature 3136->512 dense layer
-~2.3x smaller than Xavier does.
+Initialisation (``EncoderConfig.init``): 'dopamine' follows Dopamine's JAX networks, which the GMP
+paper (Obando-Ceron et al., ICML 2024) used: Xavier-uniform kernels and zero biases, except the
+Impala residual convs, which keep Flax's default (LeCun-normal). Magnitude pruning ranks weights
+inside a layer, so matching the paper's init scale keeps learning dynamics (and so what GMP
+prunes) comparable with theirs. 'torch' keeps PyTorch's layer defaults (Kaiming-uniform, a=sqrt(5):
+bound 1/sqrt(fan_in), and non-zero biases), as CleanRL and SB3 do; it makes the Nature 3136->512
+dense layer ~2.3x smaller than Xavier does.
+
+Padding (``EncoderConfig.padding``, Nature CNN only): Dopamine's Flax ``NatureDQNNetwork`` uses
+Flax's default 'SAME' padding (84 -> 21 -> 11 -> 11, 7744 features into the dense layer); CleanRL
+and the PyTorch ports of Mnih et al. (2015) use 'VALID' (84 -> 20 -> 9 -> 7, 3136 features). The
+Impala encoder is always 'SAME', as Dopamine's, and the MinAtar net 'VALID', as Young & Tian's.
 """
 from __future__ import annotations
 
@@ -28,11 +34,16 @@ from typing import Mapping
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rlsuite.errors import UserError
 
 KINDS = ("auto", "nature", "impala", "minatar", "mlp", "nethack")
+PADDINGS = ("valid", "same")
+INITS = ("dopamine", "torch")
+STREAM_ATTR = "residual_stream"
+"""Attribute marking a ReLU applied to a residual stream (see `ResidualStream`)."""
 
 
 @dataclass
@@ -47,6 +58,10 @@ class EncoderConfig:
     """Hidden layer sizes of the MLP encoder (vector observations)."""
     dense: int = 512
     """Units of the dense layer after the Nature / Impala / NetHack conv stack (MinAtar is fixed at 128, as in Young & Tian 2019)."""
+    padding: str = "valid"
+    """Nature CNN conv padding: 'same' (Dopamine's Flax NatureDQNNetwork: 7744 features into the dense layer, 3.96M dense weights) or 'valid' (CleanRL / Mnih et al. 2015 in PyTorch: 3136 features, 1.6M). Impala is always 'same' and MinAtar 'valid', as in their sources."""
+    init: str = "dopamine"
+    """Weight init: 'dopamine' (Xavier-uniform kernels, zero biases; Flax LeCun-normal for the Impala residual convs) or 'torch' (PyTorch's layer defaults, as CleanRL and SB3)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -70,10 +85,19 @@ def lecun_normal_(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def _init_all_xavier(net: nn.Module) -> None:
+def init_layer(module: nn.Module, init: str) -> None:
+    """Initialise one conv / linear layer by `init` ('dopamine': Xavier-uniform kernel and zero bias;
+    'torch': leave PyTorch's default, which the layer got when it was built). Use it for heads."""
+    if init == "dopamine":
+        xavier_(module)
+    elif init != "torch":
+        raise UserError(f"encoder.init must be one of {', '.join(INITS)}, got {init!r}")
+
+
+def _init_all(net: nn.Module, init: str) -> None:
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            xavier_(m)
+            init_layer(m, init)
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,6 +130,49 @@ def _dense_units(cfg: EncoderConfig, base: int) -> int:
     return base * cfg.width if cfg.scale_dense else base
 
 
+def same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow / Flax 'SAME' padding of one spatial axis: (before, after) in pixels.
+
+    The output has ceil(size / stride) positions; the total padding max((out - 1) stride + kernel
+    - size, 0) is split with the odd pixel after (bottom / right), as `lax.padtype_to_pads` does.
+    """
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _same_pad(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> torch.Tensor:
+    (top, bottom), (left, right) = (same_pads(n, kernel, stride) for n in x.shape[-2:])
+    return F.pad(x, (left, right, top, bottom), value=value)
+
+
+class SamePad2d(nn.Module):
+    """Zero padding in front of a VALID conv so that the pair computes Flax's 'SAME' conv.
+
+    PyTorch's ``padding='same'`` rejects stride > 1 and ``padding=n`` is symmetric, so the pads
+    are computed from each input's size (see `same_pads`) and the conv stays a plain Conv2d.
+    """
+
+    def __init__(self, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _same_pad(x, self.kernel, self.stride)
+
+
+class MaxPool2dSame(nn.Module):
+    """Flax ``max_pool(..., padding='SAME')``: pad with -inf by `same_pads`, then a VALID max-pool.
+    (PyTorch's ``padding=1`` pads both sides, which shifts the windows by a pixel on even sizes.)"""
+
+    def __init__(self, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(_same_pad(x, self.kernel, self.stride, float("-inf")), self.kernel, self.stride)
+
+
 class ImageEncoder(nn.Module):
     """Conv stack -> flatten -> Dense -> ReLU, on a channels-first image batch."""
 
@@ -127,14 +194,16 @@ class ImageEncoder(nn.Module):
 
 
 def nature_cnn(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> ImageEncoder:
+    """Three convs (8x8 s4, 4x4 s2, 3x3 s1; 32/64/64 x k) -> dense. With padding 'valid' the convs
+    are ``convs.0/2/4``; with 'same' each conv follows a `SamePad2d` (``convs.1/4/7``)."""
     k, c = cfg.width, in_shape[0]
-    convs = nn.Sequential(
-        nn.Conv2d(c, 32 * k, 8, stride=4), nn.ReLU(),
-        nn.Conv2d(32 * k, 64 * k, 4, stride=2), nn.ReLU(),
-        nn.Conv2d(64 * k, 64 * k, 3, stride=1), nn.ReLU(),
-    )
-    enc = ImageEncoder(convs, in_shape, _dense_units(cfg, cfg.dense))
-    _init_all_xavier(enc)
+    layers: list[nn.Module] = []
+    for in_ch, out_ch, kernel, stride in [(c, 32 * k, 8, 4), (32 * k, 64 * k, 4, 2), (64 * k, 64 * k, 3, 1)]:
+        if cfg.padding == "same":
+            layers.append(SamePad2d(kernel, stride))
+        layers += [nn.Conv2d(in_ch, out_ch, kernel, stride=stride), nn.ReLU()]
+    enc = ImageEncoder(nn.Sequential(*layers), in_shape, _dense_units(cfg, cfg.dense))
+    _init_all(enc, cfg.init)
     return enc
 
 
@@ -142,42 +211,54 @@ def nature_cnn(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> ImageEncoder:
 # Impala ResNet (Espeholt et al. 2018), as Dopamine's ImpalaEncoder
 
 
-class ResidualBlock(nn.Module):
-    """x + conv(relu(conv(relu(x)))); ReLUs are modules and not in-place (x is reused)."""
+class ResidualStream:
+    """Marks the ReLUs applied to one residual stream (attribute `STREAM_ATTR` on the ReLU).
+
+    Every block of an Impala stack adds into the same C channels, and a ReLU reads that stream in
+    front of each block (and once more at the end of the encoder): these are the same units read
+    at several depths, so plasticity diagnostics count them once per stream.
+    """
 
     def __init__(self, channels: int) -> None:
+        self.channels = channels
+
+
+class ResidualBlock(nn.Module):
+    """x + conv(relu(conv(relu(x)))); ReLUs are modules and not in-place (x is reused).
+    ``body.0`` reads the residual stream `stream`; ``body.2`` is the block's own hidden layer."""
+
+    def __init__(self, channels: int, stream: ResidualStream, init: str = "dopamine") -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1),  # 3x3 s1: SAME = 1 pixel each side
             nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1),
         )
+        setattr(self.body[0], STREAM_ATTR, stream)
         for m in self.body:
-            if isinstance(m, nn.Conv2d):
-                lecun_normal_(m)
+            if isinstance(m, nn.Conv2d) and init == "dopamine":
+                lecun_normal_(m)  # Dopamine leaves these convs at Flax's default init
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
 
 
-def impala_stack(in_ch: int, out_ch: int) -> nn.Sequential:
-    """3x3 conv -> 3x3 max-pool stride 2 -> two residual blocks.
-
-    PyTorch pads the pool by 1 on both sides where Flax 'SAME' pads (0, 1) for even sizes; the
-    output sizes agree (84->42->21->11, 10->5->3->2), the windows shift by one pixel.
-    """
+def impala_stack(in_ch: int, out_ch: int, init: str = "dopamine") -> nn.Sequential:
+    """3x3 conv -> 3x3 max-pool stride 2 -> two residual blocks, all 'SAME' as in Dopamine
+    (84->42->21->11, 10->5->3->2). The stack's residual stream is tagged on its first block."""
     conv = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-    xavier_(conv)
-    return nn.Sequential(
-        conv, nn.MaxPool2d(3, stride=2, padding=1), ResidualBlock(out_ch), ResidualBlock(out_ch)
-    )
+    init_layer(conv, init)
+    stream = ResidualStream(out_ch)
+    return nn.Sequential(conv, MaxPool2dSame(3, 2), ResidualBlock(out_ch, stream, init),
+                         ResidualBlock(out_ch, stream, init))
 
 
 def impala_cnn(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> ImageEncoder:
     channels = [in_shape[0]] + [16 * cfg.width, 32 * cfg.width, 32 * cfg.width]
-    stacks = [impala_stack(a, b) for a, b in zip(channels[:-1], channels[1:])]
-    convs = nn.Sequential(*stacks, nn.ReLU())
-    enc = ImageEncoder(convs, in_shape, _dense_units(cfg, cfg.dense))
-    xavier_(enc.dense)
+    stacks = [impala_stack(a, b, cfg.init) for a, b in zip(channels[:-1], channels[1:])]
+    final = nn.ReLU()  # reads the last stack's residual stream
+    setattr(final, STREAM_ATTR, getattr(stacks[-1][2].body[0], STREAM_ATTR))
+    enc = ImageEncoder(nn.Sequential(*stacks, final), in_shape, _dense_units(cfg, cfg.dense))
+    init_layer(enc.dense, cfg.init)
     return enc
 
 
@@ -188,7 +269,7 @@ def impala_cnn(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> ImageEncoder:
 def minatar_cnn(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> ImageEncoder:
     convs = nn.Sequential(nn.Conv2d(in_shape[0], 16 * cfg.width, 3, stride=1), nn.ReLU())
     enc = ImageEncoder(convs, in_shape, _dense_units(cfg, 128))
-    _init_all_xavier(enc)
+    _init_all(enc, cfg.init)
     return enc
 
 
@@ -199,7 +280,7 @@ def minatar_cnn(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> ImageEncoder:
 class MLPEncoder(nn.Module):
     """Flatten -> (Linear -> ReLU) per hidden size."""
 
-    def __init__(self, in_dim: int, hidden: tuple[int, ...]) -> None:
+    def __init__(self, in_dim: int, hidden: tuple[int, ...], init: str = "dopamine") -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         for h in hidden:
@@ -207,7 +288,7 @@ class MLPEncoder(nn.Module):
             in_dim = h
         self.net = nn.Sequential(*layers)
         self.output_dim = in_dim
-        _init_all_xavier(self)
+        _init_all(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.float())
@@ -253,7 +334,7 @@ class NetHackEncoder(nn.Module):
         self.output_dim = _dense_units(cfg, cfg.dense)
         self.dense = nn.Linear(map_dim + 64, self.output_dim)
         self.dense_act = nn.ReLU()
-        _init_all_xavier(self)
+        _init_all(self, cfg.init)
 
     def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         chars = torch.as_tensor(obs["chars"]).long()
@@ -300,6 +381,10 @@ def make_encoder(cfg: EncoderConfig, observation_space: gym.Space) -> nn.Module:
         raise UserError(f"unknown encoder kind '{cfg.kind}'; choose one of {', '.join(KINDS)}")
     if cfg.width < 1:
         raise UserError(f"encoder.width must be a positive integer, got {cfg.width}")
+    if cfg.padding not in PADDINGS:
+        raise UserError(f"unknown encoder.padding {cfg.padding!r}; choose one of {', '.join(PADDINGS)}")
+    if cfg.init not in INITS:
+        raise UserError(f"unknown encoder.init {cfg.init!r}; choose one of {', '.join(INITS)}")
     kind = auto_kind(observation_space) if cfg.kind == "auto" else cfg.kind
     if kind == "nethack":
         if not _is_nethack(observation_space):
@@ -311,7 +396,7 @@ def make_encoder(cfg: EncoderConfig, observation_space: gym.Space) -> nn.Module:
         if not isinstance(observation_space, gym.spaces.Box):
             raise UserError(f"encoder 'mlp' needs a Box space, got {observation_space}")
         hidden = tuple(h * cfg.width for h in cfg.hidden)
-        return MLPEncoder(int(np.prod(observation_space.shape)), hidden)
+        return MLPEncoder(int(np.prod(observation_space.shape)), hidden, cfg.init)
     shape = _image_shape(observation_space, kind)
     builders = {"nature": nature_cnn, "impala": impala_cnn, "minatar": minatar_cnn}
     try:

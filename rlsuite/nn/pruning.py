@@ -1,18 +1,22 @@
-"""Gradual magnitude pruning (Zhu & Gupta 2017) as used by Obando-Ceron et al. (ICML 2024).
+"""Gradual magnitude pruning (Zhu & Gupta 2017) as used by Obando-Ceron et al. (ICML 2024), with
+JaxPruner's semantics (Lee et al. 2023, `MagnitudePruning` + `PolynomialSchedule`):
 
-`shared/papers/GMP_NAP.md` §1.1 is the spec. In short:
-- the target sparsity follows the cubic schedule `gmp_sparsity_at` (paper Eq. 1), counted in
-  **gradient updates**, from `start` to `end` (fractions of the run's updates, default 0.2 / 0.8);
+- per-layer final sparsities s_l^F are solved ONCE, at the final overall sparsity s^F, by `uniform`
+  or `erk` (Erdős–Rényi-Kernel, JaxPruner's `get_sparsities_erdos_renyi` with kernel dims);
+- each layer follows the cubic schedule (Zhu & Gupta Eq. 1) towards its own final target:
+  s_l(t) = s_l^F (1 - (1 - p)^3), with p the progress through the pruning window, counted in
+  **gradient updates** from `start` to `end` (fractions of the run's updates, default 0.2 / 0.8).
+  Since sum_l s_l^F n_l = s^F sum_l n_l, the overall sparsity is s^F (1 - (1 - p)^3) at every step;
 - every `update_freq` updates inside that window the masks are recomputed: per layer, keep the
-  largest-magnitude weights (ties broken by flat index), with per-layer targets from `uniform`
-  or `erk` (Erdős–Rényi-Kernel) at the current overall sparsity;
+  largest |weight x old mask| (ties broken by flat index), so a pruned weight never comes back;
 - masks multiply the weights after *every* optimizer step (a post-step hook), so pruned weights
   are exactly zero at every forward pass; gradients and Adam moments are left dense by default, as
-  in the reference code (JaxPruner), with `mask_gradients` to mask both;
+  in JaxPruner, with `mask_gradients` to mask both;
 - every conv and linear kernel is prunable (first conv and Q-head included), biases never.
 
-Departure (documented): the reference recomputes a mask from the weights *before* that
-iteration's Adam update; this hook runs after the step, so it ranks the post-update weights.
+Departure (documented): JaxPruner recomputes a mask from the weights *before* that iteration's
+Adam update; this hook runs after the step, so it ranks the post-update weights (times the old
+mask, so the update cannot revive what was pruned).
 """
 from __future__ import annotations
 
@@ -83,6 +87,7 @@ def erk_densities(shapes: list[tuple[int, ...]], sparsity: float) -> list[float]
 
 
 def layer_sparsities(shapes: list[tuple[int, ...]], sparsity: float, distribution: str) -> list[float]:
+    """Per-layer sparsities whose weighted mean is `sparsity` (the final targets s_l^F)."""
     if distribution == "uniform":
         return [sparsity] * len(shapes)
     if distribution == "erk":
@@ -90,11 +95,18 @@ def layer_sparsities(shapes: list[tuple[int, ...]], sparsity: float, distributio
     raise UserError(f"gmp.distribution must be 'erk' or 'uniform', got {distribution!r}")
 
 
-def magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Keep the k = max(1, round(n (1 - sparsity))) largest |w|; ties go to the lower flat index."""
+def magnitude_mask(weight: torch.Tensor, sparsity: float, old_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Keep the k = max(1, round(n (1 - sparsity))) largest |w|; ties go to the lower flat index.
+
+    With `old_mask`, weights outside it score below every weight inside it (JaxPruner ranks the
+    masked weights, where pruned ones are 0): as long as k <= the weights alive, none revives.
+    """
     n = weight.numel()
     keep = max(1, round(n * (1.0 - sparsity)))
-    order = torch.sort(weight.detach().abs().flatten(), descending=True, stable=True).indices
+    scores = weight.detach().abs()
+    if old_mask is not None:
+        scores = torch.where(old_mask, scores, torch.full_like(scores, -1.0))
+    order = torch.sort(scores.flatten(), descending=True, stable=True).indices
     mask = torch.zeros(n, dtype=torch.bool, device=weight.device)
     mask[order[:keep]] = True
     return mask.view_as(weight)
@@ -118,6 +130,9 @@ class MagnitudePruner:
         self.end_update = int(round(cfg.end * total_updates))
         self.count = 0
         self.masks = {name: torch.ones_like(p, dtype=torch.bool) for name, p in self.params.items()}
+        shapes = [tuple(p.shape) for p in self.params.values()]
+        # Solved once at s^F (JaxPruner's target_sparsities); the schedule scales each of them.
+        self.final_sparsities = dict(zip(self.params, layer_sparsities(shapes, cfg.sparsity, cfg.distribution)))
         self.current_sparsity = 0.0
         if cfg.mask_gradients:
             for name, param in self.params.items():
@@ -144,12 +159,18 @@ class MagnitudePruner:
             self.update_masks(self.target_at(self.count))
         self.apply()
 
+    def layer_targets(self, sparsity: float) -> dict[str, float]:
+        """Per-layer targets when the overall target is `sparsity` = s^F (1 - (1 - p)^3):
+        s_l^F scaled by the same schedule factor (1 - (1 - p)^3) = sparsity / s^F."""
+        factor = sparsity / self.cfg.sparsity if self.cfg.sparsity > 0 else 0.0
+        return {name: final * factor for name, final in self.final_sparsities.items()}
+
     @torch.no_grad()
     def update_masks(self, sparsity: float) -> None:
-        shapes = [tuple(p.shape) for p in self.params.values()]
-        for (name, param), target in zip(self.params.items(), layer_sparsities(shapes, sparsity, self.cfg.distribution)):
-            # Pruned weights are exactly zero, so they rank last and masks only ever shrink.
-            self.masks[name] = magnitude_mask(param, target)
+        """Recompute every mask for the overall target `sparsity` (see `layer_targets`)."""
+        for name, target in self.layer_targets(sparsity).items():
+            # Ranking |w x old mask| keeps pruned weights out even if Adam moved them off zero.
+            self.masks[name] = magnitude_mask(self.params[name], target, self.masks[name])
         self.current_sparsity = sparsity
 
     @torch.no_grad()
