@@ -30,7 +30,7 @@ from torch import nn
 from rlsuite import seeding
 from rlsuite.errors import TrainingDiverged, UserError
 from rlsuite.nn.diagnostics import UpdateProbe, plasticity_report
-from rlsuite.nn.encoders import EncoderConfig, make_encoder, xavier_
+from rlsuite.nn.encoders import EncoderConfig, init_layer, make_encoder
 from rlsuite.nn.nap import NaPConfig, NormProjector, insert_norms
 from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
 from rlsuite.nn.schedules import lr_factor
@@ -113,9 +113,8 @@ class QNetwork(nn.Module):
             self.advantage = nn.Linear(features, num_actions)
         else:
             self.head = nn.Linear(features, num_actions)
-        if cfg.encoder.init == "dopamine":  # Dopamine's heads are Xavier-uniform with zero bias too
-            for head in self.output_layers()[: 2 if cfg.dueling else 1]:
-                xavier_(head)
+        for head in self.output_layers()[: 2 if cfg.dueling else 1]:
+            init_layer(head, cfg.encoder.init)  # Dopamine's heads are Xavier-uniform too; CleanRL's, PyTorch's
 
     def output_layers(self) -> list[nn.Module]:
         """The layers that set the Q-value scale: the head(s) and the norm feeding them.
