@@ -23,14 +23,17 @@ def run_layer(env: VecEnv, actions: list[int], seeds: list[int] | None = None) -
     obs, _ = env.reset(seed=seeds)
     steps = []
     for a in actions:
-        prev = obs.copy() if not isinstance(obs, dict) else {k: v.copy() for k, v in obs.items()}
+        prev = _copy(obs)
         batch = np.zeros(env.num_envs, np.int64)
         batch[0] = a
-        obs, reward, term, trunc, info = env.step(batch)
-        final = info["final_obs"]
-        steps.append({"obs": prev, "term": bool(term[0]), "trunc": bool(trunc[0]), "done": bool(info["episode"]["done"][0]),
-                      "final": final.copy() if not isinstance(final, dict) else {k: v.copy() for k, v in final.items()}})
+        obs, _, term, trunc, info = env.step(batch)
+        steps.append({"obs": prev, "term": bool(term[0]), "trunc": bool(trunc[0]),
+                      "done": bool(info["episode"]["done"][0]), "final": _copy(info["final_obs"])})
     return steps
+
+
+def _copy(x):
+    return {k: v.copy() for k, v in x.items()} if isinstance(x, dict) else x.copy()
 
 
 def replay_discounts(env: VecEnv, steps: list[dict], last: int = 4) -> dict[int, float]:

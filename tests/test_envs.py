@@ -142,6 +142,8 @@ def test_atari_backends_are_pixel_identical(game: str, life_loss: bool, frame_sk
         for key in x[6]:
             assert np.array_equal(x[6][key], y[6][key]), (t, key)
     assert ends >= 4  # truncations (and lost lives) happened and matched
+    if game == "breakout":
+        assert any(x[6]["done"].any() and x[3].any() for x in ra)  # a game over too
 
 
 @pytest.mark.parametrize("backend", ATARI_BACKENDS)

@@ -6,7 +6,7 @@ Preprocessing (both backends, modelled on envpool's C++ Atari env so outputs agr
 - step: the action repeated `frame_skip` frames (stopping at game over), observation = pixel max of
   the last two grayscale frames (at frame_skip=1 the one emulated frame, as envpool 1.2.5 shows),
   resized to screen_size² with cv2 INTER_AREA; a reset observation is the last frame alone; a game
-  that ends within a step shows what envpool shows (see `AtariGame.step`);
+  that ends within a step shows what envpool shows (see `AtariGame._repeat`);
 - life loss with `terminal_on_life_loss`: terminated=True while lives remain, but the game is not
   reset — the next "reset" only takes the no-ops/FIRE above and the game goes on (envpool's
   `episodic_life`); the time limit counts agent steps of the whole game;
