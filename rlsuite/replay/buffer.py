@@ -231,7 +231,8 @@ class ReplayBuffer:
         if self._copy_done is not None:
             self._copy_done.synchronize()
         out, fields = self._out_buffers(batch_size)
-        kernels.sample_uniform(self._frame_list, self._state, out, generator, self.frame_stack, self.n_step,
+        uniform_state = self._state[: len(self._state) - 2] if self.cfg.prioritized else self._state  # no trees
+        kernels.sample_uniform(self._frame_list, uniform_state, out, generator, self.frame_stack, self.n_step,
                                self.gamma, self._window)
         obs = fields["obs"]
         return {k: v.clone() for k, v in obs.items()} if isinstance(obs, dict) else obs.clone()
