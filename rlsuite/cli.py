@@ -358,6 +358,12 @@ def _add_bench(sub: Any) -> None:
                    help="replay: buffer capacity in transitions (default 200000; 20000 with --quick)")
     p.add_argument("--out", default="runs/bench-plasticity",
                    help="plasticity: folder for its figures, table and records (default runs/bench-plasticity)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="dqn: env steps per timed train()/learn() call (default per task, 10k-20k; 2000 with --quick)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="dqn: fresh processes per side and allocator, interleaved (default 3; 1 with --quick)")
+    p.add_argument("--tasks", default=None,
+                   help="dqn: comma-separated tasks (default all: cartpole, minatar-breakout, pong)")
     p.set_defaults(func=cmd_bench)
 
 
@@ -392,7 +398,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         from rlsuite.bench.dqn import bench_dqn
 
-        results = bench_dqn(seconds=seconds, quick=args.quick)
+        results = bench_dqn(steps=args.steps, repeats=args.repeats, tasks=args.tasks, quick=args.quick)
     for record in results:
         print(json.dumps(record), flush=True)
     return 0
