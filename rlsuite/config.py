@@ -17,54 +17,167 @@ import dataclasses
 import difflib
 import functools
 import inspect
+import math
+import operator
+import re
 import textwrap
 import tomllib
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rlsuite.errors import UserError
+
+# ----------------------------------------------------------------------------- field checks
+#
+# Every config field states the values it accepts where it is declared, next to its docstring:
+#     gamma: float = ranged(0.99, ge=0, le=1)
+#     """Discount factor."""
+# `validate` walks a resolved config once and rejects the first bad value, so a run never starts
+# (nor makes its run directory) with a value that would only fail, or silently misbehave, later.
+
+CHECK = "rlsuite.check"
+"""The dataclass-field metadata key under which a field's `Check` is stored."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """The values one config field accepts: a numeric interval, a set of options, a regular
+    expression, or a function; tuples are checked element by element."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    options: tuple[str, ...] = ()
+    regex: str | None = None
+    func: Callable[[Any], str | None] | None = None
+    """Returns None for a good value, or why it is bad."""
+    text: str = ""
+    """How the accepted values read in messages and --help (set for regex and func checks)."""
+
+    def problem(self, value: Any) -> str | None:
+        """None if `value` is acceptable, else the rule it breaks ('must be in [0, 1]')."""
+        for item in value if isinstance(value, tuple) else (value,):
+            reason = self._item_problem(item)
+            if reason is not None:
+                return reason
+        return None
+
+    def _item_problem(self, value: Any) -> str | None:
+        if self.func is not None:
+            return self.func(value)
+        if self.options:
+            return None if value in self.options else f"must be one of {', '.join(self.options)}"
+        if self.regex is not None:
+            return None if re.fullmatch(self.regex, str(value)) else f"must be one of {self.text}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"must be a finite number {self.describe()}"
+        bounds = ((self.ge, operator.ge), (self.gt, operator.gt), (self.le, operator.le), (self.lt, operator.lt))
+        if all(bound is None or ok(value, bound) for bound, ok in bounds):
+            return None
+        return "must be " + self.describe()
+
+    def describe(self) -> str:
+        """The accepted values in words: 'in [0, 1]', '>= 1', 'one of mse, huber'."""
+        if self.options:
+            return "one of " + ", ".join(self.options)
+        if self.text:
+            return self.text
+        low = (f"[{_num(self.ge)}" if self.ge is not None else f"({_num(self.gt)}" if self.gt is not None else None)
+        high = (f"{_num(self.le)}]" if self.le is not None else f"{_num(self.lt)})" if self.lt is not None else None)
+        if low and high:
+            return f"in {low}, {high}"
+        if low:
+            return (">= " if low[0] == "[" else "> ") + low[1:]
+        if high:
+            return ("<= " if high[-1] == "]" else "< ") + high[:-1]
+        return "any value"
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def ranged(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+           lt: float | None = None) -> Any:
+    """A field whose number (or each number of a tuple) must lie in the given bounds."""
+    return field(default=default, metadata={CHECK: Check(ge=ge, gt=gt, le=le, lt=lt)})
+
+
+def choice(default: str, *options: str) -> Any:
+    """A field whose string must be one of `options`."""
+    if default not in options:
+        raise ValueError(f"default {default!r} is not among the options {options}")
+    return field(default=default, metadata={CHECK: Check(options=options)})
+
+
+def matching(default: str, regex: str, text: str) -> Any:
+    """A field whose string must match `regex` in full; `text` lists the accepted forms."""
+    return field(default=default, metadata={CHECK: Check(regex=regex, text=text)})
+
+
+def checked(default: Any, func: Callable[[Any], str | None], text: str) -> Any:
+    """A field checked by `func` (None = fine, else the reason); `text` describes what is accepted."""
+    return field(default=default, metadata={CHECK: Check(func=func, text=text)})
+
+
+def unchecked(default: Any, text: str) -> Any:
+    """A field that accepts any value of its type; `text` says so, explicitly, for --help."""
+    return checked(default, lambda _: None, text)
+
+
+def field_check(f: dataclasses.Field) -> Check | None:
+    """The `Check` a dataclass field declares, or None."""
+    return f.metadata.get(CHECK)
+
+
+def _env_ids(value: str) -> str | None:
+    """train.tasks' check: None for an env id `resolve_env_id` accepts, else its reason."""
+    from rlsuite.envs.config import env_id_problem  # imported late: that module imports this one
+
+    return env_id_problem(value)
 
 
 @dataclass
 class TrainConfig:
     """How long to train, how often to evaluate, log and checkpoint."""
 
-    total_steps: int = 10_000_000
+    total_steps: int = ranged(10_000_000, ge=1)
     """Environment steps to train for, summed over all parallel envs (Dopamine: 10M agent steps = 40M frames)."""
-    num_envs: int = 1
+    num_envs: int = ranged(1, ge=1)
     """Parallel training environments stepped as one vector."""
-    seed: int = 1
+    seed: int = ranged(1, ge=0)
     """The run's seed: the root of a numpy SeedSequence from which every random stream is derived (each train and eval env, exploration, replay sampling, network init, each task phase; rlsuite.seeding), so runs with different seeds share no stream."""
-    device: str = "auto"
-    """'cpu', 'cuda' or 'auto' (cuda when available)."""
-    torch_threads: int = 2
+    device: str = matching("auto", r"auto|cpu|cuda(:[0-9]+)?", "cpu, cuda, auto, cuda:N")
+    """'cpu', 'cuda', 'cuda:N' (GPU number N) or 'auto' (cuda when available)."""
+    torch_threads: int = ranged(2, ge=1)
     """Threads torch may use for CPU math (intra-op)."""
-    eval_every: int = 0
+    eval_every: int = ranged(0, ge=0)
     """Evaluate every this many env steps during training (0 = only at the end)."""
-    eval_episodes: int = 10
+    eval_episodes: int = ranged(10, ge=1)
     """Whole games per evaluation."""
-    eval_num_envs: int = 4
+    eval_num_envs: int = ranged(4, ge=1)
     """Parallel evaluation environments (separate from the training envs)."""
-    checkpoint_every: int = 0
+    checkpoint_every: int = ranged(0, ge=0)
     """Write a checkpoint every this many env steps (0 = only at the end and on interrupt)."""
-    keep_checkpoints: int = 3
+    keep_checkpoints: int = ranged(3, ge=1)
     """How many most recent checkpoints to keep on disk."""
     save_replay: bool = False
     """Also save the replay buffer with each checkpoint so a resume is exact (large for Atari)."""
-    log_every: int = 1_000
+    log_every: int = ranged(1_000, ge=1)
     """Write scalar metrics to TensorBoard every this many env steps."""
-    diagnostics_batch: int = 1_024
+    diagnostics_batch: int = ranged(1_024, ge=1)
     """States sampled uniformly from the replay (on their own random stream) for the dormant-unit and srank diagnostics; srank can never exceed this."""
-    diagnostics_every: int = 5_000
+    diagnostics_every: int = ranged(5_000, ge=0)
     """Log plasticity/ (per-layer weight norm, gradient norm, effective learning rate; dormant units, srank) and sparsity/ every this many env steps (0 = never)."""
-    tasks: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = checked((), _env_ids, "env ids of one family")
     """Task sequence for continual RL: env ids trained one after another, e.g. minatar:breakout,minatar:asterix,minatar:freeway (empty = env.id alone). One family (MinAtar or Atari); channels are padded and the full action set used so one network serves all."""
-    steps_per_task: int = 0
+    steps_per_task: int = ranged(0, ge=0)
     """Env steps spent on each task of the sequence; total_steps becomes len(tasks) x steps_per_task x cycles."""
-    cycles: int = 1
+    cycles: int = ranged(1, ge=1)
     """How many times the whole task sequence is played."""
     reset_optimizer: bool = False
     """Task sequences: clear the optimizer's moments at every task switch."""
@@ -127,14 +240,71 @@ def describe(obj: Any, prefix: str = "") -> list[tuple[str, str, str]]:
         if dataclasses.is_dataclass(value):
             rows.extend(describe(value, key + "."))
         else:
-            rows.append((key, _format_value(value), docs.get(f.name, "")))
+            rows.append((key, _format_value(value), _with_range(docs.get(f.name, ""), field_check(f))))
     return rows
+
+
+def _with_range(doc: str, check: Check | None) -> str:
+    """The field doc followed by the values the field accepts, for --help."""
+    if check is None or check.describe() == "any value":
+        return doc
+    return f"{doc} Valid: {check.describe()}.".strip()
 
 
 def _format_value(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(str(v) for v in value)
     return str(value)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+# Rules between fields (key, comparison, other key); a rule whose keys the config lacks (another
+# agent's config) is skipped. Single-field ranges live on the fields themselves.
+CROSS_RULES = (
+    ("agent.gmp.start", "<=", "agent.gmp.end"),
+    ("replay.capacity", ">=", "agent.batch_size"),
+)
+_COMPARE = {"<=": operator.le, ">=": operator.ge}
+
+
+def validate(cfg: Any, prefix: str = "") -> None:
+    """Check every field of a resolved config (nested dataclasses included) against its declared
+    range or choices, then the cross-field rules; raise a one-line UserError naming the first bad key."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            validate(value, key + ".")
+            continue
+        check = field_check(f)
+        reason = check.problem(value) if check is not None else None
+        if reason is not None:
+            raise UserError(f"bad value for {key}: {_format_value(value) or '(empty)'} ({reason})")
+    if isinstance(cfg, RunConfig):
+        _validate_cross_rules(cfg)
+
+
+def _validate_cross_rules(cfg: RunConfig) -> None:
+    """The rules between fields, checked once every field is known to be in range."""
+    for key, op, other in CROSS_RULES:
+        left, right = _lookup(cfg, key), _lookup(cfg, other)
+        if left is not None and right is not None and not _COMPARE[op](left, right):
+            raise UserError(f"bad value for {key}: {left} (must be {op} {other} = {right})")
+    train = cfg.train
+    if train.tasks and train.steps_per_task < 1:
+        raise UserError(f"bad value for train.steps_per_task: {train.steps_per_task} "
+                        "(train.tasks needs train.steps_per_task > 0; --steps-per-task N)")
+
+
+def _lookup(cfg: Any, key: str) -> Any:
+    """The value at a dotted key, or None if the config has no such field."""
+    for part in key.split("."):
+        cfg = getattr(cfg, part, None)
+        if cfg is None:
+            return None
+    return cfg
 
 
 # ----------------------------------------------------------------------------- values
@@ -360,6 +530,7 @@ def build_run_config(agent: str | None = None, env: str | None = None, overrides
         cfg = _from_presets(agent, env)
     for assignment in overrides or []:
         apply_override(cfg, assignment)
+    validate(cfg)  # before any command creates a run directory or starts work
     return cfg
 
 

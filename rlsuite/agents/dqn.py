@@ -28,57 +28,58 @@ from gymnasium import spaces
 from torch import nn
 
 from rlsuite import seeding
+from rlsuite.config import choice, ranged, validate
 from rlsuite.errors import TrainingDiverged, UserError
 from rlsuite.nn.diagnostics import UpdateProbe, plasticity_report
 from rlsuite.nn.encoders import EncoderConfig, init_layer, make_encoder
 from rlsuite.nn.nap import NaPConfig, NormProjector, insert_norms
 from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
-from rlsuite.nn.schedules import lr_factor
+from rlsuite.nn.schedules import LR_SCHEDULES, lr_factor
 
 
 @dataclass
 class DQNConfig:
     """DQN hyperparameters (defaults: Dopamine JAX DQN, the GMP paper's Table 2)."""
 
-    gamma: float = 0.99
+    gamma: float = ranged(0.99, ge=0, le=1)
     """Discount factor."""
-    n_step: int = 1
+    n_step: int = ranged(1, ge=1)
     """Rewards summed before bootstrapping (Dopamine DQN: 1; Rainbow: 3)."""
     double: bool = False
     """Double-DQN targets: the online net picks the next action, the target net values it."""
     dueling: bool = False
     """Dueling head: Q = V + A - mean(A)."""
-    loss: str = "mse"
+    loss: str = choice("mse", "mse", "huber")
     """TD loss: 'mse' (Dopamine JAX default) or 'huber' (Nature DQN, CleanRL's smooth L1)."""
-    lr: float = 6.25e-5
+    lr: float = ranged(6.25e-5, gt=0)
     """Adam learning rate (the start of the schedule)."""
-    lr_schedule: str = "constant"
+    lr_schedule: str = choice("constant", *LR_SCHEDULES)
     """'constant', 'linear' or 'cosine' decay over the run's gradient updates, from lr to lr * lr_final. NaP removes the implicit decay that weight-norm growth gives, so single-task NaP runs want 'linear' (Lyle et al. 2024, Fig. 4)."""
-    lr_final: float = 0.0
+    lr_final: float = ranged(0.0, ge=0)
     """Multiplier of lr reached at the last update by the 'linear' and 'cosine' schedules."""
-    adam_eps: float = 1.5e-4
+    adam_eps: float = ranged(1.5e-4, gt=0)
     """Adam epsilon (the GMP paper's Table 2; its appendix's 1.5e-5 is a typo)."""
-    batch_size: int = 32
+    batch_size: int = ranged(32, ge=1)
     """Transitions per gradient update."""
-    learning_starts: int = 20_000
+    learning_starts: int = ranged(20_000, ge=0)
     """Env steps collected before the first gradient update (Dopamine min_replay_history, CleanRL learning_starts, SB3 learning_starts). Whether epsilon stays at epsilon_start until then is epsilon_decay_start's business."""
-    train_freq: int = 4
+    train_freq: int = ranged(4, ge=1)
     """Env steps between rounds of gradient updates (Dopamine update_period, SB3 train_freq); a round runs once the step count passes a multiple of train_freq beyond learning_starts."""
-    gradient_steps: int = 1
+    gradient_steps: int = ranged(1, ge=1)
     """Gradient updates per round, i.e. every train_freq env steps (SB3 gradient_steps; rl-zoo's CartPole recipe: 128 every 256). Replay ratio = gradient_steps / train_freq."""
-    target_update_period: int = 8_000
+    target_update_period: int = ranged(8_000, ge=1)
     """Env steps (not gradient updates) between copies of the online net into the target net, as Dopamine (training_steps), CleanRL (global_step) and SB3 (target_update_interval) count it; checked after each vector step's updates."""
-    epsilon_start: float = 1.0
+    epsilon_start: float = ranged(1.0, ge=0, le=1)
     """Exploration epsilon until epsilon_decay_start."""
-    epsilon_end: float = 0.01
+    epsilon_end: float = ranged(0.01, ge=0, le=1)
     """Exploration epsilon after the decay."""
-    epsilon_decay_start: int = 0
+    epsilon_decay_start: int = ranged(0, ge=0)
     """Env step at which the linear decay begins: Dopamine holds epsilon = 1 for its min_replay_history (= learning_starts, 20k) and decays after it; CleanRL and SB3 decay from step 0."""
-    epsilon_decay_steps: int = 250_000
+    epsilon_decay_steps: int = ranged(250_000, ge=0)
     """Env steps over which epsilon decays linearly, from epsilon_decay_start (Dopamine epsilon_decay_period, CleanRL exploration_fraction x total steps)."""
-    eval_epsilon: float = 0.001
+    eval_epsilon: float = ranged(0.001, ge=0, le=1)
     """Epsilon used by evaluation (Dopamine: 0.001)."""
-    max_grad_norm: float = 0.0
+    max_grad_norm: float = ranged(0.0, ge=0)
     """Clip the global gradient norm to this value (0 = no clipping; SB3 uses 10)."""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     """The torso that maps observations to features (see the encoder.* keys)."""
@@ -150,13 +151,11 @@ class DQN:
         `network` and `exploration` streams (rlsuite.seeding), never the global RNGs."""
         if not isinstance(action_space, spaces.Discrete):
             raise UserError(f"DQN needs a discrete action space, got {action_space}")
-        if cfg.loss not in ("mse", "huber"):
-            raise UserError(f"agent.loss must be 'mse' or 'huber', got {cfg.loss!r}")
+        validate(cfg, "agent.")  # the declared field ranges, also for configs built without build_run_config
         self.cfg = cfg
         self.device = torch.device(device)
         self.observation_space = observation_space
         self.num_actions = int(action_space.n)
-        cfg.nap.validate()
         with torch.random.fork_rng(devices=[]):  # the init draws from its own stream, leaving the global one
             torch.manual_seed(seeding.int_seed(seed, "network"))
             self.online = QNetwork(cfg, observation_space, self.num_actions).to(self.device)

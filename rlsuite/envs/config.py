@@ -12,26 +12,30 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from rlsuite.config import checked, choice, ranged
 from rlsuite.errors import UserError
+
+# The env backends; rlsuite.envs.make dispatches on these names.
+BACKENDS = ("auto", "envpool", "gymnasium", "gymnasium-async")
 
 
 @dataclass
 class EnvConfig:
     """How to build a vectorized environment (see `rlsuite.envs.make`)."""
 
-    id: str = "CartPole-v1"
+    id: str = checked("CartPole-v1", lambda value: env_id_problem(value), "a known env id")  # lambda: defined below
     """Environment id. Atari games by name ('pong', 'ALE/Pong-v5', 'PongNoFrameskip-v4'; 'montezuma' = MontezumaRevenge), NetHack tasks ('NetHackScore-v0', 'nethack'), MinAtar ('minatar:breakout', 'MinAtar/Breakout-v1'), classic control ('CartPole-v1', 'Acrobot-v1', ...)."""
-    backend: str = "auto"
+    backend: str = choice("auto", *BACKENDS)
     """'envpool', 'gymnasium' (in-process sync vector) or 'gymnasium-async' (one subprocess per env); 'auto' = envpool for Atari, gymnasium otherwise."""
-    frame_skip: int = 4
+    frame_skip: int = ranged(4, ge=1)
     """Atari only: emulator frames per agent step, observation = max over the last two frames (the one frame at frame_skip=1)."""
-    frame_stack: int = 4
+    frame_stack: int = ranged(4, ge=1)
     """Atari only: number of consecutive frames stacked on axis 0 of an observation (zeros before an episode start)."""
-    screen_size: int = 84
+    screen_size: int = ranged(84, ge=8)
     """Atari only: side of the square grayscale observation (cv2 INTER_AREA resize, as envpool)."""
-    noop_max: int = 30
+    noop_max: int = ranged(30, ge=0)
     """Atari only: a reset takes a random number of 1..noop_max no-op actions (at least one, as envpool)."""
-    sticky_action_prob: float = 0.25
+    sticky_action_prob: float = ranged(0.25, ge=0, le=1)
     """Atari and MinAtar: probability that the previous action repeats instead of the chosen one (Machado et al. 2018)."""
     terminal_on_life_loss: bool = False
     """Atari only: a lost life ends the training episode (terminated=True) while the game goes on; never in evaluation."""
@@ -39,11 +43,11 @@ class EnvConfig:
     """Atari only: press FIRE after each reset, for games whose action set has FIRE."""
     clip_rewards: bool = False
     """Training reward is sign(reward); never in evaluation. Episode statistics always report the raw score."""
-    max_episode_steps: int = 27000
+    max_episode_steps: int = ranged(27000, ge=1)
     """Time limit in agent steps per game (27000 steps = 108k Atari frames); reached -> truncated=True, and terminated=True as well if the game also ended on that step. Classic control also keeps its registered limit."""
     full_action_space: bool = False
     """Atari: all 18 ALE actions; MinAtar: all 6 actions; instead of the game's minimal action set (task sequences set it so one Q-head serves every game)."""
-    pad_channels: int = 0
+    pad_channels: int = ranged(0, ge=0)
     """MinAtar only: append all-zero observation channels up to this count (0 = none), so games with 4-10 channels share one network (task sequences set it)."""
 
 
@@ -117,6 +121,15 @@ def resolve_env_id(env_id: str) -> tuple[str, str]:
     close = difflib.get_close_matches(name.lower(), [k.lower() for k in known_env_ids()], n=5, cutoff=0.5)
     hint = f"did you mean: {', '.join(close)}? " if close else ""
     raise UserError(f"unknown env '{env_id}'; {hint}('rlsuite list envs' shows all)")
+
+
+def env_id_problem(env_id: str) -> str | None:
+    """EnvConfig.id's check: None for an id `resolve_env_id` accepts, else its reason."""
+    try:
+        resolve_env_id(env_id)
+    except UserError as exc:
+        return str(exc)
+    return None
 
 
 def known_env_ids() -> list[str]:

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlsuite.config import choice, ranged
 from rlsuite.errors import UserError
 
 KINDS = ("auto", "nature", "impala", "minatar", "mlp", "nethack")
@@ -48,19 +49,19 @@ STREAM_ATTR = "residual_stream"
 
 @dataclass
 class EncoderConfig:
-    kind: str = "auto"
+    kind: str = choice("auto", *KINDS)
     """'nature' (Mnih et al. 2015 CNN), 'impala' (Espeholt et al. 2018 ResNet, 15 conv layers), 'minatar' (Young & Tian 2019: one 3x3 conv of 16 then 128 units), 'mlp', 'nethack', or 'auto' (nature for Atari-sized images, minatar for 10x10 images, nethack for NetHack dict obs, mlp for vectors)."""
-    width: int = 1
+    width: int = ranged(1, ge=1)
     """Width multiplier k: conv channels x k (Nature 32/64/64 x k, Impala 16/32/32 x k, MinAtar 16 x k, NetHack 16/32/32 x k); MLP hidden sizes x k."""
     scale_dense: bool = False
     """Also multiply the dense layer after the conv stack (512, MinAtar 128) by k (the GMP paper scales only convs for DQN)."""
-    hidden: tuple[int, ...] = (64, 64)
+    hidden: tuple[int, ...] = ranged((64, 64), ge=1)
     """Hidden layer sizes of the MLP encoder (vector observations)."""
-    dense: int = 512
+    dense: int = ranged(512, ge=1)
     """Units of the dense layer after the Nature / Impala / NetHack conv stack (MinAtar is fixed at 128, as in Young & Tian 2019)."""
-    padding: str = "valid"
+    padding: str = choice("valid", *PADDINGS)
     """Nature CNN conv padding: 'same' (Dopamine's Flax NatureDQNNetwork: 7744 features into the dense layer, 3.96M dense weights) or 'valid' (CleanRL / Mnih et al. 2015 in PyTorch: 3136 features, 1.6M). Impala is always 'same' and MinAtar 'valid', as in their sources."""
-    init: str = "dopamine"
+    init: str = choice("dopamine", *INITS)
     """Weight init: 'dopamine' (Xavier-uniform kernels, zero biases; Flax LeCun-normal for the Impala residual convs) or 'torch' (PyTorch's layer defaults, as CleanRL and SB3)."""
 
 

@@ -40,6 +40,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from rlsuite.config import choice, ranged
 from rlsuite.errors import UserError
 
 NORMS = ("none", "layer", "rms")
@@ -49,20 +50,14 @@ NORMS = ("none", "layer", "rms")
 class NaPConfig:
     """Normalize-and-Project (Lyle et al. 2024): norm layers before every ReLU, weight projection."""
 
-    norm: str = "none"
+    norm: str = choice("none", *NORMS)
     """Normalization inserted before every nonlinearity: 'none', 'layer' (LayerNorm) or 'rms' (RMSNorm)."""
     project: bool = False
     """Rescale every layer to its initial norm after optimizer steps (NaP = a norm + this)."""
-    project_every: int = 1
+    project_every: int = ranged(1, ge=1)
     """Gradient updates between projections (1 = after every step)."""
     project_head: bool = False
     """Also project the output head and the norm feeding it (they set the output scale)."""
-
-    def validate(self) -> None:
-        if self.norm not in NORMS:
-            raise UserError(f"nap.norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
-        if self.project_every < 1:
-            raise UserError(f"nap.project_every must be >= 1, got {self.project_every}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rlsuite.config import choice, ranged, unchecked
 from rlsuite.errors import UserError
 
 
@@ -35,17 +36,17 @@ from rlsuite.errors import UserError
 class GMPConfig:
     """Gradual magnitude pruning (off while sparsity is 0)."""
 
-    sparsity: float = 0.0
+    sparsity: float = ranged(0.0, ge=0, lt=1)
     """Final sparsity s_F over all prunable weights (the paper: 0.95); 0 turns pruning off."""
-    start: float = 0.2
+    start: float = ranged(0.2, ge=0, le=1)
     """Pruning starts at this fraction of the run's gradient updates (the paper: 20%)."""
-    end: float = 0.8
+    end: float = ranged(0.8, ge=0, le=1)
     """Pruning reaches s_F at this fraction of the run's gradient updates (the paper: 80%)."""
-    update_freq: int = 1000
+    update_freq: int = ranged(1000, ge=1)
     """Gradient updates between mask updates (JaxPruner's Dopamine config: 1000)."""
-    distribution: str = "erk"
+    distribution: str = choice("erk", "erk", "uniform")
     """Per-layer targets: 'erk' (Erdős–Rényi-Kernel; the Q-head usually stays dense) or 'uniform'."""
-    exclude: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = unchecked((), "any fnmatch patterns")
     """Parameter-name patterns (fnmatch, e.g. 'encoder.convs.0.*') never pruned."""
     mask_gradients: bool = False
     """Also zero the gradients and Adam moments of pruned weights (the reference code does not)."""

@@ -17,6 +17,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
+from rlsuite.config import ranged
 from rlsuite.errors import UserError
 from rlsuite.replay import kernels, ops, persist
 from rlsuite.replay.resident import DeviceStorage
@@ -30,17 +31,17 @@ _BOX_KEY = "obs"  # storage key of a non-Dict observation
 
 @dataclass
 class ReplayConfig:
-    capacity: int = 1_000_000
+    capacity: int = ranged(1_000_000, ge=1)
     """Transitions kept in total across all env streams (Dopamine: 1M); each episode's final obs takes a slot."""
     prioritized: bool = False
     """Proportional prioritized replay (Schaul et al. 2016) instead of uniform sampling."""
-    alpha: float = 0.5
+    alpha: float = ranged(0.5, ge=0)
     """PER priority exponent: P(i) proportional to (|TD error| + priority_eps)^alpha (Dopamine: 0.5)."""
-    beta_start: float = 0.4
+    beta_start: float = ranged(0.4, ge=0, le=1)
     """PER importance-sampling exponent at the start of training (Schaul et al. 2016: 0.4)."""
-    beta_end: float = 1.0
+    beta_end: float = ranged(1.0, ge=0, le=1)
     """PER importance-sampling exponent at the end; the caller anneals beta and passes it to sample()."""
-    priority_eps: float = 1e-6
+    priority_eps: float = ranged(1e-6, gt=0)
     """Added to |TD error| before the exponent, so no transition gets zero probability."""
     on_device: bool = False
     """Keep frames, fields and priority trees on the learner's device (GPU), so batches never cross the bus."""
