@@ -113,32 +113,48 @@ def config_help() -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rlsuite import config
+    from rlsuite import config, rundir
     from rlsuite.train import train
 
+    overrides = train_overrides(args)
+    if args.resume:
+        return resume_run(args, overrides)
+    if args.tasks and not args.env and not args.config:
+        args.env = args.tasks.split(",")[0].strip()  # the env preset of the sequence's family
+    cfg = config.build_run_config(args.agent, args.env, overrides, args.config)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
+    with rundir.locked(run_dir):  # checked under the lock: two starts on one directory cannot both pass
+        if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
+            raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir")
+        train(cfg, run_dir)
+    return 0
+
+
+def train_overrides(args: argparse.Namespace) -> list[str]:
+    """--set overrides plus the shortcut flags (--steps, --seed, ...) as overrides."""
     overrides = list(args.overrides)
     for flag, key in (("steps", "train.total_steps"), ("seed", "train.seed"), ("num_envs", "train.num_envs"),
                       ("tasks", "train.tasks"), ("steps_per_task", "train.steps_per_task"), ("cycles", "train.cycles")):
         if getattr(args, flag) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
-    if args.tasks and not args.env and not args.config:
-        args.env = args.tasks.split(",")[0].strip()  # the env preset of the sequence's family
     if args.save_replay:
         overrides.append("train.save_replay=true")
     if args.no_progress:
         overrides.append("train.progress=false")
-    if args.resume:
-        run_dir = Path(args.resume)
-        if not (run_dir / "config.toml").is_file():
-            raise UserError(f"{run_dir} is not a run directory (no config.toml)")
+    return overrides
+
+
+def resume_run(args: argparse.Namespace, overrides: list[str]) -> int:
+    """`train --resume RUN`: the saved config plus overrides, under the run's lock."""
+    from rlsuite import config, rundir
+    from rlsuite.train import train
+
+    run_dir = Path(args.resume)
+    if not (run_dir / "config.toml").is_file():
+        raise UserError(f"{run_dir} is not a run directory (no config.toml)")
+    with rundir.locked(run_dir):
         cfg = config.build_run_config(config_file=run_dir / "config.toml", overrides=overrides)
         train(cfg, run_dir, resume=True)
-        return 0
-    cfg = config.build_run_config(args.agent, args.env, overrides, args.config)
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
-    if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
-        raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir")
-    train(cfg, run_dir)
     return 0
 
 
@@ -263,9 +279,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         config.build_run_config(args.agent, args.env, args.overrides + combo)
     results = run_sweep(args.agent, args.env, args.grid, seeds, Path(args.out), args.overrides, args.steps,
                         args.jobs or default_jobs())
-    failed = [job for job, code in results if code != 0]
-    print(f"sweep finished: {len(results) - len(failed)} ok, {len(failed)} failed; "
-          f"compare with: rlsuite compare {args.out}")
+    failed = [job for job, code in results if code not in (0, None)]
+    busy = [job for job, code in results if code is None]
+    print(f"sweep finished: {len(results) - len(failed) - len(busy)} ok, {len(failed)} failed"
+          + (f", {len(busy)} skipped (in use)" if busy else "") + f"; compare with: rlsuite compare {args.out}")
     return 1 if failed else 0
 
 

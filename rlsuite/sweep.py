@@ -9,6 +9,7 @@ the machine's cores without oversubscribing them.
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from rlsuite import checkpoint
+from rlsuite import checkpoint, rundir
 from rlsuite.errors import UserError
 
 
@@ -79,8 +80,9 @@ def command(job: Job, agent: str, env: str, base: list[str], steps: int | None, 
 
 
 def run_sweep(agent: str, env: str, axes: list[str], seeds: list[int], out: Path, base: list[str],
-              steps: int | None, jobs: int, say=print) -> list[tuple[Job, int]]:
-    """Run every job (at most `jobs` at a time); returns (job, exit code) per job."""
+              steps: int | None, jobs: int, say=print) -> list[tuple[Job, int | None]]:
+    """Run every job (at most `jobs` at a time); returns (job, exit code) per job, code None
+    for a run another process holds (skipped)."""
     plan = plan_jobs(axes, seeds, out)
     say(f"sweep: {len(plan)} runs ({len(plan) // max(len(seeds), 1)} arms x {len(seeds)} seeds), {jobs} at a time -> {out}")
     pending, running, finished = list(plan), [], []
@@ -88,16 +90,11 @@ def run_sweep(agent: str, env: str, axes: list[str], seeds: list[int], out: Path
     while pending or running:
         while pending and len(running) < jobs:
             job = pending.pop(0)
-            state = job_state(job, steps)
-            if state == "done":
-                finished.append((job, 0))
-                say(f"  skip {job.arm} s{job.seed} (done)")
-                continue
-            job.run_dir.parent.mkdir(parents=True, exist_ok=True)
-            log = open(job.run_dir.parent / f"s{job.seed}.log", "a")
-            proc = subprocess.Popen(command(job, agent, env, base, steps, state), stdout=log, stderr=subprocess.STDOUT)
-            running.append((job, proc, log))
-            say(f"  start {job.arm} s{job.seed}" + (" (resume)" if state == "partial" else ""))
+            entry = start_job(job, agent, env, base, steps, say)
+            if isinstance(entry, tuple):
+                running.append(entry)
+            else:
+                finished.append((job, entry))
         time.sleep(0.5)
         for entry in [r for r in running if r[1].poll() is not None]:
             job, proc, log = entry
@@ -107,6 +104,35 @@ def run_sweep(agent: str, env: str, axes: list[str], seeds: list[int], out: Path
             say(f"  {'done' if proc.returncode == 0 else 'FAILED (see ' + str(job.run_dir.parent / f's{job.seed}.log') + ')'}"
                 f" {job.arm} s{job.seed}  [{len(finished)}/{len(plan)}, {time.time() - started:.0f}s]")
     return finished
+
+
+def start_job(job: Job, agent: str, env: str, base: list[str], steps: int | None, say=print):
+    """Lock the job's run directory and start its `rlsuite train`, which inherits the lock.
+
+    Returns (job, process, log), or an exit code without starting anything: 0 for a finished
+    run, None for a run another process holds (a second sweep on the same --out, a lone train).
+    """
+    try:
+        lock = rundir.acquire(job.run_dir)
+    except rundir.RunInUse as exc:
+        holder = exc.holder or {}
+        say(f"  skip {job.arm} s{job.seed} (in use by pid {holder.get('pid', '?')} on {holder.get('host', '?')})")
+        return None
+    try:
+        state = job_state(job, steps)
+        if state == "done":
+            say(f"  skip {job.arm} s{job.seed} (done)")
+            rundir.release(lock)
+            return 0
+        log = open(job.run_dir.parent / f"s{job.seed}.log", "a")
+        proc = subprocess.Popen(command(job, agent, env, base, steps, state), stdout=log, stderr=subprocess.STDOUT,
+                                pass_fds=(lock.fd,), env={**os.environ, rundir.ENV_FD: str(lock.fd)})
+    except BaseException:
+        rundir.release(lock)
+        raise
+    rundir.hand_over(lock)  # the child holds it now, until it exits
+    say(f"  start {job.arm} s{job.seed}" + (" (resume)" if state == "partial" else ""))
+    return job, proc, log
 
 
 def default_jobs() -> int:

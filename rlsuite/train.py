@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlsuite import checkpoint, config, seeding, tasks
+from rlsuite import checkpoint, config, rundir, seeding, tasks
 from rlsuite.agents import agent_classes
 from rlsuite.envs import make as make_env
 from rlsuite.errors import TrainingDiverged, UserError
@@ -317,8 +317,18 @@ def loop(s: Session, monitor: Monitor) -> str:
 
 
 def train(cfg: config.RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
-    """Train (or resume) one run in `run_dir`; returns the final evaluation summary."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Train (or resume) one run in `run_dir`; returns the final evaluation summary.
+
+    Holds the run directory's lock throughout (rlsuite.rundir; RunInUse when another process
+    has it).
+    """
+    with rundir.locked(run_dir) as lock:
+        if lock.stale:
+            print(f"note: took over the lock of {rundir.describe_holder(lock.stale)}, which is no longer running")
+        return _train_locked(cfg, run_dir, resume)
+
+
+def _train_locked(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     tasks.validate(cfg)
     (run_dir / "config.toml").write_text(config.dumps_toml(cfg))
     s = build_session(cfg, run_dir)

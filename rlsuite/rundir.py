@@ -1,0 +1,178 @@
+"""One process per run directory.
+
+The lock is `fcntl.flock` on `<run>/.lock`: the kernel releases it on any exit (kill -9
+included), so a lock file left by a dead process is simply taken over. The file holds the
+holder's pid, host and start time for the messages. A normal release deletes it; to make that
+safe, a process that locked a file which was meanwhile unlinked retries on the new one.
+
+`rlsuite sweep` takes a run's lock itself and hands the open lock file to the `rlsuite train`
+child it starts (RLSUITE_RUN_LOCK_FD), so no other process can slip in between.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from rlsuite.errors import UserError
+
+LOCK = ".lock"
+ENV_FD = "RLSUITE_RUN_LOCK_FD"  # an inherited, already locked lock file (from `rlsuite sweep`)
+
+
+
+class RunInUse(UserError):
+    """Another live process holds the run directory's lock."""
+
+    def __init__(self, run_dir: Path, holder: dict[str, Any] | None) -> None:
+        super().__init__(f"{run_dir} is in use by {describe_holder(holder)}; "
+                         "wait for it to finish or stop that process")
+        self.holder = holder
+
+
+@dataclass
+class RunLock:
+    """A held lock: the open, flocked lock file, and what a dead previous holder left in it."""
+
+    path: Path
+    fd: int
+    stale: dict[str, Any] | None = None
+    depth: int = field(default=1, repr=False)
+
+
+_HELD: dict[Path, RunLock] = {}  # locks this process holds, so train() inside the CLI's lock is a no-op
+
+
+def describe_holder(holder: dict[str, Any] | None) -> str:
+    if not holder:
+        return "another process (starting up)"
+    return f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}"
+
+
+def read_holder(path: Path) -> dict[str, Any] | None:
+    """The pid/host/since written in a lock file, or None (missing, empty or being written)."""
+    try:
+        data = json.loads(path.read_text() or "null")
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.fstat(fd).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _write_holder(fd: int) -> None:
+    since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    text = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since})
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, text.encode(), 0)
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _adopt_inherited(path: Path) -> int | None:
+    """The lock file descriptor a parent (`rlsuite sweep`) locked for us, if it is this run's."""
+    text = os.environ.pop(ENV_FD, None)  # popped: our own children must not adopt it too
+    if not text or not text.isdigit():
+        return None
+    fd = int(text)
+    if _same_file(fd, path) and _try_flock(fd):  # same open file description: flock succeeds
+        os.set_inheritable(fd, False)
+        return fd
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    return None
+
+
+def acquire(run_dir: Path, wait: float = 1.0) -> RunLock:
+    """Lock `run_dir` (created if missing) for this process.
+
+    Waits up to `wait` seconds (a `rlsuite runs` probe holds it for microseconds), then raises
+    RunInUse naming the holder. A lock file whose process died is taken over; `stale` says whose.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK
+    fd = _adopt_inherited(path)
+    deadline = time.monotonic() + wait
+    while fd is None:
+        candidate = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if _try_flock(candidate):
+            if _same_file(candidate, path):
+                fd = candidate
+                break
+            os.close(candidate)  # the holder released and deleted it between our open and flock
+            continue
+        os.close(candidate)
+        if time.monotonic() >= deadline:
+            raise RunInUse(run_dir, read_holder(path))
+        time.sleep(0.05)
+    stale = read_holder(path)
+    if stale and stale.get("pid") == os.getpid():  # handed over by our parent, not a dead process
+        stale = None
+    _write_holder(fd)
+    return RunLock(path, fd, stale)
+
+
+def release(lock: RunLock) -> None:
+    """Delete the lock file, then unlock (a waiter that locked the deleted file retries)."""
+    with contextlib.suppress(FileNotFoundError):
+        if _same_file(lock.fd, lock.path):
+            os.unlink(lock.path)
+    fcntl.flock(lock.fd, fcntl.LOCK_UN)
+    os.close(lock.fd)
+
+
+def hand_over(lock: RunLock) -> None:
+    """Close our copy of a lock already passed to a child process; the child keeps it held."""
+    os.close(lock.fd)
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path) -> Iterator[RunLock]:
+    """Hold `run_dir`'s lock for the block; re-entrant within one process."""
+    key = Path(run_dir).resolve()
+    if key in _HELD:
+        _HELD[key].depth += 1
+        try:
+            yield _HELD[key]
+        finally:
+            _HELD[key].depth -= 1
+        return
+    lock = _HELD[key] = acquire(Path(run_dir))
+    try:
+        yield lock
+    finally:
+        del _HELD[key]
+        release(lock)
+
+
+def holder(run_dir: Path) -> dict[str, Any] | None:
+    """Who holds `run_dir` now (a live process), or None. Creates nothing."""
+    path = Path(run_dir) / LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        if _try_flock(fd):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        return read_holder(path) or {}
+    finally:
+        os.close(fd)
