@@ -145,11 +145,17 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def resume_run(args: argparse.Namespace, overrides: list[str]) -> int:
-    """`train --resume RUN`: the saved config plus overrides, under the run's lock."""
+    """`train --resume RUN`: the saved config plus the few overrides a resume allows
+    (rlsuite.rundir.RESUMABLE); arguments a resume would ignore are refused, not dropped."""
     from rlsuite import config, rundir
     from rlsuite.train import train
 
+    ignored = [name for name, value in (("an agent", args.agent), ("--env", args.env), ("--config", args.config),
+                                        ("--run-dir", args.run_dir)) if value]
     run_dir = Path(args.resume)
+    if ignored:
+        raise UserError(f"--resume continues {run_dir} with its saved config, so {', '.join(ignored)} cannot be "
+                        "given with it (change resumable keys with --set, or start a new run with --config)")
     if not (run_dir / "config.toml").is_file():
         raise UserError(f"{run_dir} is not a run directory (no config.toml)")
     with rundir.locked(run_dir):

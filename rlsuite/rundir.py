@@ -1,4 +1,4 @@
-"""One process per run directory.
+"""One process per run directory, and what a resume may change.
 
 The lock is `fcntl.flock` on `<run>/.lock`: the kernel releases it on any exit (kill -9
 included), so a lock file left by a dead process is simply taken over. The file holds the
@@ -25,6 +25,10 @@ from rlsuite.errors import UserError
 LOCK = ".lock"
 ENV_FD = "RLSUITE_RUN_LOCK_FD"  # an inherited, already locked lock file (from `rlsuite sweep`)
 
+# Keys a resume may change: none of them touches the network, the spaces or the data stream.
+RESUMABLE = ("train.total_steps", "train.eval_every", "train.eval_episodes", "train.checkpoint_every",
+             "train.keep_checkpoints", "train.log_every", "train.progress", "train.diagnostics_every",
+             "train.device", "train.torch_threads", "train.save_replay")
 
 
 class RunInUse(UserError):
@@ -176,3 +180,88 @@ def holder(run_dir: Path) -> dict[str, Any] | None:
         return read_holder(path) or {}
     finally:
         os.close(fd)
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def flat(cfg: Any) -> dict[str, Any]:
+    """A RunConfig as {'section.key': value} (nested tables dotted)."""
+    from rlsuite.config import SECTIONS, to_dict
+
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, table: dict[str, Any]) -> None:
+        for key, value in table.items():
+            if isinstance(value, dict):
+                walk(f"{prefix}{key}.", value)
+            else:
+                out[prefix + key] = value
+
+    data = to_dict(cfg)
+    walk("", {"algo": data["algo"], **{s: data[s] for s in SECTIONS}})
+    return out
+
+
+def resume_changes(run_dir: Path, cfg: Any) -> dict[str, tuple[Any, Any]]:
+    """{key: (saved, new)} of what resuming `run_dir` with `cfg` changes.
+
+    Raises UserError (before anything is written) when a key outside RESUMABLE differs, or
+    train.total_steps would shrink: the checkpoint belongs to the saved network and schedule.
+    """
+    from rlsuite import config, tasks
+
+    saved = config.build_run_config(config_file=run_dir / "config.toml")
+    tasks.validate(saved)
+    old, new = flat(saved), flat(cfg)
+    changes = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+    refused = [k for k in changes if k not in RESUMABLE]
+    if refused:
+        what = ", ".join(f"{k} ({_show(changes[k][0])} -> {_show(changes[k][1])})" for k in refused)
+        raise UserError(f"cannot resume {run_dir} with {what}: a resume may change only "
+                        f"{', '.join(RESUMABLE)}; start a new run instead: rlsuite train --config "
+                        f"{run_dir / 'config.toml'} --set ... --run-dir NEW_DIR")
+    steps = changes.get("train.total_steps")
+    if steps and steps[1] < steps[0]:
+        raise UserError(f"cannot resume {run_dir} with train.total_steps {steps[0]:,} -> {steps[1]:,}: "
+                        "a resume can only extend a run (--steps must be at least the planned steps)")
+    return changes
+
+
+def _show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def record_resume(run_dir: Path, step: int, changes: dict[str, tuple[Any, Any]]) -> None:
+    """Append one line to <run>/resume.log: when, from which step, what changed."""
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    what = ", ".join(f"{k} {_show(a)} -> {_show(b)}" for k, (a, b) in changes.items()) or "no changes"
+    with open(run_dir / "resume.log", "a") as fh:
+        fh.write(f"{when} resumed at step {step}: {what}\n")
+
+
+def final_eval_recorded(run_dir: Path, total_steps: int) -> bool:
+    """Did training itself (not `rlsuite eval`) record an evaluation at or after total_steps?"""
+    try:
+        lines = (run_dir / "eval.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return False
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:  # a line cut by a crash mid-write
+            continue
+        if record.get("step", -1) >= total_steps and record.get("source") != "rlsuite eval":
+            return True
+    return False
+
+
+def checkpoint_step(run_dir: Path) -> int:
+    """The env step of the run's latest checkpoint (UserError when there is none or it is damaged)."""
+    from rlsuite import checkpoint
+
+    return int(checkpoint.load(checkpoint.find(run_dir))["step"])
+
+
+def is_finished(run_dir: Path, step: int, total_steps: int) -> bool:
+    return step >= total_steps and final_eval_recorded(run_dir, total_steps)

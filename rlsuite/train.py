@@ -320,7 +320,9 @@ def train(cfg: config.RunConfig, run_dir: Path, resume: bool = False) -> dict[st
     """Train (or resume) one run in `run_dir`; returns the final evaluation summary.
 
     Holds the run directory's lock throughout (rlsuite.rundir; RunInUse when another process
-    has it).
+    has it). A resume writes nothing until the checkpoint has loaded into the new config, and
+    refuses (UserError) config changes outside rlsuite.rundir.RESUMABLE. Resuming a finished
+    run returns {"outcome": "already finished"} and writes nothing.
     """
     with rundir.locked(run_dir) as lock:
         if lock.stale:
@@ -328,14 +330,33 @@ def train(cfg: config.RunConfig, run_dir: Path, resume: bool = False) -> dict[st
         return _train_locked(cfg, run_dir, resume)
 
 
-def _train_locked(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
-    tasks.validate(cfg)
-    (run_dir / "config.toml").write_text(config.dumps_toml(cfg))
+def _start(cfg: config.RunConfig, run_dir: Path, resume: bool, changes: dict[str, Any], say: Any) -> Session:
+    """Build the session and restore it on resume; only then write config.toml (and resume.log),
+    so a resume that fails leaves the run directory as it was."""
     s = build_session(cfg, run_dir)
-    say = print
     if resume:
-        restore_checkpoint(s, say)
-    else:
+        try:
+            restore_checkpoint(s, say)
+        except RuntimeError as exc:  # load_state_dict: shapes or keys of another network
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"the checkpoint of {run_dir} does not fit this config ({first})") from None
+        rundir.record_resume(run_dir, s.step, changes)
+    checkpoint.atomic_write_bytes(run_dir / "config.toml", lambda fh: fh.write(config.dumps_toml(cfg).encode()))
+    return s
+
+
+def _train_locked(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
+    say = print
+    tasks.validate(cfg)
+    changes = rundir.resume_changes(run_dir, cfg) if resume else {}  # refuses before anything is written
+    if resume:
+        step = rundir.checkpoint_step(run_dir)
+        if rundir.is_finished(run_dir, step, cfg.train.total_steps):
+            say(f"{run_dir} is finished ({step:,} of {cfg.train.total_steps:,} steps, final evaluation "
+                "recorded); nothing to do (extend it with --steps N)")
+            return {"outcome": "already finished", "step": step}
+    s = _start(cfg, run_dir, resume, changes, say)
+    if not resume:
         s.obs, _ = s.env.reset(seed=train_env_seeds(cfg, 0))
         gb = ReplayBuffer.projected_bytes(cfg.replay.capacity, s.env.single_observation_space, s.env.frame_stack) / 1e9
         say(f"run {run_dir}  |  {cfg.algo} on {s.env.game} ({s.env.family}, {cfg.train.num_envs} envs)  |  "

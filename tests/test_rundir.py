@@ -1,7 +1,8 @@
-"""One process per run directory (the lock)."""
+"""One process per run directory (the lock), and resumes that never damage their run."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -136,3 +137,73 @@ def test_sweep_skips_a_run_in_use(tmp_path, capsys):
     assert f"skip base s1 (in use by pid {os.getpid()} on {socket.gethostname()})" in stdout
     assert "1 skipped (in use)" in stdout
     assert not (out / "base" / "s1.log").exists()
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "finished"
+    assert main(["train", "dqn-classic", "--env", "CartPole-v1", "--steps", "1500", "--run-dir", str(run_dir),
+                 *sets(TINY)]) == 0
+    return run_dir
+
+
+@pytest.fixture
+def run(finished_run, tmp_path) -> Path:
+    """A private copy of the finished run."""
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    return copy
+
+
+@pytest.mark.parametrize("override", ["agent.encoder.hidden=64,64", "agent.dueling=true", "agent.nap.norm=layer",
+                                      "env.id=Acrobot-v1", "train.seed=2", "replay.capacity=100"])
+def test_resume_refuses_a_config_change_before_writing_anything(run, capsys, override):
+    before = snapshot(run)
+    code, _, err = run_cli(capsys, "train", "--resume", str(run), "--steps", "2000", "--set", override)
+    assert code == 2
+    line = one_line(err)
+    assert f"cannot resume {run} with {override.split('=')[0]} (" in line, line
+    assert snapshot(run) == before
+    code, out, _ = run_cli(capsys, "train", "--resume", str(run), "--steps", "1800")  # the run still resumes
+    assert code == 0 and "resumed from" in out and latest_step(run) == 1800
+
+
+def test_resume_refuses_fewer_steps(run, capsys):
+    before = snapshot(run)
+    code, _, err = run_cli(capsys, "train", "--resume", str(run), "--steps", "10")
+    assert code == 2
+    assert "train.total_steps 1,500 -> 10: a resume can only extend a run" in one_line(err)
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("extra", [["dqn-classic"], ["--env", "CartPole-v1"], ["--config", "x.toml"],
+                                   ["--run-dir", "elsewhere"]], ids=["agent", "env", "config", "run-dir"])
+def test_resume_refuses_arguments_it_would_ignore(run, capsys, extra):
+    before = snapshot(run)
+    code, _, err = run_cli(capsys, "train", "--resume", str(run), *extra)
+    assert code == 2
+    assert "cannot be given with it" in one_line(err)
+    assert snapshot(run) == before
+
+
+def test_resume_of_a_finished_run_does_nothing(run, capsys):
+    before = snapshot(run)
+    code, out, err = run_cli(capsys, "train", "--resume", str(run), "--set", "train.eval_episodes=3")
+    assert code == 0, err
+    assert f"{run} is finished (1,500 of 1,500 steps" in out
+    assert snapshot(run) == before
+
+
+def test_resume_extends_a_run_and_logs_the_changes(run, capsys):
+    code, out, err = run_cli(capsys, "train", "--resume", str(run), "--steps", "2000",
+                             "--set", "train.eval_episodes=3")
+    assert code == 0, err
+    assert latest_step(run) == 2000
+    (line,) = (run / "resume.log").read_text().splitlines()
+    assert "resumed at step 1500: train.eval_episodes 2 -> 3, train.total_steps 1500 -> 2000" in line
+    assert "total_steps = 2000" in (run / "config.toml").read_text()
+    code, out, _ = run_cli(capsys, "train", "--resume", str(run))
+    assert code == 0 and "is finished (2,000 of 2,000 steps" in out
