@@ -31,6 +31,7 @@ def load_policy(target: str | Path, env_id: str | None = None, overrides: list[s
         cfg.env.id = env_id
     for assignment in overrides or []:
         config.apply_override(cfg, assignment)
+    config.validate(cfg)  # the same range checks as train, before any env is built
     env = make_env(cfg.env, num_envs, seed, evaluation=True)
     agent_cls, _ = agent_classes(cfg.algo)
     agent = agent_cls(cfg.agent, env.single_observation_space, env.single_action_space, device, seed=seed)

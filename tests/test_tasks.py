@@ -85,7 +85,7 @@ def test_resume_mid_sequence_equals_an_uninterrupted_run(tmp_path):
 @pytest.mark.parametrize("bad,message", [
     (["train.tasks=minatar:breakout,CartPole-v1", "train.steps_per_task=10"], "all be MinAtar games or all Atari"),
     (["train.tasks=minatar:breakout,minatar:freeway"], "steps_per_task > 0"),
-    (["train.tasks=minatar:breakout", "train.steps_per_task=10", "train.cycles=0"], "cycles must be >= 1"),
+    (["train.tasks=minatar:breakout", "train.steps_per_task=10", "train.cycles=0"], "train.cycles: 0 (must be >= 1)"),
 ])
 def test_bad_sequences_exit_2_with_one_line(tmp_path, capsys, bad, message):
     code = main(["train", "dqn-minatar", "--run-dir", str(tmp_path / "r"), *sets(TINY + bad)])

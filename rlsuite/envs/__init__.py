@@ -7,14 +7,13 @@ from __future__ import annotations
 from functools import partial
 from typing import Sequence
 
-from rlsuite.envs.config import ATARI, CLASSIC, MINATAR, NETHACK, EnvConfig, known_env_ids, resolve_env_id
+from rlsuite.envs.config import ATARI, BACKENDS, CLASSIC, MINATAR, NETHACK, EnvConfig, known_env_ids, resolve_env_id
 from rlsuite.envs.vector import VecEnv
 from rlsuite.errors import UserError
 from rlsuite.seeding import vector_seeds
 
 __all__ = ["EnvConfig", "VecEnv", "make", "resolve_env_id", "known_env_ids"]
 
-BACKENDS = ("auto", "envpool", "gymnasium", "gymnasium-async")
 
 
 def make(cfg: EnvConfig, num_envs: int, seed: int | Sequence[int], *, evaluation: bool = False) -> VecEnv:
