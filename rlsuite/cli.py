@@ -1,4 +1,4 @@
-"""`rlsuite train | eval | list | bench` — the command line.
+"""`rlsuite train | eval | list | runs | bench` — the command line.
 
 Every user mistake ends in one line on stderr and exit code 2; a diverged run exits 1.
 The configuration keys and their help come from the config dataclasses' field docstrings.
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_list(sub)
     _add_export(sub)
     _add_sweep(sub)
+    _add_runs(sub)
     _add_compare(sub)
     _add_bench(sub)
     return parser
@@ -290,6 +291,27 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"sweep finished: {len(results) - len(failed) - len(busy)} ok, {len(failed)} failed"
           + (f", {len(busy)} skipped (in use)" if busy else "") + f"; compare with: rlsuite compare {args.out}")
     return 1 if failed else 0
+
+
+def _add_runs(sub: Any) -> None:
+    p = sub.add_parser("runs", help="list runs: agent, env, steps done / planned, last eval, state",
+                       description="Every run directory below DIR with its agent, env, steps done (latest "
+                                   "checkpoint) / planned, the mean of its last evaluation, and its state: "
+                                   "running (a live process holds its lock), finished, or interrupted.")
+    p.add_argument("dir", nargs="?", default="runs", help="folder to search (default runs/)")
+    p.set_defaults(func=cmd_runs)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from rlsuite.evaluate import format_table
+    from rlsuite.rundir import find_runs, run_summary
+
+    found = find_runs(Path(args.dir))
+    if not found:
+        print(f"no runs below {args.dir}")
+        return 0
+    print(format_table([run_summary(run_dir) for run_dir in found], f"runs below {args.dir}"))
+    return 0
 
 
 def _add_compare(sub: Any) -> None:

@@ -265,3 +265,63 @@ def checkpoint_step(run_dir: Path) -> int:
 
 def is_finished(run_dir: Path, step: int, total_steps: int) -> bool:
     return step >= total_steps and final_eval_recorded(run_dir, total_steps)
+
+
+# ----------------------------------------------------------------------------- listing
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Run directories (those holding a config.toml) at or below `root`, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"no such directory: {root}")
+    return sorted(p.parent for p in root.rglob("config.toml"))
+
+
+def latest_step(run_dir: Path) -> int:
+    """Steps done, from the latest checkpoint's name (ckpt_<step>.pt): no checkpoint is loaded."""
+    from rlsuite import checkpoint
+
+    try:
+        name = checkpoint.find(run_dir).stem
+    except UserError:
+        return 0
+    digits = name.rsplit("_", 1)[-1]
+    return int(digits) if digits.isdigit() else 0
+
+
+def last_eval_mean(run_dir: Path) -> float | None:
+    """The mean return of the last evaluation in eval.jsonl (training's or `rlsuite eval`'s)."""
+    try:
+        lines = (run_dir / "eval.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines):
+        try:
+            mean = json.loads(line).get("mean")
+        except ValueError:  # a line cut by a crash mid-write
+            continue
+        if isinstance(mean, (int, float)):
+            return float(mean)
+    return None
+
+
+def run_summary(run_dir: Path) -> dict[str, Any]:
+    """One row of `rlsuite runs`: agent, env, steps done / planned, last eval mean, state."""
+    from rlsuite.config import read_toml
+
+    data = read_toml(run_dir / "config.toml")
+    train = data.get("train", {})
+    tasks = train.get("tasks") or []
+    planned = len(tasks) * train.get("steps_per_task", 0) * train.get("cycles", 1) if tasks \
+        else train.get("total_steps", 0)
+    step = latest_step(run_dir)
+    held = holder(run_dir)
+    if held is not None:
+        state = f"running (pid {held.get('pid', '?')} on {held.get('host', '?')})"
+    else:
+        state = "finished" if is_finished(run_dir, step, planned) else "interrupted"
+    mean = last_eval_mean(run_dir)
+    return {"run": str(run_dir), "agent": data.get("algo", "?"),
+            "env": ",".join(tasks) if tasks else data.get("env", {}).get("id", "?"),
+            "steps": f"{step:,} / {planned:,}", "eval mean": "-" if mean is None else f"{mean:.2f}", "state": state}

@@ -207,3 +207,35 @@ def test_resume_extends_a_run_and_logs_the_changes(run, capsys):
     assert "total_steps = 2000" in (run / "config.toml").read_text()
     code, out, _ = run_cli(capsys, "train", "--resume", str(run))
     assert code == 0 and "is finished (2,000 of 2,000 steps" in out
+
+
+# ----------------------------------------------------------------------------- rlsuite runs
+
+
+def test_runs_lists_running_finished_and_interrupted(finished_run, tmp_path, capsys):
+    root = tmp_path / "runs"
+    for name in ("done", "cut", "live"):
+        shutil.copytree(finished_run, root / "group" / name)
+    cut = root / "group" / "cut" / "config.toml"  # planned longer than done: as a run stopped at 1,500
+    cut.write_text(cut.read_text().replace("total_steps = 1500", "total_steps = 3000"))
+    lock = rundir.acquire(root / "group" / "live")
+    try:
+        code, out, _ = run_cli(capsys, "runs", str(root))
+    finally:
+        rundir.release(lock)
+    assert code == 0
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith(str(root))}
+    assert len(rows) == 3
+    done, cut, live = (rows[str(root / "group" / n)] for n in ("done", "cut", "live"))
+    assert "dqn" in done and "CartPole-v1" in done and "1,500 / 1,500" in done and done.endswith("finished")
+    assert "1,500 / 3,000" in cut and cut.endswith("interrupted")
+    assert live.endswith(f"running (pid {os.getpid()} on {socket.gethostname()})")
+    mean = [v for v in done.split() if v.replace(".", "").lstrip("-").isdigit() and "." in v]
+    assert mean, done  # the last evaluation's mean
+
+
+def test_runs_of_a_missing_or_empty_folder(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "runs", str(tmp_path / "nowhere"))
+    assert code == 2 and "no such directory" in one_line(err)
+    code, out, _ = run_cli(capsys, "runs", str(tmp_path))
+    assert code == 0 and "no runs below" in out
