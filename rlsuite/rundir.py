@@ -113,6 +113,7 @@ def acquire(run_dir: Path, wait: float = 1.0) -> RunLock:
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK
     fd = _adopt_inherited(path)
+    adopted = fd is not None
     deadline = time.monotonic() + wait
     while fd is None:
         candidate = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -126,9 +127,7 @@ def acquire(run_dir: Path, wait: float = 1.0) -> RunLock:
         if time.monotonic() >= deadline:
             raise RunInUse(run_dir, read_holder(path))
         time.sleep(0.05)
-    stale = read_holder(path)
-    if stale and stale.get("pid") == os.getpid():  # handed over by our parent, not a dead process
-        stale = None
+    stale = None if adopted else read_holder(path)  # an adopted file names our live parent
     _write_holder(fd)
     return RunLock(path, fd, stale)
 

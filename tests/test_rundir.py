@@ -139,6 +139,16 @@ def test_sweep_skips_a_run_in_use(tmp_path, capsys):
     assert not (out / "base" / "s1.log").exists()
 
 
+def test_sweep_hands_its_lock_to_the_run(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    code, stdout, _ = run_cli(capsys, "sweep", "dqn-classic", "--env", "CartPole-v1", "--seeds", "1",
+                              "--steps", "300", "--out", str(out), *sets(TINY))
+    assert code == 0 and "1 ok, 0 failed" in stdout
+    log = (out / "base" / "s1.log").read_text()
+    assert "took over" not in log and "in use" not in log
+    assert latest_step(out / "base" / "s1") == 300 and not (out / "base" / "s1" / rundir.LOCK).exists()
+
+
 # ----------------------------------------------------------------------------- resume
 
 
