@@ -394,7 +394,7 @@ def _add_bench(sub: Any) -> None:
     p = sub.add_parser("bench", help="measure speed against peers installed side by side, or run the "
                        "plasticity benchmark (JSON lines)")
     p.add_argument("what", choices=["dqn", "replay", "envs", "plasticity"])
-    p.add_argument("--seconds", type=float, default=20.0, help="time per measurement (default 20)")
+    p.add_argument("--seconds", type=float, default=20.0, help="replay, envs: time per measurement (default 20; dqn times whole runs of --steps)")
     p.add_argument("--quick", action="store_true", help="short measurements (a smoke test, not a result)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="replay: cuda holds the whole buffer in GPU memory (replay.on_device) and skips the "
