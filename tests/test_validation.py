@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from gymnasium import spaces
 
-from rlsuite import config
+from rlsuite import config, fields
 from rlsuite.agents.dqn import DQN, DQNConfig
 from rlsuite.envs.config import EnvConfig
 from rlsuite.errors import UserError
@@ -47,7 +47,7 @@ def _declared_fields(cls: type) -> list[dataclasses.Field]:
 
 @pytest.mark.parametrize("cls", CONFIG_CLASSES, ids=lambda c: c.__name__)
 def test_every_config_field_declares_its_valid_values(cls):
-    missing = [f.name for f in _declared_fields(cls) if config.field_check(f) is None]
+    missing = [f.name for f in _declared_fields(cls) if fields.field_check(f) is None]
     assert missing == [], f"{cls.__name__} fields without ranged()/choice()/...: {missing}"
 
 
@@ -56,7 +56,7 @@ def test_defaults_pass_their_own_checks_and_docs_survive_the_call_defaults(cls):
     docs = config.field_docs(cls)
     instance = cls()
     for f in _declared_fields(cls):
-        assert config.field_check(f).problem(getattr(instance, f.name)) is None, f.name
+        assert fields.field_check(f).problem(getattr(instance, f.name)) is None, f.name
         assert docs.get(f.name), f"{cls.__name__}.{f.name} lost its docstring"
 
 
@@ -144,8 +144,8 @@ def test_agent_built_directly_checks_its_config_too():
 
 
 def test_check_describes_intervals():
-    assert config.Check(ge=0, lt=1).describe() == "in [0, 1)"
-    assert config.Check(gt=0).describe() == "> 0"
-    assert config.Check(le=5).describe() == "<= 5"
-    assert config.Check(ge=0, lt=1).problem(1.0) == "must be in [0, 1)"
-    assert config.Check(ge=1).problem((3, 0)) == "must be >= 1"
+    assert fields.Check(ge=0, lt=1).describe() == "in [0, 1)"
+    assert fields.Check(gt=0).describe() == "> 0"
+    assert fields.Check(le=5).describe() == "<= 5"
+    assert fields.Check(ge=0, lt=1).problem(1.0) == "must be in [0, 1)"
+    assert fields.Check(ge=1).problem((3, 0)) == "must be >= 1"

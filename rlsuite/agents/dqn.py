@@ -28,7 +28,8 @@ from gymnasium import spaces
 from torch import nn
 
 from rlsuite import seeding
-from rlsuite.config import choice, ranged, validate
+from rlsuite.config import validate
+from rlsuite.fields import choice, ranged
 from rlsuite.errors import TrainingDiverged, UserError
 from rlsuite.nn.diagnostics import UpdateProbe, plasticity_report
 from rlsuite.nn.encoders import EncoderConfig, init_layer, make_encoder

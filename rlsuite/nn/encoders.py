@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlsuite.config import choice, ranged
+from rlsuite.fields import choice, ranged
 from rlsuite.errors import UserError
 
 KINDS = ("auto", "nature", "impala", "minatar", "mlp", "nethack")

@@ -40,7 +40,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from rlsuite.config import choice, ranged
+from rlsuite.fields import choice, ranged
 from rlsuite.errors import UserError
 
 NORMS = ("none", "layer", "rms")

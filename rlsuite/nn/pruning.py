@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlsuite.config import choice, ranged, unchecked
+from rlsuite.fields import choice, ranged, unchecked
 from rlsuite.errors import UserError
 
 

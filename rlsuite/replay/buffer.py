@@ -17,7 +17,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from rlsuite.config import ranged
+from rlsuite.fields import ranged
 from rlsuite.errors import UserError
 from rlsuite.replay import kernels, ops, persist
 from rlsuite.replay.resident import DeviceStorage
