@@ -36,6 +36,14 @@ class Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C (train handles its own SIGINT: it checkpoints and exits 0)
+        print("rlsuite: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
@@ -200,7 +208,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rlsuite.policy import load_policy
 
     if args.episodes < 1:
-        raise UserError("--episodes must be at least 1")
+        raise UserError(f"--episodes must be at least 1, got {args.episodes}")
+    if args.epsilon is not None and not 0.0 <= args.epsilon <= 1.0:  # also refuses nan
+        raise UserError(f"--epsilon is a probability: it must be between 0 and 1, got {args.epsilon}")
+    if args.num_envs < 1:
+        raise UserError(f"--num-envs must be at least 1, got {args.num_envs}")
     policy = load_policy(args.target, env_id=args.env, overrides=args.overrides, num_envs=args.num_envs)
     epsilon = policy.cfg.agent.eval_epsilon if args.epsilon is None else args.epsilon
     result = evaluate(policy.agent, policy.env, args.episodes, epsilon, seed=args.seed)
@@ -279,9 +291,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from rlsuite.sweep import default_jobs, parse_grid, run_sweep
 
     try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         raise UserError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    if len(set(seeds)) < len(seeds):
+        raise UserError(f"--seeds {args.seeds!r} names a seed twice (each seed is one run per arm)")
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1 (parallel runs), got {args.jobs}")
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps must be at least 1, got {args.steps}")
     for combo in parse_grid(args.grid):  # fail fast on a bad key or value, before any process starts
         config.build_run_config(args.agent, args.env, args.overrides + combo)
     results = run_sweep(args.agent, args.env, args.grid, seeds, Path(args.out), args.overrides, args.steps,

@@ -162,6 +162,32 @@ def group_runs(runs: list[Run], group_by: list[str] | None = None) -> dict[str, 
     return groups
 
 
+def _close(name: str, known: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def check_group_by(runs: list[Run], group_by: list[str] | None) -> None:
+    """Refuse a --group-by key no run's config has (it would group every run as 'None')."""
+    known = sorted(set().union(*[set(r.config) for r in runs]))
+    for key in group_by or []:
+        if key not in known:
+            raise UserError(f"--group-by {key!r}: no run's config has this key{_close(key, known)} "
+                            "(keys are section.name as in config.toml, e.g. agent.lr)")
+
+
+def check_tags(runs: list[Run], tags: list[str]) -> None:
+    """Refuse a --tags tag no run has logged, naming the logged tags closest to it."""
+    logged = sorted(set().union(*[set(_events(r).Tags()["scalars"]) for r in runs]))
+    for tag in tags:
+        if tag not in logged:
+            hint = _close(tag, logged) or (f"; logged tags include {', '.join(logged[:8])}" if logged
+                                           else "; these runs logged no TensorBoard scalars")
+            raise UserError(f"--tags {tag!r}: no run logged this TensorBoard tag{hint}")
+
+
 # ----------------------------------------------------------------------------- the training score
 
 
@@ -366,7 +392,13 @@ def compare(paths: list[str], out: Path, group_by: list[str] | None = None,
     if iteration is not None and iteration <= 0:
         raise UserError(f"--iteration-steps must be a positive number of env steps, got {iteration}")
     runs = find_runs(paths)
-    if reference or any(r.config.get("train.tasks") for r in runs):  # task sequences: rlsuite/continual.py
+    check_group_by(runs, group_by)
+    sequences = bool(reference) or any(r.config.get("train.tasks") for r in runs)
+    if tags and sequences:
+        raise UserError("--tags tabulates single-task runs; task-sequence runs report continual metrics only")
+    if tags:
+        check_tags(runs, tags)
+    if sequences:  # task sequences: rlsuite/continual.py
         if score != "eval":
             raise UserError("--score train is for single-task runs; task-sequence metrics use switch evaluations")
         from rlsuite.continual import continual_report

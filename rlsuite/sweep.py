@@ -37,7 +37,18 @@ def parse_grid(axes: list[str]) -> list[list[str]]:
         if "=" not in axis:
             raise UserError(f"bad --grid {axis!r}: expected key=v1,v2,... e.g. --grid agent.gmp.sparsity=0,0.95")
         key, options = axis.split("=", 1)
-        values.append([f"{key.strip()}={v.strip()}" for v in options.split(",") if v.strip()])
+        if not key.strip():
+            raise UserError(f"bad --grid {axis!r}: no key before '='; expected key=v1,v2,...")
+        if not options.strip():
+            raise UserError(f"bad --grid {axis!r}: no values after '='; expected {key.strip()}=v1,v2,...")
+        items = [v.strip() for v in options.split(",")]
+        if not all(items):
+            raise UserError(f"bad --grid {axis!r}: an empty value between commas; "
+                            f"expected {key.strip()}=v1,v2,... with no empty value")
+        repeated = sorted({v for v in items if items.count(v) > 1})
+        if repeated:
+            raise UserError(f"bad --grid {axis!r}: {', '.join(repeated)} given twice (each value is one arm)")
+        values.append([f"{key.strip()}={v}" for v in items])
     return [list(combo) for combo in itertools.product(*values)] if values else [[]]
 
 
