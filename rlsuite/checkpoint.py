@@ -12,6 +12,7 @@ Checkpoints are pickles: load only checkpoints you made (or trust).
 """
 from __future__ import annotations
 
+import errno
 import os
 import random
 from pathlib import Path
@@ -50,6 +51,10 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if str(tmp) in (exc.filename, exc.filename2):  # name the file the user asked for, not our temp file
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -70,11 +75,31 @@ def save(run_dir: Path, step: int, payload: dict[str, Any], keep: int = 3) -> Pa
     folder = Path(run_dir) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"ckpt_{step:012d}.pt"
-    atomic_write_bytes(path, lambda fh: torch.save({"format": FORMAT, **payload}, fh))
-    atomic_write_bytes(folder / LATEST, lambda fh: fh.write(path.name.encode()))
+    previous = folder / LATEST
+    previous = folder / previous.read_text().strip() if previous.is_file() else None
+    try:
+        atomic_write_bytes(path, lambda fh: torch.save({"format": FORMAT, **payload}, fh))
+        atomic_write_bytes(folder / LATEST, lambda fh: fh.write(path.name.encode()))
+    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
+        if not disk_full(exc):
+            raise
+        kept = f"the last good checkpoint {previous} is kept" if previous else "no earlier checkpoint exists"
+        raise UserError(f"disk full (no space left on device) while writing checkpoint {path}; {kept}; "
+                        f"free some space, then continue with: rlsuite train --resume {run_dir}") from None
     for old in sorted(folder.glob("ckpt_*.pt"))[:-max(1, keep)]:
         old.unlink()
     return path
+
+
+def disk_full(exc: BaseException | None) -> bool:
+    """Is `exc`, or an exception it was raised from, an OSError 'no space left on device'?"""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def find(path_or_run: str | Path) -> Path:

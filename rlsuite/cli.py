@@ -6,7 +6,10 @@ The configuration keys and their help come from the config dataclasses' field do
 from __future__ import annotations
 
 import argparse
+import errno
+import signal
 import sys
+import threading
 import textwrap
 import time
 from pathlib import Path
@@ -35,12 +38,28 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+class Interrupted(BaseException):
+    """Ctrl-C, raised by `main`'s SIGINT handler. Not a KeyboardInterrupt: one of those passing through
+    C code that runs Python (a module import) makes the interpreter kill itself with SIGINT at exit,
+    even after `main` handled it, instead of exiting 130."""
+
+
+def _raise_interrupted(signum: int, frame: Any) -> NoReturn:
+    raise Interrupted()
+
+
 def main(argv: list[str] | None = None) -> int:
+    previous = None
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous = signal.signal(signal.SIGINT, _raise_interrupted)
     try:
         return _main(argv)
-    except KeyboardInterrupt:  # Ctrl-C (train handles its own SIGINT: it checkpoints and exits 0)
+    except (KeyboardInterrupt, Interrupted):  # Ctrl-C (train handles its own SIGINT: it checkpoints, exits 0)
         print("rlsuite: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -60,6 +79,26 @@ def _main(argv: list[str] | None) -> int:
     except BrokenPipeError:  # `rlsuite bench ... | head`: the reader left; not an error
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a path the user gave that cannot be read or written: one line, not a traceback
+        print(f"rlsuite: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+
+
+OS_HINTS = {errno.ENOTDIR: "a part of the path is a file, not a directory",
+            errno.EISDIR: "give a file, not a directory",
+            errno.EACCES: "choose a path you can write",
+            errno.EPERM: "choose a path you can write",
+            errno.EROFS: "choose a path you can write",
+            errno.ENOSPC: "disk full; free some space",
+            errno.EDQUOT: "free some space"}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for a failed file operation, naming the path (or both paths of a rename)."""
+    where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None) or "a file"
+    reason = exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
+    hint = OS_HINTS.get(exc.errno)
+    return f"{where}: {reason}" + (f" ({hint})" if hint else "")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,6 +293,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UserError("only sparse export exists so far: add --sparse")
     base = Path(args.target) if Path(args.target).is_dir() else Path(args.target).parent
     out = Path(args.out) if args.out else base / "export" / "sparse.pt"
+    if out.is_dir():
+        raise UserError(f"-o {out} is a directory; give the export's file name, e.g. -o {out / 'sparse.pt'}")
     report = export_sparse(args.target, out)
     rows = [{"what": "parameters", "value": f"{report['parameters']:,}"},
             {"what": "nonzero", "value": f"{report['nonzero']:,}"},

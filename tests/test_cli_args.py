@@ -5,6 +5,7 @@ Ctrl-C ends in one line and exit code 130.
 """
 from __future__ import annotations
 
+import errno
 import signal
 import subprocess
 import sys
@@ -110,3 +111,104 @@ def test_compare_refuses_a_tag_no_run_logged(small_run, tmp_path, capsys):
     assert "did you mean charts/eval_mean" in line
     assert not out.exists()
     assert main(["compare", str(small_run), "--out", str(out), "--tags", "charts/eval_mean"]) == 0
+
+
+# ----------------------------------------------------------------------------- filesystem errors
+
+
+TRAIN = ["train", "dqn-classic", "--env", "CartPole-v1", "--steps", "300", "--no-progress"]
+
+
+@pytest.mark.parametrize("run_dir, message", [
+    ("/etc/passwd/x", "/etc/passwd/x: Not a directory"),  # a path through a regular file
+    ("/proc/rlsuite-test-run", "/proc/rlsuite-test-run"),
+    ("/sys/rlsuite-test-run", "/sys/rlsuite-test-run"),
+])
+def test_a_run_dir_that_cannot_be_written_is_one_line(capsys, run_dir, message):
+    if not Path(run_dir).parent.exists():
+        pytest.skip(f"{run_dir} does not exist on this system")
+    one_line_error(capsys, [*TRAIN, "--run-dir", run_dir], message)
+    assert not Path(run_dir).exists()
+
+
+def test_a_run_dir_without_write_permission_is_one_line(tmp_path, capsys):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root may write anywhere; the /proc and /sys cases cover 'cannot write'")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        one_line_error(capsys, [*TRAIN, "--run-dir", str(locked / "run")], str(locked / "run"))
+    finally:
+        locked.chmod(0o700)
+
+
+def test_a_directory_given_as_config_is_one_line(tmp_path, capsys):
+    one_line_error(capsys, ["train", "--config", str(tmp_path), "--steps", "300"], f"{tmp_path}: Is a directory")
+
+
+def test_export_to_a_bad_path_is_one_line(small_run, tmp_path, capsys):
+    one_line_error(capsys, ["export", str(small_run), "--sparse", "-o", "/etc/passwd/x/sparse.pt"],
+                   "/etc/passwd/x: Not a directory")
+    one_line_error(capsys, ["export", str(small_run), "--sparse", "-o", str(tmp_path)], "is a directory")
+    if Path("/proc/self").exists():  # the message names the file asked for, not a temporary one
+        line = one_line_error(capsys, ["export", str(small_run), "--sparse", "-o", "/proc/sparse.pt"],
+                              "/proc/sparse.pt:")
+        assert ".tmp" not in line
+
+
+def test_compare_and_sweep_out_through_a_file_are_one_line(small_run, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    one_line_error(capsys, ["compare", str(small_run), "--out", str(afile / "cmp")], f"{afile / 'cmp'}: Not a directory")
+    one_line_error(capsys, ["sweep", "dqn-classic", "--env", "CartPole-v1", "--seeds", "1", "--steps", "300",
+                            "--out", str(afile / "s")], "Not a directory")
+
+
+class FullDisk:
+    """A file whose writes fail with ENOSPC after `room` bytes, like a disk filling up."""
+
+    def __init__(self, fh, room: int = 2048) -> None:
+        self.fh, self.room = fh, room
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(data)
+        return self.fh.write(data)
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+@pytest.mark.parametrize("how", ["raise", "torch"])
+def test_a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint(small_run, tmp_path, capsys, monkeypatch, how):
+    import shutil
+
+    import torch
+
+    from rlsuite import checkpoint
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(small_run, run_dir)
+    folder = run_dir / "checkpoints"
+    good = folder / (folder / "latest").read_text().strip()
+    before = good.read_bytes()
+    real_save = torch.save
+
+    def full_disk_save(obj, fh, *a, **kw):
+        if how == "raise":  # the writer itself fails (open/write/flush of a full disk)
+            fh.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, FullDisk(fh), *a, **kw)  # torch.save turns the failed write into a RuntimeError
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk_save)
+    line = one_line_error(capsys, ["train", "--resume", str(run_dir), "--steps", "700"],
+                          "disk full (no space left on device) while writing checkpoint")
+    monkeypatch.setattr(checkpoint.torch, "save", real_save)
+    assert f"the last good checkpoint {good} is kept" in line
+    assert (folder / "latest").read_text().strip() == good.name
+    assert good.read_bytes() == before
+    assert checkpoint.load(checkpoint.find(run_dir))["step"] == 600
+    assert not [p for p in folder.iterdir() if ".tmp" in p.name]  # the temp file is removed
