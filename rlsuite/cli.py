@@ -9,8 +9,8 @@ import argparse
 import errno
 import signal
 import sys
-import threading
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any, NoReturn
@@ -50,7 +50,8 @@ def _raise_interrupted(signum: int, frame: Any) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> int:
     previous = None
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         previous = signal.signal(signal.SIGINT, _raise_interrupted)
     try:
         return _main(argv)
@@ -409,6 +410,8 @@ def _add_compare(sub: Any) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from rlsuite.compare import compare
 
+    if args.iteration_steps is not None and args.score != "train":
+        raise UserError("--iteration-steps sets the iteration of --score train; it does nothing with --score eval")
     out = Path(args.out) if args.out else Path(args.runs[0]) / "compare"
     tags = [t.strip() for t in args.tags.split(",") if t.strip()] if args.tags else None
     table, curves = compare(args.runs, out, args.group_by, args.reference, tags, args.score, args.iteration_steps)

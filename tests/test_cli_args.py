@@ -161,7 +161,8 @@ def test_export_to_a_bad_path_is_one_line(small_run, tmp_path, capsys):
 def test_compare_and_sweep_out_through_a_file_are_one_line(small_run, tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("x")
-    one_line_error(capsys, ["compare", str(small_run), "--out", str(afile / "cmp")], f"{afile / 'cmp'}: Not a directory")
+    one_line_error(capsys, ["compare", str(small_run), "--out", str(afile / "cmp")],
+                   f"{afile / 'cmp'}: Not a directory")
     one_line_error(capsys, ["sweep", "dqn-classic", "--env", "CartPole-v1", "--seeds", "1", "--steps", "300",
                             "--out", str(afile / "s")], "Not a directory")
 
@@ -212,3 +213,10 @@ def test_a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint(small_ru
     assert good.read_bytes() == before
     assert checkpoint.load(checkpoint.find(run_dir))["step"] == 600
     assert not [p for p in folder.iterdir() if ".tmp" in p.name]  # the temp file is removed
+
+
+def test_compare_refuses_iteration_steps_without_the_training_score(small_run, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    one_line_error(capsys, ["compare", str(small_run), "--out", str(out), "--iteration-steps", "100"],
+                   "--iteration-steps sets the iteration of --score train")
+    assert not out.exists()
