@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
 import sys
 import textwrap
@@ -44,18 +45,26 @@ class Interrupted(BaseException):
     even after `main` handled it, instead of exiting 130."""
 
 
-def _raise_interrupted(signum: int, frame: Any) -> NoReturn:
-    raise Interrupted()
+def _interrupt_handler(pid: int) -> Any:
+    def handler(signum: int, frame: Any) -> NoReturn:
+        if os.getpid() != pid:  # a forked worker (AsyncVectorEnv) inherits this handler: behave as Python does
+            raise KeyboardInterrupt
+        raise Interrupted()
+    return handler
 
 
 def main(argv: list[str] | None = None) -> int:
     previous = None
     main_thread = threading.current_thread() is threading.main_thread()
     if main_thread and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        previous = signal.signal(signal.SIGINT, _raise_interrupted)
+        previous = signal.signal(signal.SIGINT, _interrupt_handler(os.getpid()))
     try:
         return _main(argv)
     except (KeyboardInterrupt, Interrupted):  # Ctrl-C (train handles its own SIGINT: it checkpoints, exits 0)
+        import warnings
+
+        # what was interrupted is torn down on exit (e.g. env workers closed mid-step): no warnings about it
+        warnings.filterwarnings("ignore")
         print("rlsuite: interrupted", file=sys.stderr)
         return 130
     finally:
@@ -96,10 +105,10 @@ OS_HINTS = {errno.ENOTDIR: "a part of the path is a file, not a directory",
 
 def describe_os_error(exc: OSError) -> str:
     """One line for a failed file operation, naming the path (or both paths of a rename)."""
-    where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None) or "a file"
+    where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
     reason = exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
     hint = OS_HINTS.get(exc.errno)
-    return f"{where}: {reason}" + (f" ({hint})" if hint else "")
+    return (f"{where}: " if where else "") + reason + (f" ({hint})" if hint else "")
 
 
 def build_parser() -> argparse.ArgumentParser:

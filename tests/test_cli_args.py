@@ -6,6 +6,7 @@ Ctrl-C ends in one line and exit code 130.
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import subprocess
 import sys
@@ -80,11 +81,17 @@ def test_bad_eval_arguments_write_nothing(small_run, capsys, argv, message):
     assert (small_run / "eval.jsonl").read_text() == before
 
 
-def test_ctrl_c_during_eval_is_one_line_and_exit_130(small_run):
-    proc = subprocess.Popen([*RLSUITE, "eval", str(small_run), "--episodes", "100000", "--num-envs", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
-    proc.send_signal(signal.SIGINT)
+@pytest.mark.parametrize("terminal", [False, True])
+def test_ctrl_c_during_eval_is_one_line_and_exit_130(small_run, terminal):
+    """terminal: Ctrl-C in a terminal signals the whole process group, env worker processes included."""
+    extra = ["--num-envs", "2", "--set", "env.backend=gymnasium-async"] if terminal else ["--num-envs", "1"]
+    proc = subprocess.Popen([*RLSUITE, "eval", str(small_run), "--episodes", "100000", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=terminal)
+    time.sleep(3.0 if terminal else 1.5)
+    if terminal:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     lines = [line for line in err.splitlines() if line.strip()]
     assert proc.returncode == 130, err
@@ -132,8 +139,6 @@ def test_a_run_dir_that_cannot_be_written_is_one_line(capsys, run_dir, message):
 
 
 def test_a_run_dir_without_write_permission_is_one_line(tmp_path, capsys):
-    import os
-
     if os.geteuid() == 0:
         pytest.skip("root may write anywhere; the /proc and /sys cases cover 'cannot write'")
     locked = tmp_path / "locked"
@@ -220,3 +225,13 @@ def test_compare_refuses_iteration_steps_without_the_training_score(small_run, t
     one_line_error(capsys, ["compare", str(small_run), "--out", str(out), "--iteration-steps", "100"],
                    "--iteration-steps sets the iteration of --score train")
     assert not out.exists()
+
+
+def test_an_os_error_is_described_in_one_line():
+    from rlsuite.cli import describe_os_error
+
+    assert describe_os_error(OSError(errno.ENOSPC, "No space left on device", "/x/y")) == \
+        "/x/y: No space left on device (disk full; free some space)"
+    assert describe_os_error(OSError(errno.EXDEV, "Invalid cross-device link", "/a", None, "/b")) == \
+        "/a -> /b: Invalid cross-device link"
+    assert describe_os_error(OSError("socket closed")) == "socket closed"
