@@ -1,6 +1,7 @@
 """`rlsuite bench plasticity`: random-label memorization across tasks (NaP paper, Lyle et al. 2024, Fig. 1).
 
-`shared/papers/GMP_NAP.md` §2.4-2.6 ("A. Supervised plasticity") is the spec.
+The setup follows the supervised plasticity experiments of Lyle et al., "Normalization and effective
+learning rates in reinforcement learning" (NeurIPS 2024).
 
 - **Data.** scikit-learn's `load_digits`: 1797 real 8x8 digit images that ship inside the package
   (no download, unlike MNIST or CIFAR-10), flattened to 64 features and standardized per feature.

@@ -1,6 +1,8 @@
 """Normalize-and-Project (Lyle et al., 2024): keep a network's effective learning rate constant.
 
-`shared/papers/GMP_NAP.md` §2 is the spec. Two parts, each a switch:
+The method follows Lyle, Zheng, Khetarpal, Martens, van Hasselt, Pascanu and Dabney,
+"Normalization and effective learning rates in reinforcement learning" (NeurIPS 2024). Two parts,
+each a switch:
 
 1. **Normalize** (`insert_norms`): a normalization layer in front of every ``nn.ReLU`` of a
    network, found by rewriting the module tree after one dry run. Each ReLU becomes
