@@ -61,3 +61,16 @@ def test_readme_installs_from_the_checkout():
     text = (ROOT / "README.md").read_text()
     assert "pip install 'rlsuite[" not in text
     assert "pip install -e '.[bench]'" in text
+
+
+def test_image_preset_on_a_vector_env_suggests_the_preset_that_fits(capsys, tmp_path):
+    from rlsuite.cli import main
+
+    code = main(["train", "dqn", "--env", "CartPole-v1", "--run-dir", str(tmp_path / "run"),
+                 "--set", "train.progress=false"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "dqn-classic" in lines[0] and "agent.encoder.kind=mlp" in lines[0]
+    assert "Traceback" not in err + out

@@ -368,11 +368,36 @@ def auto_kind(space: gym.Space) -> str:
     )
 
 
+# The agent preset whose encoder fits each kind of observation space, for error messages.
+_PRESET_FOR_KIND = {"mlp": "dqn-classic", "minatar": "dqn-minatar", "nature": "dqn"}
+
+
+def _describe(space: gym.Space) -> str:
+    if isinstance(space, gym.spaces.Box):
+        what = {1: "vector", 3: "image"}.get(len(space.shape), "array")
+        return f"{what} observations of shape {tuple(int(s) for s in space.shape)}"
+    if isinstance(space, gym.spaces.Dict):
+        return f"dict observations ({', '.join(space.spaces)})"
+    return f"{type(space).__name__} observations"
+
+
+def _mismatch(kind: str, space: gym.Space) -> UserError:
+    """One line: this encoder cannot take this space, and the preset or override that fits."""
+    msg = f"encoder '{kind}' cannot take {_describe(space)}"
+    try:
+        fit = auto_kind(space)
+    except UserError:
+        return UserError(f"{msg}; pick one that can with --set agent.encoder.kind=KIND ({', '.join(KINDS)})")
+    preset = _PRESET_FOR_KIND.get(fit)
+    if preset is None:
+        return UserError(f"{msg}; add --set agent.encoder.kind={fit}")
+    return UserError(f"{msg}; use the agent preset that fits (rlsuite train {preset} --env ...) "
+                     f"or add --set agent.encoder.kind={fit}")
+
+
 def _image_shape(space: gym.Space, kind: str) -> tuple[int, ...]:
     if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 3):
-        raise UserError(
-            f"encoder '{kind}' needs a channels-first image space (C, H, W), got {space}"
-        )
+        raise _mismatch(kind, space)
     return tuple(int(s) for s in space.shape)
 
 
@@ -389,13 +414,11 @@ def make_encoder(cfg: EncoderConfig, observation_space: gym.Space) -> nn.Module:
     kind = auto_kind(observation_space) if cfg.kind == "auto" else cfg.kind
     if kind == "nethack":
         if not _is_nethack(observation_space):
-            raise UserError(
-                f"encoder 'nethack' needs a Dict space with chars, colors and blstats, got {observation_space}"
-            )
+            raise _mismatch("nethack", observation_space)
         return NetHackEncoder(cfg, observation_space)
     if kind == "mlp":
         if not isinstance(observation_space, gym.spaces.Box):
-            raise UserError(f"encoder 'mlp' needs a Box space, got {observation_space}")
+            raise _mismatch("mlp", observation_space)
         hidden = tuple(h * cfg.width for h in cfg.hidden)
         return MLPEncoder(int(np.prod(observation_space.shape)), hidden, cfg.init)
     shape = _image_shape(observation_space, kind)
