@@ -23,11 +23,11 @@ examples:
   rlsuite train dqn-classic --env CartPole-v1 --steps 60000      # a few minutes on a laptop CPU
   rlsuite train dqn --env pong --set replay.capacity=200000       # Dopamine DQN on Pong
   rlsuite train dqn-cleanrl --env breakout --set agent.double=true
-  rlsuite train --resume runs/dqn-Pong-s1                         # continue an interrupted run
+  rlsuite train --resume runs/dqn-pong-s1                         # continue an interrupted run
   rlsuite train dqn-minatar --tasks minatar:breakout,minatar:asterix --steps-per-task 100000 --cycles 2
   rlsuite train dqn-minatar --env minatar:breakout --set nap.norm=layer --set nap.project=true   # NaP
-  rlsuite train --config runs/dqn-Pong-s1/config.toml --set train.seed=2
-  rlsuite eval runs/dqn-Pong-s1 --episodes 30
+  rlsuite train --config runs/dqn-pong-s1/config.toml --set train.seed=2
+  rlsuite eval runs/dqn-pong-s1 --episodes 30
   rlsuite list envs
 """
 
@@ -146,7 +146,7 @@ def _add_train(sub: Any) -> None:
                                    "shortcut for --set train.tasks=...")
     p.add_argument("--steps-per-task", type=int, help="env steps per task of the sequence (train.steps_per_task)")
     p.add_argument("--cycles", type=int, help="times the sequence is played (train.cycles, default 1)")
-    p.add_argument("--run-dir", help="output directory (default runs/<agent>-<env>-s<seed>)")
+    p.add_argument("--run-dir", help="output directory (default runs/<preset>-<env>-s<seed>)")
     p.add_argument("--config", help="relaunch from a resolved config.toml")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
     p.add_argument("--save-replay", action="store_true", help="save the replay buffer with checkpoints (exact resume)")
@@ -181,11 +181,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.env = args.tasks.split(",")[0].strip()  # the env preset of the sequence's family
     cfg = config.build_run_config(args.agent, args.env, overrides, args.config)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
+    # A default directory is never renamed behind the user's back: one that holds a run is refused
+    # before anything in it is touched (not even the lock file).
+    if not args.run_dir and holds_run(run_dir, config_counts=True):
+        raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                        "or start another with --run-dir DIR")
     with rundir.locked(run_dir):  # checked under the lock: two starts on one directory cannot both pass
-        if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
-            raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir")
+        if holds_run(run_dir, config_counts=not args.run_dir):
+            raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                            "or start another with --run-dir DIR")
         train(cfg, run_dir)
     return 0
+
+
+def holds_run(run_dir: Path, config_counts: bool = False) -> bool:
+    """A checkpoint (or, with ``config_counts``, a resolved config) says a run was started here."""
+    ckpts = run_dir / "checkpoints"
+    if ckpts.is_dir() and any(ckpts.iterdir()):
+        return True
+    return config_counts and (run_dir / "config.toml").is_file()
 
 
 def train_overrides(args: argparse.Namespace) -> list[str]:
@@ -223,13 +237,15 @@ def resume_run(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def default_run_dir(cfg: Any) -> Path:
+    """runs/<preset>-<env>-s<seed>: named by the agent preset (not the algorithm), so two presets on
+    one env never share a directory; the env id is kept as given (`--env pong` -> `-pong-`)."""
+    preset = cfg.algo
+    if cfg.presets and cfg.presets[0].startswith("agents/"):
+        preset = Path(cfg.presets[0]).stem  # --config relaunches keep their preset's name
     env_name = cfg.env.id.replace("/", "-").replace(":", "-")
     if cfg.train.tasks:
         env_name = "seq-" + "-".join(t.split(":")[-1] for t in cfg.train.tasks) + f"-x{cfg.train.cycles}"
-    base = Path("runs") / f"{cfg.algo}-{env_name}-s{cfg.train.seed}"
-    if not base.exists():
-        return base
-    return base.with_name(base.name + time.strftime("-%Y%m%d-%H%M%S"))
+    return Path("runs") / f"{preset}-{env_name}-s{cfg.train.seed}"
 
 
 # ----------------------------------------------------------------------------- eval

@@ -74,3 +74,71 @@ def test_image_preset_on_a_vector_env_suggests_the_preset_that_fits(capsys, tmp_
     assert len(lines) == 1, err
     assert "dqn-classic" in lines[0] and "agent.encoder.kind=mlp" in lines[0]
     assert "Traceback" not in err + out
+
+
+# ----------------------------------------------------------------------------- default run names
+
+def _train(*argv: str) -> int:
+    from rlsuite.cli import main
+    from tests.conftest import TINY
+
+    sets = [arg for item in TINY for arg in ("--set", item)]
+    return main(["train", *argv, "--steps", "300", "--set", "train.eval_episodes=1", *sets])
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_default_run_dirs_are_named_by_preset_and_never_collide(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _train("dqn-classic", "--env", "CartPole-v1") == 0
+    assert _train("dqn-zoo", "--env", "CartPole-v1") == 0
+    capsys.readouterr()
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == ["dqn-classic-CartPole-v1-s1", "dqn-zoo-CartPole-v1-s1"]
+
+    first = tmp_path / "runs" / "dqn-classic-CartPole-v1-s1"
+    before = _snapshot(first)
+    assert _train("dqn-classic", "--env", "CartPole-v1") == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "already holds a run" in lines[0] and "--resume" in lines[0] and "--run-dir" in lines[0]
+    assert _snapshot(first) == before  # not even a lock file was written
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == runs  # no suffixed sibling
+
+    # a --config relaunch with a new seed is named after the config's preset
+    assert _train("--config", str(first / "config.toml"), "--seed", "2") == 0
+    assert (tmp_path / "runs" / "dqn-classic-CartPole-v1-s2" / "config.toml").is_file()
+
+
+def _train_lines(text: str) -> list[str]:
+    return [line.split("#")[0].strip() for line in text.splitlines()
+            if line.strip().startswith("rlsuite train ") and "--resume" not in line and "--config" not in line]
+
+
+def _default_dir(command: str) -> str:
+    import shlex
+
+    from rlsuite import config
+    from rlsuite.cli import build_parser, default_run_dir, train_overrides
+
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    if args.tasks and not args.env:
+        args.env = args.tasks.split(",")[0].strip()
+    cfg = config.build_run_config(args.agent, args.env, train_overrides(args), args.config)
+    return default_run_dir(cfg).as_posix()
+
+
+@pytest.mark.parametrize("source", ["help", "README.md"])
+def test_example_run_paths_are_the_ones_train_produces(source):
+    from rlsuite.cli import EXAMPLES
+
+    text = EXAMPLES if source == "help" else (ROOT / "README.md").read_text().split("## The CLI")[1].split("```")[1]
+    produced = {_default_dir(cmd) for cmd in _train_lines(text)}
+    assert "runs/dqn-pong-s1" in produced
+    used = set(re.findall(r"runs/dqn[\w.:-]*-s\d+", text))
+    assert used, "the examples name no run directory"
+    assert used <= produced, used - produced
