@@ -12,7 +12,6 @@ import signal
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 from typing import Any, NoReturn
 
