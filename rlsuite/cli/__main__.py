@@ -1,0 +1,5 @@
+import sys
+
+from rlsuite.cli import main
+
+sys.exit(main())

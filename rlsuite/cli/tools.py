@@ -1,0 +1,126 @@
+"""`rlsuite export | list | bench`."""
+from __future__ import annotations
+
+import argparse
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from rlsuite.errors import UserError
+
+
+def add_export(sub: Any) -> None:
+    p = sub.add_parser("export", help="export a trained agent (--sparse: surviving weights only)",
+                       description="Write the online network of a run's latest checkpoint (or a checkpoint file). "
+                                   "With --sparse, pruned kernels keep only their nonzero weights. The export is "
+                                   "a checkpoint that `rlsuite eval` accepts.")
+    p.add_argument("target", help="run directory or checkpoint file")
+    p.add_argument("--sparse", action="store_true", help="store kernels as (indices, values) of nonzero weights")
+    p.add_argument("-o", "--out", help="output file (default <run>/export/sparse.pt)")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from rlsuite.evaluate import format_table
+    from rlsuite.export import export_sparse
+
+    if not args.sparse:
+        raise UserError("only sparse export exists so far: add --sparse")
+    base = Path(args.target) if Path(args.target).is_dir() else Path(args.target).parent
+    out = Path(args.out) if args.out else base / "export" / "sparse.pt"
+    if out.is_dir():
+        raise UserError(f"-o {out} is a directory; give the export's file name, e.g. -o {out / 'sparse.pt'}")
+    report = export_sparse(args.target, out)
+    rows = [{"what": "parameters", "value": f"{report['parameters']:,}"},
+            {"what": "nonzero", "value": f"{report['nonzero']:,}"},
+            {"what": "dense size", "value": f"{report['dense_bytes'] / 1e6:.3f} MB"},
+            {"what": "sparse size", "value": f"{report['sparse_bytes'] / 1e6:.3f} MB"},
+            {"what": "file size", "value": f"{report['file_bytes'] / 1e6:.3f} MB"},
+            {"what": "saved", "value": f"{100 * report['saved']:.1f}%"}]
+    print(format_table(rows, f"sparse export of {report['source']} -> {report['export']}"))
+    return 0
+
+
+def add_list(sub: Any) -> None:
+    p = sub.add_parser("list", help="list agents, presets and environments")
+    p.add_argument("what", nargs="?", default="all", choices=["all", "agents", "envs"])
+    p.set_defaults(func=cmd_list)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rlsuite.agents import AGENTS
+    from rlsuite.config import preset_names
+
+    if args.what in ("all", "agents"):
+        from rlsuite.native import backend_description
+
+        print("agents:        " + ", ".join(AGENTS))
+        print("replay ops:    " + backend_description())
+        print("agent presets: " + ", ".join(preset_names("agents")))
+    if args.what in ("all", "envs"):
+        from rlsuite.envs import known_env_ids
+
+        print("env presets:   " + ", ".join(preset_names("envs")))
+        ids = known_env_ids()
+        print(f"env ids ({len(ids)}):")
+        print(textwrap.fill(", ".join(ids), width=100, initial_indent="  ", subsequent_indent="  "))
+    return 0
+
+
+def add_bench(sub: Any) -> None:
+    p = sub.add_parser("bench", help="measure speed against peers installed side by side, or run the "
+                       "plasticity benchmark (JSON lines)")
+    p.add_argument("what", choices=["dqn", "replay", "envs", "plasticity"])
+    p.add_argument("--seconds", type=float, default=20.0, help="replay, envs: time per measurement (default 20; dqn times whole runs of --steps)")
+    p.add_argument("--quick", action="store_true", help="short measurements (a smoke test, not a result)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="replay: cuda holds the whole buffer in GPU memory (replay.on_device) and skips the "
+                        "CPU peers (default cpu)")
+    p.add_argument("--capacity", type=int, default=None,
+                   help="replay: buffer capacity in transitions (default 200000; 20000 with --quick)")
+    p.add_argument("--out", default="runs/bench-plasticity",
+                   help="plasticity: folder for its figures, table and records (default runs/bench-plasticity)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="dqn: env steps per timed train()/learn() call (default per task, 10k-20k; 2000 with --quick)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="dqn: fresh processes per side and allocator, interleaved (default 3; 1 with --quick)")
+    p.add_argument("--tasks", default=None,
+                   help="dqn: comma-separated tasks (default all: cartpole, minatar-breakout, pong)")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    seconds = 1.0 if args.quick else args.seconds
+    if args.what != "replay" and (args.device != "cpu" or args.capacity is not None):
+        raise UserError(f"bench {args.what} runs on the CPU with fixed sizes; --device and --capacity "
+                        "apply to `rlsuite bench replay` only")
+    if args.what == "replay":
+        from rlsuite.bench.replay import bench_replay
+        from rlsuite.bench.replay_peers import bench_peers
+
+        import torch
+
+        capacity = args.capacity or (20_000 if args.quick else 200_000)
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise UserError("bench replay --device cuda needs a GPU and a CUDA build of torch; "
+                            "this torch sees none")
+        results = bench_replay(capacity=capacity, seconds=seconds, device=args.device)
+        if not args.quick and args.device == "cpu":  # peers installed side by side, each in its own subprocess
+            results += bench_peers(capacity=capacity, seconds=seconds)
+    elif args.what == "plasticity":  # fixed step counts, so --seconds does not apply
+        from rlsuite.bench.plasticity import bench_plasticity
+
+        results = bench_plasticity(out=args.out, quick=args.quick)
+    elif args.what == "envs":
+        from rlsuite.bench.envs import bench_envs
+
+        results = bench_envs(seconds=seconds)
+    else:
+        from rlsuite.bench.dqn import bench_dqn
+
+        results = bench_dqn(steps=args.steps, repeats=args.repeats, tasks=args.tasks, quick=args.quick)
+    for record in results:
+        print(json.dumps(record), flush=True)
+    return 0
