@@ -238,5 +238,10 @@ class AtariGame(gym.Env):
         # second-last one, or else the previous observation's frame: exactly what envpool shows.
         return reward, over
 
+    def render_rgb(self) -> np.ndarray:
+        """The full-resolution RGB screen of the last emulated frame, uint8 (210, 160, 3) — the real
+        game picture, not the downsampled grayscale observation (for videos, `rlsuite.video`)."""
+        return self.ale.getScreenRGB()
+
     def close(self) -> None:
         self._env.close()

@@ -16,7 +16,8 @@ class ClassicGame(gym.Env):
 
     def __init__(self, cfg: EnvConfig, env_id: str) -> None:
         # The passive checker costs time on every step and checks nothing we rely on.
-        self._env = gym.make(env_id, disable_env_checker=True)
+        # rgb_array only draws when render() is called (unlike 'human'), so it costs nothing per step.
+        self._env = gym.make(env_id, disable_env_checker=True, render_mode="rgb_array")
         space = self._env.observation_space
         self.observation_space = gym.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32),
                                                 space.shape, np.float32)
@@ -33,6 +34,11 @@ class ClassicGame(gym.Env):
         self._elapsed += 1
         truncated = bool(trunc) or self._elapsed >= self._cap
         return obs, float(reward), bool(term), truncated, {"game_over": True}
+
+    def render_rgb(self) -> np.ndarray:
+        """gymnasium's own picture of the current state, uint8 (H, W, 3) (CartPole: 400x600).
+        Needs pygame (the `video` extra)."""
+        return self._env.render()
 
     def close(self) -> None:
         self._env.close()

@@ -13,6 +13,14 @@ import numpy as np
 from rlsuite.envs.config import EnvConfig
 from rlsuite.errors import UserError, require
 
+# One colour per state channel (MinAtar games have at most 10), all bright so none reads as the
+# black background.
+PALETTE = np.array([
+    (255, 80, 80), (80, 200, 255), (255, 220, 60), (120, 255, 120), (255, 140, 255),
+    (255, 160, 60), (160, 120, 255), (60, 255, 220), (255, 255, 255), (200, 200, 120),
+], np.uint8)
+RENDER_SCALE = 20  # pixels per MinAtar cell in rendered pictures
+
 
 class MinAtarGame(gym.Env):
     """One MinAtar game with a time limit in agent steps."""
@@ -48,3 +56,13 @@ class MinAtarGame(gym.Env):
         self._elapsed += 1
         truncated = self._elapsed >= self._cap  # may coincide with a real end: both flags are then set
         return self._obs(), float(reward), bool(terminal), truncated, {"game_over": True}
+
+    def render_rgb(self) -> np.ndarray:
+        """The state as a picture, uint8 (10*RENDER_SCALE, 10*RENDER_SCALE, 3): each cell takes the
+        `PALETTE` colour of its set channel (the last one when several are set; black when none),
+        upscaled nearest-neighbour so a 10x10 grid is watchable."""
+        state = self._env.state()  # (10, 10, C) bool
+        image = np.zeros((*state.shape[:2], 3), np.uint8)
+        for c in range(state.shape[2]):
+            image[state[..., c]] = PALETTE[c]
+        return image.repeat(RENDER_SCALE, axis=0).repeat(RENDER_SCALE, axis=1)

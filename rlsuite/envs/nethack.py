@@ -27,14 +27,17 @@ METRIC_KEYS = ("score", "depth", "xp", "turns")
 class NetHackGame(gym.Env):
     """One NLE task with a reduced observation dict and a time limit in agent steps."""
 
-    def __init__(self, cfg: EnvConfig, task: str) -> None:
+    def __init__(self, cfg: EnvConfig, task: str, tty: bool = False) -> None:
+        """tty=True also has NLE fill its terminal screen, for `render_text` (off by default: it
+        costs time every step and no agent reads it)."""
         require("nle", "nethack")
         from nle import nethack
 
         spec = gym.spec(task)
         cls = gym.envs.registration.load_env_creator(spec.entry_point)
         # NLE's own step limit is pushed past ours, so truncation is always ours.
-        self._env = cls(**spec.kwargs, observation_keys=OBS_KEYS, max_episode_steps=cfg.max_episode_steps + 1)
+        keys = OBS_KEYS + ("tty_chars",) if tty else OBS_KEYS
+        self._env = cls(**spec.kwargs, observation_keys=keys, max_episode_steps=cfg.max_episode_steps + 1)
         self.observation_space = gym.spaces.Dict({k: self._env.observation_space[k] for k in OBS_KEYS})
         self.action_space = self._env.action_space
         self._cap = cfg.max_episode_steps
@@ -77,6 +80,14 @@ class NetHackGame(gym.Env):
         peak = np.maximum(self._last_bl[self._idx], blstats[self._idx])
         self._info.update(zip(METRIC_KEYS, peak.tolist()))
         self._info["depth"] = max(self._depth, self._info["depth"])
+
+    def render_text(self) -> str:
+        """The terminal screen after the last reset or step: 24 lines of 80 characters joined by
+        newlines (NLE's tty_chars; non-printable bytes shown as spaces). Needs `tty=True`."""
+        # NLE's own render() reads last_observation the same way; it holds every requested key.
+        chars = self._env.last_observation[self._env._observation_keys.index("tty_chars")]
+        printable = np.where(chars >= 32, chars, 32).astype(np.uint8)
+        return "\n".join(bytes(row).decode("latin-1") for row in printable)
 
     def close(self) -> None:
         self._env.close()
