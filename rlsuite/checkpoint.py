@@ -137,13 +137,25 @@ def load(path: Path) -> dict[str, Any]:
     return data
 
 
-def check_compatible(data: dict[str, Any], algo: str, signature: dict[str, str], path: Path) -> None:
-    """Refuse a checkpoint of another agent or of other observation/action spaces."""
+def check_compatible(data: dict[str, Any], algo: str, signature: dict[str, str], path: Path,
+                     env_id: str | None = None) -> None:
+    """Refuse a checkpoint of another agent or of other observation/action spaces (UserError naming
+    the envs the checkpoint was trained on; `env_id`: the env being tried, for the message)."""
     if data.get("algo") != algo:
         raise UserError(f"checkpoint {path} is from agent '{data.get('algo')}', not '{algo}'")
     for key, expected in signature.items():
         found = data.get("signature", {}).get(key)
         if found != expected:
             what = key.replace("_", " ")
-            raise UserError(f"checkpoint {path} was trained with {what} {found}, but this env has {expected}; "
-                            f"evaluate it on the env it was trained on")
+            this = f"{env_id} has" if env_id else "this env has"
+            raise UserError(f"checkpoint {path} was trained on {trained_on(data)} with {what} {found}, but {this} "
+                            f"{expected}; use one of those envs")
+
+
+def trained_on(data: dict[str, Any]) -> str:
+    """The env(s) a checkpoint's run trained on, as the user would type them: the env id, or every
+    task of a task sequence."""
+    train_cfg, env_cfg = data.get("config", {}).get("train", {}), data.get("config", {}).get("env", {})
+    if train_cfg.get("tasks"):
+        return ", ".join(dict.fromkeys(train_cfg["tasks"]))
+    return str(env_cfg.get("id", "its training env"))

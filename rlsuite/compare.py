@@ -383,6 +383,20 @@ def scalars_table(groups: dict[str, list[Run]], tags: list[str], reps: int = 200
     return "\n".join(lines)
 
 
+def sparsity_shortfalls(groups: dict[str, list[Run]], tolerance: float = 0.01) -> list[str]:
+    """One line per group whose runs did not reach their configured gmp.sparsity (the achieved
+    sparsity each evaluation record keeps): such an arm is a dense network under a sparse name."""
+    lines = []
+    for label, runs in groups.items():
+        short = [(r, r.evals[-1].get("sparsity")) for r in runs if float(r.config.get("agent.gmp.sparsity") or 0) > 0]
+        short = [(r, got) for r, got in short if got is None or got < float(r.config["agent.gmp.sparsity"]) - tolerance]
+        if short:
+            reached = ", ".join("not recorded" if got is None else f"{got:.3f}" for _, got in short)
+            lines.append(f"warning: group {label}: {len(short)} of {len(runs)} runs did not reach their configured "
+                         f"sparsity {short[0][0].config['agent.gmp.sparsity']} (reached: {reached})")
+    return lines
+
+
 def compare(paths: list[str], out: Path, group_by: list[str] | None = None,
             reference: list[str] | None = None, tags: list[str] | None = None,
             score: str = "eval", iteration: int | None = None) -> tuple[str, Path]:
@@ -410,6 +424,9 @@ def compare(paths: list[str], out: Path, group_by: list[str] | None = None,
     table = markdown_table(rows, score_description(runs, score, sizes), raw_tasks(groups))
     if tags:
         table += "\n\n" + scalars_table(groups, tags)
+    warnings = sparsity_shortfalls(groups)
+    if warnings:
+        table += "\n\n" + "\n".join(warnings)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text(table + "\n")
     ylabel = "training return per iteration" if score == "train" else "eval return"

@@ -83,6 +83,8 @@ class TrainConfig:
     """Task sequences: restart the epsilon schedule at every switch, so each task is explored as a fresh agent would."""
     progress: bool = True
     """Show a progress bar with steps/s and the recent return."""
+    status_every: float = ranged(60.0, ge=0.0)
+    """Without a progress bar (--no-progress, sweep logs): print a one-line status (step, steps/s, recent return, ETA) every this many seconds (0 = never)."""
 
 
 @dataclass

@@ -199,6 +199,14 @@ class EvalResult:
     env_ids: np.ndarray | None = None
     """Which sub-environment played each episode (for auditing the per-env quota)."""
 
+    def per_episode(self) -> dict[str, list]:
+        """Each game's raw return, length and domain metrics, in the order the games finished
+        (`episode_returns`, `episode_lengths`, `episode_<metric>`): what eval.jsonl keeps so a later
+        analysis never has to trust the summary."""
+        out: dict[str, list] = {"episode_returns": self.returns.tolist(), "episode_lengths": self.lengths.tolist()}
+        out.update({f"episode_{name}": values.tolist() for name, values in self.metrics.items()})
+        return out
+
     def summary(self) -> dict[str, Any]:
         """Return statistics, human-normalised IQM/mean (Atari), and the mean of each metric."""
         out: dict[str, Any] = {"game": self.game, "epsilon": self.epsilon}

@@ -17,7 +17,10 @@ import numpy as np
 class Monitor:
     """TensorBoard writer + tqdm progress bar + a window of the most recent episode returns."""
 
-    def __init__(self, run_dir: Path, total_steps: int, start_step: int, progress: bool, window: int = 20) -> None:
+    def __init__(self, run_dir: Path, total_steps: int, start_step: int, progress: bool, status_every: float = 0.0,
+                 window: int = 20) -> None:
+        """`progress`: a tqdm bar on stderr; without one, a status line every `status_every` seconds
+        (0 = never) so logs still show that the run is alive and how fast it goes."""
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(run_dir))
@@ -31,6 +34,8 @@ class Monitor:
                              mininterval=1.0, file=sys.stderr, smoothing=0.1)
         self._sps_time, self._sps_step = time.perf_counter(), start_step
         self.sps = 0.0
+        self.total_steps, self.status_every = total_steps, status_every
+        self._status_time = self._sps_time
 
     def episodes_done(self, step: int, episode: dict[str, np.ndarray]) -> None:
         """Log every game that ended on this vector step (raw game score)."""
@@ -60,6 +65,20 @@ class Monitor:
                                           refresh=False)
         if self._bar is not None:
             self._bar.update(advanced)
+        elif self.status_every > 0 and now - self._status_time >= self.status_every:
+            self._status_time = now
+            self.write(self.status_line(step, epsilon))
+
+    def status_line(self, step: int, epsilon: float) -> str:
+        """'step 12,000/60,000 (20%)  1,234 steps/s  return 23.5  eps 0.050  ETA 0:00:39'."""
+        left = (self.total_steps - step) / self.sps if self.sps > 0 else float("nan")
+        eta = time.strftime("%H:%M:%S", time.gmtime(left)) if left == left else "-"
+        return (f"step {step:,}/{self.total_steps:,} ({100 * step / max(self.total_steps, 1):.0f}%)  "
+                f"{self.sps:,.0f} steps/s  return {self.recent_return_text()}  eps {epsilon:.3f}  ETA {eta}")
+
+    def restart_rate(self, step: int) -> None:
+        """Start a new steps/s window (after an evaluation: its time is not training time)."""
+        self._sps_time, self._sps_step = time.perf_counter(), step
 
     def new_task(self, name: str) -> None:
         """A task sequence moved on: name the task on the bar and forget the old game's returns."""

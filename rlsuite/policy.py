@@ -5,9 +5,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlsuite import checkpoint, config
+from rlsuite import checkpoint, config, tasks
 from rlsuite.agents import agent_classes
 from rlsuite.envs import make as make_env
+from rlsuite.errors import UserError
 
 
 @dataclass
@@ -22,21 +23,35 @@ class LoadedPolicy:
 
 def load_policy(target: str | Path, env_id: str | None = None, overrides: list[str] | None = None,
                 num_envs: int = 4, seed: int = 12345, device: str = "cpu") -> LoadedPolicy:
-    """Rebuild the agent a checkpoint was trained as, on evaluation envs (`evaluation=True`)."""
+    """Rebuild the agent a checkpoint was trained as, on evaluation envs (`evaluation=True`).
+
+    The env interface is the run's own: a task-sequence run (train.tasks) is evaluated with the
+    sequence's full action set and padded observation channels (rlsuite.tasks.env_config), on the
+    task it was training at the checkpoint's step unless `env_id` names another game. Raises
+    UserError for an env whose spaces the network cannot take.
+    """
     path = checkpoint.find(target)
     data = checkpoint.load(path)
     cfg = config.empty_run_config(str(data.get("algo", "")))
     config.apply_file(cfg, {k: v for k, v in data["config"].items() if k in config.SECTIONS}, str(path))
-    if env_id is not None:
-        cfg.env.id = env_id
     for assignment in overrides or []:
         config.apply_override(cfg, assignment)
     config.validate(cfg)  # the same range checks as train, before any env is built
+    if cfg.train.tasks:
+        step = int(data["step"])
+        task = env_id or tasks.task_of(cfg, tasks.phase_of(cfg, max(0, step - 1)))
+        cfg.env = tasks.env_config(cfg, task)
+    elif env_id is not None:
+        cfg.env.id = env_id
     env = make_env(cfg.env, num_envs, seed, evaluation=True)
+    signature = checkpoint.space_signature(env.single_observation_space, env.single_action_space)
+    try:
+        checkpoint.check_compatible(data, cfg.algo, signature, path, cfg.env.id)
+    except UserError:
+        env.close()
+        raise
     agent_cls, _ = agent_classes(cfg.algo)
     agent = agent_cls(cfg.agent, env.single_observation_space, env.single_action_space, device, seed=seed)
-    signature = checkpoint.space_signature(env.single_observation_space, env.single_action_space)
-    checkpoint.check_compatible(data, cfg.algo, signature, path)
     if "online_packed" in data["agent"]:  # a `rlsuite export --sparse` file: weights only
         from rlsuite.export import unpack
 

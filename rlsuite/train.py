@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlsuite import checkpoint, config, rundir, seeding, tasks
+from rlsuite import checkpoint, config, preflight, rundir, seeding, tasks
 from rlsuite.agents import agent_classes
 from rlsuite.envs import make as make_env
 from rlsuite.errors import TrainingDiverged, UserError
@@ -67,6 +67,7 @@ class Session:
     last_eval: dict[str, Any] | None = None
     phase: int = 0  # task sequences: the index of the task segment being trained
     phase_start: int = 0  # env step at which the current phase began
+    eval_seconds: float = 0.0  # wall time spent evaluating: not training, so not in steps/s
 
     @property
     def signature(self) -> dict[str, str]:
@@ -161,22 +162,42 @@ def restore_checkpoint(s: Session, say: Any) -> None:
 
 def evaluate_now(s: Session, env: Any, task: int = 0) -> dict[str, Any]:
     """Evaluate the agent at this step on `env`: env seeds and exploration come from the run's
-    eval streams for (step, task), so evaluating never moves a training stream."""
+    eval streams for (step, task), so evaluating never moves a training stream. Returns the
+    summary plus each game's return, length and metrics (EvalResult.per_episode)."""
     cfg = s.cfg
     rng = seeding.generator(cfg.train.seed, "eval_exploration", s.step, task)
-    return evaluate(s.agent, env, cfg.train.eval_episodes, cfg.agent.eval_epsilon,
-                    seed=eval_env_seeds(cfg, s.step, task), rng=rng).summary()
+    started = time.perf_counter()
+    result = evaluate(s.agent, env, cfg.train.eval_episodes, cfg.agent.eval_epsilon,
+                      seed=eval_env_seeds(cfg, s.step, task), rng=rng)
+    s.eval_seconds += time.perf_counter() - started
+    return {**result.summary(), **result.per_episode()}
 
 
 def run_evaluation(s: Session, monitor: Monitor | None) -> dict[str, Any]:
     cfg = s.cfg
     summary = evaluate_now(s, s.eval_env, tasks.task_index(cfg, s.phase) if cfg.train.tasks else 0)
     where = {"task": tasks.task_of(cfg, s.phase), "phase": s.phase, "source": "periodic"} if cfg.train.tasks else {}
-    append_jsonl(s.run_dir / "eval.jsonl", {**log_record(s.step, summary), **where})
+    append_jsonl(s.run_dir / "eval.jsonl", {**log_record(s.step, summary), **where, **record_extras(s)})
     if monitor is not None:
         monitor.scalars(s.step, eval_scalars(summary))
     s.last_eval = summary
     return summary
+
+
+def record_extras(s: Session) -> dict[str, Any]:
+    """What the agent adds to each evaluation record (e.g. the achieved sparsity)."""
+    return s.agent.record_extras() if hasattr(s.agent, "record_extras") else {}
+
+
+def plan_warnings(s: Session) -> list[str]:
+    """One line for each thing the run, as planned, cannot do: the agent's (updates, pruning,
+    exploration schedule) and the loop's (no evaluation before the end)."""
+    t = s.cfg.train
+    fresh = t.steps_per_task if t.tasks and t.reset_replay else 0
+    out = s.agent.plan_warnings(t.total_steps, fresh) if hasattr(s.agent, "plan_warnings") else []
+    if t.eval_every >= t.total_steps and not t.tasks:
+        out.append(f"no evaluation before the end: train.eval_every={t.eval_every:,} >= {t.total_steps:,} steps")
+    return out
 
 
 # ----------------------------------------------------------------------------- task sequences
@@ -193,7 +214,7 @@ def switch_evaluation(s: Session, monitor: Monitor) -> dict[str, Any]:
         finally:
             if env is not s.eval_env:
                 env.close()
-        record = {**log_record(s.step, summary), "task": task, "phase": s.phase, "source": "switch"}
+        record = {**log_record(s.step, summary), "task": task, "phase": s.phase, "source": "switch", **record_extras(s)}
         append_jsonl(s.run_dir / "eval.jsonl", record)
         monitor.scalars(s.step, {f"tasks/{task}/eval_mean": summary["mean"]})
         monitor.write(f"phase {s.phase} ({trained}) done @ {s.step:,}: {task} mean {summary['mean']:.2f}")
@@ -306,9 +327,11 @@ def loop(s: Session, monitor: Monitor) -> str:
         monitor.tick(s.step, n, result.epsilon)
         if t.tasks and _crossed(s.step, n, t.steps_per_task):
             end_phase(s, monitor)
+            monitor.restart_rate(s.step)
         elif _crossed(s.step, n, t.eval_every) and s.step < t.total_steps:
             summary = run_evaluation(s, monitor)
             monitor.write(f"eval @ {s.step:,}: mean {summary['mean']:.2f}  iqm {summary['iqm']:.2f}")
+            monitor.restart_rate(s.step)
         if _crossed(s.step, n, t.checkpoint_every):
             save_checkpoint(s)
         if s.stop_requested:
@@ -355,14 +378,20 @@ def _train_locked(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[st
             say(f"{run_dir} is finished ({step:,} of {cfg.train.total_steps:,} steps, final evaluation "
                 "recorded); nothing to do (extend it with --steps N)")
             return {"outcome": "already finished", "step": step}
+    preflight.check(cfg)  # memory, process limits, replay slots: before any env or buffer is built
+    line = preflight.waiting_line(cfg)
+    if line:
+        say(line)
     s = _start(cfg, run_dir, resume, changes, say)
     if not resume:
         s.obs, _ = s.env.reset(seed=train_env_seeds(cfg, 0))
         gb = ReplayBuffer.projected_bytes(cfg.replay.capacity, s.env.single_observation_space, s.env.frame_stack) / 1e9
         say(f"run {run_dir}  |  {cfg.algo} on {s.env.game} ({s.env.family}, {cfg.train.num_envs} envs)  |  "
             f"{s.agent.parameter_count():,} parameters  |  replay {cfg.replay.capacity:,} transitions ≈ {gb:.2f} GB")
+        for warning in plan_warnings(s):
+            say(f"warning: {warning}")
     previous = _install_signal_handlers(s)
-    monitor = Monitor(run_dir, cfg.train.total_steps, s.step, cfg.train.progress)
+    monitor = Monitor(run_dir, cfg.train.total_steps, s.step, cfg.train.progress, cfg.train.status_every)
     started, start_step = time.perf_counter(), s.step
     try:
         outcome = loop(s, monitor)
@@ -382,9 +411,11 @@ def _train_locked(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[st
     # A task sequence's last switch evaluation (every task, at the final step) is its final one.
     summary = s.last_eval if cfg.train.tasks and s.last_eval else run_evaluation(s, monitor)
     monitor.close()
-    elapsed = time.perf_counter() - started
-    print_summary(s, summary, (s.step - start_step) / max(elapsed, 1e-9), monitor.recent_return())
-    return {"outcome": outcome, "step": s.step, **summary}
+    training_seconds = time.perf_counter() - started - s.eval_seconds  # steps/s of training alone
+    sps = (s.step - start_step) / max(training_seconds, 1e-9)
+    print_summary(s, summary, sps, monitor.recent_return())
+    return {"outcome": outcome, "step": s.step, **summary, "steps_per_second": sps,
+            "train_seconds": training_seconds, "eval_seconds": s.eval_seconds}
 
 
 def eval_scalars(summary: dict[str, Any]) -> dict[str, float]:
@@ -400,7 +431,7 @@ def eval_scalars(summary: dict[str, Any]) -> dict[str, float]:
 
 def print_summary(s: Session, summary: dict[str, Any], sps: float, train_return: float) -> None:
     rows = [{"metric": "env steps", "value": f"{s.step:,}"},
-            {"metric": "steps/s", "value": f"{sps:,.0f}"},
+            {"metric": "steps/s (without eval)", "value": f"{sps:,.0f}"},
             {"metric": "recent train return", "value": "-" if math.isnan(train_return) else f"{train_return:.2f}"}]
     keys = ["episodes", "mean", "median", "iqm", "iqm_ci_lo", "iqm_ci_hi", "min", "max", "hns_mean", "hns_iqm"]
     # Domain metrics (NetHack score/depth/xp/turns, Montezuma rooms): evaluation reports their means.

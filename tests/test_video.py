@@ -151,3 +151,31 @@ def test_missing_video_package_is_a_user_error(tmp_path, monkeypatch):
 def test_bad_episode_count_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="episodes"):
         record_episodes(RandomAgent(2), EnvConfig(), tmp_path, 0, 0.0, SEED)
+
+
+def test_eval_video_from_the_cli_records_a_trained_pong_run(tmp_path, capsys):
+    """`rlsuite eval RUN --video DIR` on a real (briefly trained, envpool) Pong run: one MP4 of the
+    full screen per requested game, returns in episodes.json, the evaluation itself unchanged."""
+    from rlsuite.cli import main
+
+    run = tmp_path / "pong"
+    assert main(["train", "dqn", "--env", "pong", "--steps", "200", "--run-dir", str(run), "--no-progress",
+                 "--set", "env.max_episode_steps=50", "--set", "train.eval_episodes=1",
+                 "--set", "replay.capacity=1000", "--set", "agent.learning_starts=100"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--episodes", "1", "--set", "env.max_episode_steps=30", "--video",
+                 str(tmp_path / "v"), "--video-episodes", "2"]) == 0
+    assert "recorded 2 game(s)" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "v" / "episodes.json").read_text())
+    assert [r["length"] for r in rows] == [30, 30]
+    assert decode(tmp_path / "v" / "episode-1.mp4").shape == (31, 210, 160, 3)
+    record = json.loads((run / "eval.jsonl").read_text().splitlines()[-1])
+    assert record["source"] == "rlsuite eval" and record["episode_lengths"] == [30]
+
+
+def test_eval_video_episodes_must_be_positive(tmp_path, capsys):
+    from rlsuite.cli import main
+
+    assert main(["eval", str(tmp_path), "--video", str(tmp_path / "v"), "--video-episodes", "0"]) == 2
+    assert "--video-episodes must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "v").exists()

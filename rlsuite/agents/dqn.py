@@ -200,6 +200,38 @@ class DQN:
         if self.projector is not None and self.projector not in self.post_step_hooks:
             self.post_step_hooks.append(self.projector)
 
+    def plan_warnings(self, total_env_steps: int, fresh_replay_every: int = 0) -> list[str]:
+        """What this run, as planned, will not do (one line each; train prints them at the start):
+        no gradient update, no mask update, pruning that stops short of gmp.sparsity, an epsilon
+        schedule that does not finish. `fresh_replay_every`: env steps between replay resets (task
+        sequences with train.reset_replay), each of which pauses updates for learning_starts steps."""
+        c, out = self.cfg, []
+        horizon = min(total_env_steps, fresh_replay_every or total_env_steps)
+        if self.updates_due(horizon) == 0 or horizon <= c.learning_starts:
+            where = f"each task's {horizon:,} steps" if fresh_replay_every else f"{total_env_steps:,} steps"
+            out.append(f"no gradient update will run: {where} do not pass agent.learning_starts={c.learning_starts:,} "
+                       "(the result will be an untrained network)")
+        if self.pruner is not None and not out:  # (with no update at all, nothing else needs saying)
+            reached = self.pruner.planned_final_sparsity()
+            if reached == 0.0:
+                out.append(f"no mask update will run: pruning window = updates {self.pruner.start_update:,}-"
+                           f"{self.pruner.end_update:,} of {self.total_updates:,}, masks every gmp.update_freq="
+                           f"{c.gmp.update_freq:,}; the network stays dense (lower gmp.update_freq or train longer)")
+            elif reached < c.gmp.sparsity - 1e-3:
+                out.append(f"pruning will stop at sparsity {reached:.3f}, not gmp.sparsity={c.gmp.sparsity}: the last "
+                           f"mask update before the window ends is short of it (lower gmp.update_freq or train longer)")
+        decay_end = c.epsilon_decay_start + c.epsilon_decay_steps
+        if decay_end > horizon and c.epsilon_start != c.epsilon_end:
+            end_eps = self.epsilon(horizon)
+            out.append(f"epsilon will still be {end_eps:.3f} at the end (it reaches epsilon_end={c.epsilon_end} "
+                       f"at step {decay_end:,})")
+        return out
+
+    def record_extras(self) -> dict[str, float]:
+        """Values each evaluation record keeps besides the returns: the achieved sparsity of a pruned
+        network (compare flags arms that never reached gmp.sparsity)."""
+        return {"sparsity": self.pruner.report()["sparsity/overall"]} if self.pruner is not None else {}
+
     def parameter_count(self) -> int:
         """Parameters of the online Q-network (encoder + head), as printed at the start of a run."""
         return sum(p.numel() for p in self.online.parameters())

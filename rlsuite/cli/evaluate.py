@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from rlsuite.errors import UserError
@@ -20,6 +21,11 @@ def add(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=12345, help="eval env seed (default 12345)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override an env key for evaluation, e.g. --set env.sticky_action_prob=0")
+    p.add_argument("--video", metavar="DIR",
+                   help="also record games as MP4 of the real screen (NetHack: tty text) into DIR, played by the "
+                        "same policy, epsilon and seed on one rendering env (the in-process gymnasium backend); "
+                        "needs pip install -e '.[video]'")
+    p.add_argument("--video-episodes", type=int, default=1, metavar="N", help="games to record with --video (default 1)")
     p.set_defaults(func=cmd_eval)
 
 
@@ -34,6 +40,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UserError(f"--epsilon is a probability: it must be between 0 and 1, got {args.epsilon}")
     if args.num_envs < 1:
         raise UserError(f"--num-envs must be at least 1, got {args.num_envs}")
+    if args.video_episodes < 1:
+        raise UserError(f"--video-episodes must be at least 1, got {args.video_episodes}")
     policy = load_policy(args.target, env_id=args.env, overrides=args.overrides, num_envs=args.num_envs)
     epsilon = policy.cfg.agent.eval_epsilon if args.epsilon is None else args.epsilon
     result = evaluate(policy.agent, policy.env, args.episodes, epsilon, seed=args.seed)
@@ -47,7 +55,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rows = [{"metric": k, "value": f"{v:.3f}" if isinstance(v, float) else str(v)}
             for k, v in summary.items() if v is not None]
     print(format_table(rows, f"{policy.cfg.algo} on {policy.env.game}, step {policy.step:,}, epsilon {epsilon}"))
-    if policy.run_dir is not None:
-        append_jsonl(policy.run_dir / "eval.jsonl",
-                     log_record(policy.step, {**summary, "source": "rlsuite eval", "checkpoint": str(policy.path)}))
+    if args.video:
+        record_video(policy, args, epsilon)
+    if policy.run_dir is not None:  # everything needed to repeat this evaluation, and every game's result
+        append_jsonl(policy.run_dir / "eval.jsonl", {
+            **log_record(policy.step, summary), **result.per_episode(), "source": "rlsuite eval",
+            "checkpoint": str(policy.path), "env": policy.cfg.env.id, "env_overrides": list(args.overrides),
+            "seed": args.seed, "num_envs": args.num_envs})
     return 0
+
+
+def record_video(policy: Any, args: argparse.Namespace, epsilon: float) -> None:
+    """`--video DIR`: record games of the loaded policy (rlsuite.video) and say where they are."""
+    from rlsuite.video import record_episodes
+
+    out = Path(args.video)
+    files = record_episodes(policy.agent, policy.cfg.env, out, args.video_episodes, epsilon, seed=args.seed)
+    print(f"recorded {len(files)} game(s): {', '.join(str(f) for f in files)} (returns in {out / 'episodes.json'})")

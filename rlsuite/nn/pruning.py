@@ -153,6 +153,15 @@ class MagnitudePruner:
             return update == max(1, self.start_update)
         return update % self.cfg.update_freq == 0 and self.start_update <= update <= self.end_update
 
+    def planned_final_sparsity(self) -> float:
+        """The overall sparsity the last mask update of this run's window will set: s^F when a mask
+        update falls on the window's end, less when update_freq is coarse for the run's length
+        (0 when no mask update falls inside the window at all)."""
+        if self.end_update <= self.start_update:
+            return self.cfg.sparsity if self.end_update >= 1 else 0.0
+        last = self.end_update - self.end_update % self.cfg.update_freq
+        return self.target_at(last) if last >= max(1, self.start_update) else 0.0
+
     @torch.no_grad()
     def __call__(self, _agent: Any = None) -> None:
         self.count += 1

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from rlsuite.fields import ranged
 from rlsuite.errors import UserError
+from rlsuite.preflight import check_replay_slots
 from rlsuite.replay import kernels, ops, persist
 from rlsuite.replay.resident import DeviceStorage
 from rlsuite.replay.storage import StreamStorage
@@ -124,10 +125,8 @@ class ReplayBuffer:
         if cfg.prioritized and not cfg.priority_eps > 0:
             # A zero priority would give a zero minimum and infinite importance weights.
             raise UserError(f"replay.priority_eps must be > 0 for prioritized replay (got {cfg.priority_eps})")
+        check_replay_slots(cfg.capacity, num_envs, frame_stack, n_step)
         slots = cfg.capacity // num_envs
-        if slots < frame_stack + n_step + 3:
-            raise UserError(f"replay capacity {cfg.capacity} is too small for {num_envs} envs; give each env "
-                            f"at least frame_stack + n_step + 3 = {frame_stack + n_step + 3} slots")
         self.cfg, self.num_envs, self.slots = cfg, num_envs, slots
         self.frame_stack, self.n_step, self.gamma = frame_stack, n_step, gamma
         self.observation_space = observation_space
