@@ -148,8 +148,9 @@ def check_compatible(data: dict[str, Any], algo: str, signature: dict[str, str],
         if found != expected:
             what = key.replace("_", " ")
             this = f"{env_id} has" if env_id else "this env has"
-            raise UserError(f"checkpoint {path} was trained on {trained_on(data)} with {what} {found}, but {this} "
-                            f"{expected}; use one of those envs")
+            envs = trained_on(data)
+            raise UserError(f"checkpoint {path} was trained on {envs} with {what} {found}, but {this} "
+                            f"{expected}; evaluate it on " + ("one of those envs" if "," in envs else "that env"))
 
 
 def trained_on(data: dict[str, Any]) -> str:

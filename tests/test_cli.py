@@ -132,7 +132,7 @@ def test_eval_of_missing_corrupt_and_truncated_checkpoints(trained_run, tmp_path
 
 def test_eval_on_an_env_with_other_spaces(trained_run, capsys):
     assert_user_error(capsys, ["eval", str(trained_run), "--env", "Acrobot-v1", "--episodes", "1"],
-                      "was trained with observation space")
+                      "with observation space")
 
 
 def test_checkpoint_of_another_agent(trained_run, tmp_path, capsys):
