@@ -255,10 +255,16 @@ def evaluate(
     counts = np.zeros(env.num_envs, dtype=np.int64)
     rows: list[tuple[int, dict[str, float]]] = []
     obs, _ = env.reset(seed=seed)
+    # A recurrent agent keeps an evaluation state per env: fresh here, reset where a game ended.
+    reset, starts = getattr(agent, "eval_reset", None), getattr(agent, "eval_episode_starts", None)
+    if reset is not None:
+        reset(env.num_envs)
     with torch.no_grad():
         while (counts < quotas).any():
             actions = agent.act(obs, epsilon) if rng is None else agent.act(obs, epsilon, rng=rng)
-            obs, _, _, _, info = env.step(actions)
+            obs, _, terminated, truncated, info = env.step(actions)
+            if starts is not None:
+                starts(np.logical_or(terminated, truncated))
             rows += _finished_games(info, counts, quotas)
     return _to_result(rows, epsilon, game)
 

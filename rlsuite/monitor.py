@@ -53,7 +53,7 @@ class Monitor:
         for tag, value in values.items():
             self.writer.add_scalar(tag, float(value), step)
 
-    def tick(self, step: int, advanced: int, epsilon: float) -> None:
+    def tick(self, step: int, advanced: int, status: str = "") -> None:
         """Advance the progress bar; refresh steps/s about once a second."""
         now = time.perf_counter()
         if now - self._sps_time >= 1.0:
@@ -61,20 +61,22 @@ class Monitor:
             self._sps_time, self._sps_step = now, step
             self.writer.add_scalar("charts/SPS", self.sps, step)
             if self._bar is not None:
-                self._bar.set_postfix_str(f"{self.sps:,.0f} steps/s  return {self.recent_return_text()}  eps {epsilon:.3f}",
+                self._bar.set_postfix_str(f"{self.sps:,.0f} steps/s  return {self.recent_return_text()}  {status}".rstrip(),
                                           refresh=False)
         if self._bar is not None:
             self._bar.update(advanced)
         elif self.status_every > 0 and now - self._status_time >= self.status_every:
             self._status_time = now
-            self.write(self.status_line(step, epsilon))
+            self.write(self.status_line(step, status))
 
-    def status_line(self, step: int, epsilon: float) -> str:
-        """'step 12,000/60,000 (20%)  1,234 steps/s  return 23.5  eps 0.050  ETA 0:00:39'."""
+    def status_line(self, step: int, status: str = "") -> str:
+        """'step 12,000/60,000 (20%)  1,234 steps/s  return 23.5  eps 0.050  ETA 00:00:39' (`status`:
+        the agent's part, e.g. 'eps 0.050')."""
         left = (self.total_steps - step) / self.sps if self.sps > 0 else float("nan")
         eta = time.strftime("%H:%M:%S", time.gmtime(left)) if left == left else "-"
         return (f"step {step:,}/{self.total_steps:,} ({100 * step / max(self.total_steps, 1):.0f}%)  "
-                f"{self.sps:,.0f} steps/s  return {self.recent_return_text()}  eps {epsilon:.3f}  ETA {eta}")
+                f"{self.sps:,.0f} steps/s  return {self.recent_return_text()}  " + (f"{status}  " if status else "")
+                + f"ETA {eta}")
 
     def restart_rate(self, step: int) -> None:
         """Start a new steps/s window (after an evaluation: its time is not training time)."""

@@ -19,7 +19,6 @@ worker process adds a Python interpreter with the game's modules, budgeted at 60
 """
 from __future__ import annotations
 
-import os
 import resource
 from typing import Any
 
@@ -62,7 +61,8 @@ def check_replay_slots(capacity: int, num_envs: int, frame_stack: int, n_step: i
 
 
 def check_memory(cfg: Any, replay_bytes: int, family: str) -> None:
-    """Refuse a run whose replay and envs need more memory than the machine has available."""
+    """Refuse a run whose agent storage (`replay_bytes`) and envs need more memory than the machine
+    has available."""
     t, use_async = cfg.train, cfg.env.backend == "gymnasium-async"
     envs = env_bytes(family, t.num_envs + t.eval_num_envs, use_async)
     host_replay = 0 if cfg.replay.on_device else replay_bytes
@@ -100,8 +100,8 @@ def check(cfg: Any) -> None:
     """Every check above for a training run (UserError on the first that fails). Builds one env of
     the run's (first) task to learn its observation space, and closes it."""
     from rlsuite import tasks
+    from rlsuite.agents import agent_classes
     from rlsuite.envs import make as make_env
-    from rlsuite.replay import ReplayBuffer
 
     t = cfg.train
     check_processes(cfg)
@@ -112,10 +112,15 @@ def check(cfg: Any) -> None:
         space, frame_stack = probe.single_observation_space, probe.frame_stack
     finally:
         probe.close()
-    check_replay_slots(cfg.replay.capacity, t.num_envs, frame_stack, getattr(cfg.agent, "n_step", 1))
-    # The storage's pages are touched as transitions arrive: a run shorter than the capacity uses less.
-    stored = min(cfg.replay.capacity, t.total_steps + t.num_envs)
-    check_memory(cfg, ReplayBuffer.projected_bytes(stored, space, frame_stack), family)
+    # The agent's storage (DQN: the replay buffer; none for agents without storage_bytes).
+    agent_cls, _ = agent_classes(cfg.algo)
+    storage = 0
+    if hasattr(agent_cls, "check_storage"):
+        agent_cls.check_storage(cfg, t.num_envs, frame_stack)
+    if hasattr(agent_cls, "storage_bytes"):
+        # The storage's pages are touched as transitions arrive: a run shorter than the capacity uses less.
+        storage = agent_cls.storage_bytes(cfg, space, frame_stack, min(cfg.replay.capacity, t.total_steps + t.num_envs))
+    check_memory(cfg, storage, family)
 
 
 def waiting_line(cfg: Any) -> str | None:

@@ -1,10 +1,14 @@
-"""The online training loop: act, store, update, log, checkpoint, evaluate.
+"""The online training loop, for every online agent: act, step, let the agent store and learn,
+log, checkpoint, evaluate.
 
-    obs -> agent.act -> env.step -> buffer.add -> agent.train_step(buffer) -> log / eval / ckpt
+    obs -> agent.step -> env.step -> agent.observe(Transition) -> log / eval / ckpt
+
+What an agent stores (DQN: a replay buffer; PPO: a rollout) and when it updates is the agent's
+own (the protocol is rlsuite.agents.base); this loop has no per-agent branch.
 
 One `Session` holds everything a run touches. `train(cfg, run_dir)` starts a run,
 `train(cfg, run_dir, resume=True)` continues it from its latest checkpoint. Exact resume needs
-the replay buffer (`train.save_replay`) and an env backend that can save its state (the
+the agent's storage (DQN's replay buffer, `train.save_replay`) and an env backend that can save its state (the
 gymnasium backends); otherwise the resumed run is correct but not bit-identical, and says so.
 
 SIGINT / SIGTERM finish the current vector step, write a checkpoint and return normally.
@@ -25,11 +29,11 @@ import torch
 
 from rlsuite import checkpoint, config, preflight, rundir, seeding, tasks
 from rlsuite.agents import agent_classes
+from rlsuite.agents.base import StorageContext, Transition
 from rlsuite.envs import make as make_env
 from rlsuite.errors import TrainingDiverged, UserError
 from rlsuite.evaluate import append_jsonl, evaluate, format_table
 from rlsuite.monitor import Monitor, log_record
-from rlsuite.replay import ReplayBuffer
 
 
 def pick_device(name: str) -> torch.device:
@@ -59,7 +63,6 @@ class Session:
     env: Any
     eval_env: Any
     agent: Any
-    buffer: ReplayBuffer
     step: int = 0
     obs: Any = None
     stop_requested: bool = False
@@ -88,7 +91,8 @@ def build_session(cfg: config.RunConfig, run_dir: Path) -> Session:
     agent.plan(t.total_steps)
     if cfg.replay.on_device and device.type != "cuda":
         raise UserError("replay.on_device needs a GPU learner (train.device=cuda)")
-    return Session(cfg, run_dir, env, eval_env, agent, make_buffer(cfg, env, device, phase=0))
+    agent.begin(storage_context(cfg, env, phase=0))
+    return Session(cfg, run_dir, env, eval_env, agent)
 
 
 def train_env_seeds(cfg: config.RunConfig, phase: int, *restart: int) -> list[int]:
@@ -102,27 +106,24 @@ def eval_env_seeds(cfg: config.RunConfig, step: int, task: int = 0) -> list[int]
     return seeding.env_seeds(cfg.train.seed, "eval_env", step, task, n=cfg.train.eval_num_envs)
 
 
-def make_buffer(cfg: config.RunConfig, env: Any, device: torch.device, phase: int) -> ReplayBuffer:
-    return ReplayBuffer(cfg.replay, env.single_observation_space, cfg.train.num_envs, frame_stack=env.frame_stack,
-                        n_step=cfg.agent.n_step, gamma=cfg.agent.gamma,
-                        seed=seeding.int_seed(cfg.train.seed, "replay", phase), device=device,
-                        storage_device=device if cfg.replay.on_device else None)
+def storage_context(cfg: config.RunConfig, env: Any, phase: int) -> StorageContext:
+    """What the agent needs to build a phase's storage (rlsuite.agents.base.StorageContext)."""
+    return StorageContext(cfg, cfg.train.num_envs, env.single_observation_space, env.frame_stack, phase)
 
 
 # ----------------------------------------------------------------------------- checkpoints
 
 
 def save_checkpoint(s: Session) -> Path:
-    """Replay first (its own atomic directory), then the checkpoint that refers to it."""
-    if s.cfg.train.save_replay:
-        s.buffer.save(s.run_dir / "replay")
+    """The agent's bulky storage first (the replay: its own atomic directory), then the checkpoint
+    that refers to it."""
+    s.agent.save_storage(s.run_dir / "replay")
     payload = {
         "algo": s.cfg.algo,
         "signature": s.signature,
         "config": config.to_dict(s.cfg),
         "step": s.step,
         "agent": s.agent.state_dict(),
-        "buffer": s.buffer.state_dict() if s.cfg.train.save_replay else None,
         "rng": checkpoint.rng_state(),
         "env": s.env.state_dict() if hasattr(s.env, "state_dict") else None,
         "obs": s.obs,
@@ -135,15 +136,15 @@ def restore_checkpoint(s: Session, say: Any) -> None:
     path = checkpoint.find(s.run_dir)
     data = checkpoint.load(path)
     checkpoint.check_compatible(data, s.cfg.algo, s.signature, path)
-    s.agent.load_state_dict(data["agent"])
+    state = data["agent"]
+    if data.get("buffer") is not None and state.get("replay") is None:  # checkpoints before the agent owned its replay
+        state = {**state, "replay": data["buffer"]}
+    s.agent.load_state_dict(state)
     s.step = int(data["step"])
     if s.cfg.train.tasks:  # the checkpoint may be from a later task than the one built
         enter_phase(s, tasks.phase_of(s.cfg, s.step), switching=False)
     exact = True
-    if data.get("buffer") is not None and (s.run_dir / "replay").is_dir():
-        s.buffer.load(s.run_dir / "replay")
-        s.buffer.load_state_dict(data["buffer"])
-    else:
+    if not s.agent.load_storage(s.run_dir / "replay"):
         exact = False
         say("note: no saved replay buffer; resuming with an empty one (pass --save-replay for exact resume)")
     if data.get("env") is not None and hasattr(s.env, "load_state_dict"):
@@ -167,7 +168,7 @@ def evaluate_now(s: Session, env: Any, task: int = 0) -> dict[str, Any]:
     cfg = s.cfg
     rng = seeding.generator(cfg.train.seed, "eval_exploration", s.step, task)
     started = time.perf_counter()
-    result = evaluate(s.agent, env, cfg.train.eval_episodes, cfg.agent.eval_epsilon,
+    result = evaluate(s.agent, env, cfg.train.eval_episodes, getattr(cfg.agent, "eval_epsilon", 0.0),
                       seed=eval_env_seeds(cfg, s.step, task), rng=rng)
     s.eval_seconds += time.perf_counter() - started
     return {**result.summary(), **result.per_episode()}
@@ -233,8 +234,7 @@ def enter_phase(s: Session, phase: int, switching: bool = True) -> None:
     if switching:
         s.obs, _ = s.env.reset(seed=train_env_seeds(s.cfg, phase))
         if t.reset_replay:
-            s.buffer = None  # free the old storage before allocating the new one
-            s.buffer = make_buffer(s.cfg, s.env, s.agent.device, phase)
+            s.agent.begin(storage_context(s.cfg, s.env, phase))
         if t.reset_optimizer:
             s.agent.reset_optimizer()
 
@@ -271,19 +271,6 @@ def _crossed(step: int, advanced: int, period: int) -> bool:
     return period > 0 and step // period > (step - advanced) // period
 
 
-def diagnostics_states(s: Session) -> Any:
-    """`train.diagnostics_batch` states drawn uniformly from the replay on the run's diagnostics
-    stream (never the replay's own, so logging diagnostics leaves training untouched)."""
-    if len(s.buffer) == 0:
-        return None
-    return s.buffer.sample_states(s.cfg.train.diagnostics_batch, seeding.int_seed(s.cfg.train.seed, "diagnostics", s.step))
-
-
-def _beta(cfg: config.RunConfig, step: int) -> float:
-    progress = min(1.0, step / max(1, cfg.train.total_steps))
-    return cfg.replay.beta_start + progress * (cfg.replay.beta_end - cfg.replay.beta_start)
-
-
 @dataclass
 class StepResult:
     """What one vector step did: the actions taken, env info, and update metrics (or None)."""
@@ -291,19 +278,17 @@ class StepResult:
     actions: np.ndarray
     info: dict[str, Any]
     metrics: dict[str, float] | None
-    epsilon: float
 
 
 def advance(s: Session) -> StepResult:
-    """One vector step: act, step the envs, store, and do the gradient updates owed."""
-    epsilon = s.agent.epsilon(_exploration_step(s))
-    actions = s.agent.act(s.obs, epsilon)
+    """One vector step: the agent acts, the envs step, the agent stores it and learns what it owes."""
+    actions = s.agent.step(s.obs, s.step, _exploration_step(s))
     next_obs, reward, terminated, truncated, info = s.env.step(actions)
-    s.buffer.add(s.obs, actions, reward, terminated, truncated, info.get("final_obs"))
+    transition = Transition(s.obs, actions, reward, terminated, truncated, info.get("final_obs"), next_obs)
     s.obs = next_obs
     s.step += s.env.num_envs
-    metrics = s.agent.train_step(s.step, s.buffer, beta=_beta(s.cfg, s.step))
-    return StepResult(actions, info, metrics, epsilon)
+    metrics = s.agent.observe(transition, s.step)
+    return StepResult(actions, info, metrics)
 
 
 def loop(s: Session, monitor: Monitor) -> str:
@@ -320,11 +305,11 @@ def loop(s: Session, monitor: Monitor) -> str:
             monitor.episodes_done(s.step, episode)
         if result.metrics is not None and s.step - last_log >= t.log_every:
             last_log = s.step
-            monitor.scalars(s.step, {**result.metrics, "charts/epsilon": result.epsilon})
+            monitor.scalars(s.step, {**result.metrics, **s.agent.scalars(s.step)})
         if result.metrics is not None and s.step - last_diagnostics >= t.diagnostics_every > 0:
             last_diagnostics = s.step
-            monitor.scalars(s.step, s.agent.diagnostics(diagnostics_states(s)))
-        monitor.tick(s.step, n, result.epsilon)
+            monitor.scalars(s.step, s.agent.diagnostics(s.step))
+        monitor.tick(s.step, n, s.agent.status(s.step))
         if t.tasks and _crossed(s.step, n, t.steps_per_task):
             end_phase(s, monitor)
             monitor.restart_rate(s.step)
@@ -385,9 +370,9 @@ def _train_locked(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[st
     s = _start(cfg, run_dir, resume, changes, say)
     if not resume:
         s.obs, _ = s.env.reset(seed=train_env_seeds(cfg, 0))
-        gb = ReplayBuffer.projected_bytes(cfg.replay.capacity, s.env.single_observation_space, s.env.frame_stack) / 1e9
+        storage = getattr(s.agent, "storage_description", lambda: "")()
         say(f"run {run_dir}  |  {cfg.algo} on {s.env.game} ({s.env.family}, {cfg.train.num_envs} envs)  |  "
-            f"{s.agent.parameter_count():,} parameters  |  replay {cfg.replay.capacity:,} transitions ≈ {gb:.2f} GB")
+            f"{s.agent.parameter_count():,} parameters" + (f"  |  {storage}" if storage else ""))
         for warning in plan_warnings(s):
             say(f"warning: {warning}")
     previous = _install_signal_handlers(s)
@@ -440,6 +425,6 @@ def print_summary(s: Session, summary: dict[str, Any], sps: float, train_return:
         if summary.get(key) is not None:
             value = summary[key]
             rows.append({"metric": f"eval {key}", "value": f"{value:.2f}" if isinstance(value, float) else str(value)})
-    eps = s.cfg.agent.eval_epsilon
+    eps = getattr(s.cfg.agent, "eval_epsilon", 0.0)
     print(format_table(rows, f"{s.cfg.algo} on {s.env.game}: final evaluation (epsilon {eps})"))
     print(f"run directory: {s.run_dir}   (tensorboard --logdir {s.run_dir.parent})")

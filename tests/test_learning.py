@@ -92,19 +92,19 @@ def test_dqn_with_per_updates_priorities_and_uses_importance_weights(tmp_path):
     session.obs, _ = session.env.reset(seed=1)
     while session.step < 600:
         advance(session)
-    assert session.buffer.prioritized
-    batch = session.buffer.sample(256, beta=0.5)
+    assert session.agent.buffer.prioritized
+    batch = session.agent.buffer.sample(256, beta=0.5)
     weights = batch.weights.clone()
     assert weights.max() <= 1.0 + 1e-6 and weights.min() < 0.99 * weights.max()  # unequal priorities
     assert len(np.unique(weights.numpy().round(6))) > 10
     seen = {}
-    original = session.buffer.update_priorities
+    original = session.agent.buffer.update_priorities
 
     def spy(indices: torch.Tensor, priorities: torch.Tensor) -> None:
         seen["n"] = seen.get("n", 0) + len(indices)
         original(indices, priorities)
 
-    session.buffer.update_priorities = spy
+    session.agent.buffer.update_priorities = spy
     while session.step < 700:
         advance(session)
     assert seen["n"] == 50 * cfg.agent.batch_size  # every update wrote its batch's priorities back

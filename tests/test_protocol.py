@@ -13,7 +13,7 @@ import torch
 
 from rlsuite import config, seeding
 from rlsuite.agents.dqn import DQN
-from rlsuite.train import (advance, build_session, diagnostics_states, eval_env_seeds, run_evaluation, train,
+from rlsuite.train import (advance, build_session, eval_env_seeds, run_evaluation, train,
                            train_env_seeds)
 from tests.conftest import TINY
 
@@ -123,7 +123,7 @@ def final_weights(run_dir: Path, extra: list[str]) -> tuple[list[float], dict[st
         if session.step % cfg.train.eval_every == 0:
             run_evaluation(session, None)
         if session.step % cfg.train.diagnostics_every == 0:
-            session.agent.diagnostics(diagnostics_states(session))
+            session.agent.diagnostics(session.step)
     return losses, {k: v.clone() for k, v in session.agent.online.state_dict().items()}
 
 

@@ -14,11 +14,10 @@ width keep the same updates-per-env-step as Dopamine.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,8 @@ from gymnasium import spaces
 from torch import nn
 
 from rlsuite import seeding
+from rlsuite.agents.base import StorageContext, Transition
+from rlsuite.agents.common import SMALL_BATCH, SMALL_NETWORK_PARAMS, _batch_size, example_batch, single_thread_if, to_tensor  # noqa: F401
 from rlsuite.config import validate
 from rlsuite.fields import choice, ranged
 from rlsuite.errors import TrainingDiverged, UserError
@@ -36,6 +37,8 @@ from rlsuite.nn.encoders import EncoderConfig, init_layer, make_encoder
 from rlsuite.nn.nap import NaPConfig, NormProjector, insert_norms
 from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
 from rlsuite.nn.schedules import LR_SCHEDULES, lr_factor
+from rlsuite.preflight import check_replay_slots
+from rlsuite.replay import ReplayBuffer
 
 
 @dataclass
@@ -177,6 +180,10 @@ class DQN:
         self.projector = self._make_projector()
         self.total_updates = 0  # set by plan(); the learning-rate schedule runs over it
         self.probe = UpdateProbe(self.online)
+        self.buffer: ReplayBuffer | None = None  # built per phase by begin()
+        self.ctx: StorageContext | None = None
+        self.current_epsilon = cfg.epsilon_start
+        self._replay_state: dict | None = None
 
     def _make_projector(self) -> NormProjector | None:
         nap = self.cfg.nap
@@ -236,17 +243,88 @@ class DQN:
         """Parameters of the online Q-network (encoder + head), as printed at the start of a run."""
         return sum(p.numel() for p in self.online.parameters())
 
-    def diagnostics(self, states: Any = None) -> dict[str, float]:
-        """Scalars for the diagnostics interval: plasticity/ (dormant units, srank, norms) on
-        `states`, a dedicated batch of observations (the loop samples `train.diagnostics_batch`
-        of them from the replay: srank on a 32-state training batch could never exceed 32), and
-        sparsity/ when pruning."""
+    def diagnostics_on(self, states: Any = None) -> dict[str, float]:
+        """plasticity/ scalars on `states` (none without states), learning rate, and sparsity/."""
         out = {} if states is None else plasticity_report(self.online, self.online.encoder,
                                                           to_tensor(states, self.device))
         out.update(self.probe.last)
         self.probe.arm()  # the next update measures per-layer grad norm and effective learning rate
         out["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
         return {**out, **(self.pruner.report() if self.pruner is not None else {})}
+
+    # ------------------------------------------------------------------ the loop's protocol (rlsuite.agents.base)
+
+    def begin(self, ctx: StorageContext) -> None:
+        """A fresh replay buffer for a phase, seeded from the run's `replay` stream of that phase."""
+        self.ctx, self.buffer = ctx, None  # free the old storage before allocating the new one
+        run = ctx.cfg
+        self.buffer = ReplayBuffer(run.replay, ctx.observation_space, ctx.num_envs, frame_stack=ctx.frame_stack,
+                                   n_step=self.cfg.n_step, gamma=self.cfg.gamma,
+                                   seed=seeding.int_seed(run.train.seed, "replay", ctx.phase), device=self.device,
+                                   storage_device=self.device if run.replay.on_device else None)
+
+    def step(self, obs: Any, env_step: int, exploration_step: int) -> np.ndarray:
+        """Epsilon-greedy training actions, epsilon from the schedule at `exploration_step`."""
+        self.current_epsilon = self.epsilon(exploration_step)
+        return self.act(obs, self.current_epsilon)
+
+    def observe(self, t: Transition, env_step: int) -> dict[str, torch.Tensor] | None:
+        """Store the vector step in the replay buffer, then do the updates owed at the replay ratio."""
+        self.buffer.add(t.obs, t.actions, t.reward, t.terminated, t.truncated, t.final_obs)
+        return self.train_step(env_step, self.buffer, beta=self.beta(env_step))
+
+    def beta(self, env_step: int) -> float:
+        """PER's importance-sampling exponent, annealed linearly over the run (Schaul et al. 2016)."""
+        replay, total = self.ctx.cfg.replay, self.ctx.cfg.train.total_steps
+        progress = min(1.0, env_step / max(1, total))
+        return replay.beta_start + progress * (replay.beta_end - replay.beta_start)
+
+    def scalars(self, env_step: int) -> dict[str, float]:
+        return {"charts/epsilon": self.current_epsilon}
+
+    def status(self, env_step: int) -> str:
+        return f"eps {self.current_epsilon:.3f}"
+
+    def storage_description(self) -> str:
+        gb = self.storage_bytes(self.ctx.cfg, self.ctx.observation_space, self.ctx.frame_stack) / 1e9
+        return f"replay {self.ctx.cfg.replay.capacity:,} transitions ≈ {gb:.2f} GB"
+
+    @staticmethod
+    def storage_bytes(run: Any, observation_space: spaces.Space, frame_stack: int, transitions: int | None = None) -> int:
+        """Memory of the replay buffer holding `transitions` (default: its capacity)."""
+        return ReplayBuffer.projected_bytes(transitions or run.replay.capacity, observation_space, frame_stack)
+
+    @staticmethod
+    def check_storage(run: Any, num_envs: int, frame_stack: int) -> None:
+        """Refuse a replay capacity that leaves an env too few slots (before any env is built)."""
+        check_replay_slots(run.replay.capacity, num_envs, frame_stack, run.agent.n_step)
+
+    def save_storage(self, directory: Path) -> bool:
+        """With train.save_replay: the replay buffer's contents, for exact resume."""
+        if not self.ctx.cfg.train.save_replay:
+            return False
+        self.buffer.save(directory)
+        return True
+
+    def load_storage(self, directory: Path) -> bool:
+        """The replay saved with the checkpoint just loaded; False (an empty buffer) when there is none."""
+        state, self._replay_state = self._replay_state, None
+        if state is None or not Path(directory).is_dir():
+            return False
+        self.buffer.load(directory)
+        self.buffer.load_state_dict(state)
+        return True
+
+    def diagnostics(self, env_step: int = 0) -> dict[str, float]:
+        """plasticity/ (dormant units, srank, norms) on `train.diagnostics_batch` states drawn from
+        the replay on the run's diagnostics stream (srank on a 32-state training batch could never
+        exceed 32; a stream of its own leaves training untouched), and sparsity/ when pruning."""
+        states = None
+        if getattr(self, "buffer", None) is not None and len(self.buffer) > 0:
+            run = self.ctx.cfg
+            states = self.buffer.sample_states(run.train.diagnostics_batch,
+                                               seeding.int_seed(run.train.seed, "diagnostics", env_step))
+        return self.diagnostics_on(states)
 
     # ------------------------------------------------------------------ acting
 
@@ -351,6 +429,9 @@ class DQN:
 
     # ------------------------------------------------------------------ state
 
+    def _saves_replay(self) -> bool:
+        return getattr(self, "buffer", None) is not None and self.ctx.cfg.train.save_replay
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "online": self.online.state_dict(),
@@ -360,9 +441,11 @@ class DQN:
             "target_syncs": self.target_syncs,
             "rng": self.rng.bit_generator.state,
             "constraints": [hook.state_dict() for hook in self.post_step_hooks],
+            "replay": self.buffer.state_dict() if self._saves_replay() else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._replay_state = state.get("replay")  # applied by load_storage, with the buffer's contents
         self.online.load_state_dict(state["online"])
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -377,41 +460,3 @@ class DQN:
 # OpenMP barrier then waits on a thread that envpool's workers or another process pushed off
 # its core (measured here: a batch-1 Nature CNN forward took 1 ms on one thread, 15-70 ms on
 # two under load). Switching the thread count costs well under a microsecond.
-SMALL_BATCH = 8
-SMALL_NETWORK_PARAMS = 500_000  # MLPs and the MinAtar net; the Nature CNN has 1.7M
-
-
-@contextlib.contextmanager
-def single_thread_if(condition: bool) -> Iterator[None]:
-    threads = torch.get_num_threads()
-    if not condition or threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _batch_size(obs: Any) -> int:
-    if isinstance(obs, dict):
-        return len(next(iter(obs.values())))
-    return len(obs)
-
-
-def example_batch(space: spaces.Space) -> Any:
-    """A batch of one observation from `space` (for shape-finding dry runs)."""
-    sample = space.sample()
-    if isinstance(sample, dict):
-        return {k: torch.as_tensor(v[None]) for k, v in sample.items()}
-    return torch.as_tensor(sample[None])
-
-
-def to_tensor(obs: Any, device: torch.device) -> Any:
-    """numpy/torch observation (or dict of them) -> tensor(s) on `device`, without copying on CPU."""
-    if isinstance(obs, dict):
-        return {k: to_tensor(v, device) for k, v in obs.items()}
-    if isinstance(obs, np.ndarray):
-        obs = torch.from_numpy(obs)
-    return obs.to(device, non_blocking=True)
