@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping
 
 import gymnasium as gym
 import numpy as np
@@ -52,17 +51,31 @@ class EncoderConfig:
     kind: str = choice("auto", *KINDS)
     """'nature' (Mnih et al. 2015 CNN), 'impala' (Espeholt et al. 2018 ResNet, 15 conv layers), 'minatar' (Young & Tian 2019: one 3x3 conv of 16 then 128 units), 'mlp', 'nethack', or 'auto' (nature for Atari-sized images, minatar for 10x10 images, nethack for NetHack dict obs, mlp for vectors)."""
     width: int = ranged(1, ge=1)
-    """Width multiplier k: conv channels x k (Nature 32/64/64 x k, Impala 16/32/32 x k, MinAtar 16 x k, NetHack 16/32/32 x k); MLP hidden sizes x k."""
+    """Width multiplier k: conv channels x k (Nature 32/64/64 x k, Impala 16/32/32 x k, MinAtar 16 x k, NetHack `nethack_screen_channels` x k); MLP hidden sizes x k."""
     scale_dense: bool = False
-    """Also multiply the dense layer after the conv stack (512, MinAtar 128) by k (the GMP paper scales only convs for DQN)."""
+    """Also multiply the dense layer after the conv stack (512, MinAtar 128, NetHack `nethack_hidden`) by k (the GMP paper scales only convs for DQN)."""
     hidden: tuple[int, ...] = ranged((64, 64), ge=1)
     """Hidden layer sizes of the MLP encoder (vector observations)."""
     dense: int = ranged(512, ge=1)
-    """Units of the dense layer after the Nature / Impala / NetHack conv stack (MinAtar is fixed at 128, as in Young & Tian 2019)."""
+    """Units of the dense layer after the Nature / Impala conv stack (MinAtar is fixed at 128, as in Young & Tian 2019; NetHack uses `nethack_hidden`)."""
     padding: str = choice("valid", *PADDINGS)
     """Nature CNN conv padding: 'same' (Dopamine's Flax NatureDQNNetwork: 7744 features into the dense layer, 3.96M dense weights) or 'valid' (CleanRL / Mnih et al. 2015 in PyTorch: 3136 features, 1.6M). Impala is always 'same' and MinAtar 'valid', as in their sources."""
     init: str = choice("dopamine", *INITS)
     """Weight init: 'dopamine' (Xavier-uniform kernels, zero biases; Flax LeCun-normal for the Impala residual convs) or 'torch' (PyTorch's layer defaults, as CleanRL and SB3)."""
+    nethack_char_dim: int = ranged(16, ge=1)
+    """NetHack: embedding size of a terminal character (one table shared by the screen, the crop and the message and status lines; 16 as in the paper's screen encoder)."""
+    nethack_color_dim: int = ranged(16, ge=1)
+    """NetHack: embedding size of a terminal colour (16 as in the paper)."""
+    nethack_screen_channels: tuple[int, ...] = ranged((16, 32), ge=1)
+    """NetHack: channels of each ResNet stage on the 21x80 map (a stride-2 3x3 conv, then one residual block), x `width`. Two stages shrink the map to 6x20; the crop's convs use the first stage's width."""
+    nethack_crop: int = ranged(9, ge=1)
+    """NetHack: side of the egocentric window of the terminal around the cursor (odd; 9 as in the paper)."""
+    nethack_hidden: int = ranged(256, ge=1)
+    """NetHack: width of the screen's FC layer and of the two FC layers after the concatenation (the encoder's output). The paper's ScaledNet uses 1738; 256 keeps CPU training affordable."""
+    nethack_status_hidden: int = ranged(128, ge=1)
+    """NetHack: hidden units of the MLP (2 layers) on the two bottom status lines plus blstats."""
+    nethack_message_hidden: int = ranged(128, ge=1)
+    """NetHack: hidden units of the MLP (2 layers) on the message line."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -296,7 +309,7 @@ class MLPEncoder(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
-# NetHack (basic): glyph map (chars + colors) through a small CNN, blstats through an MLP
+# NetHack: the encoder itself is in rlsuite.nn.nethack (it builds on the pieces above)
 
 
 def normalize_blstats(b: torch.Tensor) -> torch.Tensor:
@@ -311,47 +324,14 @@ def normalize_blstats(b: torch.Tensor) -> torch.Tensor:
     return torch.sign(b) * torch.log1p(b.abs())
 
 
-class NetHackEncoder(nn.Module):
-    """chars (21x79) and colors embedded as 16 + 4 channels -> 3 strided 3x3 convs -> flatten;
-    blstats -> MLP(64, 64); concatenate -> Dense -> ReLU. Other dict keys are ignored."""
-
-    def __init__(self, cfg: EncoderConfig, space: gym.spaces.Dict) -> None:
-        super().__init__()
-        rows, cols = space["chars"].shape
-        n_colors = int(np.max(space["colors"].high)) + 1 if "colors" in space.spaces else 16
-        n_stats = int(space["blstats"].shape[0])
-        k = cfg.width
-        self.char_emb = nn.Embedding(256, 16)
-        self.color_emb = nn.Embedding(n_colors, 4)
-        # Stride 2 at every conv keeps this cheap: 21x79 -> 11x40 -> 6x20 -> 3x10.
-        self.convs = nn.Sequential(
-            nn.Conv2d(20, 16 * k, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(16 * k, 32 * k, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(32 * k, 32 * k, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Flatten(),
-        )
-        self.stats = nn.Sequential(nn.Linear(n_stats, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU())
-        map_dim = _flat_dim(self.convs, (20, rows, cols))
-        self.output_dim = _dense_units(cfg, cfg.dense)
-        self.dense = nn.Linear(map_dim + 64, self.output_dim)
-        self.dense_act = nn.ReLU()
-        _init_all(self, cfg.init)
-
-    def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        chars = torch.as_tensor(obs["chars"]).long()
-        colors = torch.as_tensor(obs["colors"]).long()
-        # Embeddings come out (B, H, W, E); convs want channels first.
-        grid = torch.cat([self.char_emb(chars), self.color_emb(colors)], dim=-1).permute(0, 3, 1, 2)
-        stats = self.stats(normalize_blstats(torch.as_tensor(obs["blstats"])))
-        return self.dense_act(self.dense(torch.cat([self.convs(grid), stats], dim=1)))
-
-
 # --------------------------------------------------------------------------------------------
 # factory
 
 
 def _is_nethack(space: gym.Space) -> bool:
-    return isinstance(space, gym.spaces.Dict) and {"chars", "colors", "blstats"} <= set(space.spaces)
+    from rlsuite.nn.nethack import OBS_KEYS
+
+    return isinstance(space, gym.spaces.Dict) and set(OBS_KEYS) <= set(space.spaces)
 
 
 def auto_kind(space: gym.Space) -> str:
@@ -401,6 +381,32 @@ def _image_shape(space: gym.Space, kind: str) -> tuple[int, ...]:
     return tuple(int(s) for s in space.shape)
 
 
+def _nethack(cfg: EncoderConfig, space: gym.Space) -> nn.Module:
+    from rlsuite.nn.nethack import OBS_KEYS, NetHackEncoder
+
+    if not isinstance(space, gym.spaces.Dict):
+        raise _mismatch("nethack", space)
+    missing = [k for k in OBS_KEYS if k not in space.spaces]
+    if missing:
+        raise UserError(f"encoder 'nethack' needs the observation keys {', '.join(OBS_KEYS)} (rlsuite's "
+                        f"NetHack env provides them); {_describe(space)} lack {', '.join(missing)}")
+    if cfg.nethack_crop % 2 == 0:
+        raise UserError(f"encoder.nethack_crop must be odd (a window centred on the cursor), got {cfg.nethack_crop}")
+    if not cfg.nethack_screen_channels:
+        raise UserError("encoder.nethack_screen_channels needs at least one stage")
+    return NetHackEncoder(cfg, space)
+
+
+def __getattr__(name: str):
+    """`NetHackEncoder` stays importable from here; it lives in rlsuite.nn.nethack, which imports
+    this module, so it is loaded on first use instead of at import (no import cycle)."""
+    if name == "NetHackEncoder":
+        from rlsuite.nn.nethack import NetHackEncoder
+
+        return NetHackEncoder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def make_encoder(cfg: EncoderConfig, observation_space: gym.Space) -> nn.Module:
     """Build the encoder named by ``cfg.kind`` for one environment's observation space."""
     if cfg.kind not in KINDS:
@@ -413,9 +419,7 @@ def make_encoder(cfg: EncoderConfig, observation_space: gym.Space) -> nn.Module:
         raise UserError(f"unknown encoder.init {cfg.init!r}; choose one of {', '.join(INITS)}")
     kind = auto_kind(observation_space) if cfg.kind == "auto" else cfg.kind
     if kind == "nethack":
-        if not _is_nethack(observation_space):
-            raise _mismatch("nethack", observation_space)
-        return NetHackEncoder(cfg, observation_space)
+        return _nethack(cfg, observation_space)
     if kind == "mlp":
         if not isinstance(observation_space, gym.spaces.Box):
             raise _mismatch("mlp", observation_space)
