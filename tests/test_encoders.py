@@ -19,12 +19,14 @@ from rlsuite.nn.encoders import (
 ATARI = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
 MINATAR = gym.spaces.Box(0, 1, (4, 10, 10), bool)
 CARTPOLE = gym.make("CartPole-v1").observation_space
-NETHACK = gym.spaces.Dict(
+NETHACK = gym.spaces.Dict(  # the keys rlsuite's NetHackGame returns (rlsuite/envs/nethack.py)
     {
         "blstats": gym.spaces.Box(-(2**31), 2**31 - 1, (27,), np.int64),
-        "chars": gym.spaces.Box(0, 255, (21, 79), np.uint8),
-        "colors": gym.spaces.Box(0, 15, (21, 79), np.uint8),
-        "message": gym.spaces.Box(0, 255, (256,), np.uint8),  # extra keys are ignored
+        "tty_chars": gym.spaces.Box(0, 255, (24, 80), np.uint8),
+        "tty_colors": gym.spaces.Box(0, 31, (24, 80), np.int8),
+        "tty_cursor": gym.spaces.Box(0, 255, (2,), np.uint8),
+        "message": gym.spaces.Box(0, 255, (256,), np.uint8),
+        "prev_action": gym.spaces.Box(0, 22, (1,), np.int64),
     }
 )
 
@@ -52,7 +54,7 @@ def kernel_params(net: nn.Module) -> int:
         ("impala", MINATAR, 512),
         ("minatar", MINATAR, 128),
         ("mlp", CARTPOLE, 64),
-        ("nethack", NETHACK, 512),
+        ("nethack", NETHACK, 256),
     ],
 )
 def test_output_shape(kind: str, space: gym.Space, dim: int) -> None:
@@ -142,8 +144,8 @@ def test_impala_gradients_flow_through_every_conv() -> None:
 def test_nethack_accepts_numpy_and_real_obs() -> None:
     enc = make_encoder(EncoderConfig(kind="nethack"), NETHACK)
     assert isinstance(enc, NetHackEncoder)
-    obs = {k: np.stack([NETHACK[k].sample() for _ in range(2)]) for k in ("chars", "colors", "blstats")}
-    assert enc(obs).shape == (2, 512)
+    obs = {k: np.stack([NETHACK[k].sample() for _ in range(2)]) for k in NETHACK.spaces}
+    assert enc(obs).shape == (2, 256)
 
 
 def test_blstats_normalisation() -> None:

@@ -238,14 +238,15 @@ def test_nethack_observations_metrics_and_autoreset() -> None:
     with make(EnvConfig(id="nethack", max_episode_steps=40), 2, 0) as env:
         assert env.family == "nethack" and env.game == "NetHackScore-v0" and env.frame_stack == 1
         space = env.single_observation_space
-        assert isinstance(space, gym.spaces.Dict) and set(space.spaces) == {"chars", "colors", "blstats"}
-        assert (space["chars"].shape, space["chars"].dtype) == ((21, 79), np.uint8)
-        assert (space["colors"].shape, space["colors"].dtype) == ((21, 79), np.uint8)
+        assert isinstance(space, gym.spaces.Dict) and set(space.spaces) == {
+            "tty_chars", "tty_colors", "tty_cursor", "blstats", "message", "prev_action"}
+        assert (space["tty_chars"].shape, space["tty_chars"].dtype) == ((24, 80), np.uint8)
+        assert space["tty_colors"].shape == (24, 80) and space["message"].shape == (256,)
         assert (space["blstats"].shape, space["blstats"].dtype) == ((27,), np.int64)
         steps = rollout(env, 45)
     prev, obs, _, term, trunc, final, ep = steps[39]
     assert trunc.all() and not term.any() and ep["done"].all() and (ep["length"] == 40).all()
-    assert obs["chars"].shape == (2, 21, 79) and final["blstats"].shape == (2, 27)
+    assert obs["tty_chars"].shape == (2, 24, 80) and final["blstats"].shape == (2, 27)
     assert (ep["depth"] >= 1).all() and (ep["xp"] >= 1).all() and (ep["turns"] >= 1).all() and (ep["score"] >= 0).all()
     assert (ep["turns"] == final["blstats"][:, 20]).all()  # turns of the ended game, from its last obs
     assert not _equal(obs, final)  # obs already belongs to the next game
