@@ -46,16 +46,22 @@ def nbytes(item: Any) -> int:
     return item.numel() * item.element_size()
 
 
+PACKED = "packed"  # the agent entry of an export: the acting network, kernels as (indices, values)
+
+
 def export_sparse(target: str | Path, out: Path) -> dict[str, Any]:
     """Export the latest checkpoint of a run (or a checkpoint file) to `out`; returns size figures."""
+    from rlsuite.agents import agent_classes
+
     source = checkpoint.find(target)
     data = checkpoint.load(source)
-    online = data.get("agent", {}).get("online")
+    key = agent_classes(str(data.get("algo", "")))[0].EXPORT_KEY  # the acting network's state-dict entry
+    online = data.get("agent", {}).get(key)
     if online is None:
-        raise UserError(f"{source} holds no online network to export (is it already an export?)")
+        raise UserError(f"{source} holds no '{key}' network to export (is it already an export?)")
     packed = pack(online)
     payload = {k: data[k] for k in ("algo", "signature", "config", "step")}
-    payload.update(agent={"online_packed": packed}, exported_from=str(source))
+    payload.update(agent={PACKED: packed}, exported_from=str(source))
     out.parent.mkdir(parents=True, exist_ok=True)
     checkpoint.atomic_write_bytes(out, lambda fh: torch.save({"format": checkpoint.FORMAT, **payload}, fh))
     dense_bytes = sum(t.numel() * t.element_size() for t in online.values())

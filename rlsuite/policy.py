@@ -52,12 +52,11 @@ def load_policy(target: str | Path, env_id: str | None = None, overrides: list[s
         raise
     agent_cls, _ = agent_classes(cfg.algo)
     agent = agent_cls(cfg.agent, env.single_observation_space, env.single_action_space, device, seed=seed)
-    if "online_packed" in data["agent"]:  # a `rlsuite export --sparse` file: weights only
+    packed = data["agent"].get("packed", data["agent"].get("online_packed"))  # (the latter: older exports)
+    if packed is not None:  # a `rlsuite export --sparse` file: the acting network's weights only
         from rlsuite.export import unpack
 
-        weights = unpack(data["agent"]["online_packed"])
-        agent.online.load_state_dict(weights)
-        agent.target.load_state_dict(weights)
+        agent.load_exported(unpack(packed))
     else:
         agent.load_state_dict(data["agent"])
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else None

@@ -148,6 +148,7 @@ class DQN:
     """A DQN agent: `act`, `train_step` / `update`, `state_dict` / `load_state_dict`."""
 
     name = "dqn"
+    EXPORT_KEY = "online"  # the state_dict entry `rlsuite export` packs: the acting network
 
     def __init__(self, cfg: DQNConfig, observation_space: spaces.Space, action_space: spaces.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
@@ -428,6 +429,15 @@ class DQN:
         self.target.load_state_dict(self.online.state_dict())
 
     # ------------------------------------------------------------------ state
+
+    def acting_network(self) -> nn.Module:
+        """The network that chooses actions (what export packs and eval reports sparsity of)."""
+        return self.online
+
+    def load_exported(self, weights: dict[str, torch.Tensor]) -> None:
+        """Load an export's weights (rlsuite.export) as both the online and the target network."""
+        self.online.load_state_dict(weights)
+        self.target.load_state_dict(weights)
 
     def _saves_replay(self) -> bool:
         return getattr(self, "buffer", None) is not None and self.ctx.cfg.train.save_replay

@@ -21,6 +21,9 @@ def add(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=12345, help="eval env seed (default 12345)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override an env key for evaluation, e.g. --set env.sticky_action_prob=0")
+    p.add_argument("--sample", action="store_true",
+                   help="actor-critic agents (ppo): sample actions from the policy instead of taking its most "
+                        "likely action")
     p.add_argument("--video", metavar="DIR",
                    help="also record games as MP4 of the real screen (NetHack: tty text) into DIR, played by the "
                         "same policy, epsilon and seed on one rendering env (the in-process gymnasium backend); "
@@ -43,13 +46,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.video_episodes < 1:
         raise UserError(f"--video-episodes must be at least 1, got {args.video_episodes}")
     policy = load_policy(args.target, env_id=args.env, overrides=args.overrides, num_envs=args.num_envs)
-    epsilon = policy.cfg.agent.eval_epsilon if args.epsilon is None else args.epsilon
+    if args.sample:
+        if not hasattr(policy.cfg.agent, "eval_sample"):
+            policy.env.close()
+            raise UserError(f"--sample: agent '{policy.cfg.algo}' has no policy distribution to sample from "
+                            "(use --epsilon for random actions)")
+        policy.agent.cfg.eval_sample = True
+    epsilon = getattr(policy.cfg.agent, "eval_epsilon", 0.0) if args.epsilon is None else args.epsilon
     result = evaluate(policy.agent, policy.env, args.episodes, epsilon, seed=args.seed)
     summary = result.summary()
-    if hasattr(policy.agent, "online"):  # pruned checkpoints report how sparse they are
+    if hasattr(policy.agent, "acting_network"):  # pruned checkpoints report how sparse they are
         from rlsuite.nn.pruning import model_sparsity
 
-        sparsity = model_sparsity(policy.agent.online)
+        sparsity = model_sparsity(policy.agent.acting_network())
         if sparsity["sparsity"] > 0.01:
             summary.update(sparsity)
     rows = [{"metric": k, "value": f"{v:.3f}" if isinstance(v, float) else str(v)}
@@ -61,7 +70,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         append_jsonl(policy.run_dir / "eval.jsonl", {
             **log_record(policy.step, summary), **result.per_episode(), "source": "rlsuite eval",
             "checkpoint": str(policy.path), "env": policy.cfg.env.id, "env_overrides": list(args.overrides),
-            "seed": args.seed, "num_envs": args.num_envs})
+            "seed": args.seed, "num_envs": args.num_envs, "sample": bool(args.sample)})
     return 0
 
 
