@@ -8,6 +8,7 @@ from rlsuite.errors import UserError
 # name -> (module, agent class, config class); one line per agent, no registry machinery.
 AGENTS = {
     "dqn": ("rlsuite.agents.dqn", "DQN", "DQNConfig"),
+    "ppo": ("rlsuite.agents.ppo", "PPO", "PPOConfig"),
 }
 
 

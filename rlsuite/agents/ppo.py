@@ -1,0 +1,532 @@
+"""PPO (Schulman et al., 2017) with GAE, an optional LSTM core and an optional RND bonus.
+
+Defaults are CleanRL's ppo_atari_envpool.py where it has the setting: rollouts of 128 steps per
+env, 4 epochs x 4 minibatches, Adam (lr 2.5e-4 annealed linearly to 0, eps 1e-5), clip 0.1 for
+the ratio and the value, normalised advantages, entropy 0.01, value 0.5, gradient clip 0.5,
+gamma 0.99, lambda 0.95. The loop (rlsuite.train) drives it through rlsuite.agents.base: `step`
+acts (sampling from the policy on the run's `exploration` stream), `observe` stores the vector
+step and, when the rollout is full, bootstraps, computes GAE and runs the epochs of clipped
+surrogate updates.
+
+Episode ends. `terminated`: no bootstrap. `truncated` (a time limit, not a real end): the reward
+of that step gets gamma V(final obs) added, V evaluated at acting time on `Transition.final_obs`
+(as SB3 does); then the episode counts as ended for GAE. Either way GAE is cut there.
+
+LSTM core (`core = "lstm"`). Every env's (h, c) is carried across rollouts and zeroed before the
+first observation of an episode. The state before a rollout's first step is stored with it, and
+minibatches are groups of whole env sequences replayed from that state with the same resets, so
+the update's forward pass is the rollout's forward pass (tested to 1e-6).
+
+RND (`rnd.enabled`, Burda et al. 2019; rlsuite.nn.rnd). Initialisation of the observation
+normaliser inside the protocol: the first `rnd.obs_norm_init_steps` vector steps take uniformly
+random actions, and their next observations only update the normaliser (nothing is stored, no
+update runs; GMP and the lr schedule count only the rollouts after it). Afterwards the intrinsic
+rewards of a rollout are the predictor's errors on each step's next observation (the true last
+one where an episode ended), with the normaliser from before the rollout, which is then updated
+with them; they are divided by the running std of the non-episodic discounted intrinsic returns.
+A second value head learns the intrinsic returns (gamma_int, GAE ignoring episode ends), the
+policy uses ext_coef A_ext + int_coef A_int, and the predictor trains on a random
+rnd.update_proportion of every minibatch, in the same loss and optimizer step.
+
+Departures from CleanRL (documented, each deliberate): the torso is an rlsuite encoder with its
+own init (encoder.init; CleanRL inits every layer orthogonally, which encoders.py does not offer),
+heads are orthogonal as CleanRL's (policy 0.01, value 1); the MLP encoder uses ReLU (CleanRL's
+classic-control agent uses tanh and separate trunks); actions are sampled with a numpy Generator
+on the run's stream rather than torch's global RNG.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from torch import nn
+
+from rlsuite import seeding
+from rlsuite.agents.base import StorageContext, Transition
+from rlsuite.agents.ppo_parts import (ActorCritic, Rollout, batch_size, clipped_surrogate, explained_variance, gae,
+                                      map_obs, to_tensor, value_loss)
+from rlsuite.config import validate
+from rlsuite.errors import TrainingDiverged, UserError
+from rlsuite.fields import choice, ranged
+from rlsuite.nn.diagnostics import UpdateProbe, plasticity_report
+from rlsuite.nn.encoders import EncoderConfig
+from rlsuite.nn.nap import NaPConfig, NormProjector
+from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
+from rlsuite.nn.rnd import DiscountedReturn, RNDConfig, RNDNetworks, RunningMeanStd, normalise_intrinsic
+from rlsuite.nn.schedules import lr_factor
+
+
+@dataclass
+class PPOConfig:
+    """PPO hyperparameters (defaults: CleanRL ppo_atari_envpool.py)."""
+
+    num_steps: int = ranged(128, ge=1)
+    """Rollout length per env: vector steps collected between two rounds of updates."""
+    num_minibatches: int = ranged(4, ge=1)
+    """Minibatches per epoch; with core 'lstm' they are groups of whole env sequences, so num_envs must be a multiple."""
+    update_epochs: int = ranged(4, ge=1)
+    """Passes over each rollout."""
+    lr: float = ranged(2.5e-4, gt=0)
+    """Adam learning rate (the start of the annealing)."""
+    anneal_lr: bool = True
+    """Anneal the learning rate linearly to 0 over the run's rollouts (CleanRL's anneal_lr)."""
+    gamma: float = ranged(0.99, ge=0, le=1)
+    """Discount factor (of the extrinsic return, with RND)."""
+    gae_lambda: float = ranged(0.95, ge=0, le=1)
+    """GAE lambda."""
+    clip_coef: float = ranged(0.1, gt=0)
+    """Clip range eps of the probability ratio (and of the value change with clip_vloss)."""
+    clip_vloss: bool = True
+    """Clip the value loss around the rollout's values (CleanRL's clip_vloss)."""
+    norm_adv: bool = True
+    """Normalise advantages per minibatch (mean 0, std 1)."""
+    ent_coef: float = ranged(0.01, ge=0)
+    """Entropy bonus coefficient."""
+    vf_coef: float = ranged(0.5, ge=0)
+    """Value loss coefficient."""
+    max_grad_norm: float = ranged(0.5, ge=0)
+    """Clip the global gradient norm to this value (0 = no clipping)."""
+    target_kl: float = ranged(0.0, ge=0)
+    """Stop a rollout's epochs early once approx_kl exceeds this, checked after each epoch as CleanRL (0 = off)."""
+    adam_eps: float = ranged(1e-5, gt=0)
+    """Adam epsilon."""
+    eval_sample: bool = False
+    """Evaluation samples actions from the policy instead of taking its most likely action."""
+    shared_trunk: bool = True
+    """One encoder (and LSTM) for actor and critic; false: a separate trunk each."""
+    core: str = choice("none", "none", "lstm")
+    """'lstm': a single-layer LSTM after the encoder (CleanRL ppo_atari_lstm.py); 'none': feed-forward."""
+    lstm_hidden: int = ranged(128, ge=1)
+    """LSTM hidden units (CleanRL ppo_atari_lstm.py: 128)."""
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """The torso that maps observations to features (see the encoder.* keys)."""
+    gmp: GMPConfig = field(default_factory=GMPConfig)
+    """Gradual magnitude pruning of the actor-critic, counted in gradient updates = rollouts x epochs x minibatches (see the gmp.* keys)."""
+    nap: NaPConfig = field(default_factory=NaPConfig)
+    """Normalize-and-Project (Lyle et al. 2024) on the actor-critic (see the nap.* keys)."""
+    rnd: RNDConfig = field(default_factory=RNDConfig)
+    """Random Network Distillation exploration bonus (Burda et al. 2019; see the rnd.* keys)."""
+
+
+def sample_actions(logits: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
+    """One action per row from softmax(logits), by inverse CDF on `rng` (one uniform per row)."""
+    probs = torch.softmax(logits.double(), dim=1).cpu().numpy()
+    cdf = np.cumsum(probs, axis=1)
+    u = rng.random(len(probs))[:, None] * cdf[:, -1:]
+    return np.minimum((cdf <= u).sum(axis=1), probs.shape[1] - 1).astype(np.int64)
+
+
+class PPO:
+    """A PPO agent driven by rlsuite.train through the OnlineAgent protocol (rlsuite.agents.base)."""
+
+    name = "ppo"
+
+    def __init__(self, cfg: PPOConfig, observation_space: spaces.Space, action_space: spaces.Space,
+                 device: torch.device | str = "cpu", seed: int = 0) -> None:
+        if not isinstance(action_space, spaces.Discrete):
+            raise UserError(f"PPO needs a discrete action space, got {action_space}")
+        validate(cfg, "agent.")
+        self.cfg, self.seed = cfg, seed
+        self.device = torch.device(device)
+        self.observation_space = observation_space
+        self.num_actions = int(action_space.n)
+        self.rnd: RNDNetworks | None = None
+        with torch.random.fork_rng(devices=[]):  # init draws from the run's network stream only
+            torch.manual_seed(seeding.int_seed(seed, "network"))
+            self.online = ActorCritic(cfg, observation_space, self.num_actions).to(self.device)
+            if cfg.rnd.enabled:
+                self.rnd = RNDNetworks(observation_space, _frame_stack(observation_space), self.device)
+        trained = list(self.online.parameters()) + (list(self.rnd.predictor.parameters()) if self.rnd else [])
+        self.optimizer = torch.optim.Adam(trained, lr=cfg.lr, eps=cfg.adam_eps)
+        self.rng = seeding.generator(seed, "exploration")  # training actions
+        self.batch_rng = seeding.generator(seed, "replay")  # minibatch shuffles, RND's predictor mask
+        self.rollouts_done = self.num_updates = 0
+        self.init_steps_left = cfg.rnd.obs_norm_init_steps if cfg.rnd.enabled else 0
+        self.total_env_steps: int | None = None
+        self.num_envs: int | None = None
+        self.total_updates = self.total_rollouts = 0
+        self.post_step_hooks: list[Any] = []
+        self.pruner: MagnitudePruner | None = None
+        self.projector = self._make_projector()  # NaP's radii are the norms at init
+        self.probe = UpdateProbe(self.online)
+        self.rollout: Rollout | None = None
+        self.state: torch.Tensor | None = None  # LSTM state of the training envs
+        self.next_start: torch.Tensor | None = None  # which training envs start an episode at the next step
+        self.eval_state: torch.Tensor | None = None
+        self._pending: tuple | None = None  # what step() computed, until observe() stores it
+        self.last_metrics: dict[str, float] = {}
+        self.int_return_stats = RunningMeanStd((), self.device)
+        self.int_return: DiscountedReturn | None = None
+        self.diagnostics_batch, self.diag_rng = 1024, seeding.generator(seed, "diagnostics")
+
+    def _make_projector(self) -> NormProjector | None:
+        nap = self.cfg.nap
+        if not nap.project:
+            return None
+        exclude = [] if nap.project_head else self.online.output_layers()
+        return NormProjector(self.online, exclude, nap.project_every)
+
+    # ------------------------------------------------------------------ planning
+
+    def rollouts_due(self, env_steps: int, num_envs: int, first_phase: bool = True) -> int:
+        """Rollouts (rounds of updates) that `env_steps` summed over `num_envs` envs complete."""
+        per_env = env_steps // num_envs - (self.cfg.rnd.obs_norm_init_steps if self.cfg.rnd.enabled and first_phase else 0)
+        return max(0, per_env) // self.cfg.num_steps
+
+    def plan(self, total_env_steps: int) -> None:
+        """Remember the run length; the lr annealing and GMP's window (in gradient updates =
+        rollouts x epochs x minibatches) are attached in `begin`, which knows num_envs."""
+        self.total_env_steps = total_env_steps
+        self._attach_hooks()
+
+    def _attach_hooks(self) -> None:
+        if self.total_env_steps is None or self.num_envs is None:
+            return
+        c = self.cfg
+        self.total_rollouts = self.rollouts_due(self.total_env_steps, self.num_envs)
+        self.total_updates = max(1, self.total_rollouts * c.update_epochs * c.num_minibatches)
+        if c.gmp.sparsity > 0 and self.pruner is None:
+            self.pruner = MagnitudePruner(c.gmp, self.online, self.total_updates, self.optimizer)
+            self.post_step_hooks.append(self.pruner)
+        if self.projector is not None and self.projector not in self.post_step_hooks:
+            self.post_step_hooks.append(self.projector)  # after the pruner, as in DQN
+
+    def begin(self, ctx: StorageContext) -> None:
+        """Fresh rollout storage and recurrent state for a phase (a partial rollout is dropped)."""
+        c = self.cfg
+        if c.core == "lstm" and ctx.num_envs % c.num_minibatches:
+            raise UserError(f"agent.core=lstm splits envs into minibatches: num_envs={ctx.num_envs} is not a "
+                            f"multiple of agent.num_minibatches={c.num_minibatches}")
+        if (c.num_steps * ctx.num_envs) % c.num_minibatches:
+            raise UserError(f"the rollout of {c.num_steps} x {ctx.num_envs} steps does not split into "
+                            f"agent.num_minibatches={c.num_minibatches} equal minibatches")
+        self.num_envs = ctx.num_envs
+        rnd_shape = self.rnd.input_shape if self.rnd is not None else None
+        self.rollout = Rollout(ctx.observation_space, c.num_steps, ctx.num_envs, self.device, rnd_shape)
+        self.state = self.online.initial_state(ctx.num_envs, self.device)
+        self.next_start = torch.ones(ctx.num_envs, device=self.device)
+        self._pending = None
+        if self.rnd is not None and self.int_return is None:
+            self.int_return = DiscountedReturn(ctx.num_envs, c.rnd.gamma_int, self.device)
+        train_cfg = getattr(ctx.cfg, "train", None)
+        self.diagnostics_batch = getattr(train_cfg, "diagnostics_batch", self.diagnostics_batch)
+        self.diag_rng = seeding.generator(self.seed, "diagnostics", ctx.phase)
+        self._attach_hooks()
+
+    def plan_warnings(self, total_env_steps: int, fresh_storage_every: int = 0) -> list[str]:
+        """What this run, as planned, will not do (one line each)."""
+        c, out = self.cfg, []
+        if self.num_envs is None:
+            return out
+        horizon = min(total_env_steps, fresh_storage_every or total_env_steps)
+        if self.rollouts_due(horizon, self.num_envs) == 0:
+            need = c.num_steps + (c.rnd.obs_norm_init_steps if c.rnd.enabled else 0)
+            out.append(f"no update will run: {horizon:,} env steps over {self.num_envs} envs do not complete a "
+                       f"rollout ({need:,} vector steps incl. RND's normaliser init)")
+        elif fresh_storage_every and (fresh_storage_every // self.num_envs) % c.num_steps:
+            out.append(f"each task's last {(fresh_storage_every // self.num_envs) % c.num_steps} vector steps "
+                       "are dropped with the partial rollout at the switch")
+        if self.pruner is not None and not out:
+            reached = self.pruner.planned_final_sparsity()
+            if reached < c.gmp.sparsity - 1e-3:
+                out.append(f"pruning will stop at sparsity {reached:.3f}, not gmp.sparsity={c.gmp.sparsity} "
+                           f"(window = updates {self.pruner.start_update:,}-{self.pruner.end_update:,} of "
+                           f"{self.total_updates:,}, masks every gmp.update_freq={c.gmp.update_freq:,})")
+        return out
+
+    # ------------------------------------------------------------------ acting
+
+    def step(self, obs: Any, env_step: int, exploration_step: int) -> np.ndarray:
+        """Actions sampled from the policy (uniform while RND's normaliser initialises)."""
+        if self.init_steps_left > 0:
+            return self.rng.integers(self.num_actions, size=batch_size(obs))
+        if self.rollout.pos == 0 and self.state is not None:
+            self.rollout.initial_state = self.state.clone()
+        with torch.no_grad():
+            logits, value, value_int, new_state = self.online(to_tensor(obs, self.device), self.state,
+                                                              self.next_start.view(1, -1))
+        actions = sample_actions(logits, self.rng)
+        taken = torch.from_numpy(actions).to(self.device)
+        logprob = torch.log_softmax(logits, dim=1).gather(1, taken.view(-1, 1)).squeeze(1)
+        self._pending = (taken, logprob, value, value_int, new_state)
+        return actions
+
+    def act(self, obs: Any, epsilon: float, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Evaluation actions: the most likely (or, with eval_sample, a sampled) action, uniform with
+        probability epsilon; a recurrent policy carries its own evaluation state (`eval_reset`)."""
+        rng = self.rng if rng is None else rng
+        n = batch_size(obs)
+        if self.online.hidden and (self.eval_state is None or self.eval_state.shape[2] != n):
+            self.eval_reset(n)
+        with torch.no_grad():
+            logits, _, _, new_state = self.online(to_tensor(obs, self.device), self.eval_state,
+                                                  torch.zeros(1, n, device=self.device))
+        self.eval_state = new_state
+        actions = sample_actions(logits, rng) if self.cfg.eval_sample else logits.argmax(1).cpu().numpy()
+        explore = rng.random(n) < epsilon
+        actions[explore] = rng.integers(self.num_actions, size=int(explore.sum()))
+        return actions
+
+    def eval_reset(self, num_envs: int) -> None:
+        self.eval_state = self.online.initial_state(num_envs, self.device)
+
+    def eval_episode_starts(self, done_mask: np.ndarray) -> None:
+        """Zero the evaluation state of envs whose episode just ended (their next obs starts one)."""
+        if self.eval_state is not None and np.any(done_mask):
+            self.eval_state[:, :, torch.from_numpy(np.asarray(done_mask, bool)).to(self.device)] = 0.0
+
+    # ------------------------------------------------------------------ storing
+
+    def observe(self, t: Transition, env_step: int) -> dict[str, Any] | None:
+        ended = np.logical_or(t.terminated, t.truncated)
+        # What each env saw next: the true last observation where its episode ended.
+        if self.rnd is not None:
+            seen = to_tensor(t.next_obs, self.device)
+            if ended.any() and t.final_obs is not None:
+                rows = torch.from_numpy(np.flatnonzero(ended)).to(self.device)
+                seen = seen.clone()
+                seen[rows] = to_tensor(t.final_obs, self.device)[rows]
+            frames = self.rnd.select(seen)
+        if self.init_steps_left > 0:  # RND: these steps only initialise the observation normaliser
+            self.init_steps_left -= 1
+            self.rnd.obs_stats.update(frames)
+            self.next_start = torch.from_numpy(ended).float().to(self.device)
+            return None
+        if self._pending is None:
+            raise RuntimeError("PPO.observe without a preceding step()")
+        taken, logprob, value, value_int, new_state = self._pending
+        self._pending = None
+        r, p = self.rollout, self.rollout.pos
+        _copy_obs(r.obs, p, to_tensor(t.obs, self.device))
+        reward = torch.as_tensor(np.asarray(t.reward), dtype=torch.float32, device=self.device).clone()
+        bootstrap = np.logical_and(t.truncated, np.logical_not(t.terminated))
+        if bootstrap.any() and t.final_obs is not None:
+            rows = np.flatnonzero(bootstrap)
+            final = map_obs(lambda v: v[rows], to_tensor(t.final_obs, self.device))
+            state = None if new_state is None else new_state[:, :, torch.from_numpy(rows).to(self.device)]
+            with torch.no_grad():  # the state after acting, no reset: this is the same episode
+                _, v_final, _, _ = self.online(final, state, torch.zeros(1, len(rows), device=self.device))
+            reward[torch.from_numpy(rows).to(self.device)] += self.cfg.gamma * v_final
+        r.actions[p], r.logprobs[p], r.values[p], r.rewards[p] = taken, logprob, value, reward
+        if value_int is not None:
+            r.values_int[p] = value_int
+            r.rnd_frames[p] = frames
+        r.starts[p] = self.next_start
+        self.next_start = torch.from_numpy(ended).float().to(self.device)
+        r.ends[p] = self.next_start
+        self.state = new_state
+        r.pos += 1
+        return self._learn(t.next_obs) if r.full else None
+
+    # ------------------------------------------------------------------ learning
+
+    def _learn(self, next_obs: Any) -> dict[str, Any]:
+        """Bootstrap the full rollout, compute advantages and returns, run the updates."""
+        c, r = self.cfg, self.rollout
+        with torch.no_grad():
+            _, next_value, next_value_int, _ = self.online(to_tensor(next_obs, self.device), self.state,
+                                                           self.next_start.view(1, -1))
+            advantages, returns = gae(r.rewards, r.values, r.ends, next_value, c.gamma, c.gae_lambda)
+            returns_int, extra = None, {}
+            if self.rnd is not None:
+                frames = r.rnd_frames.flatten(0, 1)
+                raw = self.rnd.errors(frames).view(r.num_steps, r.num_envs)
+                intrinsic = normalise_intrinsic(raw, self.int_return, self.int_return_stats)
+                self.rnd.obs_stats.update(frames)  # after this rollout's rewards, as the RND code
+                adv_int, returns_int = gae(intrinsic, r.values_int, torch.zeros_like(r.ends), next_value_int,
+                                           c.rnd.gamma_int, c.gae_lambda)
+                advantages = c.rnd.ext_coef * advantages + c.rnd.int_coef * adv_int
+                extra["rnd/intrinsic_reward"] = float(intrinsic.mean())
+        metrics = self._update(advantages, returns, returns_int)
+        metrics.update(extra)
+        metrics["losses/explained_variance"] = explained_variance(r.values.flatten(), returns.flatten())
+        r.pos = 0
+        self.rollouts_done += 1
+        self.last_metrics = metrics
+        return metrics
+
+    def _update(self, advantages: torch.Tensor, returns: torch.Tensor, returns_int: torch.Tensor | None) -> dict[str, Any]:
+        c, r = self.cfg, self.rollout
+        lr = c.lr * (lr_factor(self.rollouts_done / self.total_rollouts, "linear", 0.0)
+                     if c.anneal_lr and self.total_rollouts > 0 else 1.0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        recurrent = self.online.hidden > 0
+        data = {"actions": r.actions, "logprobs": r.logprobs, "values": r.values, "values_int": r.values_int,
+                "advantages": advantages, "returns": returns,
+                "returns_int": returns_int if returns_int is not None else returns, "obs": r.obs}
+        if self.rnd is not None:
+            data["frames"] = r.rnd_frames
+        units = r.num_envs if recurrent else r.num_envs * r.num_steps  # what minibatches split
+        clipfracs, stats = [], {}
+        for _epoch in range(c.update_epochs):
+            order = torch.from_numpy(self.batch_rng.permutation(units)).to(self.device)
+            for chunk in order.chunk(c.num_minibatches):
+                if recurrent:  # whole env sequences, replayed from the rollout's initial state
+                    mb = {k: map_obs(lambda v: v[:, chunk].flatten(0, 1), v) for k, v in data.items()}
+                    state, starts = r.initial_state[:, :, chunk], r.starts[:, chunk]
+                else:
+                    mb = {k: map_obs(lambda v: v.flatten(0, 1)[chunk], v) for k, v in data.items()}
+                    state, starts = None, None
+                stats = self._minibatch_step(mb, state, starts)
+                clipfracs.append(stats.pop("clipfrac"))
+            if c.target_kl > 0 and stats["losses/approx_kl"] > c.target_kl:
+                break
+        return {"charts/learning_rate": lr, **stats, "losses/clipfrac": float(np.mean(clipfracs))}
+
+    def _minibatch_step(self, mb: dict[str, Any], state: torch.Tensor | None, starts: torch.Tensor | None) -> dict[str, Any]:
+        """One gradient step on one minibatch; returns its losses (CleanRL's tags)."""
+        c = self.cfg
+        logits, new_value, new_value_int, _ = self.online(mb["obs"], state, starts)
+        log_probs = torch.log_softmax(logits, dim=1)
+        new_logprob = log_probs.gather(1, mb["actions"].view(-1, 1)).squeeze(1)
+        entropy = -(log_probs.exp() * log_probs).sum(1).mean()
+        logratio = new_logprob - mb["logprobs"]
+        ratio = logratio.exp()
+        with torch.no_grad():
+            old_approx_kl = (-logratio).mean()
+            approx_kl = ((ratio - 1) - logratio).mean()
+            clipfrac = ((ratio - 1.0).abs() > c.clip_coef).float().mean()
+        adv = mb["advantages"]
+        if c.norm_adv:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        pg_loss = clipped_surrogate(adv, ratio, c.clip_coef)
+        v_loss = value_loss(new_value, mb["values"], mb["returns"], c.clip_coef, c.clip_vloss)
+        if new_value_int is not None:
+            v_loss = v_loss + value_loss(new_value_int, mb["values_int"], mb["returns_int"], c.clip_coef, c.clip_vloss)
+        loss = pg_loss - c.ent_coef * entropy + c.vf_coef * v_loss
+        out = {}
+        if self.rnd is not None:
+            mask = torch.from_numpy(self.batch_rng.random(len(adv)) < c.rnd.update_proportion).to(adv)
+            pred_loss = self.rnd.predictor_loss(mb["frames"], mask)
+            loss = loss + pred_loss
+            out["rnd/predictor_loss"] = pred_loss.detach()
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"PPO loss became {loss.item()} at update {self.num_updates}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if c.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], c.max_grad_norm)
+        self.optimizer.step()
+        for hook in self.post_step_hooks:
+            hook(self)
+        if self.probe.armed:
+            self.probe.after_update()
+        self.num_updates += 1
+        return {**out, "losses/policy_loss": pg_loss.detach(), "losses/value_loss": v_loss.detach(),
+                "losses/entropy": entropy.detach(), "losses/old_approx_kl": old_approx_kl,
+                "losses/approx_kl": approx_kl, "clipfrac": clipfrac.item()}
+
+    def reset_optimizer(self) -> None:
+        """Forget Adam's moments and step counts (an option at task switches)."""
+        self.optimizer.state.clear()
+
+    # ------------------------------------------------------------------ reporting
+
+    def scalars(self, env_step: int) -> dict[str, float]:
+        return {"charts/rollouts": float(self.rollouts_done)}
+
+    def status(self, env_step: int) -> str:
+        if self.init_steps_left > 0:
+            return f"rnd init {self.init_steps_left}"
+        kl = self.last_metrics.get("losses/approx_kl")
+        return "" if kl is None else f"kl {float(kl):.3f}"
+
+    def diagnostics(self, env_step: int) -> dict[str, float]:
+        """plasticity/ on up to train.diagnostics_batch observations of the rollout buffer (drawn on
+        the run's diagnostics stream), the last update's per-layer probe, and sparsity/."""
+        out: dict[str, float] = {}
+        r = self.rollout
+        filled = (r.num_steps if self.rollouts_done else r.pos) * r.num_envs if r is not None else 0
+        if filled:
+            rows = torch.from_numpy(self.diag_rng.choice(filled, min(filled, self.diagnostics_batch), replace=False))
+            obs = map_obs(lambda v: v.flatten(0, 1)[rows.to(self.device)], r.obs)
+            out.update(plasticity_report(self.online, self.online.actor_trunk.encoder, obs))
+        out.update(self.probe.last)
+        self.probe.arm()
+        out["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        return {**out, **(self.pruner.report() if self.pruner is not None else {})}
+
+    def record_extras(self) -> dict[str, float]:
+        return {"sparsity": self.pruner.report()["sparsity/overall"]} if self.pruner is not None else {}
+
+    def parameter_count(self) -> int:
+        """Parameters of the actor-critic (RND's networks not included)."""
+        return sum(p.numel() for p in self.online.parameters())
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Weights, optimizer, counters, RNG streams, hook states, the partial rollout, the LSTM
+        states and RND's normalisers: enough to resume mid-rollout exactly (between observe and step)."""
+        return {
+            "online": self.online.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "batch_rng": self.batch_rng.bit_generator.state,
+            "diag_rng": self.diag_rng.bit_generator.state,
+            "counters": {"rollouts_done": self.rollouts_done, "num_updates": self.num_updates,
+                         "init_steps_left": self.init_steps_left},
+            "constraints": [hook.state_dict() for hook in self.post_step_hooks],
+            "rollout": None if self.rollout is None else self.rollout.state_dict(),
+            "lstm": {"state": _clone(self.state), "next_start": _clone(self.next_start)},
+            "rnd": None if self.rnd is None else {
+                "networks": self.rnd.state_dict(), "obs_stats": self.rnd.obs_stats.state_dict(),
+                "int_return": None if self.int_return is None else self.int_return.value.clone(),
+                "int_return_stats": self.int_return_stats.state_dict()},
+            "last_metrics": dict(self.last_metrics),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict`; storage and hook states only where `begin` / `plan` built them
+        (a policy loaded for evaluation needs the weights alone)."""
+        self.online.load_state_dict(state["online"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.bit_generator.state = state["rng"]
+        self.batch_rng.bit_generator.state = state["batch_rng"]
+        self.diag_rng.bit_generator.state = state["diag_rng"]
+        counters = state["counters"]
+        self.rollouts_done, self.num_updates = counters["rollouts_done"], counters["num_updates"]
+        self.init_steps_left = counters["init_steps_left"]
+        for hook, hook_state in zip(self.post_step_hooks, state.get("constraints", [])):
+            hook.load_state_dict(hook_state)
+        if self.rollout is not None and state["rollout"] is not None:
+            self.rollout.load_state_dict(state["rollout"])
+            self.state, self.next_start = _clone(state["lstm"]["state"]), _clone(state["lstm"]["next_start"])
+        self._pending = None
+        if self.rnd is not None and state["rnd"] is not None:
+            self.rnd.load_state_dict(state["rnd"]["networks"])
+            self.rnd.obs_stats.load_state_dict(state["rnd"]["obs_stats"])
+            self.int_return_stats.load_state_dict(state["rnd"]["int_return_stats"])
+            if self.int_return is not None and state["rnd"]["int_return"] is not None:
+                self.int_return.value = state["rnd"]["int_return"].clone()
+        self.last_metrics = dict(state.get("last_metrics", {}))
+
+    def save_storage(self, directory: Any) -> bool:
+        return False  # the rollout is small: it travels in state_dict
+
+    def load_storage(self, directory: Any) -> bool:
+        return False  # nothing bulky to read: the rollout came back with load_state_dict
+
+
+def _copy_obs(dst: Any, pos: int, src: Any) -> None:
+    if isinstance(dst, dict):
+        for k, v in dst.items():
+            v[pos] = src[k]
+    else:
+        dst[pos] = src
+
+
+def _clone(x: torch.Tensor | None) -> torch.Tensor | None:
+    return None if x is None else x.clone()
+
+
+def _frame_stack(space: spaces.Space) -> int:
+    """Atari stacks are uint8 (k, 84, 84) with k > 1 frames; MinAtar's (C, 10, 10) planes are not frames."""
+    shape = getattr(space, "shape", None) or ()
+    return int(shape[0]) if len(shape) == 3 and min(shape[1:]) >= 36 else 1

@@ -1,0 +1,227 @@
+"""PPO's building blocks, kept out of ppo.py so the agent reads top to bottom: the actor-critic
+network (shared or separate trunks, optional LSTM core), GAE, the two losses, the rollout storage
+and small observation helpers. Every function here is pure or owns only its tensors."""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from rlsuite.nn.encoders import make_encoder
+from rlsuite.nn.nap import insert_norms
+
+# ----------------------------------------------------------------------------- observations
+
+
+def map_obs(fn: Callable[[Any], Any], obs: Any) -> Any:
+    """Apply `fn` to an observation batch, or to every array of a dict batch (NetHack)."""
+    return {k: fn(v) for k, v in obs.items()} if isinstance(obs, dict) else fn(obs)
+
+
+def to_tensor(obs: Any, device: torch.device) -> Any:
+    """numpy / torch observations (or a dict of them) -> tensors on `device`."""
+    return map_obs(lambda v: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v).to(device), obs)
+
+
+def example_batch(space: gym.Space) -> Any:
+    """A batch of one zero observation of `space` (for shape-finding dry runs)."""
+    if isinstance(space, gym.spaces.Dict):
+        return {k: example_batch(s) for k, s in space.spaces.items()}
+    return torch.zeros((1, *space.shape), dtype=torch.from_numpy(np.zeros(0, space.dtype)).dtype)
+
+
+def alloc_obs(space: gym.Space, lead: tuple[int, ...], device: torch.device) -> Any:
+    """Zeros of shape lead + one observation, in the space's dtype (uint8 frames stay bytes)."""
+    return map_obs(lambda e: torch.zeros((*lead, *e.shape[1:]), dtype=e.dtype, device=device), example_batch(space))
+
+
+def batch_size(obs: Any) -> int:
+    return len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
+
+
+# ----------------------------------------------------------------------------- network
+
+
+def orthogonal_(layer: nn.Linear, gain: float) -> nn.Linear:
+    """CleanRL's layer_init: orthogonal weights with `gain`, zero bias."""
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class Trunk(nn.Module):
+    """Encoder (with NaP's norms when configured), then an optional single-layer LSTM.
+
+    The LSTM state (h, c) of each env is zeroed before an observation that starts an episode
+    (`starts`), so a sequence replayed from its stored initial state with the same `starts`
+    computes what the rollout computed step by step.
+    """
+
+    def __init__(self, cfg: Any, space: gym.Space) -> None:
+        super().__init__()
+        self.encoder = make_encoder(cfg.encoder, space)
+        self.norms = insert_norms(self.encoder, example_batch(space), cfg.nap.norm)
+        self.lstm = None
+        self.output_dim = self.encoder.output_dim
+        if cfg.core == "lstm":
+            self.lstm = nn.LSTM(self.encoder.output_dim, cfg.lstm_hidden)
+            for name, param in self.lstm.named_parameters():  # CleanRL ppo_atari_lstm.py
+                nn.init.zeros_(param) if "bias" in name else nn.init.orthogonal_(param, 1.0)
+            self.output_dim = cfg.lstm_hidden
+
+    def forward(self, obs: Any, state: torch.Tensor | None, starts: torch.Tensor | None) -> tuple[torch.Tensor, Any]:
+        """obs: T*B rows, time-major; state: (2, B, H) = (h, c); starts: (T, B) floats."""
+        x = self.encoder(obs)
+        if self.lstm is None:
+            return x, None
+        steps, envs = starts.shape
+        x = x.view(steps, envs, -1)
+        h, c = state[0:1], state[1:2]
+        outs = []
+        for t in range(steps):
+            keep = (1.0 - starts[t]).view(1, envs, 1)
+            out, (h, c) = self.lstm(x[t:t + 1], (h * keep, c * keep))
+            outs.append(out)
+        return torch.cat(outs).flatten(0, 1), torch.cat([h, c])
+
+
+class ActorCritic(nn.Module):
+    """Policy logits, extrinsic value and (with RND) intrinsic value from one or two trunks.
+
+    Recurrent state: a tensor (trunks, 2, envs, hidden) (None without an LSTM); `forward` takes
+    T*B time-major rows with `starts` (T, B) and returns the state after the last step.
+    """
+
+    def __init__(self, cfg: Any, space: gym.Space, num_actions: int) -> None:
+        super().__init__()
+        self.actor_trunk = Trunk(cfg, space)
+        self.critic_trunk = None if cfg.shared_trunk else Trunk(cfg, space)
+        critic_dim = (self.critic_trunk or self.actor_trunk).output_dim
+        self.policy = orthogonal_(nn.Linear(self.actor_trunk.output_dim, num_actions), 0.01)
+        self.value = orthogonal_(nn.Linear(critic_dim, 1), 1.0)
+        self.value_int = orthogonal_(nn.Linear(critic_dim, 1), 1.0) if cfg.rnd.enabled else None
+        self.hidden = cfg.lstm_hidden if cfg.core == "lstm" else 0
+
+    def trunks(self) -> list[Trunk]:
+        return [self.actor_trunk] + ([self.critic_trunk] if self.critic_trunk is not None else [])
+
+    def output_layers(self) -> list[nn.Module]:
+        """Heads and the last norm of each trunk: NaP leaves them free unless nap.project_head."""
+        heads = [m for m in (self.policy, self.value, self.value_int) if m is not None]
+        return heads + [n for trunk in self.trunks() for n in trunk.norms[-1:]]
+
+    def initial_state(self, num_envs: int, device: torch.device) -> torch.Tensor | None:
+        if not self.hidden:
+            return None
+        return torch.zeros(len(self.trunks()), 2, num_envs, self.hidden, device=device)
+
+    def forward(self, obs: Any, state: torch.Tensor | None = None, starts: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """-> logits (T*B, A), value (T*B,), intrinsic value (T*B,) or None, next state."""
+        features, actor_state = self.actor_trunk(obs, None if state is None else state[0], starts)
+        new_states = [actor_state]
+        critic_features = features
+        if self.critic_trunk is not None:
+            critic_features, critic_state = self.critic_trunk(obs, None if state is None else state[1], starts)
+            new_states.append(critic_state)
+        value_int = self.value_int(critic_features).squeeze(1) if self.value_int is not None else None
+        next_state = torch.stack(new_states) if state is not None else None
+        return self.policy(features), self.value(critic_features).squeeze(1), value_int, next_state
+
+
+# ----------------------------------------------------------------------------- GAE and losses
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, ends: torch.Tensor, next_value: torch.Tensor,
+        gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalized advantage estimation (Schulman et al. 2016) over a rollout (steps, envs).
+
+    `ends[t]`: the episode ended at step t, so nothing after it is bootstrapped (a truncated
+    episode's bootstrap gamma V(final obs) is already in its reward). `next_value`: V of the
+    observation after the last step. Returns (advantages, returns = advantages + values).
+    """
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(next_value)
+    for t in reversed(range(rewards.shape[0])):
+        following = next_value if t == rewards.shape[0] - 1 else values[t + 1]
+        alive = 1.0 - ends[t].to(rewards.dtype)
+        delta = rewards[t] + gamma * following * alive - values[t]
+        running = delta + gamma * lam * alive * running
+        advantages[t] = running
+    return advantages, advantages + values
+
+
+def clipped_surrogate(advantages: torch.Tensor, ratio: torch.Tensor, clip: float) -> torch.Tensor:
+    """PPO's policy loss: mean of max(-A r, -A clip(r, 1 - eps, 1 + eps))."""
+    return torch.max(-advantages * ratio, -advantages * ratio.clamp(1.0 - clip, 1.0 + clip)).mean()
+
+
+def value_loss(new: torch.Tensor, old: torch.Tensor, returns: torch.Tensor, clip: float, clipped: bool) -> torch.Tensor:
+    """0.5 mean (V - R)^2, or with value clipping 0.5 mean max((V - R)^2, (V_old + clip(V - V_old) - R)^2)."""
+    unclipped = (new - returns).pow(2)
+    if not clipped:
+        return 0.5 * unclipped.mean()
+    moved = old + (new - old).clamp(-clip, clip)
+    return 0.5 * torch.max(unclipped, (moved - returns).pow(2)).mean()
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
+    """1 - Var(target - predicted) / Var(target) (nan when the target is constant)."""
+    var = float(target.var(unbiased=False))
+    return math.nan if var == 0 else 1.0 - float((target - predicted).var(unbiased=False)) / var
+
+
+# ----------------------------------------------------------------------------- rollout
+
+
+class Rollout:
+    """num_steps x num_envs of what PPO learns from, on the agent's device.
+
+    Step t holds the observation acted on, whether it started an episode (`starts`, for the LSTM),
+    the action, its log-probability and values at acting time, the reward (plus gamma V(final obs)
+    where the step truncated), and whether the episode ended there (`ends`). With an LSTM,
+    `initial_state` is the recurrent state before step 0 (before its start-reset).
+    """
+
+    FIELDS = ("actions", "logprobs", "values", "values_int", "rewards", "starts", "ends")
+
+    def __init__(self, space: gym.Space, num_steps: int, num_envs: int, device: torch.device,
+                 rnd_shape: tuple[int, ...] | None = None) -> None:
+        lead = (num_steps, num_envs)
+        self.num_steps, self.num_envs, self.pos = num_steps, num_envs, 0
+        self.obs = alloc_obs(space, lead, device)
+        self.actions = torch.zeros(lead, dtype=torch.long, device=device)
+        self.logprobs, self.values, self.values_int, self.rewards, self.starts, self.ends = (
+            torch.zeros(lead, device=device) for _ in range(6))
+        # RND: the part of each step's next observation its networks read (the last frame).
+        self.rnd_frames = None if rnd_shape is None else torch.zeros((*lead, *rnd_shape), device=device)
+        self.initial_state: torch.Tensor | None = None
+
+    @property
+    def full(self) -> bool:
+        return self.pos == self.num_steps
+
+    def state_dict(self) -> dict[str, Any]:
+        """The filled part only (a checkpoint mid-rollout stays small)."""
+        p = self.pos
+        out = {k: getattr(self, k)[:p].clone() for k in self.FIELDS}
+        out.update(pos=p, obs=map_obs(lambda v: v[:p].clone(), self.obs), initial_state=self.initial_state,
+                   rnd_frames=None if self.rnd_frames is None else self.rnd_frames[:p].clone())
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        p = self.pos = state["pos"]
+        for k in self.FIELDS:
+            getattr(self, k)[:p] = state[k]
+        if isinstance(self.obs, dict):
+            for k, v in self.obs.items():
+                v[:p] = state["obs"][k]
+        else:
+            self.obs[:p] = state["obs"]
+        if self.rnd_frames is not None and state["rnd_frames"] is not None:
+            self.rnd_frames[:p] = state["rnd_frames"]
+        self.initial_state = state["initial_state"]
