@@ -383,3 +383,14 @@ def test_cartpole_learning_smoke():
     while d.step_count < 30_000:
         d.advance()
     assert np.mean(d.returns[-20:]) > 150, np.mean(d.returns[-20:])
+
+
+def test_diagnostics_and_plan_warnings():
+    d = Driver(small_cfg(gmp=GMPConfig(sparsity=0.5)), total=4 * 16 * 3)
+    for _ in range(16):
+        d.advance()
+    out = d.agent.diagnostics(d.step_count)
+    assert {"plasticity/srank", "plasticity/dormant_fraction", "charts/learning_rate", "sparsity/overall"} <= set(out)
+    assert d.agent.plan_warnings(4 * 16 * 3) != []  # gmp.update_freq=1000 > the run's 12 updates: no mask update
+    assert any("no update will run" in w for w in d.agent.plan_warnings(4 * 15))
+    assert d.agent.status(d.step_count).startswith("kl ")

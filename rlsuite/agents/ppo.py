@@ -28,28 +28,26 @@ A second value head learns the intrinsic returns (gamma_int, GAE ignoring episod
 policy uses ext_coef A_ext + int_coef A_int, and the predictor trains on a random
 rnd.update_proportion of every minibatch, in the same loss and optimizer step.
 
-Departures from CleanRL (documented, each deliberate): the torso is an rlsuite encoder with its
-own init (encoder.init; CleanRL inits every layer orthogonally, which encoders.py does not offer),
-heads are orthogonal as CleanRL's (policy 0.01, value 1); the MLP encoder uses ReLU (CleanRL's
-classic-control agent uses tanh and separate trunks); actions are sampled with a numpy Generator
-on the run's stream rather than torch's global RNG.
+Departures from CleanRL: the torso is an rlsuite encoder with its own init (encoder.init; CleanRL's
+is orthogonal, which encoders.py does not offer) and ReLU MLPs (CleanRL's classic-control agent
+uses tanh); the heads are orthogonal as CleanRL's (policy 0.01, value 1); actions are sampled on
+the run's `exploration` stream (a numpy Generator), never torch's global RNG.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
 from rlsuite import seeding
 from rlsuite.agents.base import StorageContext, Transition
-from rlsuite.agents.ppo_parts import (ActorCritic, Rollout, batch_size, clipped_surrogate, explained_variance, gae,
-                                      map_obs, to_tensor, value_loss)
+from rlsuite.agents.ppo_parts import (ActorCritic, Rollout, batch_size, check_split, clone, copy_obs_row,
+                                      explained_variance, frame_stack_of, gae, map_obs, ppo_objective, sample_actions,
+                                      to_tensor)
 from rlsuite.config import validate
 from rlsuite.errors import TrainingDiverged, UserError
 from rlsuite.fields import choice, ranged
@@ -57,7 +55,7 @@ from rlsuite.nn.diagnostics import UpdateProbe, plasticity_report
 from rlsuite.nn.encoders import EncoderConfig
 from rlsuite.nn.nap import NaPConfig, NormProjector
 from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
-from rlsuite.nn.rnd import DiscountedReturn, RNDConfig, RNDNetworks, RunningMeanStd, normalise_intrinsic
+from rlsuite.nn.rnd import RNDConfig, RNDNetworks
 from rlsuite.nn.schedules import lr_factor
 
 
@@ -113,63 +111,47 @@ class PPOConfig:
     """Random Network Distillation exploration bonus (Burda et al. 2019; see the rnd.* keys)."""
 
 
-def sample_actions(logits: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
-    """One action per row from softmax(logits), by inverse CDF on `rng` (one uniform per row)."""
-    probs = torch.softmax(logits.double(), dim=1).cpu().numpy()
-    cdf = np.cumsum(probs, axis=1)
-    u = rng.random(len(probs))[:, None] * cdf[:, -1:]
-    return np.minimum((cdf <= u).sum(axis=1), probs.shape[1] - 1).astype(np.int64)
-
-
 class PPO:
     """A PPO agent driven by rlsuite.train through the OnlineAgent protocol (rlsuite.agents.base)."""
 
     name = "ppo"
+    EXPORT_KEY = "online"  # the state_dict entry `rlsuite export` packs: the actor-critic
 
     def __init__(self, cfg: PPOConfig, observation_space: spaces.Space, action_space: spaces.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
         if not isinstance(action_space, spaces.Discrete):
             raise UserError(f"PPO needs a discrete action space, got {action_space}")
         validate(cfg, "agent.")
-        self.cfg, self.seed = cfg, seed
-        self.device = torch.device(device)
-        self.observation_space = observation_space
-        self.num_actions = int(action_space.n)
+        self.cfg, self.seed, self.device = cfg, seed, torch.device(device)
+        self.observation_space, self.num_actions = observation_space, int(action_space.n)
         self.rnd: RNDNetworks | None = None
         with torch.random.fork_rng(devices=[]):  # init draws from the run's network stream only
             torch.manual_seed(seeding.int_seed(seed, "network"))
             self.online = ActorCritic(cfg, observation_space, self.num_actions).to(self.device)
             if cfg.rnd.enabled:
-                self.rnd = RNDNetworks(observation_space, _frame_stack(observation_space), self.device)
+                self.rnd = RNDNetworks(observation_space, frame_stack_of(observation_space), cfg.rnd.gamma_int, self.device)
         trained = list(self.online.parameters()) + (list(self.rnd.predictor.parameters()) if self.rnd else [])
         self.optimizer = torch.optim.Adam(trained, lr=cfg.lr, eps=cfg.adam_eps)
         self.rng = seeding.generator(seed, "exploration")  # training actions
         self.batch_rng = seeding.generator(seed, "replay")  # minibatch shuffles, RND's predictor mask
         self.rollouts_done = self.num_updates = 0
         self.init_steps_left = cfg.rnd.obs_norm_init_steps if cfg.rnd.enabled else 0
-        self.total_env_steps: int | None = None
-        self.num_envs: int | None = None
+        self.total_env_steps = self.num_envs = None  # set by plan() and begin()
         self.total_updates = self.total_rollouts = 0
-        self.post_step_hooks: list[Any] = []
+        self.post_step_hooks: list[Any] = []  # weight-space constraints (GMP masks, NaP) run after each step
         self.pruner: MagnitudePruner | None = None
         self.projector = self._make_projector()  # NaP's radii are the norms at init
         self.probe = UpdateProbe(self.online)
         self.rollout: Rollout | None = None
-        self.state: torch.Tensor | None = None  # LSTM state of the training envs
-        self.next_start: torch.Tensor | None = None  # which training envs start an episode at the next step
-        self.eval_state: torch.Tensor | None = None
-        self._pending: tuple | None = None  # what step() computed, until observe() stores it
-        self.last_metrics: dict[str, float] = {}
-        self.int_return_stats = RunningMeanStd((), self.device)
-        self.int_return: DiscountedReturn | None = None
-        self.diagnostics_batch, self.diag_rng = 1024, seeding.generator(seed, "diagnostics")
+        # LSTM states (trunks, 2, envs, hidden) of the training and evaluation envs; which training envs
+        # start an episode at the next step; what step() computed until observe() stores it.
+        self.state = self.eval_state = self.next_start = self._pending = None
+        self.last_metrics: dict[str, Any] = {}
+        self.diagnostics_batch = 1024
 
     def _make_projector(self) -> NormProjector | None:
-        nap = self.cfg.nap
-        if not nap.project:
-            return None
-        exclude = [] if nap.project_head else self.online.output_layers()
-        return NormProjector(self.online, exclude, nap.project_every)
+        nap, exclude = self.cfg.nap, [] if self.cfg.nap.project_head else self.online.output_layers()
+        return NormProjector(self.online, exclude, nap.project_every) if nap.project else None
 
     # ------------------------------------------------------------------ planning
 
@@ -199,23 +181,15 @@ class PPO:
     def begin(self, ctx: StorageContext) -> None:
         """Fresh rollout storage and recurrent state for a phase (a partial rollout is dropped)."""
         c = self.cfg
-        if c.core == "lstm" and ctx.num_envs % c.num_minibatches:
-            raise UserError(f"agent.core=lstm splits envs into minibatches: num_envs={ctx.num_envs} is not a "
-                            f"multiple of agent.num_minibatches={c.num_minibatches}")
-        if (c.num_steps * ctx.num_envs) % c.num_minibatches:
-            raise UserError(f"the rollout of {c.num_steps} x {ctx.num_envs} steps does not split into "
-                            f"agent.num_minibatches={c.num_minibatches} equal minibatches")
+        check_split(c, ctx.num_envs)
         self.num_envs = ctx.num_envs
         rnd_shape = self.rnd.input_shape if self.rnd is not None else None
         self.rollout = Rollout(ctx.observation_space, c.num_steps, ctx.num_envs, self.device, rnd_shape)
         self.state = self.online.initial_state(ctx.num_envs, self.device)
         self.next_start = torch.ones(ctx.num_envs, device=self.device)
         self._pending = None
-        if self.rnd is not None and self.int_return is None:
-            self.int_return = DiscountedReturn(ctx.num_envs, c.rnd.gamma_int, self.device)
         train_cfg = getattr(ctx.cfg, "train", None)
         self.diagnostics_batch = getattr(train_cfg, "diagnostics_batch", self.diagnostics_batch)
-        self.diag_rng = seeding.generator(self.seed, "diagnostics", ctx.phase)
         self._attach_hooks()
 
     def plan_warnings(self, total_env_steps: int, fresh_storage_every: int = 0) -> list[str]:
@@ -228,9 +202,6 @@ class PPO:
             need = c.num_steps + (c.rnd.obs_norm_init_steps if c.rnd.enabled else 0)
             out.append(f"no update will run: {horizon:,} env steps over {self.num_envs} envs do not complete a "
                        f"rollout ({need:,} vector steps incl. RND's normaliser init)")
-        elif fresh_storage_every and (fresh_storage_every // self.num_envs) % c.num_steps:
-            out.append(f"each task's last {(fresh_storage_every // self.num_envs) % c.num_steps} vector steps "
-                       "are dropped with the partial rollout at the switch")
         if self.pruner is not None and not out:
             reached = self.pruner.planned_final_sparsity()
             if reached < c.gmp.sparsity - 1e-3:
@@ -284,14 +255,9 @@ class PPO:
 
     def observe(self, t: Transition, env_step: int) -> dict[str, Any] | None:
         ended = np.logical_or(t.terminated, t.truncated)
-        # What each env saw next: the true last observation where its episode ended.
-        if self.rnd is not None:
-            seen = to_tensor(t.next_obs, self.device)
-            if ended.any() and t.final_obs is not None:
-                rows = torch.from_numpy(np.flatnonzero(ended)).to(self.device)
-                seen = seen.clone()
-                seen[rows] = to_tensor(t.final_obs, self.device)[rows]
-            frames = self.rnd.select(seen)
+        if self.rnd is not None:  # what each env saw next: the true last observation where an episode ended
+            frames = self.rnd.select(to_tensor(np.where(_rows(ended, t.next_obs), t.final_obs, t.next_obs)
+                                               if ended.any() and t.final_obs is not None else t.next_obs, self.device))
         if self.init_steps_left > 0:  # RND: these steps only initialise the observation normaliser
             self.init_steps_left -= 1
             self.rnd.obs_stats.update(frames)
@@ -302,7 +268,7 @@ class PPO:
         taken, logprob, value, value_int, new_state = self._pending
         self._pending = None
         r, p = self.rollout, self.rollout.pos
-        _copy_obs(r.obs, p, to_tensor(t.obs, self.device))
+        copy_obs_row(r.obs, p, to_tensor(t.obs, self.device))
         reward = torch.as_tensor(np.asarray(t.reward), dtype=torch.float32, device=self.device).clone()
         bootstrap = np.logical_and(t.truncated, np.logical_not(t.terminated))
         if bootstrap.any() and t.final_obs is not None:
@@ -334,10 +300,7 @@ class PPO:
             advantages, returns = gae(r.rewards, r.values, r.ends, next_value, c.gamma, c.gae_lambda)
             returns_int, extra = None, {}
             if self.rnd is not None:
-                frames = r.rnd_frames.flatten(0, 1)
-                raw = self.rnd.errors(frames).view(r.num_steps, r.num_envs)
-                intrinsic = normalise_intrinsic(raw, self.int_return, self.int_return_stats)
-                self.rnd.obs_stats.update(frames)  # after this rollout's rewards, as the RND code
+                intrinsic = self.rnd.intrinsic_rewards(r.rnd_frames)
                 adv_int, returns_int = gae(intrinsic, r.values_int, torch.zeros_like(r.ends), next_value_int,
                                            c.rnd.gamma_int, c.gae_lambda)
                 advantages = c.rnd.ext_coef * advantages + c.rnd.int_coef * adv_int
@@ -345,7 +308,7 @@ class PPO:
         metrics = self._update(advantages, returns, returns_int)
         metrics.update(extra)
         metrics["losses/explained_variance"] = explained_variance(r.values.flatten(), returns.flatten())
-        r.pos = 0
+        r.pos, r.complete = 0, True
         self.rollouts_done += 1
         self.last_metrics = metrics
         return metrics
@@ -382,28 +345,10 @@ class PPO:
     def _minibatch_step(self, mb: dict[str, Any], state: torch.Tensor | None, starts: torch.Tensor | None) -> dict[str, Any]:
         """One gradient step on one minibatch; returns its losses (CleanRL's tags)."""
         c = self.cfg
-        logits, new_value, new_value_int, _ = self.online(mb["obs"], state, starts)
-        log_probs = torch.log_softmax(logits, dim=1)
-        new_logprob = log_probs.gather(1, mb["actions"].view(-1, 1)).squeeze(1)
-        entropy = -(log_probs.exp() * log_probs).sum(1).mean()
-        logratio = new_logprob - mb["logprobs"]
-        ratio = logratio.exp()
-        with torch.no_grad():
-            old_approx_kl = (-logratio).mean()
-            approx_kl = ((ratio - 1) - logratio).mean()
-            clipfrac = ((ratio - 1.0).abs() > c.clip_coef).float().mean()
-        adv = mb["advantages"]
-        if c.norm_adv:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        pg_loss = clipped_surrogate(adv, ratio, c.clip_coef)
-        v_loss = value_loss(new_value, mb["values"], mb["returns"], c.clip_coef, c.clip_vloss)
-        if new_value_int is not None:
-            v_loss = v_loss + value_loss(new_value_int, mb["values_int"], mb["returns_int"], c.clip_coef, c.clip_vloss)
-        loss = pg_loss - c.ent_coef * entropy + c.vf_coef * v_loss
-        out = {}
-        if self.rnd is not None:
-            mask = torch.from_numpy(self.batch_rng.random(len(adv)) < c.rnd.update_proportion).to(adv)
-            pred_loss = self.rnd.predictor_loss(mb["frames"], mask)
+        loss, out = ppo_objective(c, *self.online(mb["obs"], state, starts)[:3], mb)
+        if self.rnd is not None:  # the predictor learns on a random part of the minibatch
+            mask = torch.from_numpy(self.batch_rng.random(len(mb["actions"])) < c.rnd.update_proportion)
+            pred_loss = self.rnd.predictor_loss(mb["frames"], mask.to(self.device, torch.float32))
             loss = loss + pred_loss
             out["rnd/predictor_loss"] = pred_loss.detach()
         if not torch.isfinite(loss):
@@ -418,9 +363,7 @@ class PPO:
         if self.probe.armed:
             self.probe.after_update()
         self.num_updates += 1
-        return {**out, "losses/policy_loss": pg_loss.detach(), "losses/value_loss": v_loss.detach(),
-                "losses/entropy": entropy.detach(), "losses/old_approx_kl": old_approx_kl,
-                "losses/approx_kl": approx_kl, "clipfrac": clipfrac.item()}
+        return out
 
     def reset_optimizer(self) -> None:
         """Forget Adam's moments and step counts (an option at task switches)."""
@@ -442,9 +385,10 @@ class PPO:
         the run's diagnostics stream), the last update's per-layer probe, and sparsity/."""
         out: dict[str, float] = {}
         r = self.rollout
-        filled = (r.num_steps if self.rollouts_done else r.pos) * r.num_envs if r is not None else 0
+        filled = (r.num_steps if r.complete else r.pos) * r.num_envs if r is not None else 0
         if filled:
-            rows = torch.from_numpy(self.diag_rng.choice(filled, min(filled, self.diagnostics_batch), replace=False))
+            rng = seeding.generator(self.seed, "diagnostics", env_step)  # a stream of its own: training is untouched
+            rows = torch.from_numpy(rng.choice(filled, min(filled, self.diagnostics_batch), replace=False))
             obs = map_obs(lambda v: v.flatten(0, 1)[rows.to(self.device)], r.obs)
             out.update(plasticity_report(self.online, self.online.actor_trunk.encoder, obs))
         out.update(self.probe.last)
@@ -454,6 +398,15 @@ class PPO:
 
     def record_extras(self) -> dict[str, float]:
         return {"sparsity": self.pruner.report()["sparsity/overall"]} if self.pruner is not None else {}
+
+    def storage_description(self) -> str:
+        c = self.cfg
+        return f"rollout {c.num_steps} x {self.num_envs} steps" + (" + RND" if c.rnd.enabled else "")
+
+    @staticmethod
+    def check_storage(run: Any, num_envs: int, frame_stack: int) -> None:
+        """Refuse minibatch splits that do not divide the rollout (before any env is built)."""
+        check_split(run.agent, num_envs)
 
     def parameter_count(self) -> int:
         """Parameters of the actor-critic (RND's networks not included)."""
@@ -469,16 +422,12 @@ class PPO:
             "optimizer": self.optimizer.state_dict(),
             "rng": self.rng.bit_generator.state,
             "batch_rng": self.batch_rng.bit_generator.state,
-            "diag_rng": self.diag_rng.bit_generator.state,
             "counters": {"rollouts_done": self.rollouts_done, "num_updates": self.num_updates,
                          "init_steps_left": self.init_steps_left},
             "constraints": [hook.state_dict() for hook in self.post_step_hooks],
             "rollout": None if self.rollout is None else self.rollout.state_dict(),
-            "lstm": {"state": _clone(self.state), "next_start": _clone(self.next_start)},
-            "rnd": None if self.rnd is None else {
-                "networks": self.rnd.state_dict(), "obs_stats": self.rnd.obs_stats.state_dict(),
-                "int_return": None if self.int_return is None else self.int_return.value.clone(),
-                "int_return_stats": self.int_return_stats.state_dict()},
+            "lstm": {"state": clone(self.state), "next_start": clone(self.next_start)},
+            "rnd": None if self.rnd is None else self.rnd.state_dict(),  # networks and normalisers
             "last_metrics": dict(self.last_metrics),
         }
 
@@ -489,23 +438,25 @@ class PPO:
         self.optimizer.load_state_dict(state["optimizer"])
         self.rng.bit_generator.state = state["rng"]
         self.batch_rng.bit_generator.state = state["batch_rng"]
-        self.diag_rng.bit_generator.state = state["diag_rng"]
         counters = state["counters"]
-        self.rollouts_done, self.num_updates = counters["rollouts_done"], counters["num_updates"]
-        self.init_steps_left = counters["init_steps_left"]
+        self.rollouts_done, self.num_updates, self.init_steps_left = (
+            counters["rollouts_done"], counters["num_updates"], counters["init_steps_left"])
         for hook, hook_state in zip(self.post_step_hooks, state.get("constraints", [])):
             hook.load_state_dict(hook_state)
         if self.rollout is not None and state["rollout"] is not None:
             self.rollout.load_state_dict(state["rollout"])
-            self.state, self.next_start = _clone(state["lstm"]["state"]), _clone(state["lstm"]["next_start"])
+            self.state, self.next_start = clone(state["lstm"]["state"]), clone(state["lstm"]["next_start"])
         self._pending = None
         if self.rnd is not None and state["rnd"] is not None:
-            self.rnd.load_state_dict(state["rnd"]["networks"])
-            self.rnd.obs_stats.load_state_dict(state["rnd"]["obs_stats"])
-            self.int_return_stats.load_state_dict(state["rnd"]["int_return_stats"])
-            if self.int_return is not None and state["rnd"]["int_return"] is not None:
-                self.int_return.value = state["rnd"]["int_return"].clone()
+            self.rnd.load_state_dict(state["rnd"])
         self.last_metrics = dict(state.get("last_metrics", {}))
+
+    def acting_network(self) -> nn.Module:
+        """The network that chooses actions (what export packs and eval reports sparsity of)."""
+        return self.online
+
+    def load_exported(self, weights: dict[str, torch.Tensor]) -> None:
+        self.online.load_state_dict(weights)
 
     def save_storage(self, directory: Any) -> bool:
         return False  # the rollout is small: it travels in state_dict
@@ -514,19 +465,6 @@ class PPO:
         return False  # nothing bulky to read: the rollout came back with load_state_dict
 
 
-def _copy_obs(dst: Any, pos: int, src: Any) -> None:
-    if isinstance(dst, dict):
-        for k, v in dst.items():
-            v[pos] = src[k]
-    else:
-        dst[pos] = src
-
-
-def _clone(x: torch.Tensor | None) -> torch.Tensor | None:
-    return None if x is None else x.clone()
-
-
-def _frame_stack(space: spaces.Space) -> int:
-    """Atari stacks are uint8 (k, 84, 84) with k > 1 frames; MinAtar's (C, 10, 10) planes are not frames."""
-    shape = getattr(space, "shape", None) or ()
-    return int(shape[0]) if len(shape) == 3 and min(shape[1:]) >= 36 else 1
+def _rows(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """`mask` (envs,) shaped to broadcast over observation rows like `like`."""
+    return mask.reshape((-1,) + (1,) * (np.ndim(like) - 1))

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlsuite.errors import UserError
 from rlsuite.nn.encoders import make_encoder
 from rlsuite.nn.nap import insert_norms
 
@@ -169,6 +170,31 @@ def value_loss(new: torch.Tensor, old: torch.Tensor, returns: torch.Tensor, clip
     return 0.5 * torch.max(unclipped, (moved - returns).pow(2)).mean()
 
 
+def ppo_objective(c: Any, logits: torch.Tensor, new_value: torch.Tensor, new_value_int: torch.Tensor | None,
+                  mb: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+    """PPO's loss on one minibatch from the network's outputs on it, and CleanRL's metrics:
+    policy_loss - ent_coef entropy + vf_coef value_loss (the intrinsic value's loss added to the
+    extrinsic one with RND), approx_kl both ways (old: mean(-log r); mean((r - 1) - log r)) and
+    the clipped fraction."""
+    log_probs = torch.log_softmax(logits, dim=1)
+    logratio = log_probs.gather(1, mb["actions"].view(-1, 1)).squeeze(1) - mb["logprobs"]
+    ratio = logratio.exp()
+    entropy = -(log_probs.exp() * log_probs).sum(1).mean()
+    adv = mb["advantages"]
+    if c.norm_adv:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    pg_loss = clipped_surrogate(adv, ratio, c.clip_coef)
+    v_loss = value_loss(new_value, mb["values"], mb["returns"], c.clip_coef, c.clip_vloss)
+    if new_value_int is not None:
+        v_loss = v_loss + value_loss(new_value_int, mb["values_int"], mb["returns_int"], c.clip_coef, c.clip_vloss)
+    with torch.no_grad():
+        metrics = {"losses/policy_loss": pg_loss.detach(), "losses/value_loss": v_loss.detach(),
+                   "losses/entropy": entropy.detach(), "losses/old_approx_kl": (-logratio).mean(),
+                   "losses/approx_kl": ((ratio - 1) - logratio).mean(),
+                   "clipfrac": ((ratio - 1.0).abs() > c.clip_coef).float().mean().item()}
+    return pg_loss - c.ent_coef * entropy + c.vf_coef * v_loss, metrics
+
+
 def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
     """1 - Var(target - predicted) / Var(target) (nan when the target is constant)."""
     var = float(target.var(unbiased=False))
@@ -193,6 +219,7 @@ class Rollout:
                  rnd_shape: tuple[int, ...] | None = None) -> None:
         lead = (num_steps, num_envs)
         self.num_steps, self.num_envs, self.pos = num_steps, num_envs, 0
+        self.complete = False  # every row holds data (a rollout has been completed in this storage)
         self.obs = alloc_obs(space, lead, device)
         self.actions = torch.zeros(lead, dtype=torch.long, device=device)
         self.logprobs, self.values, self.values_int, self.rewards, self.starts, self.ends = (
@@ -215,6 +242,7 @@ class Rollout:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         p = self.pos = state["pos"]
+        self.complete = False  # rows past pos were not saved
         for k in self.FIELDS:
             getattr(self, k)[:p] = state[k]
         if isinstance(self.obs, dict):
@@ -225,3 +253,41 @@ class Rollout:
         if self.rnd_frames is not None and state["rnd_frames"] is not None:
             self.rnd_frames[:p] = state["rnd_frames"]
         self.initial_state = state["initial_state"]
+
+
+# ----------------------------------------------------------------------------- agent helpers
+
+
+def sample_actions(logits: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
+    """One action per row from softmax(logits), by inverse CDF on `rng` (one uniform per row)."""
+    probs = torch.softmax(logits.double(), dim=1).cpu().numpy()
+    cdf = np.cumsum(probs, axis=1)
+    u = rng.random(len(probs))[:, None] * cdf[:, -1:]
+    return np.minimum((cdf <= u).sum(axis=1), probs.shape[1] - 1).astype(np.int64)
+
+
+def check_split(c: Any, num_envs: int) -> None:
+    if c.core == "lstm" and num_envs % c.num_minibatches:
+        raise UserError(f"agent.core=lstm splits envs into minibatches: num_envs={num_envs} is not a "
+                        f"multiple of agent.num_minibatches={c.num_minibatches}")
+    if (c.num_steps * num_envs) % c.num_minibatches:
+        raise UserError(f"the rollout of {c.num_steps} x {num_envs} steps does not split into "
+                        f"agent.num_minibatches={c.num_minibatches} equal minibatches")
+
+
+def copy_obs_row(dst: Any, pos: int, src: Any) -> None:
+    if isinstance(dst, dict):
+        for k, v in dst.items():
+            v[pos] = src[k]
+    else:
+        dst[pos] = src
+
+
+def clone(x: torch.Tensor | None) -> torch.Tensor | None:
+    return None if x is None else x.clone()
+
+
+def frame_stack_of(space: gym.Space) -> int:
+    """Atari stacks are uint8 (k, 84, 84) with k > 1 frames; MinAtar's (C, 10, 10) planes are not frames."""
+    shape = getattr(space, "shape", None) or ()
+    return int(shape[0]) if len(shape) == 3 and min(shape[1:]) >= 36 else 1

@@ -112,9 +112,11 @@ def _nature_convs() -> list[nn.Module]:
 
 
 class RNDNetworks(nn.Module):
-    """Target (frozen) and predictor nets, and the normaliser of their input."""
+    """Target (frozen) and predictor nets, the normaliser of their input and that of the intrinsic
+    returns (in `state_dict`, via get_extra_state)."""
 
-    def __init__(self, space: gym.Space, frame_stack: int, device: torch.device | str = "cpu") -> None:
+    def __init__(self, space: gym.Space, frame_stack: int, gamma_int: float = 0.99,
+                 device: torch.device | str = "cpu") -> None:
         super().__init__()
         if not isinstance(space, gym.spaces.Box):
             raise UserError(f"rnd.enabled needs array observations (images or vectors), got {space}")
@@ -138,6 +140,35 @@ class RNDNetworks(nn.Module):
         _orthogonal(self.predictor)
         self.to(device)
         self.obs_stats = RunningMeanStd(self.input_shape, device)
+        self.return_stats = RunningMeanStd((), device)  # of the discounted intrinsic returns
+        self.int_return: DiscountedReturn | None = None  # sized by the first rollout
+        self.gamma_int = gamma_int
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The normalisers travel in `state_dict` with the weights."""
+        return {"obs_stats": self.obs_stats.state_dict(), "return_stats": self.return_stats.state_dict(),
+                "int_return": None if self.int_return is None else self.int_return.value.clone()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.obs_stats.load_state_dict(state["obs_stats"])
+        self.return_stats.load_state_dict(state["return_stats"])
+        if state["int_return"] is not None:
+            self.int_return = DiscountedReturn(len(state["int_return"]), self.gamma_int, self.obs_stats.mean.device)
+            self.int_return.value = state["int_return"].clone()
+
+    @torch.no_grad()
+    def intrinsic_rewards(self, frames: torch.Tensor) -> torch.Tensor:
+        """A rollout's normalised intrinsic rewards (steps, envs) from each step's next-observation
+        frames (steps, envs, ...): prediction errors with the normaliser from before the rollout,
+        which then takes in these frames (as the RND code), divided by the running std of the
+        discounted intrinsic returns."""
+        steps, envs = frames.shape[:2]
+        flat = frames.flatten(0, 1)
+        raw = self.errors(flat).view(steps, envs)
+        self.obs_stats.update(flat)
+        if self.int_return is None or len(self.int_return.value) != envs:
+            self.int_return = DiscountedReturn(envs, self.gamma_int, raw.device)
+        return normalise_intrinsic(raw, self.int_return, self.return_stats)
 
     def select(self, obs: torch.Tensor) -> torch.Tensor:
         """The part of a batch of observations RND looks at (the last frame), as float."""
