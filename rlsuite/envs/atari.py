@@ -19,7 +19,12 @@ envpool keeps its own next-step autoreset internally; we step just the ended env
 partial `step(actions, env_ids)`, whose action envpool ignores) so the layer sees same-step
 autoreset. With sticky actions off and the same actions both backends give pixel-identical
 observations (tested). Montezuma's `rooms` comes from RAM byte 3, the room index (checked in the
-tests: 1 in the first room, and writing another index into it redraws the screen as that room).
+tests: 1 in the first room, and writing another index into it redraws the screen as that room); the
+ale-py game env also reports that byte as `room` in every step's info.
+
+Start states (`EnvConfig.start_states`, ale-py only; see rlsuite.envs.start_states): a new game
+restores a random saved emulator state after its normal reset. envpool cannot restore states, so
+it refuses such a config.
 """
 from __future__ import annotations
 
@@ -51,6 +56,9 @@ class EnvpoolAtari(VecEnv):
     """envpool (sync mode, stack_num=1) under the common layer."""
 
     def __init__(self, cfg: EnvConfig, game: str, num_envs: int, seeds: list[int], evaluation: bool) -> None:
+        if cfg.start_states:
+            raise UserError(f"env.start_states needs the ale-py backend (envpool cannot restore emulator "
+                            f"states): set env.backend=gymnasium (it is '{cfg.backend}')")
         self._envpool = require("envpool", "envpool")
         self._kwargs = dict(
             num_envs=num_envs, batch_size=num_envs, stack_num=1, frame_skip=cfg.frame_skip,
@@ -169,6 +177,23 @@ class AtariGame(gym.Env):
         self._rng = np.random.default_rng()
         self._elapsed, self._lives, self._game_over_pending = 0, 0, True
         self._rooms: set[int] = set()
+        self._starts = self._load_starts(cfg.start_states, game)
+        self._start_rng = np.random.default_rng()
+        self.start_index = -1
+        """Index in the start-state set the current game started from (-1: a normal start)."""
+        self.last_info: dict[str, Any] = {}
+        """The info of the last step (for tools that drive this env inside a VecEnv, which drops it)."""
+
+    @staticmethod
+    def _load_starts(path: str, game: str) -> Any:
+        if not path:
+            return None
+        from rlsuite.envs.start_states import load_state_set
+
+        starts = load_state_set(path)
+        if starts.manifest.get("game") != game:
+            raise UserError(f"start states {path} were saved in {starts.manifest.get('game')}, not {game}")
+        return starts
 
     def _screen(self, slot: int) -> None:
         self.ale.getScreenGrayscale(self._buf[slot])
@@ -180,8 +205,10 @@ class AtariGame(gym.Env):
         if seed is not None:
             self._env.reset(seed=seed)  # reseeds the ALE (sticky actions) and reloads the game
             self._rng = private_rng(seed, "atari_reset_noops")
+            self._start_rng = private_rng(seed, "atari_start_states")  # its own stream: no-op counts stay as without
             self._game_over_pending = True
-        if self._game_over_pending or not self._life_loss:
+        new_game = self._game_over_pending or not self._life_loss
+        if new_game:
             self.ale.reset_game()
             self._elapsed, self._rooms = 0, set()
         # k in 1..noop_max actions in total, the last one FIRE when fire_reset (as envpool).
@@ -192,11 +219,23 @@ class AtariGame(gym.Env):
                 self.ale.reset_game()
         if self._fire:
             self.ale.act(self._fire_action)
+        self._screen(0)
+        if new_game and self._starts is not None:
+            self._restore_start()
         self._game_over_pending = False
         self._lives = self.ale.lives()
-        self._screen(0)
         self._visit()
         return self._resize(self._buf[0]), {}
+
+    def _restore_start(self) -> None:
+        """Continue from a random saved state. restoreState leaves the frame buffer as it was, so
+        the observation is the screen saved with the state (what the game showed then)."""
+        from ale_py import ALEState
+
+        i = int(self._start_rng.integers(len(self._starts)))
+        self.ale.restoreState(ALEState(self._starts.states[i]))
+        self._buf[0] = self._starts.screen[i]
+        self.start_index = i
 
     def _visit(self) -> None:
         if self._track_rooms:
@@ -215,6 +254,8 @@ class AtariGame(gym.Env):
         info: dict[str, Any] = {"game_over": over or truncated, "lives": lives}
         if self._track_rooms:
             info["rooms"] = len(self._rooms)
+            info["room"] = int(self.ale.getRAM()[ROOM_RAM_BYTE])
+        self.last_info = info
         return self._resize(self._buf[0]), reward, terminated, truncated, info
 
     def _repeat(self, a: Any) -> tuple[float, bool]:

@@ -49,6 +49,8 @@ class EnvConfig:
     """Atari: all 18 ALE actions; MinAtar: all 6 actions; instead of the game's minimal action set (task sequences set it so one Q-head serves every game)."""
     pad_channels: int = ranged(0, ge=0)
     """MinAtar only: append all-zero observation channels up to this count (0 = none), so games with 4-10 channels share one network (task sequences set it)."""
+    start_states: str = checked("", lambda value: start_states_problem(value), "'' (off) or a start-state set folder")
+    """Atari only, ale-py backend: a folder made by 'rlsuite states collect' (e.g. states/far); every new game then starts from a random saved emulator state, drawn from the env's own seeded RNG, after the normal reset, and episode statistics count from there (a life-loss 'reset' continues the game instead). envpool cannot restore states: with this set, backend 'auto' or 'envpool' is refused; use backend='gymnasium'. '' = off."""
 
 
 ATARI, NETHACK, MINATAR, CLASSIC = "atari", "nethack", "minatar", "classic"
@@ -121,6 +123,13 @@ def resolve_env_id(env_id: str) -> tuple[str, str]:
     close = difflib.get_close_matches(name.lower(), [k.lower() for k in known_env_ids()], n=5, cutoff=0.5)
     hint = f"did you mean: {', '.join(close)}? " if close else ""
     raise UserError(f"unknown env '{env_id}'; {hint}('rlsuite list envs' shows all)")
+
+
+def start_states_problem(path: str) -> str | None:
+    """EnvConfig.start_states' check: None for '' or a state-set folder, else why not."""
+    from rlsuite.envs.start_states import state_set_problem
+
+    return state_set_problem(path)
 
 
 def env_id_problem(env_id: str) -> str | None:
