@@ -233,7 +233,8 @@ def _as_numbers(metrics):
     dict(core="lstm", lstm_hidden=16, rnd=RNDConfig(enabled=True, obs_norm_init_steps=6)),
     dict(gmp=GMPConfig(sparsity=0.5, start=0.0, end=0.5, update_freq=2), nap=NaPConfig(norm="layer", project=True)),
 ])
-def test_exact_resume_mid_rollout(extras):
+@pytest.mark.parametrize("begin_again", [False, True])
+def test_exact_resume_mid_rollout(extras, begin_again):
     """A checkpoint taken mid-rollout, loaded into a fresh agent (built with another seed), gives
     the same next actions, the same next update's losses and the same weights, bitwise."""
     cfg = small_cfg(**extras)
@@ -247,6 +248,8 @@ def test_exact_resume_mid_rollout(extras):
     b = Driver(cfg, total=2000, agent_seed=99)
     b.env, b.obs, b.step_count = c.env, c.obs, c.step_count
     b.agent.load_state_dict(torch.load(buffer, weights_only=False))
+    if begin_again:  # a task-sequence resume re-enters its phase after loading
+        b.agent.begin(StorageContext(b.run_cfg, 4, b.env.single_observation_space, 1, 0))
     updates = 0
     for _ in range(2 * 16):
         actions_a, metrics_a = a.advance()

@@ -145,7 +145,7 @@ class PPO:
         self.rollout: Rollout | None = None
         # LSTM states (trunks, 2, envs, hidden) of the training and evaluation envs; which training envs
         # start an episode at the next step; what step() computed until observe() stores it.
-        self.state = self.eval_state = self.next_start = self._pending = None
+        self.state = self.eval_state = self.next_start = self._pending = self._restored = None
         self.last_metrics: dict[str, Any] = {}
         self.diagnostics_batch = 1024
 
@@ -191,6 +191,7 @@ class PPO:
         train_cfg = getattr(ctx.cfg, "train", None)
         self.diagnostics_batch = getattr(train_cfg, "diagnostics_batch", self.diagnostics_batch)
         self._attach_hooks()
+        self._restore_storage()  # a checkpoint loaded before this phase was (re)entered
 
     def plan_warnings(self, total_env_steps: int, fresh_storage_every: int = 0) -> list[str]:
         """What this run, as planned, will not do (one line each)."""
@@ -214,6 +215,7 @@ class PPO:
 
     def step(self, obs: Any, env_step: int, exploration_step: int) -> np.ndarray:
         """Actions sampled from the policy (uniform while RND's normaliser initialises)."""
+        self._restored = None  # from now on a begin() starts fresh storage
         if self.init_steps_left > 0:
             return self.rng.integers(self.num_actions, size=batch_size(obs))
         if self.rollout.pos == 0 and self.state is not None:
@@ -443,13 +445,20 @@ class PPO:
             counters["rollouts_done"], counters["num_updates"], counters["init_steps_left"])
         for hook, hook_state in zip(self.post_step_hooks, state.get("constraints", [])):
             hook.load_state_dict(hook_state)
-        if self.rollout is not None and state["rollout"] is not None:
-            self.rollout.load_state_dict(state["rollout"])
-            self.state, self.next_start = clone(state["lstm"]["state"]), clone(state["lstm"]["next_start"])
-        self._pending = None
+        self._restored = {"rollout": state["rollout"], **state["lstm"]}  # until the next step()
+        self._restore_storage()
         if self.rnd is not None and state["rnd"] is not None:
             self.rnd.load_state_dict(state["rnd"])
         self.last_metrics = dict(state.get("last_metrics", {}))
+
+    def _restore_storage(self) -> None:
+        """Put a loaded rollout and LSTM states into the storage, whether `begin` ran before the
+        load or runs after it (a task-sequence resume re-enters its phase)."""
+        saved, r = self._restored, self.rollout
+        if saved is None or r is None or saved["rollout"] is None or saved["next_start"].shape[0] != r.num_envs:
+            return
+        r.load_state_dict(saved["rollout"])
+        self.state, self.next_start, self._pending = clone(saved["state"]), clone(saved["next_start"]), None
 
     def acting_network(self) -> nn.Module:
         """The network that chooses actions (what export packs and eval reports sparsity of)."""
