@@ -2,6 +2,8 @@
 from a scripted action list, saved states that continue the game, and env.start_states resets."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 
 import cv2
@@ -149,9 +151,11 @@ def test_env_starts_from_saved_states(sets):
 def test_start_states_config(sets, tmp_path):
     assert start_states_problem("") is None and start_states_problem(str(sets["steps"])) is None
     assert "not a start-state set" in start_states_problem(str(tmp_path))
-    cfg = EnvConfig(id="montezuma", backend="auto", start_states=str(sets["steps"]))
-    with pytest.raises(UserError, match="backend=gymnasium"):  # auto = envpool for Atari, which cannot restore
+    cfg = EnvConfig(id="montezuma", backend="envpool", start_states=str(sets["steps"]))
+    with pytest.raises(UserError, match="backend=gymnasium"):  # envpool cannot restore emulator states
         make(cfg, 1, 0)
+    with make(dataclasses.replace(cfg, backend="auto"), 1, 0) as env:  # auto picks ale-py for start states
+        assert type(env).__name__ == "SyncGameVec"
 
 
 def _one_line_error(capsys, argv):

@@ -1,6 +1,6 @@
-"""`rlsuite train | eval | export | sweep | runs | compare | list | bench` — the command line.
+"""`rlsuite train | eval | export | sweep | runs | compare | states | list | bench` — the command line.
 
-One module per command group (train.py, evaluate.py, runs.py, tools.py); this one holds the
+One module per command group (train.py, evaluate.py, runs.py, states.py, tools.py); this one holds the
 parser and the boundary that turns errors into one line and an exit code.
 
 Every user mistake ends in one line on stderr and exit code 2; a diverged run exits 1.

@@ -32,8 +32,8 @@ def make(cfg: EnvConfig, num_envs: int, seed: int | Sequence[int], *, evaluation
     _validate(cfg)
     seeds = vector_seeds(seed, num_envs)
     backend = cfg.backend
-    if backend == "auto":
-        backend = "envpool" if family == ATARI else "gymnasium"
+    if backend == "auto":  # envpool for Atari, unless start states need ale-py's emulator restore
+        backend = "envpool" if family == ATARI and not cfg.start_states else "gymnasium"
     if backend == "envpool":
         if family != ATARI:
             raise UserError(f"backend 'envpool' supports Atari only, not '{cfg.id}'; use backend='gymnasium'")
