@@ -329,3 +329,22 @@ def test_atari_frame_stack_one_keeps_the_stack_axis(backend: str) -> None:
         assert env.frame_stack == 1 and obs.shape == (2, 1, 84, 84) and obs.any()
         obs, *_ = env.step(np.zeros(2, np.int64))
         assert obs.shape == (2, 1, 84, 84)
+
+
+def test_hide_velocities_keeps_position_and_angle_of_the_raw_cartpole() -> None:
+    """CartPole's documented layout is [x, x_dot, theta, theta_dot]: the masked env shows x, theta."""
+    raw = gym.make("CartPole-v1")
+    expected, _ = raw.reset(seed=3)
+    with make(EnvConfig(id="CartPole-v1", hide_velocities=True), 1, [3]) as env:
+        obs, _ = env.reset(seed=[3])
+        assert env.single_observation_space.shape == (2,)
+        np.testing.assert_array_equal(obs[0], expected[[0, 2]])
+        for action in (0, 1, 1, 0):
+            obs, *_ = env.step(np.array([action]))
+            expected, *_ = raw.step(action)
+            np.testing.assert_array_equal(obs[0], expected[[0, 2]])
+    from rlsuite.envs.classic import kept_entries
+
+    assert list(kept_entries("Acrobot-v1", 6)) == [0, 1, 2, 3]  # [cos1, sin1, cos2, sin2] of Acrobot's six
+    with pytest.raises(UserError, match="no velocity layout"):
+        kept_entries("Taxi-v3", 1)

@@ -50,7 +50,9 @@ class EnvConfig:
     pad_channels: int = ranged(0, ge=0)
     """MinAtar only: append all-zero observation channels up to this count (0 = none), so games with 4-10 channels share one network (task sequences set it)."""
     start_states: str = checked("", lambda value: start_states_problem(value), "'' (off) or a start-state set folder")
-    """Atari only, ale-py backend: a folder made by 'rlsuite states collect' (e.g. states/far); every new game then starts from a random saved emulator state, drawn from the env's own seeded RNG, after the normal reset, and episode statistics count from there (a life-loss 'reset' continues the game instead). envpool cannot restore states: with this set, backend 'auto' or 'envpool' is refused; use backend='gymnasium'. '' = off."""
+    """Atari only, ale-py backend: a folder made by 'rlsuite states collect' (e.g. states/far); every new game then starts from a random saved emulator state, drawn from the env's own seeded RNG, after the normal reset, and episode statistics count from there (a life-loss 'reset' continues the game instead). envpool cannot restore states: with this set, backend 'auto' uses ale-py and 'envpool' is refused. '' = off."""
+    hide_velocities: bool = False
+    """Classic control only: drop the velocity entries from the observation (CartPole: cart velocity and pole angular velocity; Acrobot, MountainCar, Pendulum likewise), the standard partially observed test of recurrent agents: a feed-forward policy cannot infer them from one observation."""
 
 
 ATARI, NETHACK, MINATAR, CLASSIC = "atari", "nethack", "minatar", "classic"
