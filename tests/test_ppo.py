@@ -426,3 +426,13 @@ def test_dict_observations_with_lstm_nethack_preset():
         m = agent.observe(Transition(obs, actions, np.ones(2, np.float32), np.zeros(2, bool), trunc, sample(), nxt), i)
         metrics, obs = m or metrics, nxt
     assert agent.rollouts_done == 2 and np.isfinite(float(metrics["losses/value_loss"]))
+
+
+def test_sample_actions_follow_the_policy():
+    from rlsuite.agents.ppo_parts import sample_actions
+
+    logits = torch.log(torch.tensor([[0.2, 0.8, 0.0 + 1e-12], [0.5, 0.25, 0.25]])).repeat(10_000, 1)
+    actions = sample_actions(logits, np.random.default_rng(0)).reshape(10_000, 2)
+    assert np.mean(actions[:, 0] == 1) == pytest.approx(0.8, abs=0.015)
+    assert np.mean(actions[:, 0] == 2) < 1e-3
+    assert np.bincount(actions[:, 1], minlength=3) / 10_000 == pytest.approx([0.5, 0.25, 0.25], abs=0.015)

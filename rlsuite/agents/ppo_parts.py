@@ -267,6 +267,7 @@ def sample_actions(logits: torch.Tensor, rng: np.random.Generator) -> np.ndarray
 
 
 def check_split(c: Any, num_envs: int) -> None:
+    """Refuse minibatches that do not split the rollout evenly (LSTM: whole env sequences)."""
     if c.core == "lstm" and num_envs % c.num_minibatches:
         raise UserError(f"agent.core=lstm splits envs into minibatches: num_envs={num_envs} is not a "
                         f"multiple of agent.num_minibatches={c.num_minibatches}")
@@ -276,6 +277,7 @@ def check_split(c: Any, num_envs: int) -> None:
 
 
 def copy_obs_row(dst: Any, pos: int, src: Any) -> None:
+    """dst[pos] = src, for array or dict observations."""
     if isinstance(dst, dict):
         for k, v in dst.items():
             v[pos] = src[k]
