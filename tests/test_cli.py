@@ -138,10 +138,11 @@ def test_eval_on_an_env_with_other_spaces(trained_run, capsys):
 def test_checkpoint_of_another_agent(trained_run, tmp_path, capsys):
     ckpt = trained_run / "checkpoints" / (trained_run / "checkpoints" / "latest").read_text()
     data = torch.load(ckpt, weights_only=False)
-    data["algo"] = "ppo"
+    data["algo"] = "nosuch"
     other = tmp_path / "other.pt"
     torch.save(data, other)
-    assert_user_error(capsys, ["eval", str(other)], "unknown agent 'ppo'")
+    assert_user_error(capsys, ["eval", str(other)], "unknown agent 'nosuch'")
+    data["algo"] = "ppo"
     # A run directory whose config says dqn but whose checkpoint is from another agent.
     run = tmp_path / "mixed"
     (run / "checkpoints").mkdir(parents=True)

@@ -41,7 +41,8 @@ from rlsuite.errors import UserError
 
 KINDS = ("auto", "nature", "impala", "minatar", "mlp", "nethack")
 PADDINGS = ("valid", "same")
-INITS = ("dopamine", "torch")
+INITS = ("dopamine", "torch", "orthogonal")
+ACTIVATIONS = ("relu", "tanh")
 STREAM_ATTR = "residual_stream"
 """Attribute marking a ReLU applied to a residual stream (see `ResidualStream`)."""
 
@@ -61,7 +62,9 @@ class EncoderConfig:
     padding: str = choice("valid", *PADDINGS)
     """Nature CNN conv padding: 'same' (Dopamine's Flax NatureDQNNetwork: 7744 features into the dense layer, 3.96M dense weights) or 'valid' (CleanRL / Mnih et al. 2015 in PyTorch: 3136 features, 1.6M). Impala is always 'same' and MinAtar 'valid', as in their sources."""
     init: str = choice("dopamine", *INITS)
-    """Weight init: 'dopamine' (Xavier-uniform kernels, zero biases; Flax LeCun-normal for the Impala residual convs) or 'torch' (PyTorch's layer defaults, as CleanRL and SB3)."""
+    """Weight init: 'dopamine' (Xavier-uniform kernels, zero biases; Flax LeCun-normal for the Impala residual convs), 'torch' (PyTorch's layer defaults, as CleanRL's and SB3's DQN) or 'orthogonal' (orthogonal kernels with gain sqrt(2), zero biases: CleanRL's layer_init and SB3's ortho_init for PPO trunks)."""
+    activation: str = choice("relu", *ACTIVATIONS)
+    """MLP encoder only: the hidden activation, 'relu' or 'tanh' (CleanRL's and SB3's PPO MLPs). NaP's norms and the dormant-unit diagnostic look for ReLUs, so they need 'relu'."""
     nethack_char_dim: int = ranged(16, ge=1)
     """NetHack: embedding size of a terminal character (one table shared by the screen, the crop and the message and status lines; 16 as in the paper's screen encoder)."""
     nethack_color_dim: int = ranged(16, ge=1)
@@ -101,9 +104,13 @@ def lecun_normal_(module: nn.Module) -> None:
 
 def init_layer(module: nn.Module, init: str) -> None:
     """Initialise one conv / linear layer by `init` ('dopamine': Xavier-uniform kernel and zero bias;
-    'torch': leave PyTorch's default, which the layer got when it was built). Use it for heads."""
+    'orthogonal': orthogonal kernel, gain sqrt(2), zero bias; 'torch': leave PyTorch's default, which the layer got when it was built). Use it for heads."""
     if init == "dopamine":
         xavier_(module)
+    elif init == "orthogonal":
+        nn.init.orthogonal_(module.weight, math.sqrt(2))
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
     elif init != "torch":
         raise UserError(f"encoder.init must be one of {', '.join(INITS)}, got {init!r}")
 
@@ -292,13 +299,13 @@ def minatar_cnn(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> ImageEncoder:
 
 
 class MLPEncoder(nn.Module):
-    """Flatten -> (Linear -> ReLU) per hidden size."""
+    """Flatten -> (Linear -> activation) per hidden size (activation: 'relu' or 'tanh')."""
 
-    def __init__(self, in_dim: int, hidden: tuple[int, ...], init: str = "dopamine") -> None:
+    def __init__(self, in_dim: int, hidden: tuple[int, ...], init: str = "dopamine", activation: str = "relu") -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         for h in hidden:
-            layers += [nn.Linear(in_dim, h), nn.ReLU()]
+            layers += [nn.Linear(in_dim, h), nn.Tanh() if activation == "tanh" else nn.ReLU()]
             in_dim = h
         self.net = nn.Sequential(*layers)
         self.output_dim = in_dim
@@ -418,13 +425,16 @@ def make_encoder(cfg: EncoderConfig, observation_space: gym.Space) -> nn.Module:
     if cfg.init not in INITS:
         raise UserError(f"unknown encoder.init {cfg.init!r}; choose one of {', '.join(INITS)}")
     kind = auto_kind(observation_space) if cfg.kind == "auto" else cfg.kind
+    if cfg.activation != "relu" and kind != "mlp":
+        raise UserError(f"encoder.activation={cfg.activation} applies to the MLP encoder only; "
+                        f"the {kind} encoder uses ReLU")
     if kind == "nethack":
         return _nethack(cfg, observation_space)
     if kind == "mlp":
         if not isinstance(observation_space, gym.spaces.Box):
             raise _mismatch("mlp", observation_space)
         hidden = tuple(h * cfg.width for h in cfg.hidden)
-        return MLPEncoder(int(np.prod(observation_space.shape)), hidden, cfg.init)
+        return MLPEncoder(int(np.prod(observation_space.shape)), hidden, cfg.init, cfg.activation)
     shape = _image_shape(observation_space, kind)
     builders = {"nature": nature_cnn, "impala": impala_cnn, "minatar": minatar_cnn}
     try:

@@ -138,6 +138,11 @@ def insert_norms(model: nn.Module, example: Any, kind: str) -> list[nn.Module]:
     if kind == "none":
         return []
     relu_inputs, producers = _relu_inputs(model, example)
+    if not relu_inputs:
+        from rlsuite.errors import UserError
+
+        raise UserError(f"nap.norm={kind} puts norms before ReLUs, and this network has none "
+                        "(encoder.activation=tanh?); use agent.encoder.activation=relu")
     norms = []
     for relu, tensor in relu_inputs:
         norm = make_norm(kind, tensor.shape)
