@@ -83,9 +83,12 @@ class Trunk(nn.Module):
         x = x.view(steps, envs, -1)
         h, c = state[0:1], state[1:2]
         outs = []
-        for t in range(steps):
-            keep = (1.0 - starts[t]).view(1, envs, 1)
-            out, (h, c) = self.lstm(x[t:t + 1], (h * keep, c * keep))
+        # One fused nn.LSTM call per stretch of steps in which no env starts an episode (a Python
+        # loop over single steps costs ~10x more); the state is zeroed only where one starts.
+        cuts = [0] + [t for t in torch.nonzero(starts[1:].any(dim=1)).flatten().add(1).tolist()] + [steps]
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            keep = (1.0 - starts[a]).view(1, envs, 1)
+            out, (h, c) = self.lstm(x[a:b], (h * keep, c * keep))
             outs.append(out)
         return torch.cat(outs).flatten(0, 1), torch.cat([h, c])
 

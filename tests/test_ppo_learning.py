@@ -1,0 +1,42 @@
+"""PPO learns, through the CLI as a user runs it, with thresholds a broken agent misses.
+
+- `ppo-classic` (CleanRL's ppo.py settings) solves CartPole-v1: best periodic evaluation (10 greedy
+  games) >= 475 within 100k env steps for at least 2 of 3 seeds. A random policy scores ~22; an
+  agent with a broken advantage, ratio or value target stays far below (CleanRL reports ~500 at
+  this budget).
+- The LSTM core carries information: on CartPole without its velocity entries
+  (`env.hide_velocities`), a feed-forward policy cannot tell which way the pole moves and stays
+  below 100, while the same agent with `agent.core=lstm` passes 200 within 60k steps. An LSTM whose
+  state is not carried (or reset at the wrong step) scores like the feed-forward one.
+Measured here (this 2-core machine, one torch thread): CartPole seeds 1-3 ~12 s each; masked
+CartPole, LSTM ~35 s, feed-forward ~10 s.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rlsuite.cli import main
+
+
+def best_eval(run_dir: Path) -> float:
+    return max(json.loads(line)["mean"] for line in (run_dir / "eval.jsonl").read_text().splitlines())
+
+
+def train(run_dir: Path, *args: str) -> float:
+    assert main(["train", "ppo-classic", "--env", "CartPole-v1", "--run-dir", str(run_dir), "--no-progress",
+                 "--set", "train.torch_threads=1", "--set", "train.checkpoint_every=0", *args]) == 0
+    return best_eval(run_dir)
+
+
+def test_ppo_solves_cartpole_within_100k_steps_for_2_of_3_seeds(tmp_path):
+    best = {seed: train(tmp_path / f"s{seed}", "--seed", str(seed), "--steps", "100000",
+                        "--set", "train.eval_every=10000") for seed in (1, 2, 3)}
+    assert sum(value >= 475 for value in best.values()) >= 2, f"best eval return per seed: {best}"
+
+
+def test_lstm_core_remembers_what_one_observation_hides(tmp_path):
+    common = ["--steps", "60000", "--set", "env.hide_velocities=true", "--set", "train.eval_every=20000"]
+    feed_forward = train(tmp_path / "ff", *common)
+    recurrent = train(tmp_path / "lstm", *common, "--set", "agent.core=lstm")
+    assert feed_forward < 100 and recurrent >= 200, f"feed-forward {feed_forward}, LSTM {recurrent}"
