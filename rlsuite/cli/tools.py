@@ -70,7 +70,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def add_bench(sub: Any) -> None:
     p = sub.add_parser("bench", help="measure speed against peers installed side by side, or run the "
                        "plasticity benchmark (JSON lines)")
-    p.add_argument("what", choices=["dqn", "replay", "envs", "plasticity"])
+    p.add_argument("what", choices=["dqn", "ppo", "replay", "envs", "plasticity"])
     p.add_argument("--seconds", type=float, default=20.0, help="replay, envs: time per measurement (default 20; dqn times whole runs of --steps)")
     p.add_argument("--quick", action="store_true", help="short measurements (a smoke test, not a result)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
@@ -81,11 +81,12 @@ def add_bench(sub: Any) -> None:
     p.add_argument("--out", default="runs/bench-plasticity",
                    help="plasticity: folder for its figures, table and records (default runs/bench-plasticity)")
     p.add_argument("--steps", type=int, default=None,
-                   help="dqn: env steps per timed train()/learn() call (default per task, 10k-20k; 2000 with --quick)")
+                   help="dqn, ppo: env steps per timed train()/learn() call (default per task, 10k-20k; about 2000 with --quick)")
     p.add_argument("--repeats", type=int, default=None,
-                   help="dqn: fresh processes per side and allocator, interleaved (default 3; 1 with --quick)")
+                   help="dqn, ppo: fresh processes per side and allocator, interleaved (default 3; 1 with --quick)")
     p.add_argument("--tasks", default=None,
-                   help="dqn: comma-separated tasks (default all: cartpole, minatar-breakout, pong)")
+                   help="dqn: comma-separated tasks (default all: cartpole, minatar-breakout, pong); ppo: cartpole, pong "
+                        "(default) or minatar-breakout")
     p.set_defaults(func=cmd_bench)
 
 
@@ -117,6 +118,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from rlsuite.bench.envs import bench_envs
 
         results = bench_envs(seconds=seconds)
+    elif args.what == "ppo":
+        from rlsuite.bench.ppo import bench_ppo
+
+        results = bench_ppo(steps=args.steps, repeats=args.repeats, tasks=args.tasks, quick=args.quick)
     else:
         from rlsuite.bench.dqn import bench_dqn
 
