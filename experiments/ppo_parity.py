@@ -106,9 +106,10 @@ def summary(results: list[dict[str, Any]]) -> list[str]:
     from rlsuite.evaluate import bootstrap_ci
 
     lines = []
-    for task in dict.fromkeys(r["task"] for r in results):
+    for task, steps in dict.fromkeys((r["task"], r["steps"]) for r in results):
         for side in SIDES:
-            rows = sorted((r for r in results if r["task"] == task and r["side"] == side), key=lambda r: r["seed"])
+            rows = sorted((r for r in results if (r["task"], r["steps"], r["side"]) == (task, steps, side)),
+                          key=lambda r: r["seed"])
             if not rows:
                 continue
             scores = np.array([r["mean"] for r in rows])
