@@ -402,15 +402,11 @@ def test_diagnostics_and_plan_warnings():
 def test_dict_observations_with_lstm_nethack_preset():
     """ppo-nethack's agent (NetHack encoder, LSTM) through two rollouts of random dict observations:
     dict rollout storage, sequence minibatches, the truncation bootstrap on dict final_obs."""
-    from rlsuite.errors import UserError
     from tests.test_encoders import NETHACK
 
     run = config.build_run_config("ppo-nethack", None, ["agent.num_steps=4", "agent.lstm_hidden=16",
                                                         "agent.encoder.nethack_hidden=32"])
-    try:
-        agent = PPO(run.agent, NETHACK, gym.spaces.Discrete(23))
-    except UserError as exc:  # the NetHack encoder and its test space are being reworked elsewhere
-        pytest.skip(f"NetHack encoder does not take tests/test_encoders.NETHACK yet: {exc}")
+    agent = PPO(run.agent, NETHACK, gym.spaces.Discrete(23))
     agent.plan(1000)
     agent.begin(StorageContext(run, 2, NETHACK, 1, 0))
     rng = np.random.default_rng(0)

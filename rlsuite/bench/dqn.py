@@ -221,14 +221,20 @@ def warm_imports(s: dict[str, Any]) -> None:
 
 def rlsuite_worker(task: str, steps: int, algo: Algo = Algo()) -> dict[str, Any]:
     """Time `rlsuite.train.train(cfg, run_dir)` over `steps` env steps, in this process."""
+    s = settings(task, steps, algo)
+    cfg = rlsuite_config(s)
+    warm_imports(s)
+    return time_train(cfg, "rlsuite-bench-dqn-")
+
+
+def time_train(cfg: Any, prefix: str) -> dict[str, Any]:
+    """Run `rlsuite.train.train(cfg, run_dir)` in a temporary run directory and time it end to end
+    and around its loop (the timing record of every `rlsuite bench` of a training entry point)."""
     import torch
 
     from rlsuite import train as training
 
-    s = settings(task, steps, algo)
-    cfg = rlsuite_config(s)
-    warm_imports(s)
-    run_dir = Path(tempfile.mkdtemp(prefix="rlsuite-bench-dqn-"))
+    run_dir = Path(tempfile.mkdtemp(prefix=prefix))
     marks: dict[str, Any] = {}
     real_loop = training.loop
 

@@ -47,22 +47,17 @@ Worker: `python -m rlsuite.bench.ppo IMPL TASK STEPS [ALGO_JSON]` prints one JSO
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from rlsuite.bench.dqn import ALLOCATORS, RESULT, _timing
+from rlsuite.bench.dqn import ALLOCATORS, RESULT, time_train
 from rlsuite.errors import UserError
 
 IMPLS = ("rlsuite", "sb3")
@@ -258,35 +253,10 @@ def warm_imports(s: dict[str, Any]) -> None:
 
 def rlsuite_worker(task: str, steps: int, algo: Algo = Algo()) -> dict[str, Any]:
     """Time `rlsuite.train.train(cfg, run_dir)` over `steps` env steps, in this process."""
-    import torch
-
-    from rlsuite import train as training
-
     s = settings(task, steps, algo)
     cfg = rlsuite_config(s)
     warm_imports(s)
-    run_dir = Path(tempfile.mkdtemp(prefix="rlsuite-bench-ppo-"))
-    marks: dict[str, Any] = {}
-    real_loop = training.loop
-
-    def timed_loop(session: Any, monitor: Any) -> str:  # the instrument: two clock reads around the loop
-        marks["loop_start"] = time.perf_counter()
-        try:
-            return real_loop(session, monitor)
-        finally:
-            marks.update(loop_end=time.perf_counter(), updates=session.agent.num_updates, steps=session.step)
-
-    training.loop = timed_loop
-    try:
-        with contextlib.redirect_stdout(sys.stderr):  # train()'s tables; stdout carries the result
-            start = time.perf_counter()
-            training.train(cfg, run_dir)
-            end = time.perf_counter()
-    finally:
-        training.loop = real_loop
-        shutil.rmtree(run_dir, ignore_errors=True)
-    return _timing(start, marks["loop_start"], marks["loop_end"], end, marks["steps"], marks["updates"],
-                   {"torch": torch.__version__})
+    return time_train(cfg, "rlsuite-bench-ppo-")
 
 
 def algo_from_json(text: str) -> Algo:
