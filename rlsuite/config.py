@@ -29,6 +29,7 @@ from typing import Any
 
 from rlsuite.errors import UserError
 from rlsuite.fields import checked, field_check, matching, ranged
+from rlsuite.retention.config import FinetuneConfig
 
 def _env_ids(value: str) -> str | None:
     """train.tasks' check: None for an env id `resolve_env_id` accepts, else its reason."""
@@ -101,6 +102,8 @@ class RunConfig:
     """The replay buffer config (ReplayConfig)."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Training loop settings."""
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    """Fine-tuning from a pre-trained checkpoint with knowledge retention (rlsuite finetune); inert in other runs."""
     presets: list[str] = field(default_factory=list)
     """The preset files this config was built from, for the record."""
 
@@ -275,7 +278,7 @@ def _suggest(name: str, options: list[str]) -> str:
 # ----------------------------------------------------------------------------- overrides
 
 
-SECTIONS = ("agent", "env", "replay", "train")
+SECTIONS = ("agent", "env", "replay", "train", "finetune")
 
 
 def all_keys(cfg: RunConfig) -> list[str]:
@@ -390,7 +393,8 @@ def _toml_value(value: Any) -> str:
 
 
 # Which env preset a bare env id gets, by family (`--env pong` -> atari-dopamine with id Pong).
-DEFAULT_ENV_PRESET = {"atari": "atari-dopamine", "nethack": "nethack", "minatar": "minatar", "classic": "cartpole"}
+DEFAULT_ENV_PRESET = {"atari": "atari-dopamine", "nethack": "nethack", "minatar": "minatar", "classic": "cartpole",
+                      "closefar": "closefar"}
 
 
 def empty_run_config(algo: str) -> RunConfig:

@@ -20,7 +20,7 @@ import math
 import random
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +71,18 @@ class Session:
     phase: int = 0  # task sequences: the index of the task segment being trained
     phase_start: int = 0  # env step at which the current phase began
     eval_seconds: float = 0.0  # wall time spent evaluating: not training, so not in steps/s
+    extensions: list[Any] = field(default_factory=list)  # e.g. rlsuite.finetune.FineTuning: start / after_step / finish
 
     @property
     def signature(self) -> dict[str, str]:
         return checkpoint.space_signature(self.env.single_observation_space, self.env.single_action_space)
 
 
-def build_session(cfg: config.RunConfig, run_dir: Path) -> Session:
+def build_session(cfg: config.RunConfig, run_dir: Path, fresh: bool = True) -> Session:
+    """Envs, agent and loop extensions of a run; `fresh=False` when a checkpoint will be loaded
+    into it (a fine-tuning run then takes its weights from the checkpoint, not its parent)."""
+    from rlsuite.finetune import extensions_for
+
     t = cfg.train
     seed_everything(t.seed, t.torch_threads)
     device = pick_device(t.device)
@@ -92,7 +97,7 @@ def build_session(cfg: config.RunConfig, run_dir: Path) -> Session:
     if cfg.replay.on_device and device.type != "cuda":
         raise UserError("replay.on_device needs a GPU learner (train.device=cuda)")
     agent.begin(storage_context(cfg, env, phase=0))
-    return Session(cfg, run_dir, env, eval_env, agent)
+    return Session(cfg, run_dir, env, eval_env, agent, extensions=extensions_for(cfg, agent, fresh))
 
 
 def train_env_seeds(cfg: config.RunConfig, phase: int, *restart: int) -> list[int]:
@@ -317,6 +322,8 @@ def loop(s: Session, monitor: Monitor) -> str:
             summary = run_evaluation(s, monitor)
             monitor.write(f"eval @ {s.step:,}: mean {summary['mean']:.2f}  iqm {summary['iqm']:.2f}")
             monitor.restart_rate(s.step)
+        for extension in s.extensions:
+            extension.after_step(s, monitor)
         if _crossed(s.step, n, t.checkpoint_every):
             save_checkpoint(s)
         if s.stop_requested:
@@ -341,7 +348,7 @@ def train(cfg: config.RunConfig, run_dir: Path, resume: bool = False) -> dict[st
 def _start(cfg: config.RunConfig, run_dir: Path, resume: bool, changes: dict[str, Any], say: Any) -> Session:
     """Build the session and restore it on resume; only then write config.toml (and resume.log),
     so a resume that fails leaves the run directory as it was."""
-    s = build_session(cfg, run_dir)
+    s = build_session(cfg, run_dir, fresh=not resume)
     if resume:
         try:
             restore_checkpoint(s, say)
@@ -375,8 +382,12 @@ def _train_locked(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[st
             f"{s.agent.parameter_count():,} parameters" + (f"  |  {storage}" if storage else ""))
         for warning in plan_warnings(s):
             say(f"warning: {warning}")
+        for extension in s.extensions:
+            extension.start(s, say)
     previous = _install_signal_handlers(s)
     monitor = Monitor(run_dir, cfg.train.total_steps, s.step, cfg.train.progress, cfg.train.status_every)
+    for extension in s.extensions:
+        extension.begin(s, monitor)
     started, start_step = time.perf_counter(), s.step
     try:
         outcome = loop(s, monitor)
@@ -395,6 +406,8 @@ def _train_locked(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[st
         return {"outcome": outcome, "step": s.step}
     # A task sequence's last switch evaluation (every task, at the final step) is its final one.
     summary = s.last_eval if cfg.train.tasks and s.last_eval else run_evaluation(s, monitor)
+    for extension in s.extensions:
+        summary.update(extension.finish(s, monitor))
     monitor.close()
     training_seconds = time.perf_counter() - started - s.eval_seconds  # steps/s of training alone
     sps = (s.step - start_step) / max(training_seconds, 1e-9)
@@ -421,6 +434,7 @@ def print_summary(s: Session, summary: dict[str, Any], sps: float, train_return:
     keys = ["episodes", "mean", "median", "iqm", "iqm_ci_lo", "iqm_ci_hi", "min", "max", "hns_mean", "hns_iqm"]
     # Domain metrics (NetHack score/depth/xp/turns, Montezuma rooms): evaluation reports their means.
     keys += [k for k in summary if k.endswith("_mean") and k not in ("length_mean", "hns_mean")]
+    keys += ["far_return", "far_success", "far_kl"]  # fine-tuning runs (rlsuite.finetune)
     for key in keys:
         if summary.get(key) is not None:
             value = summary[key]

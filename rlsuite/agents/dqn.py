@@ -39,6 +39,7 @@ from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
 from rlsuite.nn.schedules import LR_SCHEDULES, lr_factor
 from rlsuite.preflight import check_replay_slots
 from rlsuite.replay import ReplayBuffer
+from rlsuite.retention.terms import retention_loss
 
 
 @dataclass
@@ -185,6 +186,12 @@ class DQN:
         self.ctx: StorageContext | None = None
         self.current_epsilon = cfg.epsilon_start
         self._replay_state: dict | None = None
+        # Fine-tuning (rlsuite.finetune): the frozen pre-trained Q-network read as a policy
+        # softmax(Q/temperature), retention terms (rlsuite.retention), the protected replay (EM).
+        self.teacher: QNetwork | None = None
+        self.temperature = 1.0
+        self.retention: list[Any] = []
+        self.memory: Any = None
 
     def _make_projector(self) -> NormProjector | None:
         nap = self.cfg.nap
@@ -373,7 +380,11 @@ class DQN:
             owed = 0
         with single_thread_if(owed > 0 and self._update_single_threaded):
             for _ in range(owed):
-                metrics = self.update(buffer.sample(self.cfg.batch_size, beta=beta), buffer)
+                if self.memory is not None:  # EM: part of every batch from the protected transitions
+                    batch = self.memory.mix(buffer, self.cfg.batch_size, beta)
+                else:
+                    batch = buffer.sample(self.cfg.batch_size, beta=beta)
+                metrics = self.update(batch, buffer)
         if env_step // self.cfg.target_update_period > self.target_syncs:
             self.target_syncs = env_step // self.cfg.target_update_period
             self.sync_target()
@@ -387,8 +398,13 @@ class DQN:
         next_obs = to_tensor(batch.next_obs, self.device)
         with torch.no_grad():
             target = batch.reward + batch.discount * self._next_values(next_obs)
-        q_taken = self.online(obs).gather(1, batch.action.view(-1, 1)).squeeze(1)
+        q_all = self.online(obs)
+        q_taken = q_all.gather(1, batch.action.view(-1, 1)).squeeze(1)
         loss = td_loss(q_taken, target, batch.weights if prioritized else None, self.cfg.loss)
+        extra_metrics = {}
+        if self.retention:  # BC / KS as policy distillation of the teacher's Q-values (rlsuite.retention)
+            extra, extra_metrics = retention_loss(self.retention, self, {"obs": obs, "logits": q_all / self.temperature})
+            loss = loss + extra
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"TD loss became {loss.item()} at update {self.num_updates}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -404,7 +420,7 @@ class DQN:
         self.num_updates += 1
         if prioritized:
             buffer.update_priorities(batch.indices, (q_taken - target).detach().abs())
-        return {"losses/td": loss.detach(), "losses/q_values": q_taken.detach().mean()}
+        return {"losses/td": loss.detach(), "losses/q_values": q_taken.detach().mean(), **extra_metrics}
 
     def _set_learning_rate(self) -> None:
         if self.cfg.lr_schedule == "constant":
@@ -427,6 +443,27 @@ class DQN:
 
     def sync_target(self) -> None:
         self.target.load_state_dict(self.online.state_dict())
+
+    # ------------------------------------------------------------------ fine-tuning (rlsuite.finetune)
+
+    def set_teacher(self, weights: dict[str, torch.Tensor] | None = None) -> None:
+        """Keep a frozen copy of the Q-network as the teacher (weights = `weights`, or the current ones)."""
+        self.teacher = copy.deepcopy(self.online).requires_grad_(False)
+        if weights is not None:
+            self.teacher.load_state_dict(weights)
+
+    def policy_logits(self, obs: Any, teacher: bool = False) -> torch.Tensor:
+        """(B, A) logits Q/temperature of the student (or the teacher): the Q-network read as a policy
+        for distillation (Rusu et al. 2016)."""
+        return (self.teacher if teacher else self.online)(obs) / self.temperature
+
+    def teacher_logits_on(self, batch: dict[str, Any]) -> torch.Tensor:
+        with torch.no_grad():
+            return self.policy_logits(batch["obs"], teacher=True)
+
+    def actor_parameters(self) -> list[nn.Parameter]:
+        """The whole Q-network: it is the policy."""
+        return list(self.online.parameters())
 
     # ------------------------------------------------------------------ state
 
@@ -452,6 +489,9 @@ class DQN:
             "rng": self.rng.bit_generator.state,
             "constraints": [hook.state_dict() for hook in self.post_step_hooks],
             "replay": self.buffer.state_dict() if self._saves_replay() else None,
+            "teacher": None if self.teacher is None else self.teacher.state_dict(),
+            "retention": [term.state_dict() for term in self.retention],
+            "memory": None if self.memory is None else self.memory.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -464,6 +504,12 @@ class DQN:
         self.rng.bit_generator.state = state["rng"]
         for hook, hook_state in zip(self.post_step_hooks, state.get("constraints", [])):
             hook.load_state_dict(hook_state)
+        if state.get("teacher") is not None:
+            self.set_teacher(state["teacher"])
+        for term, term_state in zip(self.retention, state.get("retention", [])):
+            term.load_state_dict(term_state)
+        if self.memory is not None and state.get("memory") is not None:
+            self.memory.load_state_dict(state["memory"])
 
 
 # A forward pass on a handful of observations is too small to split across threads: the

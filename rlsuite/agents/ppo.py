@@ -35,6 +35,7 @@ the run's `exploration` stream (a numpy Generator), never torch's global RNG.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,7 @@ from rlsuite.nn.nap import NaPConfig, NormProjector
 from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
 from rlsuite.nn.rnd import RNDConfig, RNDNetworks
 from rlsuite.nn.schedules import lr_factor
+from rlsuite.retention.terms import retention_loss
 
 
 @dataclass
@@ -148,6 +150,11 @@ class PPO:
         self.state = self.eval_state = self.next_start = self._pending = self._restored = None
         self.last_metrics: dict[str, Any] = {}
         self.diagnostics_batch = 1024
+        # Fine-tuning (rlsuite.finetune): the frozen pre-trained policy, its recurrent state while
+        # acting, and the knowledge-retention terms added to the loss (rlsuite.retention).
+        self.teacher: ActorCritic | None = None
+        self.teacher_state = self.teacher_initial = None
+        self.retention: list[Any] = []
 
     def _make_projector(self) -> NormProjector | None:
         nap, exclude = self.cfg.nap, [] if self.cfg.nap.project_head else self.online.output_layers()
@@ -186,6 +193,8 @@ class PPO:
         rnd_shape = self.rnd.input_shape if self.rnd is not None else None
         self.rollout = Rollout(ctx.observation_space, c.num_steps, ctx.num_envs, self.device, rnd_shape)
         self.state = self.online.initial_state(ctx.num_envs, self.device)
+        if self.teacher is not None:
+            self.teacher_state = self.teacher.initial_state(ctx.num_envs, self.device)
         self.next_start = torch.ones(ctx.num_envs, device=self.device)
         self._pending = None
         train_cfg = getattr(ctx.cfg, "train", None)
@@ -220,9 +229,13 @@ class PPO:
             return self.rng.integers(self.num_actions, size=batch_size(obs))
         if self.rollout.pos == 0 and self.state is not None:
             self.rollout.initial_state = self.state.clone()
+        obs_t = to_tensor(obs, self.device)
         with torch.no_grad():
-            logits, value, value_int, new_state = self.online(to_tensor(obs, self.device), self.state,
-                                                              self.next_start.view(1, -1))
+            logits, value, value_int, new_state = self.online(obs_t, self.state, self.next_start.view(1, -1))
+            if self.teacher is not None and self.online.hidden:  # the teacher's own state, for KS on sequences
+                if self.rollout.pos == 0:
+                    self.teacher_initial = self.teacher_state.clone()
+                self.teacher_state = self.teacher(obs_t, self.teacher_state, self.next_start.view(1, -1))[3]
         actions = sample_actions(logits, self.rng)
         taken = torch.from_numpy(actions).to(self.device)
         logprob = torch.log_softmax(logits, dim=1).gather(1, taken.view(-1, 1)).squeeze(1)
@@ -335,9 +348,11 @@ class PPO:
                 if recurrent:  # whole env sequences, replayed from the rollout's initial state
                     mb = {k: map_obs(lambda v: v[:, chunk].flatten(0, 1), v) for k, v in data.items()}
                     state, starts = r.initial_state[:, :, chunk], r.starts[:, chunk]
+                    mb["teacher_state"] = None if self.teacher_initial is None else self.teacher_initial[:, :, chunk]
                 else:
                     mb = {k: map_obs(lambda v: v.flatten(0, 1)[chunk], v) for k, v in data.items()}
                     state, starts = None, None
+                mb["starts"] = starts
                 stats = self._minibatch_step(mb, state, starts)
                 clipfracs.append(stats.pop("clipfrac"))
             if c.target_kl > 0 and stats["losses/approx_kl"] > c.target_kl:
@@ -347,7 +362,12 @@ class PPO:
     def _minibatch_step(self, mb: dict[str, Any], state: torch.Tensor | None, starts: torch.Tensor | None) -> dict[str, Any]:
         """One gradient step on one minibatch; returns its losses (CleanRL's tags)."""
         c = self.cfg
-        loss, out = ppo_objective(c, *self.online(mb["obs"], state, starts)[:3], mb)
+        logits, value, value_int, _ = self.online(mb["obs"], state, starts)
+        loss, out = ppo_objective(c, logits, value, value_int, mb)
+        if self.retention:  # knowledge retention on the actor (rlsuite.retention), after the RL loss
+            extra, metrics = retention_loss(self.retention, self, {**mb, "logits": logits})
+            loss = loss + extra
+            out.update(metrics)
         if self.rnd is not None:  # the predictor learns on a random part of the minibatch
             mask = torch.from_numpy(self.batch_rng.random(len(mb["actions"])) < c.rnd.update_proportion)
             pred_loss = self.rnd.predictor_loss(mb["frames"], mask.to(self.device, torch.float32))
@@ -370,6 +390,35 @@ class PPO:
     def reset_optimizer(self) -> None:
         """Forget Adam's moments and step counts (an option at task switches)."""
         self.optimizer.state.clear()
+
+    # ------------------------------------------------------------------ fine-tuning (rlsuite.finetune)
+
+    def set_teacher(self, weights: dict[str, torch.Tensor] | None = None) -> None:
+        """Keep a frozen copy of the actor-critic as the teacher pi* (its weights = `weights`, or the
+        current ones); it never trains and travels in `state_dict`."""
+        self.teacher = copy.deepcopy(self.online).requires_grad_(False)
+        if weights is not None:
+            self.teacher.load_state_dict(weights)
+        if self.num_envs is not None:
+            self.teacher_state = self.teacher.initial_state(self.num_envs, self.device)
+
+    def policy_logits(self, obs: Any, teacher: bool = False) -> torch.Tensor:
+        """(B, A) logits of the student (or the teacher) on single states; a recurrent network starts
+        each from a zero state."""
+        net, n = (self.teacher if teacher else self.online), batch_size(obs)
+        state = net.initial_state(n, self.device)
+        return net(obs, state, None if state is None else torch.ones(1, n, device=self.device))[0]
+
+    def teacher_logits_on(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The teacher's logits on a minibatch's states (sequences replayed from the teacher's own
+        recurrent state at the rollout's start)."""
+        with torch.no_grad():
+            return self.teacher(batch["obs"], batch.get("teacher_state"), batch.get("starts"))[0]
+
+    def actor_parameters(self) -> list[nn.Parameter]:
+        """Everything but the value heads (and a separate critic trunk): what retention acts on."""
+        return [p for name, p in self.online.named_parameters()
+                if not name.startswith(("value.", "value_int.", "critic_trunk."))]
 
     # ------------------------------------------------------------------ reporting
 
@@ -431,6 +480,10 @@ class PPO:
             "lstm": {"state": clone(self.state), "next_start": clone(self.next_start)},
             "rnd": None if self.rnd is None else self.rnd.state_dict(),  # networks and normalisers
             "last_metrics": dict(self.last_metrics),
+            "teacher": None if self.teacher is None else {
+                "weights": self.teacher.state_dict(), "state": clone(self.teacher_state),
+                "initial": clone(self.teacher_initial)},
+            "retention": [term.state_dict() for term in self.retention],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -450,6 +503,11 @@ class PPO:
         if self.rnd is not None and state["rnd"] is not None:
             self.rnd.load_state_dict(state["rnd"])
         self.last_metrics = dict(state.get("last_metrics", {}))
+        if state.get("teacher") is not None:
+            self.set_teacher(state["teacher"]["weights"])
+            self.teacher_state, self.teacher_initial = clone(state["teacher"]["state"]), clone(state["teacher"]["initial"])
+        for term, term_state in zip(self.retention, state.get("retention", [])):
+            term.load_state_dict(term_state)
 
     def _restore_storage(self) -> None:
         """Put a loaded rollout and LSTM states into the storage, whether `begin` ran before the

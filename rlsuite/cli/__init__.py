@@ -1,4 +1,5 @@
-"""`rlsuite train | eval | export | sweep | runs | compare | states | list | bench` — the command line.
+"""`rlsuite train | finetune | eval | collect | dataset | export | sweep | runs | compare | states | list | bench`
+— the command line.
 
 One module per command group (train.py, evaluate.py, runs.py, states.py, tools.py); this one holds the
 parser and the boundary that turns errors into one line and an exit code.
@@ -18,7 +19,7 @@ from typing import Any, NoReturn
 
 from rlsuite.errors import TrainingDiverged, UserError
 
-from rlsuite.cli import collect, evaluate, runs, states, tools, train
+from rlsuite.cli import collect, evaluate, finetune, runs, states, tools, train
 from rlsuite.cli.common import EXAMPLES, Parser
 from rlsuite.cli.train import default_run_dir, train_overrides  # noqa: F401  (tests, scripts)
 
@@ -100,6 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     sub = parser.add_subparsers(metavar="command", parser_class=Parser)
     for add in (train.add, evaluate.add, tools.add_list, tools.add_export, runs.add_sweep, runs.add_runs,
-                runs.add_compare, tools.add_bench, states.add, collect.add):
+                runs.add_compare, tools.add_bench, states.add, collect.add, finetune.add):
         add(sub)
     return parser

@@ -1,0 +1,110 @@
+"""`rlsuite finetune`: start a fine-tuning run from a pre-trained checkpoint, with knowledge retention."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rlsuite.errors import UserError
+
+EPILOG = """\
+The run records its parent checkpoint and keeps the pre-trained policy (the teacher) in its own
+checkpoints, so it resumes exactly with `rlsuite train --resume RUN` and never needs the parent
+again. Without PRESET the parent's own agent settings are used; --env names the fine-tuning task
+(default: the parent's env id, with its family's env preset, so e.g. env.start goes back to 'close').
+Every finetune.* key (rlsuite train --help) can be set with --set, e.g. --set finetune.ks.floor=0.33.
+
+examples:
+  rlsuite train ppo-closefar --env closefar:chain --set env.start=far --run-dir runs/chain-pre
+  rlsuite finetune --from runs/chain-pre --env closefar:chain --retention bc --run-dir runs/chain-ft-bc
+  rlsuite finetune --from runs/chain-pre --retention ks --set finetune.ks.coef=0.75 --set finetune.ks.floor=0.33
+  rlsuite finetune --from runs/nethack-pre ppo-finetune-nethack --retention ks --freeze encoder --critic-warmup 100000
+  rlsuite finetune --from runs/dqn-chain-pre dqn-closefar --retention em --set finetune.em.fraction=0.1
+  rlsuite compare runs/chain-ft-*                                 # FAR metrics per method
+"""
+
+
+def add(sub: Any) -> None:
+    p = sub.add_parser("finetune", help="fine-tune a pre-trained agent, with knowledge retention (EWC, BC, KS, EM)",
+                       description="Fine-tune a pre-trained agent on a task, adding knowledge-retention terms to "
+                                   "the RL loss (Wołczyk et al., ICML 2024), and measure its FAR skill as it goes.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    p.add_argument("preset", nargs="?", help="agent preset for the fine-tuning run (default: the parent's agent settings)")
+    p.add_argument("--from", dest="parent", required=True, metavar="RUN_OR_CKPT",
+                   help="the pre-trained run directory (its latest checkpoint) or checkpoint / export file")
+    p.add_argument("--env", help="env preset or id of the fine-tuning task (default: the parent's env id)")
+    p.add_argument("--retention", default="none", metavar="METHODS",
+                   help="none, or a comma list of ewc, bc, ks (ppo) and em, bc, ks (dqn), e.g. bc,ks")
+    p.add_argument("--freeze", default="", metavar="PARTS", help="comma list of encoder, core, policy, value to keep frozen")
+    p.add_argument("--critic-warmup", type=int, metavar="STEPS", help="env steps in which only the value head trains")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable), e.g. --set finetune.bc.coef=1")
+    p.add_argument("--steps", type=int, help="env steps of fine-tuning (train.total_steps)")
+    p.add_argument("--seed", type=int, help="the run's seed (train.seed)")
+    p.add_argument("--num-envs", type=int, help="training envs (train.num_envs)")
+    p.add_argument("--run-dir", help="output directory (default runs/ft-<methods>-<env>-s<seed>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in logs)")
+    p.set_defaults(func=cmd_finetune)
+
+
+def finetune_overrides(args: argparse.Namespace, parent: Path) -> list[str]:
+    """The finetune.* keys the flags stand for, then the shortcut flags, then --set (which wins)."""
+    methods = [m.strip() for m in args.retention.split(",") if m.strip() and m.strip() != "none"]
+    out = [f"finetune.parent={parent}", f"finetune.retention={','.join(methods)}",
+           f"finetune.freeze={args.freeze}"]
+    if args.critic_warmup is not None:
+        out.append(f"finetune.critic_warmup={args.critic_warmup}")
+    for flag, key in (("steps", "train.total_steps"), ("seed", "train.seed"), ("num_envs", "train.num_envs")):
+        if getattr(args, flag) is not None:
+            out.append(f"{key}={getattr(args, flag)}")
+    if args.no_progress:
+        out.append("train.progress=false")
+    return out + list(args.overrides)
+
+
+def build_config(args: argparse.Namespace) -> tuple[Any, Path]:
+    """The fine-tuning run's config: PRESET (or the parent's saved agent, replay and train settings),
+    the task's env, the finetune keys; validated, nothing written."""
+    from rlsuite import config
+    from rlsuite.finetune import load_parent
+
+    path, data = load_parent(args.parent)
+    saved = data.get("config", {})
+    env = args.env or saved.get("env", {}).get("id")
+    if args.preset:
+        cfg = config.build_run_config(args.preset, env, [])
+    else:
+        cfg = config.empty_run_config(str(data.get("algo", "")))
+        config.apply_file(cfg, {k: saved[k] for k in ("agent", "replay", "train") if k in saved}, str(path))
+        config._apply_env(cfg, env, config.DEFAULT_ENV_PRESET)
+        cfg.presets = [f"finetune of {path}"]
+    for assignment in finetune_overrides(args, path):
+        config.apply_override(cfg, assignment)
+    config.validate(cfg)
+    if cfg.algo != data.get("algo"):
+        raise UserError(f"{path} holds a {data.get('algo')} agent, the preset {args.preset} is {cfg.algo}")
+    from rlsuite.finetune import check_config
+
+    check_config(cfg)
+    return cfg, path
+
+
+def default_run_dir(cfg: Any) -> Path:
+    methods = "-".join(cfg.finetune.retention) or "vanilla"
+    env_name = cfg.env.id.replace("/", "-").replace(":", "-")
+    return Path("runs") / f"ft-{methods}-{env_name}-s{cfg.train.seed}"
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from rlsuite import rundir
+    from rlsuite.cli.train import holds_run
+    from rlsuite.train import train
+
+    cfg, _ = build_config(args)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
+    with rundir.locked(run_dir):
+        if holds_run(run_dir, config_counts=True):
+            raise UserError(f"{run_dir} already holds a run; continue it with rlsuite train --resume {run_dir} "
+                            "or start another with --run-dir DIR")
+        train(cfg, run_dir)
+    return 0
