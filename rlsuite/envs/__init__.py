@@ -1,13 +1,13 @@
-"""Vectorized environments: `make(cfg, num_envs, seed)` -> `VecEnv` for Atari, NetHack, MinAtar and
-classic control, on envpool or gymnasium, with one autoreset meaning (same-step; see
-`rlsuite.envs.vector`) and the same episode statistics on every backend.
+"""Vectorized environments: `make(cfg, num_envs, seed)` -> `VecEnv` for Atari, NetHack, MinAtar,
+classic control and the close-far tasks, on envpool or gymnasium, with one autoreset meaning
+(same-step; see `rlsuite.envs.vector`) and the same episode statistics on every backend.
 """
 from __future__ import annotations
 
 from functools import partial
 from typing import Sequence
 
-from rlsuite.envs.config import ATARI, BACKENDS, CLASSIC, MINATAR, NETHACK, EnvConfig, known_env_ids, resolve_env_id
+from rlsuite.envs.config import ATARI, BACKENDS, CLASSIC, CLOSEFAR, MINATAR, NETHACK, EnvConfig, known_env_ids, resolve_env_id
 from rlsuite.envs.vector import VecEnv
 from rlsuite.errors import UserError
 from rlsuite.seeding import vector_seeds
@@ -75,6 +75,11 @@ def _make_gym(cfg: EnvConfig, family: str, game: str, num_envs: int, seeds: list
         from rlsuite.envs.minatar import MinAtarGame
 
         factory = partial(MinAtarGame, cfg, game)
+    elif family == CLOSEFAR:
+        from rlsuite.envs.closefar import CHAIN_METRIC_KEYS, TWO_ROOM_METRIC_KEYS, ChainGame, TwoRoomGame
+
+        factory = partial(ChainGame, cfg) if game == "chain" else partial(TwoRoomGame, cfg)
+        kw.update(metric_keys=CHAIN_METRIC_KEYS if game == "chain" else TWO_ROOM_METRIC_KEYS)
     else:
         assert family == CLASSIC
         from rlsuite.envs.classic import ClassicGame

@@ -24,7 +24,7 @@ class EnvConfig:
     """How to build a vectorized environment (see `rlsuite.envs.make`)."""
 
     id: str = checked("CartPole-v1", lambda value: env_id_problem(value), "a known env id")  # lambda: defined below
-    """Environment id. Atari games by name ('pong', 'ALE/Pong-v5', 'PongNoFrameskip-v4'; 'montezuma' = MontezumaRevenge), NetHack tasks ('NetHackScore-v0', 'nethack'), MinAtar ('minatar:breakout', 'MinAtar/Breakout-v1'), classic control ('CartPole-v1', 'Acrobot-v1', ...)."""
+    """Environment id. Atari games by name ('pong', 'ALE/Pong-v5', 'PongNoFrameskip-v4'; 'montezuma' = MontezumaRevenge), NetHack tasks ('NetHackScore-v0', 'nethack'), MinAtar ('minatar:breakout', 'MinAtar/Breakout-v1'), classic control ('CartPole-v1', 'Acrobot-v1', ...), close-far tasks ('closefar:chain', 'closefar:tworoom')."""
     backend: str = choice("auto", *BACKENDS)
     """'envpool', 'gymnasium' (in-process sync vector) or 'gymnasium-async' (one subprocess per env); 'auto' = envpool for Atari, gymnasium otherwise."""
     frame_skip: int = ranged(4, ge=1)
@@ -53,13 +53,17 @@ class EnvConfig:
     """Atari only, ale-py backend: a folder made by 'rlsuite states collect' (e.g. states/far); every new game then starts from a random saved emulator state, drawn from the env's own seeded RNG, after the normal reset, and episode statistics count from there (a life-loss 'reset' continues the game instead). envpool cannot restore states: with this set, backend 'auto' uses ale-py and 'envpool' is refused. '' = off."""
     hide_velocities: bool = False
     """Classic control only: drop the velocity entries from the observation (CartPole: cart velocity and pole angular velocity; Acrobot, MountainCar, Pendulum likewise), the standard partially observed test of recurrent agents: a feed-forward policy cannot infer them from one observation."""
+    start: str = choice("close", "close", "far")
+    """Close-far tasks only: where every episode starts: 'close' (the task's normal start) or 'far' (the FAR part directly, the save-game analogue used to pre-train and to measure FAR skill)."""
 
 
 ATARI, NETHACK, MINATAR, CLASSIC = "atari", "nethack", "minatar", "classic"
+CLOSEFAR = "closefar"  # the knowledge-retention study's close-far tasks (rlsuite.envs.closefar)
 
 # Short names people type for long game names.
 _ATARI_ALIASES = {"montezuma": "montezuma_revenge", "mr": "montezuma_revenge"}
 _MINATAR_GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
+_CLOSEFAR_GAMES = ("chain", "tworoom")
 _CLASSIC_IDS = ("CartPole-v0", "CartPole-v1", "Acrobot-v1", "MountainCar-v0")
 _NETHACK_IDS = (
     "NetHackScore-v0", "NetHackStaircase-v0", "NetHackStaircasePet-v0", "NetHackOracle-v0",
@@ -100,11 +104,19 @@ def _minatar_game(name: str) -> str | None:
     return squashed.get(_squash(game))
 
 
+def _closefar_game(name: str) -> str | None:
+    low = name.lower()
+    for prefix in ("closefar:", "closefar/"):
+        if low.startswith(prefix) and low[len(prefix):] in _CLOSEFAR_GAMES:
+            return low[len(prefix):]
+    return None
+
+
 def resolve_env_id(env_id: str) -> tuple[str, str]:
     """Return (family, canonical game) for an env id, or raise UserError with close matches.
 
     Canonical games: Atari 'Pong', 'MontezumaRevenge'; NetHack 'NetHackScore-v0'; MinAtar
-    'breakout' (the minatar package's name); classic 'CartPole-v1'.
+    'breakout' (the minatar package's name); classic 'CartPole-v1'; close-far 'chain', 'tworoom'.
     """
     name = env_id.strip()
     if name.lower() == "nethack":
@@ -118,7 +130,10 @@ def resolve_env_id(env_id: str) -> tuple[str, str]:
     game = _minatar_game(name)
     if game is not None:
         return MINATAR, game
-    if not name.lower().startswith("minatar"):
+    game = _closefar_game(name)
+    if game is not None:
+        return CLOSEFAR, game
+    if not name.lower().startswith(("minatar", "closefar")):
         game = _atari_game(name)
         if game is not None:
             return ATARI, game
@@ -150,4 +165,5 @@ def known_env_ids() -> list[str]:
     return (
         sorted(get_all_rom_ids()) + ["montezuma", "nethack"] + list(_NETHACK_IDS)
         + [f"minatar:{g}" for g in _MINATAR_GAMES] + list(_CLASSIC_IDS)
+        + [f"closefar:{g}" for g in _CLOSEFAR_GAMES]
     )
