@@ -22,10 +22,10 @@ from __future__ import annotations
 import resource
 from typing import Any
 
-from rlsuite.envs.config import ATARI, CLASSIC, MINATAR, NETHACK, resolve_env_id
+from rlsuite.envs.config import ATARI, CLASSIC, CLOSEFAR, MINATAR, NETHACK, resolve_env_id
 from rlsuite.errors import UserError
 
-PER_ENV_BYTES = {CLASSIC: 50_000, MINATAR: 50_000, ATARI: 1_500_000, NETHACK: 4_000_000, "closefar": 200_000}
+PER_ENV_BYTES = {CLASSIC: 50_000, MINATAR: 50_000, ATARI: 1_500_000, NETHACK: 4_000_000, CLOSEFAR: 200_000}
 ASYNC_WORKER_BYTES = 60_000_000
 FDS_PER_WORKER = 4  # two pipe ends each way, kept open by the parent
 

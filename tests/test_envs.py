@@ -84,7 +84,7 @@ def test_every_config_field_has_a_docstring() -> None:
 def test_presets_state_every_field_and_build() -> None:
     fields = {f.name for f in dataclasses.fields(EnvConfig)}
     names = sorted(p.stem for p in PRESETS.glob("*.toml"))
-    assert names == ["atari-cleanrl", "atari-dopamine", "cartpole", "minatar", "montezuma", "nethack"]
+    assert names == ["atari-cleanrl", "atari-dopamine", "cartpole", "closefar", "minatar", "montezuma", "nethack"]
     for path in PRESETS.glob("*.toml"):
         table = tomllib.loads(path.read_text())
         assert list(table) == ["env"] and set(table["env"]) == fields, path.name
