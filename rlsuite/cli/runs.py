@@ -82,7 +82,10 @@ def add_compare(sub: Any) -> None:
                                    "mean, median with 95% stratified-bootstrap CIs. Writes compare.md and curves.png. "
                                    "Task-sequence runs (train.tasks) get continual metrics instead: average "
                                    "performance, forgetting, forward transfer, revisit/fresh; writes compare.md and "
-                                   "continual.png.", 100),
+                                   "continual.png. Fine-tuning runs (rlsuite finetune, with far.jsonl) are grouped by "
+                                   "retention method (plus 'scratch' for ordinary runs) and get final return, FAR(0), "
+                                   "min / final FAR, FAR AUC, forgetting and far_kl; writes compare.md and "
+                                   "finetune.png.", 100),
                        epilog="examples:\n  rlsuite compare runs/seq-nap runs/seq-plain --reference runs/fresh\n"
                               "  rlsuite compare runs/gmp-atari --score train      # as the GMP paper's curves",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
