@@ -122,6 +122,7 @@ class FineTuning:
 
             agent.memory = EpisodicMemory(self.f.em, cfg.agent, seeding.generator(cfg.train.seed, "retention", 1))
         agent.set_teacher()  # the teacher's weights: the parent's (below) or the checkpoint's (on resume)
+        self.parent_step: int | None = None
         if fresh:  # before anything is written: a parent that does not fit is refused here
             path, data = load_parent(self.f.parent)
             if data.get("algo") != cfg.algo:
@@ -245,7 +246,8 @@ class FineTuning:
         if sample is not None:  # an actor-critic's experience is its sampled actions, not only its argmax
             self.agent.cfg.eval_sample = True
         try:
-            say(f"collecting the teacher's data: {self.f.data_steps:,} steps from FAR starts ({', '.join(self.f.far)})")
+            where = f"FAR starts ({', '.join(self.f.far)})" if self.f.far else "the task's own starts (finetune.far is empty)"
+            say(f"collecting the teacher's data: {self.f.data_steps:,} steps from {where}")
             return collect(self.agent, env, s.run_dir / "teacher_data", steps=self.f.data_steps,
                            epsilon=self.f.data_epsilon, rng=seeding.generator(t.seed, "retention", 3),
                            manifest={"source": "rlsuite finetune (teacher)", "checkpoint": str(self.f.parent),

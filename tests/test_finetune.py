@@ -126,3 +126,33 @@ def test_a_missing_parent_is_one_line(tmp_path, capsys) -> None:
     code = cli("finetune", "--from", str(tmp_path / "nothing"), "--run-dir", str(tmp_path / "ft"))
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and not (tmp_path / "ft").exists()
+
+
+def test_recurrent_kickstarting_replays_the_teachers_own_state() -> None:
+    """With an LSTM, KS compares student and teacher on the rollout's sequences, the teacher from its
+    own state carried across rollouts. With a learning rate too small to move a float32 weight the
+    student stays the teacher, so KL(pi* || pi) must be exactly 0 at every update, many episode
+    starts and rollouts later; a teacher replayed from a zero state instead would disagree."""
+    from tests.test_ppo import Driver, small_cfg
+    from rlsuite.retention.config import KSConfig
+    from rlsuite.retention.terms import Kickstarting
+
+    drive = Driver(small_cfg(core="lstm", lstm_hidden=16, lr=3e-3, num_minibatches=1, update_epochs=1))
+    for _ in range(16 * 40):  # a teacher whose actions depend on its recurrent state
+        drive.advance()
+    drive.agent.cfg.lr = 1e-30
+    drive.agent.set_teacher()
+    drive.agent.retention = [Kickstarting(KSConfig(coef=1.0))]
+    losses, zero_state = [], []
+    for _ in range(16 * 6):
+        _, metrics = drive.advance()
+        if metrics is not None:
+            losses.append(float(metrics["retention/ks_loss"]))
+            r = drive.agent.rollout  # the teacher from a zero state on the rollout just used
+            with torch.no_grad():
+                student = drive.agent.online(r.obs.flatten(0, 1), r.initial_state, r.starts)[0]
+                blank = drive.agent.teacher(r.obs.flatten(0, 1), torch.zeros_like(r.initial_state), r.starts)[0]
+            from rlsuite.retention.losses import kl_teacher_student
+            zero_state.append(float(kl_teacher_student(blank, student)))
+    assert len(losses) == 6 and all(v == 0.0 for v in losses), losses
+    assert max(zero_state[1:]) > 1e-6  # the check is sensitive: a zero teacher state gives a nonzero KL

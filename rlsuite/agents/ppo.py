@@ -399,8 +399,7 @@ class PPO:
         self.teacher = copy.deepcopy(self.online).requires_grad_(False)
         if weights is not None:
             self.teacher.load_state_dict(weights)
-        if self.num_envs is not None:
-            self.teacher_state = self.teacher.initial_state(self.num_envs, self.device)
+        self.teacher_state = clone(self.state)  # it starts where the student is (zero at a run's start)
 
     def policy_logits(self, obs: Any, teacher: bool = False) -> torch.Tensor:
         """(B, A) logits of the student (or the teacher) on single states; a recurrent network starts
