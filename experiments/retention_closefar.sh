@@ -5,24 +5,14 @@
 #   PPO: scratch (no teacher), vanilla FT, FT+EWC (lambda 1e2, 1e3, 1e4: the spec's sweep), FT+BC, FT+KS;
 #   DQN: a DQN teacher (100k steps from FAR starts), vanilla FT vs FT+EM (10% of every batch protected).
 # FAR skill (success from FAR starts) every 5k steps. Re-running skips finished runs and resumes
-# interrupted ones (`rlsuite train --resume`); the comparison is then printed and plotted.
+# interrupted ones (experiments/common.sh); the comparison is then printed and plotted.
 #   bash experiments/retention_closefar.sh        # OUT=runs/retention-chain STEPS=200000 SEEDS="1 2 3 4 5"
 set -euo pipefail
-PATH="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin:$PATH"
+source "$(dirname "$0")/common.sh"
 OUT=${OUT:-runs/retention-chain}
 STEPS=${STEPS:-200000}
 SEEDS=${SEEDS:-1 2 3 4 5}
 FAR=(--set finetune.far_eval_every=5000 --set finetune.far_eval_episodes=20 --set train.eval_every=10000)
-
-once() {  # once DIR COMMAND...: start the run, or resume it (a finished run is a no-op)
-  local dir=$1; shift
-  if [ -d "$dir/checkpoints" ] && [ -n "$(ls -A "$dir/checkpoints")" ]; then
-    rlsuite train --resume "$dir" --no-progress > /dev/null
-  else
-    rm -rf "$dir"; "$@" --run-dir "$dir" --no-progress > /dev/null
-  fi
-  echo "done: $dir"
-}
 
 once "$OUT/teacher-ppo" rlsuite train ppo-closefar --env closefar:chain --set env.start=far --steps 300000 --seed 100
 once "$OUT/teacher-dqn" rlsuite train dqn-closefar --env closefar:chain --set env.start=far --steps 100000 --seed 100
