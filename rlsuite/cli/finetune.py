@@ -33,9 +33,11 @@ def add(sub: Any) -> None:
     p.add_argument("--from", dest="parent", required=True, metavar="RUN_OR_CKPT",
                    help="the pre-trained run directory (its latest checkpoint) or checkpoint / export file")
     p.add_argument("--env", help="env preset or id of the fine-tuning task (default: the parent's env id)")
-    p.add_argument("--retention", default="none", metavar="METHODS",
-                   help="none, or a comma list of ewc, bc, ks (ppo) and em, bc, ks (dqn), e.g. bc,ks")
-    p.add_argument("--freeze", default="", metavar="PARTS", help="comma list of encoder, core, policy, value to keep frozen")
+    p.add_argument("--retention", metavar="METHODS",
+                   help="none, or a comma list of ewc, bc, ks (ppo) and em, bc, ks (dqn), e.g. bc,ks "
+                        "(default: the preset's finetune.retention; none without a preset)")
+    p.add_argument("--freeze", metavar="PARTS",
+                   help="comma list of encoder, core, policy, value to keep frozen (default: the preset's; none)")
     p.add_argument("--critic-warmup", type=int, metavar="STEPS", help="env steps in which only the value head trains")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (repeatable), e.g. --set finetune.bc.coef=1")
@@ -49,9 +51,12 @@ def add(sub: Any) -> None:
 
 def finetune_overrides(args: argparse.Namespace, parent: Path) -> list[str]:
     """The finetune.* keys the flags stand for, then the shortcut flags, then --set (which wins)."""
-    methods = [m.strip() for m in args.retention.split(",") if m.strip() and m.strip() != "none"]
-    out = [f"finetune.parent={parent}", f"finetune.retention={','.join(methods)}",
-           f"finetune.freeze={args.freeze}"]
+    out = [f"finetune.parent={parent}"]
+    if args.retention is not None:
+        methods = [m.strip() for m in args.retention.split(",") if m.strip() and m.strip() != "none"]
+        out.append(f"finetune.retention={','.join(methods)}")
+    if args.freeze is not None:
+        out.append(f"finetune.freeze={args.freeze}")
     if args.critic_warmup is not None:
         out.append(f"finetune.critic_warmup={args.critic_warmup}")
     for flag, key in (("steps", "train.total_steps"), ("seed", "train.seed"), ("num_envs", "train.num_envs")):
