@@ -53,15 +53,24 @@ def check_config(cfg: Any) -> None:
     from rlsuite.envs import resolve_env_id
 
     family, _ = resolve_env_id(cfg.env.id)
-    if family != "closefar" and any(o.replace(" ", "").startswith("env.start=") for o in f.far):
+    if family != "closefar" and any(o.replace(" ", "").startswith("env.start=") for o in far_overrides(cfg)):
         raise UserError(f"finetune.far: env.start applies to close-far tasks only; say what FAR starts are for "
                         f"{cfg.env.id}, e.g. --set finetune.far=env.start_states=states/NAME (or finetune.far= for none)")
+
+
+def far_overrides(cfg: Any) -> tuple[str, ...]:
+    """`finetune.far` with 'auto' resolved: env.start=far on close-far tasks, none elsewhere."""
+    from rlsuite.envs import resolve_env_id
+
+    if tuple(cfg.finetune.far) != ("auto",):
+        return tuple(cfg.finetune.far)
+    return ("env.start=far",) if resolve_env_id(cfg.env.id)[0] == "closefar" else ()
 
 
 def far_env_config(cfg: Any) -> Any:
     """The env config of FAR starts: the run's env with the `finetune.far` overrides applied."""
     far = copy.deepcopy(cfg)
-    for assignment in cfg.finetune.far:
+    for assignment in far_overrides(cfg):
         config.apply_override(far, assignment)
     config.validate(far.env, "env.")
     return far.env
@@ -110,6 +119,7 @@ class FineTuning:
 
     def __init__(self, cfg: Any, agent: Any, fresh: bool) -> None:
         check_config(cfg)
+        cfg.finetune.far = far_overrides(cfg)  # 'auto' resolved before config.toml is written
         self.cfg, self.agent, self.f = cfg, agent, cfg.finetune
         rng = seeding.generator(cfg.train.seed, "retention", 0)
         makers = {"ks": lambda: Kickstarting(self.f.ks), "bc": lambda: BehaviourCloning(self.f.bc, rng),
@@ -196,7 +206,7 @@ class FineTuning:
         result = evaluate(s.agent, self.far_env, self.f.far_eval_episodes, getattr(s.cfg.agent, "eval_epsilon", 0.0),
                           seed=seeds, rng=rng)
         summary = {**result.summary(), **result.per_episode(), "far_kl": self.far_kl()}
-        append_jsonl(s.run_dir / "far.jsonl", {**log_record(s.step, summary), "far": list(self.f.far)})
+        append_jsonl(s.run_dir / "far.jsonl", {**log_record(s.step, summary), "far": list(far_overrides(s.cfg))})
         scalars = {"far/return": summary["mean"], "far/kl": summary["far_kl"]}
         if "success_mean" in summary:
             scalars["far/success"] = summary["success_mean"]
@@ -246,7 +256,8 @@ class FineTuning:
         if sample is not None:  # an actor-critic's experience is its sampled actions, not only its argmax
             self.agent.cfg.eval_sample = True
         try:
-            where = f"FAR starts ({', '.join(self.f.far)})" if self.f.far else "the task's own starts (finetune.far is empty)"
+            far = far_overrides(s.cfg)
+            where = f"FAR starts ({', '.join(far)})" if far else "the task's own starts (no FAR starts: finetune.far)"
             say(f"collecting the teacher's data: {self.f.data_steps:,} steps from {where}")
             return collect(self.agent, env, s.run_dir / "teacher_data", steps=self.f.data_steps,
                            epsilon=self.f.data_epsilon, rng=seeding.generator(t.seed, "retention", 3),

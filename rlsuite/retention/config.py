@@ -50,7 +50,7 @@ class BCConfig:
 
     coef: float = ranged(2.0, ge=0)
     """Coefficient (the paper's NetHack runs: 2.0, no decay)."""
-    batch_size: int = ranged(256, ge=1)
+    minibatch: int = ranged(256, ge=1)
     """Buffer states per gradient step."""
     buffer_states: int = ranged(5_000, ge=1)
     """States kept in the buffer (the spec's chain task: about 5k FAR states)."""
@@ -94,8 +94,8 @@ class FinetuneConfig:
     """For this many env steps at the start only the value head trains, so the critic fits the pre-trained policy before the actor moves (the paper pre-trains NetHack's critic this way)."""
     temperature: float = ranged(1.0, gt=0)
     """DQN's distillation temperature tau: BC and KS compare softmax(Q*/tau) with softmax(Q/tau) (Rusu et al. 2016)."""
-    far: tuple[str, ...] = unchecked(("env.start=far",), "env overrides, e.g. env.start=far or env.start_states=states/room1")
-    """The env overrides that make the task's env start in FAR states (close-far tasks: env.start=far; Montezuma: env.start_states=DIR). The teacher's data is collected there, and FAR skill is measured there."""
+    far: tuple[str, ...] = unchecked(("auto",), "'auto', or env overrides such as env.start=far or env.start_states=states/room7")
+    """The env overrides that make the task's env start in FAR states (close-far tasks: env.start=far; Atari: env.start_states=DIR). The teacher's data is collected there, and FAR skill is measured there. 'auto': env.start=far on close-far tasks, none elsewhere (FAR evaluation is then from the normal start); empty: none."""
     far_eval_every: int = ranged(0, ge=0)
     """Evaluate from FAR starts every this many env steps (0 = at the start and the end only), logging far/return, far/success and far/kl."""
     far_eval_episodes: int = ranged(20, ge=1)

@@ -62,7 +62,7 @@ class Kickstarting:
 
 
 class BehaviourCloning:
-    """BC: KL(pi* || pi) on `bc.batch_size` states drawn (on the run's `retention` stream) from a
+    """BC: KL(pi* || pi) on `bc.minibatch` states drawn (on the run's `retention` stream) from a
     fixed buffer of states the pre-trained policy visited on its own task."""
 
     name = "bc"
@@ -83,7 +83,7 @@ class BehaviourCloning:
         return self.cfg.coef
 
     def loss(self, agent: Any, batch: dict[str, Any]) -> torch.Tensor:
-        rows = torch.from_numpy(self.rng.integers(len(self), size=self.cfg.batch_size))
+        rows = torch.from_numpy(self.rng.integers(len(self), size=self.cfg.minibatch))
         obs = _take(self.states, rows)
         with torch.no_grad():
             teacher = agent.policy_logits(obs, teacher=True)
