@@ -254,10 +254,16 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
     return value
 
 
+# Keys renamed after runs were written with the old name: {old full key: new leaf name}, so the
+# config.toml and checkpoints of those runs still load (resume, eval, compare).
+RENAMED_KEYS = {"finetune.bc.batch_size": "minibatch"}
+
+
 def apply_table(obj: Any, table: dict[str, Any], prefix: str, source: str) -> None:
     """Set dataclass fields from a (possibly nested) TOML table; unknown keys are errors."""
     types = _field_types(type(obj))
     for name, value in table.items():
+        name = RENAMED_KEYS.get(f"{prefix}{name}", name)
         key = f"{prefix}{name}"
         if name not in types:
             raise UserError(f"unknown config key '{key}' in {source}{_suggest(name, list(types))}")

@@ -156,3 +156,11 @@ def test_recurrent_kickstarting_replays_the_teachers_own_state() -> None:
             zero_state.append(float(kl_teacher_student(blank, student)))
     assert len(losses) == 6 and all(v == 0.0 for v in losses), losses
     assert max(zero_state[1:]) > 1e-6  # the check is sensitive: a zero teacher state gives a nonzero KL
+
+
+def test_runs_written_with_a_renamed_key_still_load() -> None:
+    from rlsuite import config
+
+    cfg = config.empty_run_config("ppo")
+    config.apply_file(cfg, {"finetune": {"bc": {"batch_size": 64}}}, "an old config.toml")
+    assert cfg.finetune.bc.minibatch == 64
