@@ -139,7 +139,10 @@ class FineTuning:
                 raise UserError(f"{path} holds a {data.get('algo')} agent; fine-tune it with a {data.get('algo')} preset")
             try:
                 weights = parent_weights(data)
-                agent.load_exported(weights)
+                if "online" in data["agent"]:  # a training checkpoint: weights and, e.g., RND's normalisers
+                    agent.adopt(data["agent"])
+                else:  # an `rlsuite export` file: the acting network's weights alone
+                    agent.load_exported(weights)
                 agent.set_teacher(weights)
             except RuntimeError as exc:
                 first = str(exc).strip().splitlines()[0][:160]

@@ -446,6 +446,10 @@ class DQN:
 
     # ------------------------------------------------------------------ fine-tuning (rlsuite.finetune)
 
+    def adopt(self, state: dict[str, Any]) -> None:
+        """Start from a pre-trained agent's `state_dict`: its online network, as online and target."""
+        self.load_exported(state["online"])
+
     def set_teacher(self, weights: dict[str, torch.Tensor] | None = None) -> None:
         """Keep a frozen copy of the Q-network as the teacher (weights = `weights`, or the current ones)."""
         self.teacher = copy.deepcopy(self.online).requires_grad_(False)

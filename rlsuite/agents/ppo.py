@@ -393,6 +393,15 @@ class PPO:
 
     # ------------------------------------------------------------------ fine-tuning (rlsuite.finetune)
 
+    def adopt(self, state: dict[str, Any]) -> None:
+        """Start from a pre-trained agent's `state_dict`: its actor-critic and, with RND, its target,
+        predictor and normalisers, so the observation normaliser is not initialised again (the
+        running intrinsic returns restart: these are new envs)."""
+        self.online.load_state_dict(state["online"])
+        if self.rnd is not None and state.get("rnd") is not None:
+            self.rnd.load_state_dict(state["rnd"])
+            self.rnd.int_return, self.init_steps_left = None, 0
+
     def set_teacher(self, weights: dict[str, torch.Tensor] | None = None) -> None:
         """Keep a frozen copy of the actor-critic as the teacher pi* (its weights = `weights`, or the
         current ones); it never trains and travels in `state_dict`."""

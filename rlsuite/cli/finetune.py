@@ -10,8 +10,9 @@ from rlsuite.errors import UserError
 EPILOG = """\
 The run records its parent checkpoint and keeps the pre-trained policy (the teacher) in its own
 checkpoints, so it resumes exactly with `rlsuite train --resume RUN` and never needs the parent
-again. Without PRESET the parent's own agent settings are used; --env names the fine-tuning task
-(default: the parent's env id, with its family's env preset, so e.g. env.start goes back to 'close').
+again. Without PRESET the parent's own agent settings are used. --env names the fine-tuning task (with
+its family's env preset); without it the task is the parent's env, settings and all, from its
+normal start (env.start=close).
 Every finetune.* key (rlsuite train --help) can be set with --set, e.g. --set finetune.ks.floor=0.33.
 
 examples:
@@ -81,7 +82,11 @@ def build_config(args: argparse.Namespace) -> tuple[Any, Path]:
     else:
         cfg = config.empty_run_config(str(data.get("algo", "")))
         config.apply_file(cfg, {k: saved[k] for k in ("agent", "replay", "train") if k in saved}, str(path))
-        config._apply_env(cfg, env, config.DEFAULT_ENV_PRESET)
+        if args.env:  # the named task with its family's env preset
+            config._apply_env(cfg, env, config.DEFAULT_ENV_PRESET)
+        else:  # the parent's own env settings, from the task's normal start
+            config.apply_file(cfg, {"env": saved.get("env", {})}, str(path))
+            cfg.env.start = "close"
         cfg.presets = [f"finetune of {path}"]
     for assignment in finetune_overrides(args, path):
         config.apply_override(cfg, assignment)
