@@ -96,10 +96,11 @@ def load_run(path: Path) -> Run:
     evals = [e for e in evals if e.get("source") != "rlsuite eval"]  # training evaluations only
     if not evals:
         raise UserError(f"{path} has no evaluation yet (eval.jsonl is empty)")
-    config = _flatten(read_toml(path / "config.toml"))
+    config = {**_defaults(str(read_toml(path / "config.toml").get("algo"))), **_flatten(read_toml(path / "config.toml"))}
+    if not config.get("finetune.parent"):  # the [finetune] section is inert outside fine-tuning runs
+        config = {k: v for k, v in config.items() if not k.startswith("finetune.")}
     curve = [(int(e["step"]), float(e["mean"])) for e in evals]
-    return Run(path, {**_defaults(str(config.get("algo"))), **config}, canonical_task(config.get("env.id")),
-               evals, curve)
+    return Run(path, config, canonical_task(config.get("env.id")), evals, curve)
 
 
 @functools.lru_cache(maxsize=None)
