@@ -2,7 +2,7 @@
 # Issue 14's retention comparison on closefar:chain (DTMEM_RETENTION.md §2.7; Wołczyk et al., ICML 2024):
 # one PPO teacher pre-trained from FAR starts (the lock) for 300k steps, then fine-tuned from CLOSE
 # starts (the corridor) for STEPS env steps with each method, SEEDS seeds each:
-#   PPO: scratch (no teacher), vanilla FT, FT+EWC (lambda 1e2, 1e3, 1e4: the spec's sweep), FT+BC, FT+KS;
+#   PPO: scratch (no teacher), vanilla FT, FT+EWC (lambda 1e2, 1e3, 1e4: the spec's sweep, and 1e6, 1e8), FT+BC, FT+KS;
 #   DQN: a DQN teacher (100k steps from FAR starts), vanilla FT vs FT+EM (10% of every batch protected).
 # FAR skill (success from FAR starts) every 5k steps. Re-running skips finished runs and resumes
 # interrupted ones (experiments/common.sh); the comparison is then printed and plotted.
@@ -23,7 +23,7 @@ for seed in $SEEDS; do
     once "$OUT/ppo/$arm-s$seed" rlsuite finetune --from "$OUT/teacher-ppo" --env closefar:chain --retention "$arm" \
          --steps "$STEPS" --seed "$seed" "${FAR[@]}"
   done
-  for coef in 100 1000 10000; do
+  for coef in 100 1000 10000 1000000 100000000; do  # the spec's 1e2-1e4, and 1e6, 1e8: a confident teacher's Fisher is tiny
     once "$OUT/ppo/ewc$coef-s$seed" rlsuite finetune --from "$OUT/teacher-ppo" --env closefar:chain --retention ewc \
          --set finetune.ewc.coef=$coef --steps "$STEPS" --seed "$seed" "${FAR[@]}"
   done
