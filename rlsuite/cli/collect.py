@@ -79,7 +79,7 @@ def _check(args: argparse.Namespace) -> None:
 def cmd_collect(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from rlsuite.data.dataset import DEFAULT_CHUNK_SIZE, collect
+    from rlsuite.data import DEFAULT_CHUNK_SIZE, collect
     from rlsuite.policy import load_policy
     from rlsuite.seeding import stream
 
@@ -115,7 +115,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from rlsuite.data.dataset import Dataset
+    from rlsuite.data import Dataset
     from rlsuite.evaluate import format_table
 
     ds = Dataset(args.path)
