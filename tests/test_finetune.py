@@ -81,6 +81,11 @@ def test_fine_tuning_resumes_exactly(parents, tmp_path, algo, methods) -> None:
     assert finetune(parents[algo], straight, *extra, steps=4096) == 0
     assert finetune(parents[algo], halves, *extra, steps=2048) == 0
     assert cli("train", "--resume", str(halves), "--steps", "4096") == 0
+    if algo == "dqn":  # every method logs its loss and coefficient, EM too
+        events = EventAccumulator(str(straight), size_guidance={"scalars": 0})
+        events.Reload()
+        assert {"retention/em_loss", "retention/em_coef", "retention/bc_loss", "retention/ks_coef"} \
+            <= set(events.Tags()["scalars"])
     a, b = latest(straight)["agent"], latest(halves)["agent"]
     for key in ("online", "teacher"):
         wa = a[key]["weights"] if algo == "ppo" and key == "teacher" else a[key]

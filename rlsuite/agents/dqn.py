@@ -405,6 +405,12 @@ class DQN:
         if self.retention:  # BC / KS as policy distillation of the teacher's Q-values (rlsuite.retention)
             extra, extra_metrics = retention_loss(self.retention, self, {"obs": obs, "logits": q_all / self.temperature})
             loss = loss + extra
+        if self.memory is not None:  # EM: how the protected rows of the batch fit (rows with index -1)
+            protected = batch.indices < 0
+            extra_metrics["retention/em_coef"] = self.memory.cfg.fraction
+            if bool(protected.any()):
+                extra_metrics["retention/em_loss"] = td_loss(q_taken[protected].detach(), target[protected], None,
+                                                             self.cfg.loss)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"TD loss became {loss.item()} at update {self.num_updates}")
         self.optimizer.zero_grad(set_to_none=True)
