@@ -350,8 +350,14 @@ def learning_curves(groups: dict[str, list[Run]], out: Path, reps: int = 1000,
     ax.set_ylabel(f"{ylabel} (mean over runs, 95% CI)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return save_png(fig, out / "curves.png")
+
+
+def save_png(fig: Any, path: Path) -> Path:
+    """Lay out, write (120 dpi) and close a matplotlib figure; returns `path`."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    path = out / "curves.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from rlsuite.compare import IGNORED, Run, group_runs, label_env_steps
+from rlsuite.compare import IGNORED, Run, group_runs, label_env_steps, save_png
 
 # keys that say how FAR was measured or where the teacher came from, not what is learned
 SAME_METHOD = IGNORED | {"finetune.parent", "finetune.data", "finetune.far_eval_every", "train.eval_every",
@@ -174,11 +174,7 @@ def plot(groups: dict[str, list[Run]], metric: str, out: Path, reps: int = 1000)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "finetune.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_png(fig, out / "finetune.png")
 
 
 def finetune_report(runs: list[Run], out: Path, group_by: list[str] | None = None,

@@ -24,3 +24,16 @@ TINY = ["agent.learning_starts=200", "agent.batch_size=16", "agent.target_update
 @pytest.fixture
 def tiny_overrides() -> list[str]:
     return list(TINY)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A short real CartPole DQN run (config, one checkpoint, eval.jsonl, TensorBoard events)."""
+    from rlsuite.cli import main
+
+    run_dir = tmp_path_factory.mktemp("runs") / "cartpole"
+    code = main(["train", "dqn-classic", "--env", "CartPole-v1", "--steps", "600", "--set", "agent.learning_starts=200",
+                 "--set", "train.eval_episodes=1", "--set", "train.torch_threads=1", "--no-progress",
+                 "--run-dir", str(run_dir)])
+    assert code == 0
+    return run_dir

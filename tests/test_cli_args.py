@@ -20,17 +20,6 @@ from rlsuite.cli import main
 RLSUITE = [sys.executable, "-m", "rlsuite.cli"]
 
 
-@pytest.fixture(scope="module")
-def small_run(tmp_path_factory) -> Path:
-    """A short real CartPole run (config, checkpoint, eval.jsonl, TensorBoard events)."""
-    run_dir = tmp_path_factory.mktemp("runs") / "cartpole"
-    code = main(["train", "dqn-classic", "--env", "CartPole-v1", "--steps", "600", "--set", "agent.learning_starts=200",
-                 "--set", "train.eval_episodes=1", "--set", "train.torch_threads=1", "--no-progress",
-                 "--run-dir", str(run_dir)])
-    assert code == 0
-    return run_dir
-
-
 def one_line_error(capsys, argv: list[str], message: str, code: int = 2) -> str:
     capsys.readouterr()
     got = main(argv)

@@ -21,14 +21,9 @@ from rlsuite.errors import UserError
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    """A short real CartPole DQN run with one checkpoint."""
-    run_dir = tmp_path_factory.mktemp("runs") / "cartpole"
-    code = main(["train", "dqn-classic", "--env", "CartPole-v1", "--steps", "600", "--set", "agent.learning_starts=200",
-                 "--set", "train.eval_episodes=1", "--set", "train.torch_threads=1", "--no-progress",
-                 "--run-dir", str(run_dir)])
-    assert code == 0
-    return run_dir
+def run(small_run) -> Path:
+    """A short real CartPole DQN run with one checkpoint (conftest's small_run)."""
+    return small_run
 
 
 def _row(obs: Any, i: int) -> Any:
