@@ -98,7 +98,7 @@ def _source(args: argparse.Namespace, source: Path) -> tuple[Any, Actor, dict]:
     policy = load_policy(source, env_id=args.env, num_envs=1, seed=args.seed)
     policy.env.close()  # built on the run's backend (maybe envpool): we need the ALE itself
     cfg = dataclasses.replace(policy.cfg.env, backend="gymnasium")
-    epsilon = policy.cfg.agent.eval_epsilon if args.epsilon is None else args.epsilon
+    epsilon = getattr(policy.cfg.agent, "eval_epsilon", 0.0) if args.epsilon is None else args.epsilon
     rng = np.random.default_rng(np.random.SeedSequence(args.seed, spawn_key=(1,)))
     record = {"kind": "policy", "checkpoint": str(policy.path), "step": policy.step, "epsilon": epsilon}
     return cfg, lambda obs, episode, t: policy.agent.act(obs, epsilon, rng=rng), record

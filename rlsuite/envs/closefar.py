@@ -4,7 +4,7 @@ Wołczyk et al., ICML 2024, "Fine-tuning Reinforcement Learning Models is Secret
 Mitigation Problem", show that fine-tuning a pre-trained policy forgets what it knew about FAR states
 (reached only through CLOSE ones) while it is still learning the CLOSE states it starts in. These
 tasks make that state-coverage gap small enough to study on a CPU; they follow
-/work/shared/papers/DTMEM_RETENTION.md §2.7 ("two-phase chain", and the "two-room map" variant).
+the "small, CPU-feasible check" its authors' claim suggests (a two-phase chain, and a two-room map).
 
 `ChainGame` ('closefar:chain'), numpy only:
 - Phase A (CLOSE): a corridor of `CORRIDOR_LEN` = 10 cells and 4 actions. Each cell has one
@@ -72,7 +72,7 @@ def time_limit(cfg: EnvConfig) -> int:
 
 
 class ChainGame(gym.Env):
-    """The two-phase chain of §2.7 (see the module docstring for the rules and the layout)."""
+    """The two-phase chain (see the module docstring for the rules and the layout)."""
 
     metadata = {"render_modes": ["rgb_array"]}
 

@@ -2,8 +2,8 @@
 retention terms it adds to the RL loss, what is frozen, and how FAR skill is measured.
 
 The methods and their defaults follow Wołczyk et al. (ICML 2024), "Fine-tuning Reinforcement
-Learning Models is Secretly a Forgetting Mitigation Problem" (../shared/papers/DTMEM_RETENTION.md,
-paper 2, §2.2-2.4); each default says where it comes from.
+Learning Models is Secretly a Forgetting Mitigation Problem" (arXiv 2402.02868,
+and their released code); each default says where it comes from.
 """
 from __future__ import annotations
 

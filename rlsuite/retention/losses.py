@@ -1,5 +1,5 @@
 """The knowledge-retention losses of Wołczyk et al. (ICML 2024) as pure functions, one per equation
-(../shared/papers/DTMEM_RETENTION.md §2.2), and the diagonal Fisher that EWC weighs with.
+(their §"knowledge retention"), and the diagonal Fisher that EWC weighs with.
 
 Every KL here is the forward KL from the teacher (the frozen pre-trained policy pi*) to the
 student (the policy being fine-tuned), KL(pi* || pi), as the paper's code computes it.

@@ -1,7 +1,7 @@
 """Episodic memory (EM) for DQN fine-tuning: the teacher's transitions kept in a protected part of
 replay that is never evicted, and mixed into every batch in a fixed proportion.
 
-Wołczyk et al. (ICML 2024) §2.5 pre-load SAC's replay with 10k transitions of the pre-trained
+Wołczyk et al. (ICML 2024), on Meta-World, pre-load SAC's replay with 10k transitions of the pre-trained
 policy on the pre-trained stages, and mini-batches draw from both. Here the protected part lives
 beside the online ring buffer (rlsuite.replay), so no amount of wrap-around can overwrite it, and
 each batch takes exactly round(fraction x B) rows from it (uniform, on the run's `retention`
