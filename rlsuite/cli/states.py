@@ -6,11 +6,12 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable
 
 from rlsuite.errors import UserError
+
+if TYPE_CHECKING:  # numpy is imported where it is used: `rlsuite` starts (and takes Ctrl-C) sooner
+    import numpy as np
 
 ACTION_SUFFIXES = (".json", ".txt")
 
@@ -76,7 +77,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
-Actor = Callable[[np.ndarray, int, int], "np.ndarray | None"]
+Actor = Callable[["np.ndarray", int, int], "np.ndarray | None"]
 """(stacked obs (1, stack, H, W), episode, step in episode) -> actions (1,) int64, or None: stop playing."""
 
 
@@ -99,6 +100,8 @@ def _source(args: argparse.Namespace, source: Path) -> tuple[Any, Actor, dict]:
     policy.env.close()  # built on the run's backend (maybe envpool): we need the ALE itself
     cfg = dataclasses.replace(policy.cfg.env, backend="gymnasium")
     epsilon = getattr(policy.cfg.agent, "eval_epsilon", 0.0) if args.epsilon is None else args.epsilon
+    import numpy as np
+
     rng = np.random.default_rng(np.random.SeedSequence(args.seed, spawn_key=(1,)))
     record = {"kind": "policy", "checkpoint": str(policy.path), "step": policy.step, "epsilon": epsilon}
     return cfg, lambda obs, episode, t: policy.agent.act(obs, epsilon, rng=rng), record
@@ -133,6 +136,8 @@ def read_actions(path: Path) -> list[int]:
 
 
 def _replay(actions: list[int]) -> Actor:
+    import numpy as np
+
     def actor(obs: np.ndarray, episode: int, t: int) -> np.ndarray | None:
         # one game: the list replays identically, so a second game would only repeat the first
         return np.array([actions[t]], np.int64) if episode == 0 and t < len(actions) else None
@@ -145,6 +150,8 @@ def collect(env_cfg: Any, actor: Actor, condition: Any, count: int, every: int, 
     episode). A step that ends its episode is never saved (the env has already reset). Returns a
     StateSet whose manifest holds the per-state records (the caller adds the rest). Raises UserError
     if fewer than `count` states were found."""
+    import numpy as np
+
     from rlsuite.envs import make
     from rlsuite.envs.start_states import StateSet
 
