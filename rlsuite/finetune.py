@@ -30,6 +30,8 @@ from rlsuite.errors import UserError
 from rlsuite.retention.config import PARTS
 from rlsuite.retention.losses import diagonal_fisher, kl_teacher_student
 from rlsuite.retention.terms import EWC, BehaviourCloning, Kickstarting
+from rlsuite.train import _crossed as crossed
+
 
 
 def extensions_for(cfg: Any, agent: Any, fresh: bool) -> list[Any]:
@@ -171,13 +173,12 @@ class FineTuning:
             self.far_evaluation(s, monitor)
 
     def after_step(self, s: Any, monitor: Any) -> None:
-        from rlsuite.train import _crossed
-
+        """Every vector step: the end of the critic warm-up, and FAR evaluations when one is due."""
         n = s.env.num_envs
         if self._warm and s.step >= self.f.critic_warmup:
             self._apply_freeze(s.step)
             monitor.write(f"critic warm-up done @ {s.step:,}: the actor trains from now on")
-        if _crossed(s.step, n, self.f.far_eval_every) and s.step < s.cfg.train.total_steps:
+        if crossed(s.step, n, self.f.far_eval_every) and s.step < s.cfg.train.total_steps:
             summary = self.far_evaluation(s, monitor)
             monitor.write(f"far @ {s.step:,}: return {summary['mean']:.2f}"
                           + (f"  success {summary['success_mean']:.2f}" if "success_mean" in summary else ""))
