@@ -157,7 +157,7 @@ class FineTuning:
     # ------------------------------------------------------------------ the loop's calls
 
     def start(self, s: Any, say: Any) -> None:
-        """A fresh run: the teacher's FAR data, the terms filled from it, the FAR score at step 0."""
+        """A fresh run: the teacher's data (collected if need be) and the terms filled from it."""
         say(f"fine-tuning from {self.f.parent} (step {self.parent_step:,})  |  retention: "
             f"{', '.join(self.f.retention) or 'none'}" + (f"  |  frozen: {', '.join(self.f.freeze)}" if self.f.freeze else "")
             + (f"  |  critic warm-up {self.f.critic_warmup:,} steps" if self.f.critic_warmup else ""))
