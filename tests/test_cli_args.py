@@ -74,14 +74,22 @@ def test_bad_eval_arguments_write_nothing(small_run, capsys, argv, message):
 def test_ctrl_c_during_eval_is_one_line_and_exit_130(small_run, terminal):
     """terminal: Ctrl-C in a terminal signals the whole process group, env worker processes included."""
     extra = ["--num-envs", "2", "--set", "env.backend=gymnasium-async"] if terminal else ["--num-envs", "1"]
+    # Ctrl-C's default disposition in the child, whatever pytest inherited (a shell starts background
+    # jobs with SIGINT ignored, and an ignored SIGINT is rightly left ignored by the CLI).
     proc = subprocess.Popen([*RLSUITE, "eval", str(small_run), "--episodes", "100000", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=terminal)
-    time.sleep(3.0 if terminal else 1.5)
-    if terminal:
-        os.killpg(proc.pid, signal.SIGINT)
-    else:
-        proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=terminal,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        time.sleep(3.0 if terminal else 1.5)
+        if terminal:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # a failed test must not leave a 100,000-game evaluation running
+            os.killpg(proc.pid, signal.SIGKILL) if terminal else proc.kill()
+            proc.wait()
     lines = [line for line in err.splitlines() if line.strip()]
     assert proc.returncode == 130, err
     assert lines == ["rlsuite: interrupted"], err
