@@ -454,14 +454,14 @@ def _from_presets(agent: str, env: str | None) -> RunConfig:
     env = env or data.get("default_env")
     if env is None:
         raise UserError("name an environment with --env (e.g. --env pong); 'rlsuite list envs' shows them")
-    _apply_env(cfg, env, {**DEFAULT_ENV_PRESET, **data.get("env_presets", {})})
+    apply_env(cfg, env, {**DEFAULT_ENV_PRESET, **data.get("env_presets", {})})
     recipe = {k: v for k, v in data.items() if k not in ("default_env", "env_presets")}
     apply_file(cfg, recipe, f"agents/{agent}.toml")
     cfg.presets.insert(0, f"agents/{agent}.toml")
     return cfg
 
 
-def _apply_env(cfg: RunConfig, env: str, family_presets: dict[str, str]) -> None:
+def apply_env(cfg: RunConfig, env: str, family_presets: dict[str, str]) -> None:
     """`--env` takes an env preset name (envs/<name>.toml) or an env id, which gets its family's
     preset: the agent preset's `[env_presets]` choice (dqn-cleanrl: atari-cleanrl) or the default."""
     from rlsuite.envs import resolve_env_id

@@ -83,7 +83,7 @@ def build_config(args: argparse.Namespace) -> tuple[Any, Path]:
         cfg = config.empty_run_config(str(data.get("algo", "")))
         config.apply_file(cfg, {k: saved[k] for k in ("agent", "replay", "train") if k in saved}, str(path))
         if args.env:  # the named task with its family's env preset
-            config._apply_env(cfg, env, config.DEFAULT_ENV_PRESET)
+            config.apply_env(cfg, env, config.DEFAULT_ENV_PRESET)
         else:  # the parent's own env settings, from the task's normal start
             config.apply_file(cfg, {"env": saved.get("env", {})}, str(path))
             cfg.env.start = "close"
