@@ -99,6 +99,8 @@ def load_run(path: Path) -> Run:
     config = {**_defaults(str(read_toml(path / "config.toml").get("algo"))), **_flatten(read_toml(path / "config.toml"))}
     if not config.get("finetune.parent"):  # the [finetune] section is inert outside fine-tuning runs
         config = {k: v for k, v in config.items() if not k.startswith("finetune.")}
+    if not config.get("offline.datasets"):  # likewise [offline] outside offline (dt) runs
+        config = {k: v for k, v in config.items() if not k.startswith("offline.")}
     curve = [(int(e["step"]), float(e["mean"])) for e in evals]
     return Run(path, config, canonical_task(config.get("env.id")), evals, curve)
 

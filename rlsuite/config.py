@@ -30,6 +30,7 @@ from typing import Any
 from rlsuite.errors import UserError
 from rlsuite.fields import checked, field_check, matching, ranged
 from rlsuite.retention.config import FinetuneConfig
+from rlsuite.data.config import OfflineConfig
 
 def _env_ids(value: str) -> str | None:
     """train.tasks' check: None for an env id `resolve_env_id` accepts, else its reason."""
@@ -104,6 +105,8 @@ class RunConfig:
     """Training loop settings."""
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     """Fine-tuning from a pre-trained checkpoint with knowledge retention (rlsuite finetune); inert in other runs."""
+    offline: OfflineConfig = field(default_factory=OfflineConfig)
+    """Datasets of an offline agent (dt): paths, mixture, evaluated games; inert in online runs."""
     presets: list[str] = field(default_factory=list)
     """The preset files this config was built from, for the record."""
 
@@ -284,7 +287,7 @@ def _suggest(name: str, options: list[str]) -> str:
 # ----------------------------------------------------------------------------- overrides
 
 
-SECTIONS = ("agent", "env", "replay", "train", "finetune")
+SECTIONS = ("agent", "env", "replay", "train", "finetune", "offline")
 
 
 def all_keys(cfg: RunConfig) -> list[str]:

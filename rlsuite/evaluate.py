@@ -257,12 +257,15 @@ def evaluate(
     obs, _ = env.reset(seed=seed)
     # A recurrent agent keeps an evaluation state per env: fresh here, reset where a game ended.
     reset, starts = getattr(agent, "eval_reset", None), getattr(agent, "eval_episode_starts", None)
+    rewarded = getattr(agent, "eval_rewards", None)  # return-conditioned agents (DT) track the rewards earned
     if reset is not None:
         reset(env.num_envs)
     with torch.no_grad():
         while (counts < quotas).any():
             actions = agent.act(obs, epsilon) if rng is None else agent.act(obs, epsilon, rng=rng)
-            obs, _, terminated, truncated, info = env.step(actions)
+            obs, reward, terminated, truncated, info = env.step(actions)
+            if rewarded is not None:
+                rewarded(reward)
             if starts is not None:
                 starts(np.logical_or(terminated, truncated))
             rows += _finished_games(info, counts, quotas)

@@ -18,9 +18,10 @@ class Monitor:
     """TensorBoard writer + tqdm progress bar + a window of the most recent episode returns."""
 
     def __init__(self, run_dir: Path, total_steps: int, start_step: int, progress: bool, status_every: float = 0.0,
-                 window: int = 20) -> None:
+                 window: int = 20, unit: str = "step") -> None:
         """`progress`: a tqdm bar on stderr; without one, a status line every `status_every` seconds
-        (0 = never) so logs still show that the run is alive and how fast it goes."""
+        (0 = never) so logs still show that the run is alive and how fast it goes. `unit`: what the
+        loop counts ('step': env steps; 'update': gradient updates of an offline run)."""
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(run_dir))
@@ -30,11 +31,12 @@ class Monitor:
         if progress:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
+            self._bar = tqdm(total=total_steps, initial=start_step, unit=unit, dynamic_ncols=True,
                              mininterval=1.0, file=sys.stderr, smoothing=0.1)
         self._sps_time, self._sps_step = time.perf_counter(), start_step
         self.sps = 0.0
         self.total_steps, self.status_every = total_steps, status_every
+        self.unit = unit
         self._status_time = self._sps_time
 
     def episodes_done(self, step: int, episode: dict[str, np.ndarray]) -> None:
@@ -61,7 +63,7 @@ class Monitor:
             self._sps_time, self._sps_step = now, step
             self.writer.add_scalar("charts/SPS", self.sps, step)
             if self._bar is not None:
-                self._bar.set_postfix_str(f"{self.sps:,.0f} steps/s  return {self.recent_return_text()}  {status}".rstrip(),
+                self._bar.set_postfix_str(f"{self.sps:,.0f} {self.unit}s/s  return {self.recent_return_text()}  {status}".rstrip(),
                                           refresh=False)
         if self._bar is not None:
             self._bar.update(advanced)
@@ -74,8 +76,8 @@ class Monitor:
         the agent's part, e.g. 'eps 0.050')."""
         left = (self.total_steps - step) / self.sps if self.sps > 0 else float("nan")
         eta = time.strftime("%H:%M:%S", time.gmtime(left)) if left == left else "-"
-        return (f"step {step:,}/{self.total_steps:,} ({100 * step / max(self.total_steps, 1):.0f}%)  "
-                f"{self.sps:,.0f} steps/s  return {self.recent_return_text()}  " + (f"{status}  " if status else "")
+        return (f"{self.unit} {step:,}/{self.total_steps:,} ({100 * step / max(self.total_steps, 1):.0f}%)  "
+                f"{self.sps:,.0f} {self.unit}s/s  return {self.recent_return_text()}  " + (f"{status}  " if status else "")
                 + f"ETA {eta}")
 
     def restart_rate(self, step: int) -> None:

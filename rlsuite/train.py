@@ -339,6 +339,10 @@ def train(cfg: config.RunConfig, run_dir: Path, resume: bool = False) -> dict[st
     refuses (UserError) config changes outside rlsuite.rundir.RESUMABLE. Resuming a finished
     run returns {"outcome": "already finished"} and writes nothing.
     """
+    from rlsuite.offline import distributed
+
+    if distributed()[0] > 0:  # torchrun: rank 0 holds the lock and writes; the other ranks only train
+        return _train_locked(cfg, run_dir, resume)
     with rundir.locked(run_dir) as lock:
         if lock.stale:
             print(f"note: took over the lock of {rundir.describe_holder(lock.stale)}, which is no longer running")
@@ -361,6 +365,10 @@ def _start(cfg: config.RunConfig, run_dir: Path, resume: bool, changes: dict[str
 
 
 def _train_locked(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
+    from rlsuite.offline import is_offline, train_offline
+
+    if is_offline(cfg.algo):  # agents that learn from datasets: the offline loop (rlsuite.offline)
+        return train_offline(cfg, run_dir, resume)
     say = print
     tasks.validate(cfg)
     changes = rundir.resume_changes(run_dir, cfg) if resume else {}  # refuses before anything is written

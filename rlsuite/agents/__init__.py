@@ -9,6 +9,7 @@ from rlsuite.errors import UserError
 AGENTS = {
     "dqn": ("rlsuite.agents.dqn", "DQN", "DQNConfig"),
     "ppo": ("rlsuite.agents.ppo", "PPO", "PPOConfig"),
+    "dt": ("rlsuite.agents.dt", "DT", "DTConfig"),
 }
 
 

@@ -10,7 +10,10 @@ agent's own, so the loop has no per-agent branch. One vector step of training is
                             env_step + num_envs)
 
 and evaluation calls `agent.act(obs, epsilon, rng=...)` (a recurrent agent also gets
-`eval_reset(num_envs)` before the first step and `eval_episode_starts(done)` after each).
+`eval_reset(num_envs)` before the first step and `eval_episode_starts(done)` after each; a
+return-conditioned one also `eval_rewards(reward)` after each, before `eval_episode_starts`).
+Offline agents (`offline = True`, the Decision Transformer) are driven by rlsuite.offline instead:
+`plan(total_updates)`, `update(batch)`, and the same evaluation calls.
 """
 from __future__ import annotations
 

@@ -27,6 +27,9 @@ def add(sub: Any) -> None:
                                    "shortcut for --set train.tasks=...")
     p.add_argument("--steps-per-task", type=int, help="env steps per task of the sequence (train.steps_per_task)")
     p.add_argument("--cycles", type=int, help="times the sequence is played (train.cycles, default 1)")
+    p.add_argument("--dataset", metavar="DIR[,DIR...]",
+                   help="offline agents (dt): the dataset(s) to learn from, one game each (rlsuite collect makes "
+                        "them); shortcut for --set offline.datasets=...")
     p.add_argument("--run-dir", help="output directory (default runs/<preset>-<env>-s<seed>)")
     p.add_argument("--config", help="relaunch from a resolved config.toml")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
@@ -60,6 +63,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         return resume_run(args, overrides)
     if args.tasks and not args.env and not args.config:
         args.env = args.tasks.split(",")[0].strip()  # the env preset of the sequence's family
+    if args.dataset and not args.env and not args.config:
+        args.env = dataset_env(args.dataset.split(",")[0].strip())  # the env family of the data
+    from rlsuite.offline import distributed
+
+    if distributed()[0] > 0:  # torchrun: rank 0 checks and locks the run directory; the others follow it
+        cfg = config.build_run_config(args.agent, args.env, overrides, args.config)
+        train(cfg, Path(args.run_dir) if args.run_dir else default_run_dir(cfg))
+        return 0
     cfg = config.build_run_config(args.agent, args.env, overrides, args.config)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
     # A default directory is never renamed behind the user's back: one that holds a run is refused
@@ -73,6 +84,17 @@ def cmd_train(args: argparse.Namespace) -> int:
                             "or start another with --run-dir DIR")
         train(cfg, run_dir)
     return 0
+
+
+def dataset_env(path: str) -> str:
+    """The env id a dataset was collected on (its manifest), so `--env` can be left out."""
+    from rlsuite.data import Dataset
+
+    manifest = Dataset(path).manifest
+    env = manifest.get("env_id") or manifest.get("game")
+    if not env:
+        raise UserError(f"the manifest of {path} names no env; give --env")
+    return str(env)
 
 
 def holds_run(run_dir: Path, config_counts: bool = False) -> bool:
@@ -94,6 +116,8 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
         overrides.append("train.save_replay=true")
     if args.no_progress:
         overrides.append("train.progress=false")
+    if getattr(args, "dataset", None):
+        overrides.append(f"offline.datasets={args.dataset}")
     return overrides
 
 
@@ -104,13 +128,18 @@ def resume_run(args: argparse.Namespace, overrides: list[str]) -> int:
     from rlsuite.train import train
 
     ignored = [name for name, value in (("an agent", args.agent), ("--env", args.env), ("--config", args.config),
-                                        ("--run-dir", args.run_dir)) if value]
+                                        ("--run-dir", args.run_dir), ("--dataset", args.dataset)) if value]
     run_dir = Path(args.resume)
     if ignored:
         raise UserError(f"--resume continues {run_dir} with its saved config, so {', '.join(ignored)} cannot be "
                         "given with it (change resumable keys with --set, or start a new run with --config)")
     if not (run_dir / "config.toml").is_file():
         raise UserError(f"{run_dir} is not a run directory (no config.toml)")
+    from rlsuite.offline import distributed
+
+    if distributed()[0] > 0:  # torchrun: rank 0 holds the lock
+        train(config.build_run_config(config_file=run_dir / "config.toml", overrides=overrides), run_dir, resume=True)
+        return 0
     with rundir.locked(run_dir):
         cfg = config.build_run_config(config_file=run_dir / "config.toml", overrides=overrides)
         train(cfg, run_dir, resume=True)

@@ -1,0 +1,317 @@
+"""Decision Transformer (Chen et al. 2021), and the Multi-Game DT's binned returns and expert
+return sampling (Lee et al. 2022) as options: an offline agent.
+
+The offline loop (rlsuite.offline) draws K-step windows from datasets
+(rlsuite.data.sequences.SequenceSampler) and calls `update(batch)`; each update is one AdamW step
+on the cross-entropy of the dataset's actions (and, with returns 'bins', of the return bins), a
+mean over the real (unpadded) steps of the global batch. Evaluation plays real envs through
+rlsuite.evaluate: `act` keeps each env's last K steps (observations, actions, returns-to-go,
+timesteps) and conditions on a target return:
+
+- a number, or `data-best` (the best complete-episode return of the game's dataset): R_0 = target,
+  then R_{t+1} = R_t - r_t with the env's reward (clipped to its sign when the data's rewards were;
+  `eval_reward`);
+- `expert` (returns 'bins' only; MGDT): at every step R_t is sampled from the model's return
+  distribution reweighted towards high returns, P(R | expert) ~ P(R) exp(kappa (R - R_min) /
+  (R_max - R_min)), then the action is predicted with that R_t.
+
+Defaults (Chen et al. 2021's Atari setting where it fits a CPU budget): AdamW with betas (0.9, 0.95),
+weight decay 0.1 on linear and conv weights only (minGPT), gradient clip 1.0, linear warm-up.
+Departures: lr 3e-4 with a warm-up of 1,000 updates (DT Atari: 6e-4 with warm-up and cosine decay
+counted in tokens; DT-Mem: 1e-4, warm-up 10,000) because our runs are 10^3-10^4 updates; actions are
+greedy at evaluation by default (DT Atari samples; `eval_sample`).
+
+GMP and NaP attach as on the other agents: a pruner and a projector run after every optimizer step
+(NaP's norms are the transformer's own pre-LN LayerNorms plus any `nap.norm` inserted in the
+observation encoder; the projection covers every layer but the heads).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from torch import nn
+
+from rlsuite import seeding
+from rlsuite.config import validate
+from rlsuite.errors import TrainingDiverged, UserError
+from rlsuite.fields import choice, matching, ranged
+from rlsuite.nn.encoders import EncoderConfig, make_encoder
+from rlsuite.nn.nap import NaPConfig, NormProjector, insert_norms
+from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
+from rlsuite.nn.transformer import DecisionTransformer, TransformerConfig
+
+TARGET_PATTERN = r"data-best|expert|[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?"
+
+
+@dataclass
+class DTConfig:
+    """Decision Transformer hyperparameters (module docstring for the sources and departures)."""
+
+    model: TransformerConfig = field(default_factory=TransformerConfig)
+    """The transformer: context, width, depth, heads, return layout (see the model.* keys)."""
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """Observation token encoder: Nature CNN (Atari), MinAtar net, MLP (vectors) (see the encoder.* keys)."""
+    batch_size: int = ranged(64, ge=1)
+    """Windows per update, over all data-parallel ranks (each rank takes batch_size / world_size)."""
+    lr: float = ranged(3e-4, gt=0)
+    """AdamW learning rate after warm-up."""
+    lr_schedule: str = choice("constant", "constant", "cosine")
+    """After the warm-up: 'constant', or 'cosine' decay to lr_final * lr at the last update (DT Atari)."""
+    lr_final: float = ranged(0.1, ge=0)
+    """'cosine': the multiplier of lr reached at the last update (DT Atari: 0.1)."""
+    warmup_updates: int = ranged(1_000, ge=0)
+    """Linear warm-up of the learning rate from 0 over this many updates (DT-Mem: 10,000)."""
+    weight_decay: float = ranged(0.1, ge=0)
+    """AdamW weight decay of linear and conv weights (biases, LayerNorms and embeddings get none, as minGPT)."""
+    betas: tuple[float, ...] = ranged((0.9, 0.95), ge=0, lt=1)
+    """AdamW betas (DT Atari / minGPT: 0.9, 0.95)."""
+    max_grad_norm: float = ranged(1.0, ge=0)
+    """Clip the global gradient norm (0 = no clipping)."""
+    return_loss_coef: float = ranged(1.0, ge=0)
+    """model.returns 'bins': weight of the return cross-entropy beside the action's (MGDT: 1)."""
+    eval_target: str = matching("data-best", TARGET_PATTERN, "a number, data-best or expert")
+    """Return to condition on at evaluation: a number, 'data-best' (each game's best episode in its dataset) or 'expert' (MGDT's sampling; model.returns 'bins')."""
+    expert_kappa: float = ranged(10.0, ge=0)
+    """eval_target 'expert': the optimality weight kappa of P(R | expert) ~ P(R) exp(kappa (R - R_min) / (R_max - R_min)) (MGDT: 10)."""
+    eval_sample: bool = False
+    """Sample evaluation actions from the policy (DT Atari) instead of taking the most likely one."""
+    eval_epsilon: float = ranged(0.0, ge=0, le=1)
+    """Evaluation epsilon: a uniformly random action with this probability."""
+    eval_reward: str = choice("auto", "auto", "raw", "clip")
+    """Reward that lowers the return-to-go at evaluation: 'clip' (its sign, for datasets with clipped rewards, e.g. DQN-Replay), 'raw', or 'auto' (clip when any dataset says its rewards are clipped)."""
+    gmp: GMPConfig = field(default_factory=GMPConfig)
+    """Gradual magnitude pruning of the transformer, counted in updates (see the gmp.* keys)."""
+    nap: NaPConfig = field(default_factory=NaPConfig)
+    """Normalize-and-Project on the transformer (see the nap.* keys)."""
+
+
+class DT:
+    """A Decision Transformer agent driven by rlsuite.offline (updates) and rlsuite.evaluate (act)."""
+
+    name = "dt"
+    offline = True  # rlsuite.train hands runs of this agent to the offline loop
+    EXPORT_KEY = "model"
+
+    def __init__(self, cfg: DTConfig, observation_space: spaces.Space, action_space: spaces.Space,
+                 device: torch.device | str = "cpu", seed: int = 0) -> None:
+        if not isinstance(action_space, spaces.Discrete):
+            raise UserError(f"the Decision Transformer needs a discrete action space, got {action_space}")
+        validate(cfg, "agent.")
+        if cfg.eval_target == "expert" and cfg.model.returns != "bins":
+            raise UserError("agent.eval_target=expert samples returns from the return head: it needs "
+                            "agent.model.returns=bins")
+        if cfg.model.embed_dim % cfg.model.n_head:
+            raise UserError(f"agent.model.embed_dim ({cfg.model.embed_dim}) must be a multiple of "
+                            f"agent.model.n_head ({cfg.model.n_head})")
+        self.cfg, self.seed, self.device = cfg, seed, torch.device(device)
+        self.observation_space, self.num_actions = observation_space, int(action_space.n)
+        with torch.random.fork_rng(devices=[]):  # init draws from the run's network stream only
+            torch.manual_seed(seeding.int_seed(seed, "network"))
+            encoder = make_encoder(cfg.encoder, observation_space)
+            self.model = DecisionTransformer(cfg.model, encoder, self.num_actions)
+            if cfg.nap.norm != "none":
+                example = torch.as_tensor(observation_space.sample()[None])
+                insert_norms(self.model.encoder, example, cfg.nap.norm)
+        self.model.to(self.device)
+        self.net: nn.Module = self.model  # what training calls: the model, or its DDP wrapper
+        self.optimizer = torch.optim.AdamW(self._param_groups(), lr=cfg.lr, betas=tuple(cfg.betas))
+        self.rng = seeding.generator(seed, "exploration")  # evaluation sampling when no rng is passed
+        self.num_updates, self.total_updates = 0, 1
+        self.world_size = 1
+        self.post_step_hooks: list[Any] = []
+        self.pruner: MagnitudePruner | None = None
+        exclude = [] if cfg.nap.project_head else self.model.output_layers()
+        self.projector = NormProjector(self.model, exclude, cfg.nap.project_every) if cfg.nap.project else None
+        self.clip_eval_rewards = cfg.eval_reward == "clip"
+        self.target: float | str = cfg.eval_target if cfg.eval_target in ("data-best", "expert") else float(cfg.eval_target)
+        self._ctx: dict[str, Any] | None = None
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        decay, no_decay = [], []
+        for module in self.model.modules():
+            for name, p in module.named_parameters(recurse=False):
+                is_weight = name == "weight" and isinstance(module, (nn.Linear, nn.Conv2d))
+                (decay if is_weight else no_decay).append(p)
+        return [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    # ------------------------------------------------------------------ planning
+
+    def plan(self, total_updates: int) -> None:
+        """The run's length in updates: the lr schedule and GMP's window count in them."""
+        self.total_updates = max(1, int(total_updates))
+        if self.cfg.gmp.sparsity > 0 and self.pruner is None:
+            self.pruner = MagnitudePruner(self.cfg.gmp, self.model, self.total_updates, self.optimizer)
+            self.post_step_hooks.append(self.pruner)
+        if self.projector is not None and self.projector not in self.post_step_hooks:
+            self.post_step_hooks.append(self.projector)
+
+    def distribute(self, wrapper: nn.Module, world_size: int) -> None:
+        """Train through a DistributedDataParallel wrapper of `self.model` (rlsuite.offline)."""
+        self.net, self.world_size = wrapper, world_size
+
+    def lr_at(self, update: int) -> float:
+        """Learning rate of update `update` (0-based): linear warm-up, then constant or cosine."""
+        c = self.cfg
+        if update < c.warmup_updates:
+            return c.lr * (update + 1) / c.warmup_updates
+        if c.lr_schedule == "cosine":
+            span = max(1, self.total_updates - c.warmup_updates)
+            progress = min(1.0, (update - c.warmup_updates) / span)
+            return c.lr * (c.lr_final + (1 - c.lr_final) * 0.5 * (1 + math.cos(math.pi * progress)))
+        return c.lr
+
+    # ------------------------------------------------------------------ training
+
+    def losses(self, batch: Any, net: nn.Module | None = None) -> dict[str, torch.Tensor]:
+        """Cross-entropies of a SequenceBatch (on this device): sums over this rank's real steps,
+        divided by the global batch's real steps (so data-parallel gradients, which DDP averages
+        over ranks, are multiplied back by world_size)."""
+        out = (net or self.net)(batch.obs, batch.actions, batch.returns_to_go, batch.timesteps)
+        mask = batch.mask
+        norm = self.world_size / max(1, batch.valid_steps)
+        action_ce = F.cross_entropy(out["action"][mask], batch.actions[mask], reduction="sum") * norm
+        losses = {"action_ce": action_ce}
+        if "return" in out:
+            bins = self.model.return_bins(batch.returns_to_go)
+            losses["return_ce"] = F.cross_entropy(out["return"][mask], bins[mask], reduction="sum") * norm
+        return losses
+
+    def update(self, batch: Any) -> dict[str, float]:
+        """One AdamW step on a SequenceBatch; returns the logged metrics (losses/*)."""
+        batch = batch.to(self.device)
+        self.net.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.num_updates)
+        losses = self.losses(batch)
+        loss = losses["action_ce"] + self.cfg.return_loss_coef * losses.get("return_ce", 0.0)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"non-finite loss {float(loss)} at update {self.num_updates:,}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = (nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+                     if self.cfg.max_grad_norm > 0 else torch.zeros(()))
+        self.optimizer.step()
+        self.num_updates += 1
+        for hook in self.post_step_hooks:
+            hook(self)
+        scale = 1.0 / self.world_size  # this rank's share of the global mean
+        metrics = {f"losses/{k}": float(v.detach()) * scale for k, v in losses.items()}
+        metrics.update({"losses/grad_norm": float(grad_norm), "charts/learning_rate": self.lr_at(self.num_updates - 1)})
+        if self.pruner is not None:
+            metrics.update(self.pruner.report())
+        return metrics
+
+    def status(self, update: int) -> str:
+        return ""
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    # ------------------------------------------------------------------ evaluation
+
+    def set_eval_game(self, target: float | str, clip_rewards: bool) -> None:
+        """The return to condition on (a number, or 'expert') and the reward rule for the game about
+        to be evaluated (rlsuite.offline resolves 'data-best' per game)."""
+        if target == "data-best":
+            raise ValueError("resolve 'data-best' to a number before evaluation")
+        self.target, self.clip_eval_rewards = target, clip_rewards
+
+    def eval_reset(self, num_envs: int) -> None:
+        k, shape = self.cfg.model.context, self.observation_space.shape
+        dtype = torch.float32 if np.dtype(self.observation_space.dtype).kind == "f" else torch.uint8
+        self._ctx = {"obs": torch.zeros((num_envs, k, *shape), dtype=dtype),
+                     "actions": torch.full((num_envs, k), self.num_actions, dtype=torch.int64),
+                     "rtg": torch.zeros((num_envs, k)), "steps": torch.zeros((num_envs, k), dtype=torch.int64),
+                     "length": np.zeros(num_envs, np.int64), "t": np.zeros(num_envs, np.int64),
+                     "next_rtg": np.full(num_envs, np.nan), "reward": np.zeros(num_envs)}
+
+    def eval_rewards(self, rewards: np.ndarray) -> None:
+        """The rewards the last actions earned (rlsuite.evaluate calls it after every env step)."""
+        r = np.asarray(rewards, np.float64)
+        self._ctx["reward"] = np.sign(r) if self.clip_eval_rewards else r
+
+    def eval_episode_starts(self, done: np.ndarray) -> None:
+        """Envs whose game ended start their next step with an empty history and the target again."""
+        ctx = self._ctx
+        for i in np.flatnonzero(done):
+            ctx["length"][i], ctx["t"][i], ctx["next_rtg"][i] = 0, 0, np.nan
+
+    def _push(self, obs: np.ndarray) -> np.ndarray:
+        """Append this step's observation to every env's history (sliding once K steps are held);
+        returns the index of the current step in each env's window."""
+        ctx, k = self._ctx, self.cfg.model.context
+        n = len(ctx["length"])
+        pos = np.empty(n, np.int64)
+        obs_t = torch.as_tensor(np.asarray(obs))
+        for i in range(n):
+            if ctx["length"][i] > 0:  # a continuing game: lower the return-to-go by the last reward
+                ctx["next_rtg"][i] = ctx["rtg"][i, ctx["length"][i] - 1].item() - ctx["reward"][i]
+            if ctx["length"][i] == k:
+                for key in ("obs", "actions", "rtg", "steps"):
+                    ctx[key][i, :-1] = ctx[key][i, 1:].clone()
+                ctx["length"][i] -= 1
+            j = pos[i] = ctx["length"][i]
+            ctx["obs"][i, j] = obs_t[i]
+            ctx["actions"][i, j] = self.num_actions  # not yet chosen (read by nothing before it)
+            ctx["steps"][i, j] = int(ctx["t"][i])
+            start = self.target if ctx["length"][i] == 0 and isinstance(self.target, float) else 0.0
+            ctx["rtg"][i, j] = start if ctx["length"][i] == 0 else float(ctx["next_rtg"][i])
+            ctx["length"][i] += 1
+            ctx["t"][i] += 1
+        return pos
+
+    def _forward(self, width: int) -> dict[str, torch.Tensor]:
+        ctx, d = self._ctx, self.device
+        self.model.eval()
+        return self.model(ctx["obs"][:, :width].to(d), ctx["actions"][:, :width].to(d),
+                          ctx["rtg"][:, :width].to(d), ctx["steps"][:, :width].to(d))
+
+    def _sample_expert_returns(self, pos: np.ndarray, rng: np.random.Generator) -> None:
+        """MGDT: R_t ~ P(R | s, history) exp(kappa (R - R_min) / (R_max - R_min)), drawn with `rng`."""
+        logits = self._forward(int(pos.max()) + 1)["return"][np.arange(len(pos)), pos].float().cpu()
+        values = self.model.bin_values()
+        bias = self.cfg.expert_kappa * (values - values[0]) / max(1.0, float(values[-1] - values[0]))
+        probs = torch.softmax(logits + bias, dim=-1).numpy().astype(np.float64)
+        for i, p in enumerate(probs):
+            self._ctx["rtg"][i, pos[i]] = float(values[rng.choice(len(p), p=p / p.sum())])
+
+    def act(self, obs: Any, epsilon: float, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Evaluation actions for the envs' current observations (history kept since eval_reset)."""
+        rng = self.rng if rng is None else rng
+        if self._ctx is None or len(self._ctx["length"]) != len(obs):
+            self.eval_reset(len(obs))
+        pos = self._push(obs)
+        with torch.no_grad():
+            if self.target == "expert":
+                self._sample_expert_returns(pos, rng)
+            logits = self._forward(int(pos.max()) + 1)["action"][np.arange(len(pos)), pos].float().cpu()
+        if self.cfg.eval_sample:
+            probs = torch.softmax(logits, -1).numpy().astype(np.float64)
+            actions = np.array([rng.choice(self.num_actions, p=p / p.sum()) for p in probs], np.int64)
+        else:
+            actions = logits.argmax(-1).numpy().astype(np.int64)
+        explore = rng.random(len(actions)) < epsilon
+        actions = np.where(explore, rng.integers(0, self.num_actions, size=len(actions)), actions)
+        self._ctx["actions"][np.arange(len(pos)), pos] = torch.as_tensor(actions)
+        return actions
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "num_updates": self.num_updates, "rng": self.rng.bit_generator.state,
+                "constraints": [hook.state_dict() for hook in self.post_step_hooks]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.num_updates = int(state["num_updates"])
+        self.rng.bit_generator.state = state["rng"]
+        for hook, hook_state in zip(self.post_step_hooks, state.get("constraints", [])):
+            hook.load_state_dict(hook_state)

@@ -1,0 +1,181 @@
+"""The Decision Transformer network (Chen et al. 2021), with the Multi-Game DT's binned returns
+(Lee et al. 2022) as an option.
+
+A trajectory window of K steps becomes 3K tokens, three per step, each with the step's learned
+timestep embedding added; a causal GPT (pre-LayerNorm blocks, attention through
+`torch.nn.functional.scaled_dot_product_attention`, which picks fused flash / memory-efficient
+kernels on a GPU) runs over them, and heads read fixed token positions:
+
+    returns "continuous" (DT):  tokens (R_t, s_t, a_t); action logits at s_t.
+        R_t enters through a linear layer (R_t * return_scale); no return head.
+    returns "bins" (MGDT):      tokens (s_t, R_t, a_t); return logits at s_t, action logits at R_t.
+        R_t is clipped to [return_min, return_max], rounded to an integer bin, and embedded.
+
+So in both layouts the action at step t is predicted from tokens of steps <= t and the return
+from tokens before R_t: never from a_t or anything later. Windows are right-padded (the padding
+mask of the sampler): with a causal mask, padding after a step can never reach it, so the
+network needs no key mask; the loss ignores padded steps.
+
+Shapes: obs (B, K, *obs_shape) (uint8 images or float vectors), actions (B, K) int64,
+returns-to-go (B, K) float, timesteps (B, K) int64. Initialisation as GPT-2 / minGPT (the DT
+code's backbone): linear and embedding weights N(0, 0.02), zero biases, LayerNorm (1, 0); the
+observation encoder keeps its own init (rlsuite.nn.encoders).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlsuite.fields import choice, ranged
+
+
+@dataclass
+class TransformerConfig:
+    """Size and token layout of the Decision Transformer (defaults: the spec's CPU-scale DT, §1.10)."""
+
+    context: int = ranged(20, ge=1)
+    """K: steps per training window and the most history the policy attends to at evaluation (3K tokens)."""
+    embed_dim: int = ranged(128, ge=8)
+    """d: token width."""
+    n_layer: int = ranged(3, ge=1)
+    """Transformer blocks."""
+    n_head: int = ranged(4, ge=1)
+    """Attention heads per block (embed_dim must be a multiple)."""
+    dropout: float = ranged(0.1, ge=0.0, lt=1.0)
+    """Dropout on embeddings, attention weights and residual branches (DT: 0.1)."""
+    max_timestep: int = ranged(10_000, ge=1)
+    """Size of the learned timestep table; later timesteps use its last row (DT Atari: the longest episode in the data)."""
+    returns: str = choice("continuous", "continuous", "bins")
+    """'continuous': return-to-go through a linear layer, tokens (R, s, a) (Chen et al. 2021). 'bins': integer return bins with a return head, tokens (s, R, a) (Lee et al. 2022, MGDT)."""
+    return_scale: float = ranged(1.0, gt=0.0)
+    """'continuous': the return-to-go enters as R * return_scale (DT: 1/1000 for MuJoCo; Atari returns unscaled)."""
+    return_min: int = -20
+    """'bins': the lowest return bin (MGDT: -20); returns below are clipped to it."""
+    return_max: int = 100
+    """'bins': the highest return bin (MGDT: 100); returns above are clipped to it."""
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if d % heads:
+            raise ValueError(f"embed_dim {d} is not a multiple of n_head {heads}")
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.resid_drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        return self.resid_drop(self.proj(y.transpose(1, 2).reshape(b, n, d)))
+
+
+class Block(nn.Module):
+    """Pre-LN GPT block: x + attn(LN(x)), then x + MLP(LN(x)) with a 4d GELU MLP."""
+
+    def __init__(self, d: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = CausalSelfAttention(d, heads, dropout)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class DecisionTransformer(nn.Module):
+    """Causal transformer over (return, observation, action) tokens; see the module docstring.
+
+    `encoder`: an rlsuite.nn.encoders module mapping (N, *obs_shape) to (N, encoder.output_dim).
+    `forward` returns {"action": (B, K, num_actions)} and, with returns 'bins', {"return": (B, K,
+    num_bins)} logits."""
+
+    def __init__(self, cfg: TransformerConfig, encoder: nn.Module, num_actions: int) -> None:
+        super().__init__()
+        if cfg.returns == "bins" and cfg.return_max <= cfg.return_min:
+            raise ValueError(f"return_max ({cfg.return_max}) must exceed return_min ({cfg.return_min})")
+        self.cfg, d = cfg, cfg.embed_dim
+        self.num_actions = num_actions
+        self.encoder = encoder
+        self.obs_embed = nn.Linear(encoder.output_dim, d)
+        # One extra action row: the action of the step being decided is unknown at evaluation; it
+        # comes after everything the prediction reads, so any row would do, but a dedicated one keeps
+        # it from ever meaning a real action.
+        self.action_embed = nn.Embedding(num_actions + 1, d)
+        if cfg.returns == "bins":
+            self.num_bins = cfg.return_max - cfg.return_min + 1
+            self.return_embed: nn.Module = nn.Embedding(self.num_bins, d)
+            self.return_head: nn.Module | None = nn.Linear(d, self.num_bins)
+        else:
+            self.num_bins = 0
+            self.return_embed = nn.Linear(1, d)
+            self.return_head = None
+        self.timestep_embed = nn.Embedding(cfg.max_timestep, d)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(d, cfg.n_head, cfg.dropout) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(d)
+        self.action_head = nn.Linear(d, num_actions)
+        for name, module in self.named_modules():
+            if not name.startswith("encoder"):
+                _gpt_init(module)
+
+    # -- tokens ----------------------------------------------------------------------------
+    def return_bins(self, returns: torch.Tensor) -> torch.Tensor:
+        """Integer bin (0 .. num_bins-1) of each return: round(clip(R, return_min, return_max)) - return_min."""
+        c = self.cfg
+        return torch.round(returns.clamp(c.return_min, c.return_max)).long() - c.return_min
+
+    def bin_values(self) -> torch.Tensor:
+        """The return each bin stands for, (num_bins,)."""
+        return torch.arange(self.cfg.return_min, self.cfg.return_max + 1, dtype=torch.float32)
+
+    def embed_returns(self, returns: torch.Tensor) -> torch.Tensor:
+        if self.cfg.returns == "bins":
+            return self.return_embed(self.return_bins(returns))
+        return self.return_embed((returns * self.cfg.return_scale).unsqueeze(-1).float())
+
+    def tokens(self, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor,
+               timesteps: torch.Tensor) -> torch.Tensor:
+        """(B, 3K, d) token embeddings in the layout of `cfg.returns`, before dropout."""
+        b, k = actions.shape
+        s = self.obs_embed(self.encoder(obs.reshape(b * k, *obs.shape[2:]))).view(b, k, -1)
+        r = self.embed_returns(returns)
+        a = self.action_embed(actions)
+        time = self.timestep_embed(timesteps.clamp(0, self.cfg.max_timestep - 1))
+        first, second = (s, r) if self.cfg.returns == "bins" else (r, s)
+        return (torch.stack([first, second, a], dim=2) + time.unsqueeze(2)).reshape(b, 3 * k, -1)
+
+    # -- forward ---------------------------------------------------------------------------
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor,
+                timesteps: torch.Tensor) -> dict[str, torch.Tensor]:
+        b, k = actions.shape
+        x = self.drop(self.tokens(obs, actions, returns, timesteps))
+        for block in self.blocks:
+            x = block(x)
+        h = self.ln_f(x).view(b, k, 3, -1)
+        # Position 1 of a step is s_t (continuous) or R_t (bins): both see s_t and R_t, not a_t.
+        out = {"action": self.action_head(h[:, :, 1])}
+        if self.return_head is not None:
+            out["return"] = self.return_head(h[:, :, 0])  # at s_t: sees s_t, not R_t
+        return out
+
+    def output_layers(self) -> list[nn.Module]:
+        """The heads (NaP leaves them unprojected unless told otherwise)."""
+        return [m for m in (self.action_head, self.return_head) if m is not None]
+
+
+def _gpt_init(module: Any) -> None:
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)

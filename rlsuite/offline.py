@@ -1,0 +1,377 @@
+"""The offline training loop, for agents that learn from datasets (the Decision Transformer):
+
+    sampler.sample_sequences -> agent.update -> log / evaluate in real envs / checkpoint
+
+It counts gradient updates where the online loop (rlsuite.train) counts env steps:
+`train.total_steps`, `eval_every`, `checkpoint_every` and `log_every` are in updates. Everything
+else is the online loop's own code: the run-directory lock, config checks and resume rules
+(rlsuite.rundir), the checkpoint files (rlsuite.checkpoint), signals (SIGINT / SIGTERM finish the
+update, write a checkpoint and return), evaluation (rlsuite.evaluate, with the eval env seeds and
+exploration streams of rlsuite.train), TensorBoard and the progress bar (rlsuite.monitor).
+
+Evaluation plays each dataset's game on evaluation envs built from the env config the dataset
+was collected with (its manifest), conditioned on the agent's target return. eval.jsonl gets one
+record per evaluation: for one game, that game's summary; for several, `mean` is the mean over
+games of each game's mean and `games` holds every game's summary.
+
+Data-parallel training: started by `torchrun --nproc_per_node N -m rlsuite train dt ...`, every
+rank builds the same session, the model is wrapped in DistributedDataParallel (gloo on CPU, NCCL on
+GPU), every rank draws the same global batch and keeps its slice (rlsuite.data.sequences), and only
+rank 0 logs, evaluates and writes checkpoints. A stop request on any rank stops all of them at the
+same update. The sampler's stream is independent of the world size, so a run resumes under another.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlsuite import checkpoint, config, rundir, seeding
+from rlsuite.agents import agent_classes
+from rlsuite.data.dataset import Dataset
+from rlsuite.data.sequences import SequenceSampler
+from rlsuite.envs import EnvConfig
+from rlsuite.envs import make as make_env
+from rlsuite.errors import TrainingDiverged, UserError
+from rlsuite.evaluate import append_jsonl, evaluate, format_table
+from rlsuite.monitor import Monitor, log_record
+
+
+@dataclass
+class EvalGame:
+    """One game an offline agent is evaluated on, resolved from its dataset at the start of a run
+    (and kept in every checkpoint, so `rlsuite eval` needs no dataset)."""
+
+    name: str
+    """The game (e.g. 'breakout'), as the dataset's manifest names it."""
+    env: dict[str, Any]
+    """The EnvConfig (as a dict) of its evaluation envs."""
+    best_return: float
+    """Best return of a complete episode in the dataset (the 'data-best' target)."""
+    clipped_rewards: bool
+    """The dataset's rewards are clipped (DQN-Replay): evaluation lowers the return-to-go by sign(r)."""
+
+
+def is_offline(algo: str) -> bool:
+    agent_cls, _ = agent_classes(algo)
+    return bool(getattr(agent_cls, "offline", False))
+
+
+# ----------------------------------------------------------------------------- datasets -> games
+
+
+def open_datasets(cfg: config.RunConfig) -> list[Dataset]:
+    if not cfg.offline.datasets:
+        raise UserError(f"agent '{cfg.algo}' learns from datasets: name them with --dataset DIR[,DIR...] "
+                        "(rlsuite collect makes one)")
+    return [Dataset(path) for path in cfg.offline.datasets]
+
+
+def _env_config(cfg: config.RunConfig, manifest: dict[str, Any]) -> EnvConfig:
+    """The dataset's own env config when its manifest has one (rlsuite collect), else the run's env
+    section with the manifest's game (imported data: DQN-Replay is Atari with the full action set)."""
+    env = dataclasses.replace(cfg.env)
+    if isinstance(manifest.get("env"), dict):
+        known = {f.name for f in dataclasses.fields(EnvConfig)}
+        table = {k: v for k, v in manifest["env"].items() if k in known}
+        env = EnvConfig()
+        config.apply_table(env, table, "env.", "the dataset manifest")
+    elif manifest.get("env_id") or manifest.get("game"):
+        env.id = str(manifest.get("env_id") or manifest.get("game"))
+        if manifest.get("source") == "dqn-replay":
+            env.full_action_space = True
+    return env
+
+
+def resolve_games(cfg: config.RunConfig, datasets: list[Dataset]) -> list[EvalGame]:
+    games = []
+    for ds in datasets:
+        env = _env_config(cfg, ds.manifest)
+        stats = ds.stats()
+        best = stats.get("return_max")
+        reward_note = str(ds.manifest.get("reward", "")).lower()
+        clipped = ds.manifest.get("source") == "dqn-replay" or "clip" in reward_note
+        name = str(ds.manifest.get("game") or env.id)
+        games.append(EvalGame(name, dataclasses.asdict(env), float(best) if best is not None else math.nan, clipped))
+    if cfg.offline.eval_games:
+        unknown = [g for g in cfg.offline.eval_games if g not in {x.name for x in games}]
+        if unknown:
+            raise UserError(f"offline.eval_games names {', '.join(unknown)}, not a game of the datasets "
+                            f"({', '.join(g.name for g in games)})")
+        games = [g for g in games if g.name in cfg.offline.eval_games]
+    seen: dict[str, EvalGame] = {}
+    for g in games:  # two datasets of one game (e.g. expert + noisy) evaluate once, with the best data return
+        if g.name in seen:
+            seen[g.name].best_return = float(np.nanmax([seen[g.name].best_return, g.best_return]))
+        else:
+            seen[g.name] = g
+    return list(seen.values())
+
+
+def target_for(agent_cfg: Any, game: EvalGame, override: str | None = None) -> float | str:
+    """The return an evaluation of `game` conditions on: a number, or 'expert'."""
+    target = override or agent_cfg.eval_target
+    if target == "data-best":
+        if math.isnan(game.best_return):
+            raise UserError(f"target 'data-best': the dataset of {game.name} has no complete episode; give a number")
+        return game.best_return
+    return target if target == "expert" else float(target)
+
+
+def clip_rule(agent_cfg: Any, game: EvalGame) -> bool:
+    return agent_cfg.eval_reward == "clip" or (agent_cfg.eval_reward == "auto" and game.clipped_rewards)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def evaluate_game(agent: Any, agent_cfg: Any, game: EvalGame, episodes: int, num_envs: int, seed: Any,
+                  rng: np.random.Generator, epsilon: float, target: str | None = None) -> tuple[dict[str, Any], Any]:
+    """Play `episodes` whole games of `game`; returns (summary with per-episode lists, target used)."""
+    env_cfg = EnvConfig()
+    config.apply_table(env_cfg, game.env, "env.", "the run's evaluation games")
+    env = make_env(env_cfg, num_envs, seed, evaluation=True)
+    try:
+        if env.single_observation_space.shape != agent.observation_space.shape:
+            raise UserError(f"{game.name}'s evaluation env gives observations {env.single_observation_space.shape}, "
+                            f"the model takes {agent.observation_space.shape}")
+        value = target_for(agent_cfg, game, target)
+        agent.set_eval_game(value, clip_rule(agent_cfg, game))
+        result = evaluate(agent, env, episodes, epsilon, seed=seed, rng=rng)
+    finally:
+        env.close()
+    return {**result.summary(), **result.per_episode(), "game": game.name}, value
+
+
+def evaluate_all(s: "OfflineSession", monitor: Monitor | None) -> dict[str, Any]:
+    """Evaluate every game at this update; eval.jsonl record, TensorBoard, and the summary."""
+    from rlsuite.train import eval_env_seeds, eval_scalars
+
+    cfg, started = s.cfg, time.perf_counter()
+    per_game: dict[str, dict[str, Any]] = {}
+    for index, game in enumerate(s.games):
+        rng = seeding.generator(cfg.train.seed, "eval_exploration", s.step, index)
+        summary, target = evaluate_game(s.agent, cfg.agent, game, cfg.train.eval_episodes, cfg.train.eval_num_envs,
+                                        eval_env_seeds(cfg, s.step, index), rng, cfg.agent.eval_epsilon)
+        per_game[game.name] = {**summary, "target": target}
+    s.eval_seconds += time.perf_counter() - started
+    if len(per_game) == 1:
+        record = next(iter(per_game.values()))
+    else:
+        means = [g["mean"] for g in per_game.values()]
+        record = {"mean": float(np.mean(means)), "iqm": float(np.mean([g["iqm"] for g in per_game.values()])),
+                  "game": "+".join(per_game), "games": per_game}
+    append_jsonl(s.run_dir / "eval.jsonl", {**log_record(s.step, record), "source": "periodic"})
+    if monitor is not None:
+        scalars = eval_scalars(record) if len(per_game) == 1 else {"charts/eval_mean": record["mean"]}
+        if len(per_game) > 1:
+            scalars.update({f"charts/eval_mean_{name}": g["mean"] for name, g in per_game.items()})
+        monitor.scalars(s.step, scalars)
+        monitor.recent_returns.append(record["mean"])
+    s.last_eval = record
+    return record
+
+
+# ----------------------------------------------------------------------------- session
+
+
+@dataclass
+class OfflineSession:
+    cfg: config.RunConfig
+    run_dir: Path
+    agent: Any
+    sampler: SequenceSampler
+    games: list[EvalGame]
+    rng: np.random.Generator
+    """The sampler's stream ('replay' of the run's seed): the same on every rank."""
+    rank: int = 0
+    world_size: int = 1
+    step: int = 0
+    stop_requested: bool = False
+    last_checkpoint: Path | None = None
+    last_eval: dict[str, Any] | None = None
+    eval_seconds: float = 0.0
+
+    @property
+    def signature(self) -> dict[str, str]:
+        return checkpoint.space_signature(self.sampler.observation_space, self.sampler.action_space)
+
+    def say(self, message: str) -> None:
+        if self.rank == 0:
+            print(message)
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size) under torchrun (WORLD_SIZE > 1), else (0, 1)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _init_distributed(device: torch.device) -> None:
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def build_session(cfg: config.RunConfig, run_dir: Path) -> OfflineSession:
+    from rlsuite.train import pick_device, seed_everything
+
+    t = cfg.train
+    rank, world = distributed()
+    seed_everything(t.seed, t.torch_threads)
+    device = pick_device(t.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if cfg.agent.batch_size % world:
+        raise UserError(f"agent.batch_size ({cfg.agent.batch_size}) must be a multiple of the number of "
+                        f"processes ({world})")
+    datasets = open_datasets(cfg)
+    if cfg.offline.weights and len(cfg.offline.weights) != len(datasets):
+        raise UserError(f"offline.weights has {len(cfg.offline.weights)} numbers for {len(datasets)} datasets")
+    sampler = SequenceSampler(datasets, cfg.offline.weights or None)
+    agent_cls, _ = agent_classes(cfg.algo)
+    agent = agent_cls(cfg.agent, sampler.observation_space, sampler.action_space, device, seed=t.seed)
+    agent.plan(t.total_steps)
+    if world > 1:
+        _init_distributed(device)
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        agent.distribute(DistributedDataParallel(agent.model, device_ids=ids), world)
+    games = resolve_games(cfg, datasets)
+    return OfflineSession(cfg, run_dir, agent, sampler, games, seeding.generator(t.seed, "replay"), rank, world)
+
+
+def save_checkpoint(s: OfflineSession) -> Path | None:
+    if s.rank != 0:
+        return None
+    payload = {"algo": s.cfg.algo, "signature": s.signature, "config": config.to_dict(s.cfg), "step": s.step,
+               "agent": s.agent.state_dict(), "rng": checkpoint.rng_state(),
+               "sampler_rng": s.rng.bit_generator.state, "games": [dataclasses.asdict(g) for g in s.games]}
+    s.last_checkpoint = checkpoint.save(s.run_dir, s.step, payload, keep=s.cfg.train.keep_checkpoints)
+    return s.last_checkpoint
+
+
+def restore_checkpoint(s: OfflineSession) -> None:
+    path = checkpoint.find(s.run_dir)
+    data = checkpoint.load(path)
+    checkpoint.check_compatible(data, s.cfg.algo, s.signature, path)
+    s.agent.load_state_dict(data["agent"])
+    s.step = int(data["step"])
+    s.rng.bit_generator.state = data["sampler_rng"]
+    checkpoint.set_rng_state(data["rng"])
+    s.say(f"resumed from {path} at update {s.step:,} (exact)")
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _stop_everywhere(s: OfflineSession) -> bool:
+    """Whether any rank was asked to stop (every rank stops after the same update)."""
+    if s.world_size == 1:
+        return s.stop_requested
+    import torch.distributed as dist
+
+    flag = torch.tensor([1.0 if s.stop_requested else 0.0])
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def loop(s: OfflineSession, monitor: Monitor | None) -> str:
+    from rlsuite.train import _crossed
+
+    t, k = s.cfg.train, s.cfg.agent.model.context
+    last_log = s.step
+    while s.step < t.total_steps:
+        batch = s.sampler.sample_sequences(s.cfg.agent.batch_size, k, s.rng, s.rank, s.world_size)
+        metrics = s.agent.update(batch)
+        s.step += 1
+        if monitor is not None:
+            if s.step - last_log >= t.log_every or s.step == 1:
+                last_log = s.step
+                monitor.scalars(s.step, metrics)
+            monitor.tick(s.step, 1, f"ce {metrics['losses/action_ce']:.3f}")
+            if _crossed(s.step, 1, t.eval_every) and s.step < t.total_steps:
+                summary = evaluate_all(s, monitor)
+                monitor.write(f"eval @ update {s.step:,}: mean {summary['mean']:.2f}")
+                monitor.restart_rate(s.step)
+        if _crossed(s.step, 1, t.checkpoint_every):
+            save_checkpoint(s)
+        if _stop_everywhere(s):
+            return "interrupted"
+    return "finished"
+
+
+def train_offline(cfg: config.RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+    """Train (or resume) an offline run in `run_dir` (rank 0 holds the run lock: rlsuite.train.train
+    calls this inside it); returns the final evaluation summary."""
+    from rlsuite.train import _install_signal_handlers
+
+    rank, _ = distributed()
+    say = print if rank == 0 else (lambda *_: None)
+    changes = rundir.resume_changes(run_dir, cfg) if resume and rank == 0 else {}
+    if resume:
+        step = rundir.checkpoint_step(run_dir)
+        if rundir.is_finished(run_dir, step, cfg.train.total_steps):
+            say(f"{run_dir} is finished ({step:,} of {cfg.train.total_steps:,} updates, final evaluation recorded); "
+                "nothing to do (extend it with --steps N)")
+            return {"outcome": "already finished", "step": step}
+    s = build_session(cfg, run_dir)
+    if resume:
+        try:
+            restore_checkpoint(s)
+        except RuntimeError as exc:
+            raise UserError(f"the checkpoint of {run_dir} does not fit this config ({str(exc).splitlines()[0][:160]})") from None
+        if rank == 0:
+            rundir.record_resume(run_dir, s.step, changes)
+    if rank == 0:
+        checkpoint.atomic_write_bytes(run_dir / "config.toml", lambda fh: fh.write(config.dumps_toml(cfg).encode()))
+    if not resume:
+        say(f"run {run_dir}  |  {cfg.algo} on {len(s.sampler):,} steps of {len(s.games)} game(s) "
+            f"({', '.join(g.name for g in s.games)})  |  {s.agent.parameter_count():,} parameters"
+            + (f"  |  {s.world_size} processes" if s.world_size > 1 else ""))
+    previous = _install_signal_handlers(s)
+    monitor = (Monitor(run_dir, cfg.train.total_steps, s.step, cfg.train.progress, cfg.train.status_every,
+                       unit="update") if rank == 0 else None)
+    started, start_step = time.perf_counter(), s.step
+    try:
+        outcome = loop(s, monitor)
+    except TrainingDiverged as exc:
+        if monitor is not None:
+            monitor.close()
+        raise TrainingDiverged(f"training stopped: {exc}; last good checkpoint: {s.last_checkpoint or 'none'}") from None
+    finally:
+        import signal
+
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    save_checkpoint(s)
+    if outcome == "interrupted" or rank != 0:
+        if monitor is not None:
+            monitor.close()
+        say(f"interrupted at update {s.step:,}; checkpoint {s.last_checkpoint}; continue with: "
+            f"rlsuite train --resume {run_dir}")
+        return {"outcome": outcome, "step": s.step}
+    summary = evaluate_all(s, monitor)
+    monitor.close()
+    seconds = time.perf_counter() - started - s.eval_seconds
+    ups = (s.step - start_step) / max(seconds, 1e-9)
+    print_summary(s, summary, ups)
+    return {"outcome": outcome, "step": s.step, **summary, "updates_per_second": ups,
+            "train_seconds": seconds, "eval_seconds": s.eval_seconds}
+
+
+def print_summary(s: OfflineSession, summary: dict[str, Any], ups: float) -> None:
+    games = summary.get("games") or {summary.get("game", "?"): summary}
+    rows = [{"game": name, "target": g.get("target"), "episodes": g.get("episodes"), "mean": g.get("mean"),
+             "iqm": g.get("iqm"), "min": g.get("min"), "max": g.get("max"),
+             "data best": next((x.best_return for x in s.games if x.name == name), None)} for name, g in games.items()]
+    print(format_table(rows, f"{s.cfg.algo}: final evaluation after {s.step:,} updates ({ups:,.1f} updates/s)"))
+    print(f"run directory: {s.run_dir}   (tensorboard --logdir {s.run_dir.parent})")
