@@ -84,6 +84,32 @@ class DatasetWriter:
         if self._envs.get(env_index):
             self._end_episode(env_index, self._row(next_obs, env_index), False, None)
 
+    def add_episode(self, obs: Obs, actions: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
+                    truncated: np.ndarray, final_obs: Obs, *, complete: bool = True, env: int = 0) -> None:
+        """One whole episode at once (importers and exporters, which hold episodes, not vector steps):
+        `obs` its T observations (T rows, or a dict of them), the step arrays (T,), `final_obs` the one
+        observation that followed its last step. complete=False stores an unfinished episode (its last
+        step must then have terminated = truncated = False); `env` is its stream in the episode table.
+        The arrays are held, not copied, until their chunk is written. Raises ValueError if the lengths
+        differ or the flags break the format's rules (end flags at the last step only)."""
+        actions, rewards = np.asarray(actions, np.int64), np.asarray(rewards, np.float32)
+        terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
+        n = len(actions)
+        if n == 0:
+            return
+        rows = obs if self.keys is None else {k: obs[k] for k in self.keys}
+        lengths = {len(rewards), len(terminated), len(truncated)}
+        lengths |= {len(rows)} if self.keys is None else {len(v) for v in rows.values()}
+        if lengths != {n}:
+            raise ValueError(f"episode arrays have different lengths {sorted(lengths | {n})}")
+        if self._envs.get(env):
+            raise ValueError(f"env {env} has an episode in progress from add(); finish it first")
+        ended = terminated | truncated
+        if ended[:-1].any() or bool(ended[-1]) != complete:
+            raise ValueError("end flags must be set at the last step of a complete episode and nowhere else")
+        self._store_episode(env, {"obs": rows, "actions": actions, "rewards": rewards, "terminated": terminated,
+                                  "truncated": truncated}, final_obs, complete, None)
+
     def close(self, next_obs: Obs | None = None) -> dict[str, Any]:
         """Write what is left and the manifest; returns the manifest. With `next_obs` (the last obs the
         env returned) unfinished episodes are kept (complete=False), without it they are dropped."""
@@ -122,10 +148,21 @@ class DatasetWriter:
         self._envs[i] = []
         if not steps:
             return
+        arrays = {"obs": self._stack([s[0] for s in steps]),
+                  "actions": np.array([s[1] for s in steps], np.int64),
+                  "rewards": np.array([s[2] for s in steps], np.float32),
+                  "terminated": np.array([s[3] for s in steps], bool),
+                  "truncated": np.array([s[4] for s in steps], bool)}
+        self._store_episode(i, arrays, final_row, complete, game)
+
+    def _store_episode(self, i: int, arrays: dict[str, Any], final_row: Any, complete: bool,
+                       game: dict[str, float] | None) -> None:
+        """Queue one episode's step arrays (obs, actions, rewards, terminated, truncated) for the chunks."""
         index = len(self._episodes)
         start = self._written + self._pending_steps
-        rewards = np.array([s[2] for s in steps], np.float32)
-        record: dict[str, Any] = {"start": start, "length": len(steps),
+        rewards = arrays["rewards"]
+        length = len(rewards)
+        record: dict[str, Any] = {"start": start, "length": length,
                                   "return": float(rewards.astype(np.float64).sum()),
                                   "complete": complete, "env": i, "game_return": math.nan}
         if game:
@@ -135,16 +172,8 @@ class DatasetWriter:
                     self._metric_keys.append(k)
                 record[k] = v
         self._episodes.append(record)
-        self._pending.append({
-            "obs": self._stack([s[0] for s in steps]),
-            "actions": np.array([s[1] for s in steps], np.int64),
-            "rewards": rewards,
-            "terminated": np.array([s[3] for s in steps], bool),
-            "truncated": np.array([s[4] for s in steps], bool),
-            "episode": np.full(len(steps), index, np.int64),
-            "final_obs": final_row,
-        })
-        self._pending_steps += len(steps)
+        self._pending.append({**arrays, "episode": np.full(length, index, np.int64), "final_obs": final_row})
+        self._pending_steps += length
         self._flush(final=False)
 
     def _flush(self, final: bool) -> None:
