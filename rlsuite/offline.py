@@ -375,3 +375,49 @@ def print_summary(s: OfflineSession, summary: dict[str, Any], ups: float) -> Non
              "data best": next((x.best_return for x in s.games if x.name == name), None)} for name, g in games.items()]
     print(format_table(rows, f"{s.cfg.algo}: final evaluation after {s.step:,} updates ({ups:,.1f} updates/s)"))
     print(f"run directory: {s.run_dir}   (tensorboard --logdir {s.run_dir.parent})")
+
+
+# ----------------------------------------------------------------------------- rlsuite eval
+
+
+def evaluate_checkpoint(target: str | Path, episodes: int, num_envs: int, seed: int, epsilon: float | None = None,
+                        return_target: str | None = None, game: str | None = None,
+                        sample: bool = False) -> tuple[Any, list[dict[str, Any]]]:
+    """`rlsuite eval` of an offline run: every game of the run (or `game`), conditioned on the
+    agent's eval_target or `return_target` (a number, data-best, expert). Returns (the checkpoint's
+    data, one summary per game); nothing is trained or written here."""
+    import re
+
+    from rlsuite.agents.dt import TARGET_PATTERN
+
+    path = checkpoint.find(target)
+    data = checkpoint.load(path)
+    cfg = config.empty_run_config(str(data.get("algo", "")))
+    config.apply_file(cfg, {k: v for k, v in data["config"].items() if k in config.SECTIONS}, str(path))
+    if return_target is not None and not re.fullmatch(TARGET_PATTERN, return_target):
+        raise UserError(f"--target must be a number, data-best or expert, got {return_target!r}")
+    games = [EvalGame(**g) for g in data.get("games", [])]
+    if game is not None:
+        chosen = [g for g in games if g.name == game]
+        if not chosen:
+            raise UserError(f"{path} was trained on {', '.join(g.name for g in games)}; no game {game!r}")
+        games = chosen
+    if sample:
+        cfg.agent.eval_sample = True
+    eps = cfg.agent.eval_epsilon if epsilon is None else epsilon
+    results = []
+    for index, g in enumerate(games):
+        env_cfg = EnvConfig()
+        config.apply_table(env_cfg, g.env, "env.", str(path))
+        probe = make_env(env_cfg, 1, seed, evaluation=True)
+        obs_space, act_space = probe.single_observation_space, probe.single_action_space
+        probe.close()
+        agent_cls, _ = agent_classes(cfg.algo)
+        if return_target == "expert" and cfg.agent.model.returns != "bins":
+            raise UserError("--target expert needs a model trained with agent.model.returns=bins")
+        agent = agent_cls(cfg.agent, obs_space, act_space, "cpu", seed=cfg.train.seed)
+        agent.load_state_dict(data["agent"])
+        rng = seeding.generator(seed, "eval_exploration", index)
+        summary, value = evaluate_game(agent, cfg.agent, g, episodes, num_envs, seed, rng, eps, return_target)
+        results.append({**summary, "target": value})
+    return data, results

@@ -24,6 +24,11 @@ def add(sub: Any) -> None:
     p.add_argument("--sample", action="store_true",
                    help="actor-critic agents (ppo): sample actions from the policy instead of taking its most "
                         "likely action")
+    p.add_argument("--target", dest="target_return", metavar="RETURN",
+                   help="return-conditioned agents (dt): the return to condition on: a number, data-best (the best "
+                        "episode of the game's dataset) or expert (MGDT's sampling; binned-return models) "
+                        "(default: the run's agent.eval_target)")
+    p.add_argument("--game", help="multi-game offline runs (dt): evaluate only this game (default: every game)")
     p.add_argument("--video", metavar="DIR",
                    help="also record games as MP4 of the real screen (NetHack: tty text) into DIR, played by the "
                         "same policy, epsilon and seed on one rendering env (the in-process gymnasium backend); "
@@ -45,6 +50,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UserError(f"--num-envs must be at least 1, got {args.num_envs}")
     if args.video_episodes < 1:
         raise UserError(f"--video-episodes must be at least 1, got {args.video_episodes}")
+    if _is_offline_run(args.target):
+        return eval_offline(args)
+    if args.target_return is not None or args.game is not None:
+        raise UserError("--target and --game apply to return-conditioned offline runs (dt) only")
     policy = load_policy(args.target, env_id=args.env, overrides=args.overrides, num_envs=args.num_envs)
     if args.sample:
         if not hasattr(policy.cfg.agent, "eval_sample"):
@@ -71,6 +80,40 @@ def cmd_eval(args: argparse.Namespace) -> int:
             **log_record(policy.step, summary), **result.per_episode(), "source": "rlsuite eval",
             "checkpoint": str(policy.path), "env": policy.cfg.env.id, "env_overrides": list(args.overrides),
             "seed": args.seed, "num_envs": args.num_envs, "sample": bool(args.sample)})
+    return 0
+
+
+def _is_offline_run(target: str) -> bool:
+    from rlsuite import checkpoint
+    from rlsuite.offline import is_offline
+
+    try:
+        return is_offline(str(checkpoint.load(checkpoint.find(target)).get("algo", "")))
+    except UserError:
+        return False  # load_policy reports the problem in its own words
+
+
+def eval_offline(args: argparse.Namespace) -> int:
+    """`rlsuite eval` of a Decision Transformer run: each game, return-conditioned."""
+    from rlsuite.evaluate import append_jsonl, format_table
+    from rlsuite.monitor import log_record
+    from rlsuite.offline import evaluate_checkpoint
+
+    if args.env or args.overrides or args.video:
+        raise UserError("--env, --set and --video do not apply to offline (dt) runs: they are evaluated on the "
+                        "games of their datasets (choose one with --game)")
+    data, results = evaluate_checkpoint(args.target, args.episodes, args.num_envs, args.seed, args.epsilon,
+                                        args.target_return, args.game, args.sample)
+    rows = [{"game": r["game"], "target": r["target"], "episodes": r["episodes"], "mean": r["mean"], "iqm": r["iqm"],
+             "iqm_ci_lo": r["iqm_ci_lo"], "iqm_ci_hi": r["iqm_ci_hi"], "min": r["min"], "max": r["max"]}
+            for r in results]
+    print(format_table(rows, f"{data['algo']}, update {int(data['step']):,}"))
+    run_dir = Path(args.target) if Path(args.target).is_dir() else None
+    if run_dir is not None:
+        for r in results:
+            append_jsonl(run_dir / "eval.jsonl", {**log_record(int(data["step"]), r), "source": "rlsuite eval",
+                                                  "seed": args.seed, "num_envs": args.num_envs,
+                                                  "sample": bool(args.sample)})
     return 0
 
 
