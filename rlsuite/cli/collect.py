@@ -222,8 +222,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     dataset = export_replay(args.run, args.out, chunk_size=chunk)
     _report("exported", dataset)
     m = dataset.manifest
-    print(f"  from {m['replay_dir']} ({m['algo']} step {m['step']:,}, env {m['env_id']}, {m['num_envs']} stream(s), "
-          f"rewards {m['reward']})")
+    print(f"  from {m['replay_dir']}: {m['algo']} on {m['env_id']}, {m['num_envs']} stream(s), "
+          f"{m['replay_added']:,} steps added; rewards {m['reward']}")
     return 0
 
 
