@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The multi-game MinAtar Decision Transformer study (README, "Decision Transformer"):
+#   1. experiments/dt_minatar_teachers.sh trains one DQN per game (6 actions, 6 channels);
+#   2. each teacher's latest checkpoint collects three qualities of data per game: greedy-ish
+#      (epsilon 0.05), medium (epsilon 0.3) and uniformly random (epsilon 1), STEPS steps each;
+#   3. the multi-game DT (mgdt-minatar) trains on all nine datasets (equal shares per dataset, so
+#      per game), SEEDS seeds, UPDATES gradient updates each;
+#   4. experiments/dt_minatar_report.py normalises each game's return by (random data mean, best
+#      episode in the data) and aggregates over games and seeds with rliable.
+# Re-running skips finished datasets and runs (and resumes interrupted runs).
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+STEPS=${STEPS:-20000}
+UPDATES=${UPDATES:-10000}
+SEEDS=${SEEDS:-"1 2 3"}
+GAMES="breakout asterix space_invaders"
+for game in $GAMES; do
+  for q in "expert 0.05" "medium 0.3" "random 1.0"; do
+    set -- $q
+    out=data/minatar/$game-$1
+    [ -f "$out/manifest.json" ] && continue
+    rm -rf "$out"
+    rlsuite collect --from runs/dt-minatar/teacher-$game --steps "$STEPS" --epsilon "$2" --num-envs 4 \
+      --seed 100 --out "$out"
+  done
+done
+data=$(for g in $GAMES; do for q in expert medium random; do printf "data/minatar/%s-%s," "$g" "$q"; done; done)
+data=${data%,}
+for seed in $SEEDS; do
+  once runs/dt-minatar/mgdt-s$seed rlsuite train mgdt-minatar --dataset "$data" --seed "$seed" --steps "$UPDATES" \
+    --set train.torch_threads=2
+done
+python experiments/dt_minatar_report.py runs/dt-minatar/mgdt-s* --data data/minatar --out docs/dt-minatar.png
