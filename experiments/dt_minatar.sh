@@ -20,14 +20,18 @@ for game in $GAMES; do
     out=data/minatar/$game-$1
     [ -f "$out/manifest.json" ] && continue
     rm -rf "$out"
+    start=$SECONDS
     rlsuite collect --from runs/dt-minatar/teacher-$game --steps "$STEPS" --epsilon "$2" --num-envs 4 \
       --seed 100 --out "$out"
+    echo "collect $out: $((SECONDS - start)) s" >> runs/dt-minatar/timings.txt
   done
 done
 data=$(for g in $GAMES; do for q in expert medium random; do printf "data/minatar/%s-%s," "$g" "$q"; done; done)
 data=${data%,}
 for seed in $SEEDS; do
+  start=$SECONDS
   once runs/dt-minatar/mgdt-s$seed rlsuite train mgdt-minatar --dataset "$data" --seed "$seed" --steps "$UPDATES" \
     --set train.torch_threads=2
+  echo "train runs/dt-minatar/mgdt-s$seed: $((SECONDS - start)) s" >> runs/dt-minatar/timings.txt
 done
-python experiments/dt_minatar_report.py runs/dt-minatar/mgdt-s* --data data/minatar --out docs/dt-minatar.png
+.venv/bin/python experiments/dt_minatar_report.py runs/dt-minatar/mgdt-s* --data data/minatar --out docs/dt-minatar.png
