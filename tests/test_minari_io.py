@@ -150,14 +150,16 @@ def test_errors_are_one_line(tmp_path, capsys):
         assert len(err) == 1 and message in err[0], err
 
 
-def test_cli_export_and_import(tmp_path, capsys):
+def test_cli_export_and_import(tmp_path, capsys, monkeypatch):
     original = collected(tmp_path, "CartPole-v1", 200, 2, seed=5)
-    root = tmp_path / "root"
-    assert main(["dataset", "export-minari", str(original.path), "--id", "rlsuite/cp-v1", "--root", str(root)]) == 0
+    monkeypatch.chdir(tmp_path)
+    root = "root"  # a relative root, as typed
+    assert main(["dataset", "export-minari", str(original.path), "--id", "rlsuite/cp-v1", "--root", root]) == 0
+    assert (tmp_path / "root" / "rlsuite" / "cp-v1" / "data" / "main_data.hdf5").is_file()
     printed = capsys.readouterr().out
     assert "rlsuite/cp-v1" in printed and "2 unfinished" in printed
     out = tmp_path / "back"
-    assert main(["dataset", "import-minari", "rlsuite/cp-v1", "--root", str(root), "--out", str(out)]) == 0
+    assert main(["dataset", "import-minari", "rlsuite/cp-v1", "--root", root, "--out", str(out)]) == 0
     assert "imported" in capsys.readouterr().out
     assert_same(original, Dataset(out))
     for command in ("import-minari", "export-minari"):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -53,7 +54,7 @@ def default_root() -> Path:
 @contextlib.contextmanager
 def _root(root: str | Path | None) -> Iterator[Path]:
     """Minari's functions read the root from the environment: set it for the duration of the block."""
-    path = Path(root).expanduser() if root is not None else default_root()
+    path = (Path(root).expanduser() if root is not None else default_root()).absolute()  # minari joins relative paths twice
     old = os.environ.get(ROOT_VARIABLE)
     os.environ[ROOT_VARIABLE] = str(path)
     try:
@@ -126,22 +127,23 @@ def export_minari(dataset: Dataset, dataset_id: str, *, dataset_dir: str | Path 
     """Write `dataset` as the Minari dataset `dataset_id` ([namespace/]name-vN) under the root
     `dataset_dir` (default Minari's own root); returns its directory. Loads with
     `minari.load_dataset(dataset_id)` when that root is MINARI_DATASETS_PATH. Mapping and departures:
-    the module docstring. UserError for a malformed or taken id, or a missing storage backend."""
+    the module docstring. UserError for a malformed or taken id, or a missing storage backend; a
+    failed export leaves nothing behind."""
     minari = _minari(data_format)
     _check_id(dataset_id)
     if not isinstance(dataset.action_space, gym.spaces.Discrete):
         raise UserError(f"dataset {dataset.path} has action space {dataset.action_space}; expected Discrete")
     m = dataset.manifest
-    with _root(dataset_dir) as root:
+    options: dict[str, Any] = {}
+    if "jpeg_encoding" in inspect.signature(minari.create_dataset_from_buffers).parameters:
+        options["jpeg_encoding"] = False  # lossless: the data must come back as it went
+    with _root(dataset_dir) as root, warnings.catch_warnings():
         target = root / dataset_id
         if target.exists():
             raise UserError(f"Minari dataset {dataset_id} already exists in {root}; choose another id or version")
-        options: dict[str, Any] = {}
-        if "jpeg_encoding" in inspect.signature(minari.create_dataset_from_buffers).parameters:
-            options["jpeg_encoding"] = False  # lossless: the data must come back as it went
-        with warnings.catch_warnings():
-            # minari advises author, permalink, eval env... for publishing; an export need not have them
-            warnings.filterwarnings("ignore", category=UserWarning, module=r"minari(\.|$)")
+        # minari advises author, permalink, eval env... for publishing; an export need not have them
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"minari(\.|$)")
+        try:
             out = minari.create_dataset_from_buffers(
                 dataset_id, [], observation_space=dataset.observation_space, action_space=dataset.action_space,
                 algorithm_name=str(m.get("algo") or m.get("source") or "rlsuite"), author=author,
@@ -157,6 +159,9 @@ def export_minari(dataset: Dataset, dataset_id: str, *, dataset_dir: str | Path 
             origin = {k: v for k, v in m.items() if k not in ("chunks", "observation_space", "action_space")}
             out.storage.update_metadata({"rlsuite_manifest": origin, "rlsuite_incomplete_episodes":
                                          int(dataset.num_episodes - int(np.sum(table["complete"])))})
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)  # it did not exist before: leave no half-written dataset
+            raise
     return target
 
 
