@@ -241,3 +241,44 @@ def test_bad_input_is_one_line_and_exit_2(cartpole_data, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
         assert not (run_dir / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("use_native", [True, False])
+def test_replay_buffer_sequences(use_native):
+    """ReplayBuffer.sample_sequences after the ring wrapped: windows stay in one episode, returns-to-go
+    are the episode's remaining rewards (up to the newest step for the episode still running)."""
+    from rlsuite.replay import ReplayBuffer, ReplayConfig
+
+    rng = np.random.default_rng(0)
+    with native.use_native(use_native):
+        buffer = ReplayBuffer(ReplayConfig(capacity=60), BOX, num_envs=2)
+        episodes: dict[tuple[int, int], list[float]] = {}  # (env, episode) -> rewards so far
+        counters, steps = [0, 0], [0, 0]
+        for _ in range(70):
+            obs = np.array([[e, steps[e], counters[e]] for e in range(2)], np.float32)  # env, step, episode
+            reward = rng.integers(0, 5, size=2).astype(np.float32)
+            end = rng.random(2) < 0.15
+            for e in range(2):
+                episodes.setdefault((e, counters[e]), []).append(float(reward[e]))
+            buffer.add(obs, np.array([1, 2]), reward, end, np.zeros(2, bool), obs + 0.5)
+            for e in range(2):
+                steps[e] = 0 if end[e] else steps[e] + 1
+                counters[e] += int(end[e])
+        batch = buffer.sample_sequences(300, 6, np.random.default_rng(1))
+    checked = 0
+    for row in range(300):
+        m = batch.mask[row]
+        assert m[0] and not (m[1:] & ~m[:-1]).any()
+        ids = batch.obs[row, m][:, [0, 2]]
+        assert (ids == ids[0]).all()
+        env, episode = int(ids[0, 0]), int(ids[0, 1])
+        true_step = int(batch.obs[row, 0, 1])
+        assert (batch.obs[row, m, 1] == torch.arange(true_step, true_step + int(m.sum()))).all()
+        rewards = episodes[(env, episode)]
+        assert batch.rewards[row, 0].item() == rewards[true_step]
+        assert batch.returns_to_go[row, 0].item() == pytest.approx(sum(rewards[true_step:]))
+        if batch.timesteps[row, 0] == true_step:
+            checked += 1
+        else:  # the episode's first steps were overwritten: timesteps count from the oldest one kept
+            assert batch.timesteps[row, 0] < true_step
+    assert checked > 200

@@ -237,6 +237,13 @@ class ReplayBuffer:
         obs = fields["obs"]
         return {k: v.clone() for k, v in obs.items()} if isinstance(obs, dict) else obs.clone()
 
+    def sample_sequences(self, batch_size: int, k: int, rng: np.random.Generator):
+        """``batch_size`` windows of ``k`` steps with returns-to-go, timesteps and a padding mask, for
+        sequence models (a rlsuite.data.sequences.SequenceBatch; rules in rlsuite.replay.sequences)."""
+        from rlsuite.replay.sequences import replay_sequences
+
+        return replay_sequences(self, batch_size, k, rng)
+
     def _out_buffers(self, batch_size: int) -> tuple[list[Tensor], dict[str, Obs]]:
         """The fused sample operators' ``out`` list for this batch size (see ops.sample_uniform)
         and the Batch fields as views of it, made once and reused: fresh multi-MB tensors per
