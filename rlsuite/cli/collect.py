@@ -63,8 +63,9 @@ def add(sub: Any) -> None:
     d = sub.add_parser("dataset", help="inspect, import and export offline datasets (DQN-Replay, Minari, a run's replay)",
                        description="Inspect offline datasets (made by 'rlsuite collect' or imported), turn a DQN run's "
                                    "saved replay buffer into one, import the DQN-Replay dataset (Dopamine's replay "
-                                   "checkpoints) and import or export Farama Minari datasets. Every command writes "
-                                   "rlsuite's dataset format (rlsuite.data.format) to a new directory.",
+                                   "checkpoints) and import or export Farama Minari datasets. export and the imports "
+                                   "write rlsuite's dataset format (rlsuite.data.format) to a new directory; "
+                                   "export-minari writes a Minari dataset under a Minari root.",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=DATASET_EXAMPLES)
     d.set_defaults(func=lambda _: d.print_help() or 0)
     actions = d.add_subparsers(metavar="action", parser_class=type(d))

@@ -209,10 +209,10 @@ def import_minari(dataset_id_or_path: str | Path, out: str | Path, *, root: str 
     if not isinstance(action_space, gym.spaces.Discrete):
         raise UserError(f"Minari dataset {source.id} has action space {action_space}; rlsuite datasets store "
                         "Discrete actions only")
-    spec = source.env_spec
+    spec, origin = source.env_spec, source.storage.metadata.get("rlsuite_manifest")
     manifest = {"source": "minari", "minari_id": source.id, "minari_path": str(source.storage.data_path),
-                "minari_version": source.minari_version, "env_id": spec.id if spec is not None else None,
-                "origin": source.storage.metadata.get("rlsuite_manifest")}
+                "minari_version": source.minari_version, "origin": origin,  # rlsuite's manifest, if it exported it
+                "env_id": spec.id if spec is not None else (origin or {}).get("env_id")}
     try:
         writer = DatasetWriter(out, obs_space, action_space, manifest, chunk_size)
     except TypeError as exc:  # a space the format cannot describe (Tuple, Text, ...)
