@@ -203,6 +203,11 @@ def test_bad_input_is_one_user_error(logged, tmp_path, capsys):
     (broken / "$store$_reward_ckpt.0.gz").write_bytes(b"not gzip")
     with pytest.raises(UserError, match="not a gzipped numpy array"):
         import_dqn_replay(broken, tmp_path / "o5", game="Pong")
+    (broken / "$store$_reward_ckpt.0.gz").write_bytes((logged.dir / "$store$_reward_ckpt.0.gz").read_bytes())
+    frames = (logged.dir / "$store$_observation_ckpt.0.gz").read_bytes()
+    (broken / "$store$_observation_ckpt.0.gz").write_bytes(frames[: len(frames) // 2])  # a cut-off download
+    with pytest.raises(UserError, match="observation_ckpt.0.gz is corrupt|ends early"):
+        import_dqn_replay(broken, tmp_path / "o5b", game="Pong")
     # the command line: one line, exit 2
     for argv, message in [
         (["dataset", "import-dqn-replay", str(tmp_path / "nope"), "--game", "Pong", "--out", str(tmp_path / "o6")],

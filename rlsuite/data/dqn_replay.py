@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -75,7 +76,7 @@ def minimal_action_set(game: str) -> list[int]:
 
     family, name = resolve_env_id(game)
     if family != "atari":
-        raise UserError(f"--game {game} is not an Atari game")
+        raise UserError(f"game {game!r} is not an Atari game")
     ale_py = require("ale_py")
     from ale_py.roms import get_rom_path
 
@@ -99,7 +100,7 @@ def _load_small(path: Path) -> np.ndarray:
     try:
         with gzip.open(path, "rb") as fh:
             return np.load(fh, allow_pickle=False)
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise UserError(f"{path} is not a gzipped numpy array ({exc})") from None
 
 
@@ -117,7 +118,7 @@ class _FrameFile:
             header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                       else np.lib.format.read_array_header_2_0)
             shape, fortran, dtype = header(self._fh)
-        except (OSError, EOFError, ValueError) as exc:
+        except (OSError, EOFError, ValueError, zlib.error) as exc:
             self._fh.close()
             raise UserError(f"{path} is not a gzipped numpy array ({exc})") from None
         if fortran or len(shape) != 3 or dtype != np.uint8:
@@ -133,7 +134,7 @@ class _FrameFile:
         try:
             self._fh.seek(self._start + a * self._row_bytes)
             data = self._fh.read((b - a) * self._row_bytes)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise UserError(f"{self.path} is corrupt ({exc})") from None
         if len(data) != (b - a) * self._row_bytes:
             raise UserError(f"{self.path} ends early (truncated download?)")
@@ -293,8 +294,10 @@ def import_dqn_replay(replay_dir: str | Path, out: str | Path, *, game: str, suf
 
     name = resolve_env_id(game)[1]
     checkpoints = [_read_checkpoint(path, s) for s in chosen]
-    files = {s: _FrameFile(checkpoint_file(path, STORE_FILENAME_PREFIX + "observation", s)) for s in chosen}
+    files: dict[int, _FrameFile] = {}
     try:
+        for s in chosen:
+            files[s] = _FrameFile(checkpoint_file(path, STORE_FILENAME_PREFIX + "observation", s))
         for ck in checkpoints:
             if files[ck["suffix"]].shape[0] != ck["capacity"]:
                 raise UserError(f"DQN-Replay checkpoint {ck['suffix']}: {files[ck['suffix']].shape[0]} frames but "
