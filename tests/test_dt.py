@@ -282,3 +282,28 @@ def test_replay_buffer_sequences(use_native):
         else:  # the episode's first steps were overwritten: timesteps count from the oldest one kept
             assert batch.timesteps[row, 0] < true_step
     assert checked > 200
+
+
+def test_gmp_and_nap_hooks_on_the_decision_transformer(tmp_path):
+    """GMP reaches its sparsity over the run's updates and NaP keeps every projected group at its
+    initial norm, on the DT as on the other agents (post-step hooks)."""
+    from rlsuite.agents.dt import DT, DTConfig
+    from rlsuite.nn.nap import NaPConfig
+    from rlsuite.nn.pruning import GMPConfig, model_sparsity
+
+    ds = hand_dataset(tmp_path / "d", [list(np.random.default_rng(0).random(12)) for _ in range(10)])
+    sampler = SequenceSampler([ds])
+    model = TransformerConfig(context=4, embed_dim=16, n_layer=1, n_head=2, max_timestep=32)
+    cfg = DTConfig(model=model, encoder=EncoderConfig(kind="mlp", hidden=(16,)), batch_size=8, warmup_updates=0,
+                   gmp=GMPConfig(sparsity=0.6, start=0.0, end=0.8, update_freq=2), nap=NaPConfig(project=True))
+    agent = DT(cfg, BOX, gym.spaces.Discrete(4))
+    agent.plan(20)
+    radii = agent.projector.radii.clone()
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        agent.update(sampler.sample_sequences(8, 4, rng))
+    pruned = {name: p for name, p in agent.pruner.params.items()}
+    zeros = sum(int((p == 0).sum()) for p in pruned.values()) / sum(p.numel() for p in pruned.values())
+    assert zeros == pytest.approx(0.6, abs=0.02)
+    assert model_sparsity(agent.model)["sparsity"] > 0.3
+    torch.testing.assert_close(agent.projector._group_norms(), radii, rtol=1e-4, atol=1e-6)
