@@ -97,7 +97,7 @@ def eval_offline(args: argparse.Namespace) -> int:
     """`rlsuite eval` of a Decision Transformer run: each game, return-conditioned."""
     from rlsuite.evaluate import append_jsonl, format_table
     from rlsuite.monitor import log_record
-    from rlsuite.offline import evaluate_checkpoint
+    from rlsuite.offline_games import evaluate_checkpoint
 
     if args.env or args.overrides or args.video:
         raise UserError("--env, --set and --video do not apply to offline (dt) runs: they are evaluated on the "
