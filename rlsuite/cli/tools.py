@@ -70,20 +70,26 @@ def cmd_list(args: argparse.Namespace) -> int:
 def add_bench(sub: Any) -> None:
     p = sub.add_parser("bench", help="measure speed against peers installed side by side, or run the "
                        "plasticity benchmark (JSON lines)")
-    p.add_argument("what", choices=["dqn", "ppo", "replay", "envs", "plasticity"])
+    p.add_argument("what", choices=["dqn", "ppo", "dt", "replay", "envs", "plasticity"])
     p.add_argument("--seconds", type=float, default=20.0, help="replay, envs: time per measurement (default 20; dqn times whole runs of --steps)")
-    p.add_argument("--quick", action="store_true", help="short measurements (a smoke test, not a result)")
+    p.add_argument("--quick", action="store_true", help="short measurements (a smoke test, not a result; "
+                   "dt: the small size)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="replay: cuda holds the whole buffer in GPU memory (replay.on_device) and skips the "
-                        "CPU peers (default cpu)")
+                        "CPU peers; dt: train both models on the GPU (default cpu)")
     p.add_argument("--capacity", type=int, default=None,
                    help="replay: buffer capacity in transitions (default 200000; 20000 with --quick)")
     p.add_argument("--out", default="runs/bench-plasticity",
                    help="plasticity: folder for its figures, table and records (default runs/bench-plasticity)")
     p.add_argument("--steps", type=int, default=None,
-                   help="dqn, ppo: env steps per timed train()/learn() call (default per task, 10k-20k; about 2000 with --quick)")
+                   help="dqn, ppo: env steps per timed train()/learn() call (default per task, 10k-20k; about 2000 with --quick); "
+                        "dt: timed updates per measurement (default 30; 10 with --quick)")
     p.add_argument("--repeats", type=int, default=None,
-                   help="dqn, ppo: fresh processes per side and allocator, interleaved (default 3; 1 with --quick)")
+                   help="dqn, ppo, dt: fresh processes per side (and allocator), interleaved (default 3; 1 with --quick)")
+    p.add_argument("--size", default=None, choices=["default", "small"],
+                   help="dt: model and batch size (default: the dt preset's d 128, 3 layers, 4 heads, K 20, batch 64; "
+                        "small with --quick)")
+    p.add_argument("--threads", type=int, default=None, help="dt: torch threads on both sides (default 2)")
     p.add_argument("--tasks", default=None,
                    help="dqn: comma-separated tasks (default all: cartpole, minatar-breakout, pong); ppo: cartpole, pong "
                         "(default) or minatar-breakout")
@@ -94,9 +100,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import json
 
     seconds = 1.0 if args.quick else args.seconds
-    if args.what != "replay" and (args.device != "cpu" or args.capacity is not None):
+    if args.what not in ("replay", "dt") and (args.device != "cpu" or args.capacity is not None):
         raise UserError(f"bench {args.what} runs on the CPU with fixed sizes; --device and --capacity "
-                        "apply to `rlsuite bench replay` only")
+                        "apply to `rlsuite bench replay` only (--device also to `rlsuite bench dt`)")
+    if args.what == "dt" and args.capacity is not None:
+        raise UserError("bench dt has no buffer: --capacity applies to `rlsuite bench replay` only")
+    if args.what != "dt" and (args.size is not None or args.threads is not None):
+        raise UserError("--size and --threads apply to `rlsuite bench dt` only")
+    if args.what == "dt" and args.tasks is not None:
+        raise UserError("bench dt has no tasks: --tasks applies to `rlsuite bench dqn` and `rlsuite bench ppo`")
     if args.what == "replay":
         from rlsuite.bench.replay import bench_replay
         from rlsuite.bench.replay_peers import bench_peers
@@ -118,6 +130,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from rlsuite.bench.envs import bench_envs
 
         results = bench_envs(seconds=seconds)
+    elif args.what == "dt":
+        from rlsuite.bench.dt import bench_dt
+
+        results = bench_dt(size=args.size, repeats=args.repeats, updates=args.steps, quick=args.quick,
+                           device=args.device, threads=args.threads)
     elif args.what == "ppo":
         from rlsuite.bench.ppo import bench_ppo
 
