@@ -91,7 +91,7 @@ def main() -> None:
     ax1.axhline(0, color="grey", lw=0.8)
     ax1.axhline(1, color="grey", lw=0.8, ls="--")
     ax1.set_xlabel("gradient updates")
-    ax1.set_ylabel("mean normalised score (0 = random data, 1 = best episode in data)")
+    ax1.set_ylabel("mean normalised score over games")
     ax1.legend(fontsize=8)
     x = np.arange(len(games))
     ax2.bar(x, scores.mean(0), yerr=scores.std(0), capsize=4, color="tab:blue", alpha=0.7)
@@ -101,7 +101,8 @@ def main() -> None:
     ax2.axhline(0, color="grey", lw=0.8)
     ax2.axhline(1, color="grey", lw=0.8, ls="--")
     ax2.set_ylabel("final normalised score (dots: seeds)")
-    fig.suptitle(f"{args.label} on MinAtar ({len(games)} games, {len(runs)} seeds)")
+    fig.suptitle(f"{args.label} on MinAtar ({len(games)} games, {len(runs)} seeds); "
+                 "normalised: 0 = random data's mean, 1 = best episode in the data")
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
