@@ -220,17 +220,14 @@ def train_offline(cfg: config.RunConfig, run_dir: Path, resume: bool = False) ->
 
 
 def _train_offline(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
-    from rlsuite.train import _install_signal_handlers
+    from rlsuite.train import _install_signal_handlers, already_finished
 
     rank, _ = distributed()
     say = print if rank == 0 else (lambda *_: None)
     changes = rundir.resume_changes(run_dir, cfg) if resume and rank == 0 else {}
-    if resume:
-        step = rundir.checkpoint_step(run_dir)
-        if rundir.is_finished(run_dir, step, cfg.train.total_steps):
-            say(f"{run_dir} is finished ({step:,} of {cfg.train.total_steps:,} updates, final evaluation recorded); "
-                "nothing to do (extend it with --steps N)")
-            return {"outcome": "already finished", "step": step}
+    finished = already_finished(cfg, run_dir, say, "updates") if resume else None
+    if finished is not None:
+        return finished
     s = build_session(cfg, run_dir)
     if resume:
         try:

@@ -364,6 +364,17 @@ def _start(cfg: config.RunConfig, run_dir: Path, resume: bool, changes: dict[str
     return s
 
 
+def already_finished(cfg: config.RunConfig, run_dir: Path, say: Any, unit: str = "steps") -> dict[str, Any] | None:
+    """A resume of a run that reached its length and recorded its final evaluation does nothing:
+    says so and returns the outcome (None when there is work left). `unit`: steps or updates."""
+    step = rundir.checkpoint_step(run_dir)
+    if not rundir.is_finished(run_dir, step, cfg.train.total_steps):
+        return None
+    say(f"{run_dir} is finished ({step:,} of {cfg.train.total_steps:,} {unit}, final evaluation recorded); "
+        "nothing to do (extend it with --steps N)")
+    return {"outcome": "already finished", "step": step}
+
+
 def _train_locked(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     from rlsuite.offline import is_offline, train_offline
 
@@ -372,12 +383,9 @@ def _train_locked(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[st
     say = print
     tasks.validate(cfg)
     changes = rundir.resume_changes(run_dir, cfg) if resume else {}  # refuses before anything is written
-    if resume:
-        step = rundir.checkpoint_step(run_dir)
-        if rundir.is_finished(run_dir, step, cfg.train.total_steps):
-            say(f"{run_dir} is finished ({step:,} of {cfg.train.total_steps:,} steps, final evaluation "
-                "recorded); nothing to do (extend it with --steps N)")
-            return {"outcome": "already finished", "step": step}
+    finished = already_finished(cfg, run_dir, say) if resume else None
+    if finished is not None:
+        return finished
     preflight.check(cfg)  # memory, process limits, replay slots: before any env or buffer is built
     line = preflight.waiting_line(cfg)
     if line:
