@@ -1,0 +1,84 @@
+"""DT-Mem's working memory (rlsuite.nn.memory): causality, carried state, distinct slots, and the
+released code's leak, each shown by a test rather than a sentence."""
+from __future__ import annotations
+
+import torch
+
+from rlsuite.nn.memory import MemoryConfig, WorkingMemory, released_slots_identical
+
+B, K, T, D = 2, 6, 3, 16
+
+
+def _memory(variant: str = "causal", iterations: int = 2) -> WorkingMemory:
+    torch.manual_seed(0)
+    return WorkingMemory(D, MemoryConfig(slots=8, write_iterations=iterations, variant=variant)).eval()
+
+
+def test_reads_are_causal():
+    """Changing a token of step t' leaves every read at steps < t', and the reads of step t''s other
+    tokens, unchanged (a step reads memory written from earlier steps only), and does change a later
+    read (so the test can fail)."""
+    mem = _memory()
+    steps = torch.randn(B, K, T, D)
+    base, _ = mem(steps)
+    for t_changed in range(K):
+        for token in range(T):
+            changed = steps.clone()
+            changed[:, t_changed, token] += 1.0
+            out, _ = mem(changed)
+            torch.testing.assert_close(out[:, :t_changed], base[:, :t_changed], atol=1e-6, rtol=0)
+            others = [j for j in range(T) if j != token]  # the same step's other tokens: no write yet
+            torch.testing.assert_close(out[:, t_changed, others], base[:, t_changed, others], atol=1e-6, rtol=0)
+            if t_changed < K - 1:
+                assert (out[:, t_changed + 1:] - base[:, t_changed + 1:]).abs().max() > 1e-6
+
+
+def test_carried_state_equals_the_whole_prefix_and_padding_writes_nothing():
+    mem = _memory()
+    steps, mask = torch.randn(B, K, T, D), torch.ones(B, K, dtype=torch.bool)
+    whole, final = mem(steps, mask)
+    state, reads = None, []
+    for t in range(K):  # evaluation: one step at a time, the memory carried across calls
+        out, state = mem(steps[:, t:t + 1], mask[:, t:t + 1], state)
+        reads.append(out)
+    torch.testing.assert_close(torch.cat(reads, 1), whole, atol=1e-6, rtol=0)
+    torch.testing.assert_close(state, final, atol=1e-6, rtol=0)
+    mask[:, 3:] = False  # padded steps leave the memory as it was
+    _, after_three = mem(steps, mask)
+    _, three = mem(steps[:, :3])
+    torch.testing.assert_close(after_three, three, atol=1e-6, rtol=0)
+
+
+def test_slots_start_distinct_and_stay_distinct_after_training():
+    mem = _memory()
+    assert mem.slot_spread() > 0.5  # orthonormal rows: sqrt(2) apart
+    optimizer = torch.optim.Adam(mem.parameters(), lr=1e-2)
+    torch.manual_seed(1)
+    for _ in range(50):  # recall the first step's tokens at the last step
+        steps = torch.randn(8, K, T, D)
+        out, _ = mem(steps)
+        loss = (out[:, -1] - steps[:, 0]).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert mem.slot_spread() > 1e-3
+    state = mem.initial_state(1)
+    assert not released_slots_identical(mem.write(state, torch.randn(1, T, D)))
+
+
+def test_the_released_variant_leaks_the_future_and_collapses_its_slots():
+    """The released code's memory (identical random slots, the window written before any read):
+    the read at step 0 moves when a token at the last step changes, and all slots stay equal."""
+    mem = _memory("released", iterations=1)
+    steps = torch.randn(B, K, T, D)
+    torch.manual_seed(5)
+    base, memory = mem(steps)
+    changed = steps.clone()
+    changed[:, K - 1, 2] += 1.0
+    torch.manual_seed(5)  # the same random initial memory, so only the future token differs
+    out, _ = mem(changed)
+    assert (out[:, 0] - base[:, 0]).abs().max() > 1e-4  # step 0 saw step K-1
+    assert released_slots_identical(memory)
+    torch.manual_seed(6)
+    other, _ = mem(steps)
+    assert (other - base).abs().max() > 1e-4  # and its outputs depend on the random draw
