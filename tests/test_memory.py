@@ -82,3 +82,65 @@ def test_the_released_variant_leaks_the_future_and_collapses_its_slots():
     torch.manual_seed(6)
     other, _ = mem(steps)
     assert (other - base).abs().max() > 1e-4  # and its outputs depend on the random draw
+
+
+def _dt_mem_agent(context: int = 3):
+    import gymnasium as gym
+    import numpy as np
+
+    from rlsuite.agents.dt import DT, DTConfig
+    from rlsuite.nn.encoders import EncoderConfig
+    from rlsuite.nn.transformer import TransformerConfig
+
+    space = gym.spaces.Box(-5, 5, (4,), np.float32)
+    cfg = DTConfig(model=TransformerConfig(context=context, embed_dim=16, n_layer=1, n_head=2, dropout=0.0,
+                                           max_timestep=64),
+                   memory=MemoryConfig(placement="model", slots=4), encoder=EncoderConfig(kind="mlp", hidden=(8,)))
+    return DT(cfg, space, gym.spaces.Discrete(3))
+
+
+def test_dt_mem_is_causal_through_memory_and_attention():
+    agent = _dt_mem_agent(context=5)
+    model = agent.model.eval()
+    torch.manual_seed(2)
+    obs, actions = torch.randn(2, 5, 4), torch.randint(0, 3, (2, 5))
+    rtg, steps = torch.randn(2, 5), torch.arange(5).repeat(2, 1)
+    base = model(obs, actions, rtg, steps)["action"]
+    for t in range(5):
+        o, a = obs.clone(), actions.clone()
+        o[:, t] += 1.0
+        a[:, t] = (a[:, t] + 1) % 3
+        out = model(o, a, rtg, steps)["action"]
+        torch.testing.assert_close(out[:, :t], base[:, :t], atol=1e-6, rtol=0)
+
+
+def test_evaluation_carries_the_memory_of_the_whole_prefix():
+    """Acting step by step with a 3-step window over a 9-step game, the memory the agent carries
+    equals the memory written from every step that has left the window, recomputed in one pass."""
+    import numpy as np
+
+    agent = _dt_mem_agent(context=3)
+    agent.set_eval_game(10.0, clip_rewards=False)
+    agent.eval_reset(1)
+    rng = np.random.default_rng(0)
+    history = {"obs": [], "actions": [], "rtg": [], "steps": []}
+    rtg = 10.0
+    for t in range(9):
+        obs = rng.normal(size=(1, 4)).astype(np.float32)
+        action = agent.act(obs, 0.0, rng)
+        reward = float(rng.integers(0, 3))
+        history["obs"].append(obs[0]), history["actions"].append(int(action[0]))
+        history["rtg"].append(rtg), history["steps"].append(t)
+        agent.eval_rewards(np.array([reward]))
+        rtg -= reward
+    # after act at step 8 the window holds steps 6..8: steps 0..5 were written into the memory
+    gone = 6
+    tokens = agent.model.tokens(torch.tensor(np.array(history["obs"][:gone]))[None],
+                                torch.tensor(history["actions"][:gone])[None],
+                                torch.tensor(history["rtg"][:gone], dtype=torch.float32)[None],
+                                torch.tensor(history["steps"][:gone])[None])
+    with torch.no_grad():
+        _, expected = agent.model.memory(tokens.view(1, gone, 3, -1))
+    torch.testing.assert_close(agent._ctx["memory"], expected, atol=1e-5, rtol=0)
+    agent.eval_episode_starts(np.array([True]))
+    torch.testing.assert_close(agent._ctx["memory"], agent.model.memory.initial_state(1), atol=0, rtol=0)

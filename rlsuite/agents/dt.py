@@ -42,6 +42,7 @@ from rlsuite.config import validate
 from rlsuite.errors import TrainingDiverged, UserError
 from rlsuite.fields import choice, matching, ranged
 from rlsuite.nn.encoders import EncoderConfig, make_encoder
+from rlsuite.nn.memory import MemoryConfig
 from rlsuite.nn.nap import NaPConfig, NormProjector, insert_norms
 from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
 from rlsuite.nn.transformer import DecisionTransformer, TransformerConfig
@@ -55,6 +56,8 @@ class DTConfig:
 
     model: TransformerConfig = field(default_factory=TransformerConfig)
     """The transformer: context, width, depth, heads, return layout (see the model.* keys)."""
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    """DT-Mem's working memory (Kang et al. 2024; memory.placement 'none' = a plain DT; see the memory.* keys)."""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     """Observation token encoder: Nature CNN (Atari), MinAtar net, MLP (vectors) (see the encoder.* keys)."""
     batch_size: int = ranged(64, ge=1)
@@ -114,7 +117,7 @@ class DT:
         with torch.random.fork_rng(devices=[]):  # init draws from the run's network stream only
             torch.manual_seed(seeding.int_seed(seed, "network"))
             encoder = make_encoder(cfg.encoder, observation_space)
-            self.model = DecisionTransformer(cfg.model, encoder, self.num_actions)
+            self.model = DecisionTransformer(cfg.model, encoder, self.num_actions, cfg.memory)
             if cfg.nap.norm != "none":
                 example = torch.as_tensor(observation_space.sample()[None])
                 insert_norms(self.model.encoder, example, cfg.nap.norm)
@@ -172,7 +175,7 @@ class DT:
         """Cross-entropies of a SequenceBatch (on this device): sums over this rank's real steps,
         divided by the global batch's real steps (so data-parallel gradients, which DDP averages
         over ranks, are multiplied back by world_size)."""
-        out = (net or self.net)(batch.obs, batch.actions, batch.returns_to_go, batch.timesteps)
+        out = (net or self.net)(batch.obs, batch.actions, batch.returns_to_go, batch.timesteps, batch.mask)
         mask = batch.mask
         norm = self.world_size / max(1, batch.valid_steps)
         action_ce = F.cross_entropy(out["action"][mask], batch.actions[mask], reduction="sum") * norm
@@ -229,7 +232,29 @@ class DT:
                      "actions": torch.full((num_envs, k), self.num_actions, dtype=torch.int64),
                      "rtg": torch.zeros((num_envs, k)), "steps": torch.zeros((num_envs, k), dtype=torch.int64),
                      "length": np.zeros(num_envs, np.int64), "t": np.zeros(num_envs, np.int64),
-                     "next_rtg": np.full(num_envs, np.nan), "reward": np.zeros(num_envs)}
+                     "next_rtg": np.full(num_envs, np.nan), "reward": np.zeros(num_envs),
+                     "memory": self._initial_memory(num_envs)}
+
+    def _initial_memory(self, num_envs: int) -> torch.Tensor | None:
+        """The working memory each env carries through its episode (None without one, and for the
+        released variant, which draws a fresh random memory at every forward as its code does)."""
+        mem = self.model.memory
+        if mem is None or mem.cfg.variant == "released":
+            return None
+        with torch.no_grad():
+            return mem.initial_state(num_envs).clone()
+
+    def _write_oldest(self, i: int) -> None:
+        """Env i's oldest held step leaves the window: write it into the memory it carries, so the
+        memory stays the memory of the whole prefix before the window."""
+        ctx = self._ctx
+        if ctx["memory"] is None:
+            return
+        d = self.device
+        with torch.no_grad():
+            tokens = self.model.tokens(ctx["obs"][i:i + 1, :1].to(d), ctx["actions"][i:i + 1, :1].to(d),
+                                       ctx["rtg"][i:i + 1, :1].to(d), ctx["steps"][i:i + 1, :1].to(d))
+            ctx["memory"][i:i + 1] = self.model.memory.write(ctx["memory"][i:i + 1], tokens)
 
     def eval_rewards(self, rewards: np.ndarray) -> None:
         """The rewards the last actions earned (rlsuite.evaluate calls it after every env step)."""
@@ -241,6 +266,8 @@ class DT:
         ctx = self._ctx
         for i in np.flatnonzero(done):
             ctx["length"][i], ctx["t"][i], ctx["next_rtg"][i] = 0, 0, np.nan
+            if ctx["memory"] is not None:
+                ctx["memory"][i] = self._initial_memory(1)[0]
 
     def _push(self, obs: np.ndarray) -> np.ndarray:
         """Append this step's observation to every env's history (sliding once K steps are held);
@@ -253,6 +280,7 @@ class DT:
             if ctx["length"][i] > 0:  # a continuing game: lower the return-to-go by the last reward
                 ctx["next_rtg"][i] = ctx["rtg"][i, ctx["length"][i] - 1].item() - ctx["reward"][i]
             if ctx["length"][i] == k:
+                self._write_oldest(i)
                 for key in ("obs", "actions", "rtg", "steps"):
                     ctx[key][i, :-1] = ctx[key][i, 1:].clone()
                 ctx["length"][i] -= 1
@@ -270,7 +298,8 @@ class DT:
         ctx, d = self._ctx, self.device
         self.model.eval()
         return self.model(ctx["obs"][:, :width].to(d), ctx["actions"][:, :width].to(d),
-                          ctx["rtg"][:, :width].to(d), ctx["steps"][:, :width].to(d))
+                          ctx["rtg"][:, :width].to(d), ctx["steps"][:, :width].to(d),
+                          memory=ctx["memory"])
 
     def _sample_expert_returns(self, pos: np.ndarray, rng: np.random.Generator) -> None:
         """MGDT: R_t ~ P(R | s, history) exp(kappa (R - R_min) / (R_max - R_min)), drawn with `rng`."""

@@ -37,6 +37,8 @@ from rlsuite.fields import choice, ranged
 class MemoryConfig:
     """The working memory of DT-Mem (rlsuite.nn.memory)."""
 
+    placement: str = choice("none", "none", "model")
+    """'none': a plain DT. 'model': one memory between the token embeddings and the transformer blocks: every token adds its read-out, each step is written after it is read. Chosen as the default place because the memory then depends only on the tokens, so the state an evaluation carries across a whole episode is exactly the memory of the whole prefix (per-block memories would be written from window-dependent activations)."""
     slots: int = ranged(16, ge=1)
     """N: memory slots (the spec's CPU scale: 16-64; the paper's ablation: about 1,200-1,800)."""
     write_iterations: int = ranged(1, ge=1)

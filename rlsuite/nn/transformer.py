@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlsuite.fields import choice, ranged
+from rlsuite.nn.memory import MemoryConfig, WorkingMemory
 
 
 @dataclass
@@ -97,7 +98,8 @@ class DecisionTransformer(nn.Module):
     `forward` returns {"action": (B, K, num_actions)} and, with returns 'bins', {"return": (B, K,
     num_bins)} logits."""
 
-    def __init__(self, cfg: TransformerConfig, encoder: nn.Module, num_actions: int) -> None:
+    def __init__(self, cfg: TransformerConfig, encoder: nn.Module, num_actions: int,
+                 memory: MemoryConfig | None = None) -> None:
         super().__init__()
         if cfg.returns == "bins" and cfg.return_max <= cfg.return_min:
             raise ValueError(f"return_max ({cfg.return_max}) must exceed return_min ({cfg.return_min})")
@@ -125,6 +127,8 @@ class DecisionTransformer(nn.Module):
         for name, module in self.named_modules():
             if not name.startswith("encoder"):
                 _gpt_init(module)
+        # DT-Mem (rlsuite.nn.memory): built after the GPT init so it keeps its own (distinct slots).
+        self.memory = WorkingMemory(d, memory) if memory is not None and memory.placement != "none" else None
 
     # -- tokens ----------------------------------------------------------------------------
     def return_bins(self, returns: torch.Tensor) -> torch.Tensor:
@@ -153,10 +157,18 @@ class DecisionTransformer(nn.Module):
         return (torch.stack([first, second, a], dim=2) + time.unsqueeze(2)).reshape(b, 3 * k, -1)
 
     # -- forward ---------------------------------------------------------------------------
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor,
-                timesteps: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor, timesteps: torch.Tensor,
+                mask: torch.Tensor | None = None, memory: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """With a working memory, `mask` (B, K) says which steps write it and `memory` (B, N, d) is
+        its state before step 0 (None: an episode start); the output then has "memory", the state
+        after the window."""
         b, k = actions.shape
-        x = self.drop(self.tokens(obs, actions, returns, timesteps))
+        x = self.tokens(obs, actions, returns, timesteps)
+        state = None
+        if self.memory is not None:
+            reads, state = self.memory(x.view(b, k, 3, -1), mask, memory)
+            x = x + reads.reshape(b, 3 * k, -1)
+        x = self.drop(x)
         for block in self.blocks:
             x = block(x)
         h = self.ln_f(x).view(b, k, 3, -1)
@@ -164,6 +176,8 @@ class DecisionTransformer(nn.Module):
         out = {"action": self.action_head(h[:, :, 1])}
         if self.return_head is not None:
             out["return"] = self.return_head(h[:, :, 0])  # at s_t: sees s_t, not R_t
+        if state is not None:
+            out["memory"] = state
         return out
 
     def output_layers(self) -> list[nn.Module]:
