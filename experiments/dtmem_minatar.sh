@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# DT-Mem's first claim at MinAtar scale (issue 16; DTMEM_RETENTION.md §1.10 (a)): multi-game offline
+# training, DT-Mem (dtmem-minatar) against a parameter-matched plain DT (mgdt-minatar-matched) and the
+# released code's memory (dtmem-minatar, memory.variant=released), on the nine datasets of
+# experiments/dt_minatar.sh (run that first), SEEDS seeds each, UPDATES updates, evaluations every
+# UPDATES/4. Re-running resumes interrupted runs and skips finished ones.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+UPDATES=${UPDATES:-8000}
+SEEDS=${SEEDS:-"1 2 3"}
+ARMS=${ARMS:-"dtmem mgdt-matched dtmem-released"}
+data=$(for g in breakout asterix space_invaders; do for q in expert medium random; do printf "data/minatar/%s-%s," "$g" "$q"; done; done)
+data=${data%,}
+arm() {  # arm seed
+  local preset=$1 extra=()
+  case $1 in
+    dtmem) preset=dtmem-minatar ;;
+    mgdt-matched) preset=mgdt-minatar-matched ;;
+    dtmem-released) preset=dtmem-minatar; extra=(--set agent.memory.variant=released) ;;
+  esac
+  once runs/dtmem-minatar/$1-s$2 rlsuite train "$preset" --dataset "$data" --seed "$2" --steps "$UPDATES" \
+    --set train.eval_every=$((UPDATES / 4)) --set train.checkpoint_every=1000 --set train.torch_threads=1 "${extra[@]}"
+}
+for a in $ARMS; do
+  for seed in $SEEDS; do
+    arm "$a" "$seed" &
+  done
+  wait  # one arm (its seeds side by side) at a time
+done
+for a in $ARMS; do
+  .venv/bin/python experiments/dt_minatar_report.py runs/dtmem-minatar/$a-s* --data data/minatar \
+    --out docs/dtmem-minatar-$a.png --label "$a"
+done
