@@ -118,7 +118,9 @@ def _init_distributed(device: torch.device) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
-def build_session(cfg: config.RunConfig, run_dir: Path) -> OfflineSession:
+def build_session(cfg: config.RunConfig, run_dir: Path, fresh: bool = True) -> OfflineSession:
+    """The session of a run; a fresh fine-tuning run (finetune.parent) starts from its parent's
+    weights (a resumed one gets its own from its checkpoint)."""
     from rlsuite.train import pick_device, seed_everything
 
     t = cfg.train
@@ -137,6 +139,8 @@ def build_session(cfg: config.RunConfig, run_dir: Path) -> OfflineSession:
     agent_cls, _ = agent_classes(cfg.algo)
     agent = agent_cls(cfg.agent, sampler.observation_space, sampler.action_space, device, seed=t.seed)
     agent.plan(t.total_steps)
+    if cfg.finetune.parent and fresh:
+        _adopt_parent(agent, cfg.finetune.parent)
     if world > 1:
         _init_distributed(device)
         from torch.nn.parallel import DistributedDataParallel
@@ -145,6 +149,17 @@ def build_session(cfg: config.RunConfig, run_dir: Path) -> OfflineSession:
         agent.distribute(DistributedDataParallel(agent.model, device_ids=ids), world)
     games = resolve_games(cfg, datasets)
     return OfflineSession(cfg, run_dir, agent, sampler, games, seeding.generator(t.seed, "replay"), rank, world)
+
+
+def _adopt_parent(agent: Any, parent: str) -> None:
+    path = checkpoint.find(parent)
+    data = checkpoint.load(path)
+    if data.get("algo") != agent.name:
+        raise UserError(f"{path} holds a {data.get('algo')} agent, not {agent.name}")
+    try:
+        agent.adopt_parent(data["agent"]["model"])
+    except RuntimeError as exc:
+        raise UserError(f"the weights of {path} do not fit this model ({str(exc).splitlines()[0][:160]})") from None
 
 
 def save_checkpoint(s: OfflineSession) -> Path | None:
@@ -228,7 +243,7 @@ def _train_offline(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[s
     finished = already_finished(cfg, run_dir, say, "updates") if resume else None
     if finished is not None:
         return finished
-    s = build_session(cfg, run_dir)
+    s = build_session(cfg, run_dir, fresh=not resume)
     if resume:
         try:
             restore_checkpoint(s)
@@ -241,6 +256,9 @@ def _train_offline(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[s
     if not resume:
         say(f"run {run_dir}  |  {cfg.algo} on {len(s.sampler):,} steps of {len(s.games)} game(s) "
             f"({', '.join(g.name for g in s.games)})  |  {s.agent.parameter_count():,} parameters"
+            + (f", {s.agent.trainable_count():,} trainable" if s.agent.trainable_count() != s.agent.parameter_count()
+               else "")
+            + (f"  |  from {cfg.finetune.parent}" if cfg.finetune.parent else "")
             + (f"  |  {s.world_size} processes" if s.world_size > 1 else ""))
     previous = _install_signal_handlers(s)
     monitor = (Monitor(run_dir, cfg.train.total_steps, s.step, cfg.train.progress, cfg.train.status_every,

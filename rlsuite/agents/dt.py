@@ -42,6 +42,7 @@ from rlsuite.config import validate
 from rlsuite.errors import TrainingDiverged, UserError
 from rlsuite.fields import choice, matching, ranged
 from rlsuite.nn.encoders import EncoderConfig, make_encoder
+from rlsuite.nn.lora import LoRAConfig, add_lora, base_state
 from rlsuite.nn.memory import MemoryConfig
 from rlsuite.nn.nap import NaPConfig, NormProjector, insert_norms
 from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
@@ -58,6 +59,8 @@ class DTConfig:
     """The transformer: context, width, depth, heads, return layout (see the model.* keys)."""
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     """DT-Mem's working memory (Kang et al. 2024; memory.placement 'none' = a plain DT; see the memory.* keys)."""
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    """Low-rank adapters: with lora.target set only they train, the rest is frozen (rlsuite finetune --lora; see the lora.* keys)."""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     """Observation token encoder: Nature CNN (Atari), MinAtar net, MLP (vectors) (see the encoder.* keys)."""
     batch_size: int = ranged(64, ge=1)
@@ -121,6 +124,16 @@ class DT:
             if cfg.nap.norm != "none":
                 example = torch.as_tensor(observation_space.sample()[None])
                 insert_norms(self.model.encoder, example, cfg.nap.norm)
+        self.lora_layers: list[str] = []
+        if cfg.lora.target != "none":
+            if cfg.gmp.sparsity > 0 or cfg.nap.project:
+                raise UserError("lora.target with GMP or NaP: their hooks would rewrite the frozen weights")
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seeding.int_seed(seed, "network", 1))
+                    self.lora_layers = add_lora(self.model, cfg.lora)
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
         self.model.to(self.device)
         self.net: nn.Module = self.model  # what training calls: the model, or its DDP wrapper
         self.optimizer = torch.optim.AdamW(self._param_groups(), lr=cfg.lr, betas=tuple(cfg.betas))
@@ -139,6 +152,8 @@ class DT:
         decay, no_decay = [], []
         for module in self.model.modules():
             for name, p in module.named_parameters(recurse=False):
+                if not p.requires_grad:  # frozen under LoRA: the optimizer never sees it
+                    continue
                 is_weight = name == "weight" and isinstance(module, (nn.Linear, nn.Conv2d))
                 (decay if is_weight else no_decay).append(p)
         return [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -215,6 +230,18 @@ class DT:
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
+
+    def trainable_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    def adopt_parent(self, model_state: dict[str, torch.Tensor]) -> None:
+        """Start from a pre-trained model's weights (rlsuite finetune); adapters keep their init
+        (B = 0, so the function is the parent's). RuntimeError when the shapes or names differ."""
+        state = base_state(model_state, self.lora_layers)
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if "lora_" not in k]
+        if missing or unexpected:
+            raise RuntimeError(f"parent weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
     # ------------------------------------------------------------------ evaluation
 
@@ -339,7 +366,8 @@ class DT:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if "optimizer" in state:  # an export (rlsuite export --merge-lora) carries the model only
+            self.optimizer.load_state_dict(state["optimizer"])
         self.num_updates = int(state["num_updates"])
         self.rng.bit_generator.state = state["rng"]
         for hook, hook_state in zip(self.post_step_hooks, state.get("constraints", [])):

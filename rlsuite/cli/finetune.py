@@ -22,6 +22,11 @@ examples:
   rlsuite finetune --from runs/nethack-pre ppo-finetune-nethack --retention ks --freeze encoder --critic-warmup 100000
   rlsuite finetune --from runs/dqn-chain-pre dqn-closefar --retention em --set finetune.em.fraction=0.1
   rlsuite compare runs/chain-ft-*                                 # FAR metrics per method
+
+offline agents (dt, DT-Mem): --dataset names the new data; --lora trains only low-rank adapters
+  rlsuite finetune --from runs/dtmem-s1 --dataset data/minatar/freeway-expert --lora memory
+  rlsuite finetune --from runs/dtmem-s1 --dataset data/new --lora all --set agent.lora.rank=8
+  rlsuite export runs/ft-lora-memory-... --merge-lora                # adapters folded into the weights
 """
 
 
@@ -40,6 +45,11 @@ def add(sub: Any) -> None:
     p.add_argument("--freeze", metavar="PARTS",
                    help="comma list of encoder, core, policy, value to keep frozen (default: the preset's; none)")
     p.add_argument("--critic-warmup", type=int, metavar="STEPS", help="env steps in which only the value head trains")
+    p.add_argument("--dataset", metavar="DIR[,DIR...]",
+                   help="offline agents (dt): the dataset(s) to fine-tune on (offline.datasets)")
+    p.add_argument("--lora", choices=("memory", "all", "none"),
+                   help="offline agents (dt): train only low-rank adapters on the working memory or on every "
+                        "linear layer (agent.lora.target; default none = full fine-tuning)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (repeatable), e.g. --set finetune.bc.coef=1")
     p.add_argument("--steps", type=int, help="env steps of fine-tuning (train.total_steps)")
@@ -60,6 +70,10 @@ def finetune_overrides(args: argparse.Namespace, parent: Path) -> list[str]:
         out.append(f"finetune.freeze={args.freeze}")
     if args.critic_warmup is not None:
         out.append(f"finetune.critic_warmup={args.critic_warmup}")
+    if getattr(args, "dataset", None):
+        out.append(f"offline.datasets={args.dataset}")
+    if getattr(args, "lora", None):
+        out.append(f"agent.lora.target={args.lora}")
     for flag, key in (("steps", "train.total_steps"), ("seed", "train.seed"), ("num_envs", "train.num_envs")):
         if getattr(args, flag) is not None:
             out.append(f"{key}={getattr(args, flag)}")
@@ -76,12 +90,22 @@ def build_config(args: argparse.Namespace) -> tuple[Any, Path]:
 
     path, data = load_parent(args.parent)
     saved = data.get("config", {})
+    from rlsuite.offline import is_offline
+
+    offline = is_offline(str(data.get("algo", "")))
+    if offline and not args.dataset:
+        raise UserError(f"{path} is an offline ({data.get('algo')}) agent: name the data to fine-tune on with --dataset")
+    if not offline and (args.dataset or args.lora):
+        raise UserError("--dataset and --lora apply to offline agents (dt); this parent is "
+                        f"{data.get('algo')}")
     env = args.env or saved.get("env", {}).get("id")
     if args.preset:
         cfg = config.build_run_config(args.preset, env, [])
     else:
         cfg = config.empty_run_config(str(data.get("algo", "")))
         config.apply_file(cfg, {k: saved[k] for k in ("agent", "replay", "train") if k in saved}, str(path))
+        if offline:  # only the adapters are new; the evaluation games come from the new data
+            cfg.agent.lora.target = "none"
         if args.env:  # the named task with its family's env preset
             config.apply_env(cfg, env, config.DEFAULT_ENV_PRESET)
         else:  # the parent's own env settings, from the task's normal start
@@ -93,14 +117,17 @@ def build_config(args: argparse.Namespace) -> tuple[Any, Path]:
     config.validate(cfg)
     if cfg.algo != data.get("algo"):
         raise UserError(f"{path} holds a {data.get('algo')} agent, the preset {args.preset} is {cfg.algo}")
-    from rlsuite.finetune import check_config
+    if not offline:
+        from rlsuite.finetune import check_config
 
-    check_config(cfg)
+        check_config(cfg)
     return cfg, path
 
 
 def default_run_dir(cfg: Any) -> Path:
     methods = "-".join(cfg.finetune.retention) or "vanilla"
+    if cfg.offline.datasets:
+        methods = f"lora-{cfg.agent.lora.target}" if cfg.agent.lora.target != "none" else "full"
     env_name = cfg.env.id.replace("/", "-").replace(":", "-")
     return Path("runs") / f"ft-{methods}-{env_name}-s{cfg.train.seed}"
 

@@ -16,7 +16,9 @@ def add_export(sub: Any) -> None:
                                    "a checkpoint that `rlsuite eval` accepts.")
     p.add_argument("target", help="run directory or checkpoint file")
     p.add_argument("--sparse", action="store_true", help="store kernels as (indices, values) of nonzero weights")
-    p.add_argument("-o", "--out", help="output file (default <run>/export/sparse.pt)")
+    p.add_argument("--merge-lora", action="store_true",
+                   help="offline runs fine-tuned with --lora: fold the adapters into the weights (W0 + alpha/r BA)")
+    p.add_argument("-o", "--out", help="output file (default <run>/export/sparse.pt, or merged.pt with --merge-lora)")
     p.set_defaults(func=cmd_export)
 
 
@@ -24,9 +26,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     from rlsuite.evaluate import format_table
     from rlsuite.export import export_sparse
 
-    if not args.sparse:
-        raise UserError("only sparse export exists so far: add --sparse")
+    if args.sparse == args.merge_lora:
+        raise UserError("choose what to export: --sparse (pruned weights) or --merge-lora (LoRA adapters merged)")
     base = Path(args.target) if Path(args.target).is_dir() else Path(args.target).parent
+    if args.merge_lora:
+        from rlsuite.export import export_merged_lora
+
+        out = Path(args.out) if args.out else base / "export" / "merged.pt"
+        report = export_merged_lora(args.target, out)
+        print(f"merged {report['merged']} LoRA adapter(s) of {report['source']} into {report['export']} "
+              f"({report['parameters']:,} parameters)")
+        return 0
     out = Path(args.out) if args.out else base / "export" / "sparse.pt"
     if out.is_dir():
         raise UserError(f"-o {out} is a directory; give the export's file name, e.g. -o {out / 'sparse.pt'}")
