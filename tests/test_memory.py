@@ -2,6 +2,7 @@
 released code's leak, each shown by a test rather than a sentence."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from rlsuite.nn.memory import MemoryConfig, WorkingMemory, released_slots_identical
@@ -84,7 +85,7 @@ def test_the_released_variant_leaks_the_future_and_collapses_its_slots():
     assert (other - base).abs().max() > 1e-4  # and its outputs depend on the random draw
 
 
-def _dt_mem_agent(context: int = 3):
+def _dt_mem_agent(context: int = 3, placement: str = "model"):
     import gymnasium as gym
     import numpy as np
 
@@ -95,12 +96,13 @@ def _dt_mem_agent(context: int = 3):
     space = gym.spaces.Box(-5, 5, (4,), np.float32)
     cfg = DTConfig(model=TransformerConfig(context=context, embed_dim=16, n_layer=1, n_head=2, dropout=0.0,
                                            max_timestep=64),
-                   memory=MemoryConfig(placement="model", slots=4), encoder=EncoderConfig(kind="mlp", hidden=(8,)))
+                   memory=MemoryConfig(placement=placement, slots=4), encoder=EncoderConfig(kind="mlp", hidden=(8,)))
     return DT(cfg, space, gym.spaces.Discrete(3))
 
 
-def test_dt_mem_is_causal_through_memory_and_attention():
-    agent = _dt_mem_agent(context=5)
+@pytest.mark.parametrize("placement", ["model", "block"])
+def test_dt_mem_is_causal_through_memory_and_attention(placement):
+    agent = _dt_mem_agent(context=5, placement=placement)
     model = agent.model.eval()
     torch.manual_seed(2)
     obs, actions = torch.randn(2, 5, 4), torch.randint(0, 3, (2, 5))
@@ -144,3 +146,24 @@ def test_evaluation_carries_the_memory_of_the_whole_prefix():
     torch.testing.assert_close(agent._ctx["memory"], expected, atol=1e-5, rtol=0)
     agent.eval_episode_starts(np.array([True]))
     torch.testing.assert_close(agent._ctx["memory"], agent.model.memory.initial_state(1), atol=0, rtol=0)
+
+
+def test_per_block_memories_are_carried_at_evaluation():
+    """memory.placement=block: one memory per block; acting past the window writes the steps that
+    leave it into every block's memory (and an episode start resets them all)."""
+    import numpy as np
+
+    agent = _dt_mem_agent(context=2, placement="block")
+    assert len(agent.model.memory_modules()) == 1  # n_layer = 1 in this tiny model
+    agent.set_eval_game(5.0, clip_rewards=False)
+    agent.eval_reset(2)
+    start = agent._ctx["memory"].clone()
+    rng = np.random.default_rng(0)
+    for _ in range(2):  # the window is full, nothing has left it yet
+        agent.act(rng.normal(size=(2, 4)).astype(np.float32), 0.0, rng)
+        agent.eval_rewards(np.ones(2))
+    torch.testing.assert_close(agent._ctx["memory"], start, atol=0, rtol=0)
+    agent.act(rng.normal(size=(2, 4)).astype(np.float32), 0.0, rng)  # step 0 leaves the window
+    assert (agent._ctx["memory"] - start).abs().max() > 1e-6
+    agent.eval_episode_starts(np.array([True, False]))
+    torch.testing.assert_close(agent._ctx["memory"][0], start[0], atol=0, rtol=0)

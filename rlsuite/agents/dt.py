@@ -261,24 +261,33 @@ class DT:
                      "length": np.zeros(num_envs, np.int64), "t": np.zeros(num_envs, np.int64),
                      "next_rtg": np.full(num_envs, np.nan), "reward": np.zeros(num_envs),
                      "memory": self._initial_memory(num_envs)}
+        if self.model.placement == "block":  # what each held step's block memories would be written from
+            ctx = self._ctx
+            ctx["acts"] = torch.zeros((num_envs, k, self.cfg.model.n_layer, 3, self.cfg.model.embed_dim))
 
     def _initial_memory(self, num_envs: int) -> torch.Tensor | None:
         """The working memory each env carries through its episode (None without one, and for the
         released variant, which draws a fresh random memory at every forward as its code does)."""
-        mem = self.model.memory
-        if mem is None or mem.cfg.variant == "released":
+        mems = self.model.memory_modules()
+        if not mems or mems[0].cfg.variant == "released":
             return None
         with torch.no_grad():
-            return mem.initial_state(num_envs).clone()
+            return self.model.initial_memory(num_envs).clone()
 
     def _write_oldest(self, i: int) -> None:
         """Env i's oldest held step leaves the window: write it into the memory it carries, so the
-        memory stays the memory of the whole prefix before the window."""
+        memory stays the memory of the whole prefix before the window (per-block memories: from the
+        activations the step had as the newest step of its window)."""
         ctx = self._ctx
         if ctx["memory"] is None:
             return
         d = self.device
         with torch.no_grad():
+            if self.model.placement == "block":
+                for layer, block in enumerate(self.model.blocks):
+                    ctx["memory"][i:i + 1, layer] = block.memory.write(ctx["memory"][i:i + 1, layer],
+                                                                       ctx["acts"][i:i + 1, 0, layer].to(d))
+                return
             tokens = self.model.tokens(ctx["obs"][i:i + 1, :1].to(d), ctx["actions"][i:i + 1, :1].to(d),
                                        ctx["rtg"][i:i + 1, :1].to(d), ctx["steps"][i:i + 1, :1].to(d))
             ctx["memory"][i:i + 1] = self.model.memory.write(ctx["memory"][i:i + 1], tokens)
@@ -308,7 +317,7 @@ class DT:
                 ctx["next_rtg"][i] = ctx["rtg"][i, ctx["length"][i] - 1].item() - ctx["reward"][i]
             if ctx["length"][i] == k:
                 self._write_oldest(i)
-                for key in ("obs", "actions", "rtg", "steps"):
+                for key in ("obs", "actions", "rtg", "steps", "acts")[:5 if "acts" in ctx else 4]:
                     ctx[key][i, :-1] = ctx[key][i, 1:].clone()
                 ctx["length"][i] -= 1
             j = pos[i] = ctx["length"][i]
@@ -346,7 +355,11 @@ class DT:
         with torch.no_grad():
             if self.target == "expert":
                 self._sample_expert_returns(pos, rng)
-            logits = self._forward(int(pos.max()) + 1)["action"][np.arange(len(pos)), pos].float().cpu()
+            out = self._forward(int(pos.max()) + 1)
+            logits = out["action"][np.arange(len(pos)), pos].float().cpu()
+            if "memory_inputs" in out:
+                rows = np.arange(len(pos))
+                self._ctx["acts"][rows, pos] = out["memory_inputs"][rows, :, pos].cpu()
         if self.cfg.eval_sample:
             probs = torch.softmax(logits, -1).numpy().astype(np.float64)
             actions = np.array([rng.choice(self.num_actions, p=p / p.sum()) for p in probs], np.int64)

@@ -37,8 +37,8 @@ from rlsuite.fields import choice, ranged
 class MemoryConfig:
     """The working memory of DT-Mem (rlsuite.nn.memory)."""
 
-    placement: str = choice("none", "none", "model")
-    """'none': a plain DT. 'model': one memory between the token embeddings and the transformer blocks: every token adds its read-out, each step is written after it is read. Chosen as the default place because the memory then depends only on the tokens, so the state an evaluation carries across a whole episode is exactly the memory of the whole prefix (per-block memories would be written from window-dependent activations)."""
+    placement: str = choice("none", "none", "model", "block")
+    """'none': a plain DT. 'model': one memory between the token embeddings and the blocks (every token adds its read-out); the dtmem presets' choice, because the memory then depends on the tokens alone, so the state an evaluation carries through an episode is exactly the whole prefix's. 'block': one memory per block beside attention (the paper's placement); at evaluation a step leaving the window is written with the activations it had as the newest step, which approximates the training-time memory."""
     slots: int = ranged(16, ge=1)
     """N: memory slots (the spec's CPU scale: 16-64; the paper's ablation: about 1,200-1,800)."""
     write_iterations: int = ranged(1, ge=1)

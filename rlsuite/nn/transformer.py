@@ -78,17 +78,30 @@ class CausalSelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LN GPT block: x + attn(LN(x)), then x + MLP(LN(x)) with a 4d GELU MLP."""
+    """Pre-LN GPT block: x + attn(LN(x)), then x + MLP(LN(x)) with a 4d GELU MLP. With a working
+    memory (DT-Mem, memory.placement 'block') its read-outs of LN_m(x) join the attention branch."""
 
-    def __init__(self, d: int, heads: int, dropout: float) -> None:
+    def __init__(self, d: int, heads: int, dropout: float, memory: MemoryConfig | None = None) -> None:
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.attn = CausalSelfAttention(d, heads, dropout)
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d), nn.Dropout(dropout))
+        self.memory = WorkingMemory(d, memory) if memory is not None else None
+        self.ln_m = nn.LayerNorm(d) if memory is not None else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x))
-        return x + self.mlp(self.ln2(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, state: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(output, memory after the window, the memory's input (B, K, 3, d)); the last two None
+        without a memory."""
+        branch = self.attn(self.ln1(x))
+        new_state = inputs = None
+        if self.memory is not None:
+            b, n, d = x.shape
+            inputs = self.ln_m(x).view(b, n // 3, 3, d)
+            reads, new_state = self.memory(inputs, mask, state)
+            branch = branch + reads.reshape(b, n, d)
+        x = x + branch
+        return x + self.mlp(self.ln2(x)), new_state, inputs
 
 
 class DecisionTransformer(nn.Module):
@@ -121,14 +134,19 @@ class DecisionTransformer(nn.Module):
             self.return_head = None
         self.timestep_embed = nn.Embedding(cfg.max_timestep, d)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(d, cfg.n_head, cfg.dropout) for _ in range(cfg.n_layer))
+        per_block = memory if memory is not None and memory.placement == "block" else None
+        self.blocks = nn.ModuleList(Block(d, cfg.n_head, cfg.dropout, per_block) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(d)
         self.action_head = nn.Linear(d, num_actions)
         for name, module in self.named_modules():
             if not name.startswith("encoder"):
                 _gpt_init(module)
         # DT-Mem (rlsuite.nn.memory): built after the GPT init so it keeps its own (distinct slots).
-        self.memory = WorkingMemory(d, memory) if memory is not None and memory.placement != "none" else None
+        self.memory = WorkingMemory(d, memory) if memory is not None and memory.placement == "model" else None
+        self.placement = memory.placement if memory is not None else "none"
+        for block in self.blocks:  # the GPT init above must not touch the slots' orthogonal init
+            if block.memory is not None:
+                nn.init.orthogonal_(block.memory.initial)
 
     # -- tokens ----------------------------------------------------------------------------
     def return_bins(self, returns: torch.Tensor) -> torch.Tensor:
@@ -159,9 +177,10 @@ class DecisionTransformer(nn.Module):
     # -- forward ---------------------------------------------------------------------------
     def forward(self, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor, timesteps: torch.Tensor,
                 mask: torch.Tensor | None = None, memory: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """With a working memory, `mask` (B, K) says which steps write it and `memory` (B, N, d) is
-        its state before step 0 (None: an episode start); the output then has "memory", the state
-        after the window."""
+        """With a working memory, `mask` (B, K) says which steps write it and `memory` is its state
+        before step 0 (None: an episode start): (B, N, d) once per model, (B, L, N, d) per block. The
+        output then has "memory", the state after the window, and with per-block memories
+        "memory_inputs" (B, L, K, 3, d), what each block's memory was written from."""
         b, k = actions.shape
         x = self.tokens(obs, actions, returns, timesteps)
         state = None
@@ -169,8 +188,14 @@ class DecisionTransformer(nn.Module):
             reads, state = self.memory(x.view(b, k, 3, -1), mask, memory)
             x = x + reads.reshape(b, 3 * k, -1)
         x = self.drop(x)
-        for block in self.blocks:
-            x = block(x)
+        states, inputs = [], []
+        for layer, block in enumerate(self.blocks):
+            x, block_state, block_inputs = block(x, mask, None if memory is None or self.placement != "block"
+                                                 else memory[:, layer])
+            states.append(block_state)
+            inputs.append(block_inputs)
+        if self.placement == "block":
+            state = torch.stack(states, 1)
         h = self.ln_f(x).view(b, k, 3, -1)
         # Position 1 of a step is s_t (continuous) or R_t (bins): both see s_t and R_t, not a_t.
         out = {"action": self.action_head(h[:, :, 1])}
@@ -178,7 +203,20 @@ class DecisionTransformer(nn.Module):
             out["return"] = self.return_head(h[:, :, 0])  # at s_t: sees s_t, not R_t
         if state is not None:
             out["memory"] = state
+        if self.placement == "block":
+            out["memory_inputs"] = torch.stack(inputs, 1)
         return out
+
+    def initial_memory(self, batch: int) -> torch.Tensor | None:
+        """The memory at an episode's start: (B, N, d), (B, L, N, d) per block, None without one."""
+        if self.memory is not None:
+            return self.memory.initial_state(batch)
+        if self.placement == "block":
+            return torch.stack([b.memory.initial_state(batch) for b in self.blocks], 1)
+        return None
+
+    def memory_modules(self) -> list[WorkingMemory]:
+        return [self.memory] if self.memory is not None else [b.memory for b in self.blocks if b.memory is not None]
 
     def output_layers(self) -> list[nn.Module]:
         """The heads (NaP leaves them unprojected unless told otherwise)."""
