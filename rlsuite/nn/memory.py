@@ -1,5 +1,5 @@
 """Working memory for the Decision Transformer (DT-Mem; Kang et al., ICML 2024), as the paper
-describes it and causal (spec: ../shared/papers/DTMEM_RETENTION.md, paper 1, §1.2, §1.9, §1.10).
+describes it and causal (the project spec DTMEM_RETENTION.md, paper 1, §1.2, §1.9, §1.10).
 
 A memory is N learned, distinct slots of width d (`initial`, orthogonally initialised, so no two
 slots start equal). One step of a trajectory (its tokens X_t, e.g. (R_t, s_t, a_t)) is *read*
