@@ -7,7 +7,6 @@ against perturbed inputs, DDP against a single process with the same global batc
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -158,22 +157,10 @@ TINY_DT = ["agent.model.context=5", "agent.model.embed_dim=32", "agent.model.n_l
            "train.torch_threads=1"]
 
 
-@pytest.fixture(scope="module")
-def cartpole_data(tmp_path_factory):
-    """Two real CartPole datasets from the teacher: greedy, and epsilon 0.5."""
-    from rlsuite.policy import load_policy
-
-    root = tmp_path_factory.mktemp("dt-data")
-    policy = load_policy(TEACHER, num_envs=2)
-    manifest = {"env_id": "CartPole-v1", "env": dataclasses.asdict(policy.cfg.env)}  # as rlsuite collect writes
-    try:
-        collect(policy.agent, policy.env, root / "expert", episodes=2, rng=np.random.default_rng(0), seed=1,
-                manifest=manifest)
-        collect(policy.agent, policy.env, root / "noisy", episodes=4, epsilon=0.5, rng=np.random.default_rng(1), seed=2,
-                manifest=manifest)
-    finally:
-        policy.env.close()
-    return f"{root / 'expert'},{root / 'noisy'}"
+@pytest.fixture
+def cartpole_data(cartpole_datasets):
+    """The shared CartPole datasets (conftest.py) as a --dataset list."""
+    return f"{cartpole_datasets / 'expert'},{cartpole_datasets / 'noisy'}"
 
 
 def train_dt(data: str, run_dir: Path, steps: int, *extra: str) -> int:

@@ -3,8 +3,6 @@
 computes the same function."""
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +11,10 @@ from torch import nn
 
 from rlsuite import checkpoint
 from rlsuite.cli import main
-from rlsuite.data import Dataset, collect
+from rlsuite.data import Dataset
 from rlsuite.data.sequences import SequenceSampler
 from rlsuite.nn.lora import LoRAConfig, LoRALinear, add_lora, merge_lora
 
-TEACHER = Path(__file__).parent / "data" / "ppo-cartpole-60k.pt"
 TINY = ["agent.model.context=4", "agent.model.embed_dim=16", "agent.model.n_layer=1", "agent.model.n_head=2",
         "agent.model.max_timestep=512", "agent.batch_size=8", "agent.warmup_updates=0", "agent.lr=1e-2",
         "agent.encoder.hidden=8", "agent.memory.placement=model", "agent.memory.slots=4", "train.eval_episodes=1",
@@ -66,21 +63,10 @@ def test_targets_memory_or_all_and_merge():
         add_lora(plain, LoRAConfig(target="memory"))
 
 
-@pytest.fixture(scope="module")
-def cartpole(tmp_path_factory):
-    from rlsuite.policy import load_policy
-
-    root = tmp_path_factory.mktemp("lora")
-    policy = load_policy(TEACHER, num_envs=2)
-    manifest = {"env_id": "CartPole-v1", "env": dataclasses.asdict(policy.cfg.env)}
-    try:
-        collect(policy.agent, policy.env, root / "a", episodes=2, rng=np.random.default_rng(0), seed=1,
-                manifest=manifest)
-        collect(policy.agent, policy.env, root / "b", episodes=3, epsilon=0.5, rng=np.random.default_rng(1), seed=2,
-                manifest=manifest)
-    finally:
-        policy.env.close()
-    return root
+@pytest.fixture
+def cartpole(cartpole_datasets):
+    """The shared CartPole datasets (conftest.py): `a` pre-trains, `b` is the new data."""
+    return {"a": cartpole_datasets / "expert", "b": cartpole_datasets / "noisy"}
 
 
 def _sets(items):
@@ -89,10 +75,10 @@ def _sets(items):
 
 def test_finetune_lora_memory_trains_adapters_only_and_merged_export_matches(cartpole, tmp_path, capsys):
     parent, child = tmp_path / "parent", tmp_path / "child"
-    assert main(["train", "dt", "--dataset", str(cartpole / "a"), "--steps", "5", "--run-dir", str(parent),
+    assert main(["train", "dt", "--dataset", str(cartpole["a"]), "--steps", "5", "--run-dir", str(parent),
                  "--no-progress", *_sets(TINY)]) == 0
     capsys.readouterr()
-    assert main(["finetune", "--from", str(parent), "--dataset", str(cartpole / "b"), "--lora", "memory",
+    assert main(["finetune", "--from", str(parent), "--dataset", str(cartpole["b"]), "--lora", "memory",
                  "--steps", "5", "--run-dir", str(child), "--no-progress"]) == 0
     line = capsys.readouterr().out.splitlines()[0]
     trainable = int(line.split(" trainable")[0].split(", ")[-1].replace(",", ""))
@@ -112,12 +98,12 @@ def test_finetune_lora_memory_trains_adapters_only_and_merged_export_matches(car
     def build(data):
         cfg = config.empty_run_config("dt")
         config.apply_file(cfg, {k: v for k, v in data["config"].items() if k in config.SECTIONS}, "test")
-        ds = Dataset(cartpole / "b")
+        ds = Dataset(cartpole["b"])
         agent = DT(cfg.agent, ds.observation_space, ds.action_space)
         agent.load_state_dict(data["agent"])
         return agent.model.eval()
 
-    batch = SequenceSampler([Dataset(cartpole / "b")]).sample_sequences(8, 4, np.random.default_rng(3))
+    batch = SequenceSampler([Dataset(cartpole["b"])]).sample_sequences(8, 4, np.random.default_rng(3))
     args = (batch.obs, batch.actions, batch.returns_to_go, batch.timesteps, batch.mask)
     with torch.no_grad():
         lora_out = build(checkpoint.load(checkpoint.find(child)))(*args)["action"]
@@ -128,10 +114,10 @@ def test_finetune_lora_memory_trains_adapters_only_and_merged_export_matches(car
 
 def test_lora_bad_input(cartpole, tmp_path, capsys):
     plain = tmp_path / "plain"
-    assert main(["train", "dt", "--dataset", str(cartpole / "a"), "--steps", "2", "--run-dir", str(plain),
+    assert main(["train", "dt", "--dataset", str(cartpole["a"]), "--steps", "2", "--run-dir", str(plain),
                  "--no-progress", *_sets([s for s in TINY if "memory" not in s])]) == 0
     capsys.readouterr()
-    cases = [(["finetune", "--from", str(plain), "--dataset", str(cartpole / "b"), "--lora", "memory"], "no working memory"),
+    cases = [(["finetune", "--from", str(plain), "--dataset", str(cartpole["b"]), "--lora", "memory"], "no working memory"),
              (["finetune", "--from", str(plain), "--lora", "all"], "--dataset"),
              (["export", str(plain), "--merge-lora"], "no LoRA adapters")]
     for args, message in cases:
