@@ -26,6 +26,7 @@ for game in $GAMES; do
     echo "collect $out: $((SECONDS - start)) s" >> runs/dt-minatar/timings.txt
   done
 done
+[ -n "$SEEDS" ] || exit 0  # SEEDS="": collect the datasets only (DT-Mem's scripts use them)
 data=$(for g in $GAMES; do for q in expert medium random; do printf "data/minatar/%s-%s," "$g" "$q"; done; done)
 data=${data%,}
 train_seed() {  # the seeds run side by side, one torch thread each

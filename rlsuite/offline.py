@@ -38,7 +38,7 @@ from rlsuite.data.sequences import SequenceSampler
 from rlsuite.errors import TrainingDiverged, UserError
 from rlsuite.evaluate import append_jsonl, format_table
 from rlsuite.monitor import Monitor, log_record
-from rlsuite.offline_games import EvalGame, evaluate_game, open_datasets, resolve_games
+from rlsuite.offline_games import EvalGame, evaluate_game, open_datasets, parent_games, resolve_games
 
 
 def is_offline(algo: str) -> bool:
@@ -59,12 +59,12 @@ def evaluate_all(s: "OfflineSession", monitor: Monitor | None) -> dict[str, Any]
         rng = seeding.generator(cfg.train.seed, "eval_exploration", s.step, index)
         summary, target = evaluate_game(s.agent, cfg.agent, game, cfg.train.eval_episodes, cfg.train.eval_num_envs,
                                         eval_env_seeds(cfg, s.step, index), rng, cfg.agent.eval_epsilon)
-        per_game[game.name] = {**summary, "target": target}
+        per_game[game.name] = {**summary, "target": target, **({"earlier": True} if game.earlier else {})}
     s.eval_seconds += time.perf_counter() - started
     if len(per_game) == 1:
         record = next(iter(per_game.values()))
-    else:
-        means = [g["mean"] for g in per_game.values()]
+    else:  # the mean is over the games this run trains on; earlier (parent) games are reported beside it
+        means = [g["mean"] for g in per_game.values() if not g.get("earlier")]
         record = {"mean": float(np.mean(means)), "game": "+".join(per_game), "games": per_game}
     append_jsonl(s.run_dir / "eval.jsonl", {**log_record(s.step, record), "source": "periodic"})
     if monitor is not None:
@@ -148,6 +148,8 @@ def build_session(cfg: config.RunConfig, run_dir: Path, fresh: bool = True) -> O
         ids = [device.index] if device.type == "cuda" else None
         agent.distribute(DistributedDataParallel(agent.model, device_ids=ids), world)
     games = resolve_games(cfg, datasets)
+    if cfg.finetune.parent and fresh and cfg.offline.eval_parent_games:
+        games += parent_games(cfg.finetune.parent, games)
     return OfflineSession(cfg, run_dir, agent, sampler, games, seeding.generator(t.seed, "replay"), rank, world)
 
 
@@ -179,6 +181,8 @@ def restore_checkpoint(s: OfflineSession) -> None:
     s.agent.load_state_dict(data["agent"])
     s.step = int(data["step"])
     s.rng.bit_generator.state = data["sampler_rng"]
+    if s.cfg.offline.eval_parent_games:  # the parent's games, as the run's first checkpoint found them
+        s.games += [EvalGame(**g) for g in data.get("games", []) if g.get("earlier")]
     checkpoint.set_rng_state(data["rng"])
     s.say(f"resumed from {path} at update {s.step:,} (exact)")
 
@@ -202,6 +206,9 @@ def loop(s: OfflineSession, monitor: Monitor | None) -> str:
 
     t, k = s.cfg.train, s.cfg.agent.model.context
     last_log = s.step
+    if s.step == 0 and s.cfg.finetune.parent and monitor is not None:  # the parent's own scores: the baseline
+        summary = evaluate_all(s, monitor)                                # of adaptation and of forgetting
+        monitor.write(f"eval @ update 0 (the parent): mean {summary['mean']:.2f}")
     while s.step < t.total_steps:
         batch = s.sampler.sample_sequences(s.cfg.agent.batch_size, k, s.rng, s.rank, s.world_size)
         metrics = s.agent.update(batch)
@@ -293,7 +300,8 @@ def _train_offline(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[s
 
 def print_summary(s: OfflineSession, summary: dict[str, Any], ups: float) -> None:
     games = summary.get("games") or {summary.get("game", "?"): summary}
-    rows = [{"game": name, "target": g.get("target"), "episodes": g.get("episodes"), "mean": g.get("mean"),
+    rows = [{"game": name + (" (earlier)" if g.get("earlier") else ""), "target": g.get("target"),
+             "episodes": g.get("episodes"), "mean": g.get("mean"),
              "iqm": g.get("iqm"), "min": g.get("min"), "max": g.get("max"),
              "data best": next((x.best_return for x in s.games if x.name == name), None)} for name, g in games.items()]
     print(format_table(rows, f"{s.cfg.algo}: final evaluation after {s.step:,} updates ({ups:,.1f} updates/s)"))

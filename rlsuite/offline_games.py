@@ -38,6 +38,9 @@ class EvalGame:
     """Best return of a complete episode in the dataset (the 'data-best' target)."""
     clipped_rewards: bool
     """The dataset's rewards are clipped (DQN-Replay): evaluation lowers the return-to-go by sign(r)."""
+    earlier: bool = False
+    """A game of the parent run that this fine-tuning run does not train on: evaluated to measure
+    forgetting (offline.eval_parent_games), reported beside the others and left out of their mean."""
 
 
 def open_datasets(cfg: config.RunConfig) -> list[Dataset]:
@@ -86,6 +89,20 @@ def resolve_games(cfg: config.RunConfig, datasets: list[Dataset]) -> list[EvalGa
         else:
             seen[g.name] = g
     return list(seen.values())
+
+
+def parent_games(parent: str, trained: list[EvalGame]) -> list[EvalGame]:
+    """The games of a fine-tuning run's parent checkpoint that are not among `trained`, marked
+    `earlier` (the forgetting probe: DT-Mem's sequential claim, the project spec DTMEM_RETENTION.md
+    §1.10 (c)). A parent without stored games (an online run) gives none."""
+    data = checkpoint.load(checkpoint.find(parent))
+    names = {g.name for g in trained}
+    out = []
+    for stored in data.get("games", []):
+        game = EvalGame(**{**stored, "earlier": True})
+        if game.name not in names:
+            out.append(game)
+    return out
 
 
 def target_for(agent_cfg: Any, game: EvalGame, override: str | None = None) -> float | str:

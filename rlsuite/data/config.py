@@ -21,3 +21,5 @@ class OfflineConfig:
     """Share of each dataset in a batch, one number per dataset (normalised); empty = equal shares (one game as likely as another, whatever its size)."""
     eval_games: tuple[str, ...] = unchecked((), "dataset directories or game names")
     """Games evaluated during and after training, named by their dataset's game (e.g. breakout); empty = every dataset's game."""
+    eval_parent_games: bool = True
+    """A fine-tuning run (rlsuite finetune --from) also evaluates the games its parent trained on that its own datasets lack, to measure forgetting; they are logged per game (eval.jsonl `earlier`, charts/eval_mean_<game>) and left out of the run's mean."""
