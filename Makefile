@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard cuda_ext/*)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q --no-build-isolation -e ".[all,test,bench]"
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[all,test,bench,ray,slurm]"
 	rm -f $(VENV)/.installed-*; touch $@
 
 # Trains a small DQN on CartPole-v1 (60k steps, a few minutes), evaluates it, prints the tables.

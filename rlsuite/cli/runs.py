@@ -9,28 +9,99 @@ from typing import Any
 from rlsuite.errors import UserError
 
 
+SWEEP_EPILOG = """\
+examples:
+  rlsuite sweep dqn-minatar --env minatar:breakout --grid agent.gmp.sparsity=0,0.95 \\
+      --grid agent.encoder.width=1,3 --seeds 1,2,3 --steps 500000 --out runs/gmp-breakout
+  # the same grid as Ray tasks on a running cluster, 2 CPUs + 1 GPU per run, 2 retries per run:
+  rlsuite sweep ... --launcher ray --ray-address auto --cpus-per-run 2 --gpus-per-run 1 --retries 2
+  # on a local Ray instance of 4 runs at a time:
+  rlsuite sweep ... --launcher ray --jobs 4
+  # one SLURM job per run (returns after submitting), then the state of each run:
+  rlsuite sweep ... --launcher slurm --slurm-partition gpu --slurm-time 720 --slurm-mem 16 --gpus-per-run 1
+  rlsuite sweep --status --out runs/gmp-breakout
+"""
+
+
 def add_sweep(sub: Any) -> None:
-    p = sub.add_parser("sweep", help="run a grid of overrides x seeds in parallel processes",
-                       description="Every arm x seed is a normal run directory <out>/<arm>/s<seed>. Re-running a "
-                                   "sweep skips finished runs and resumes interrupted ones.",
-                       epilog="example: rlsuite sweep dqn-minatar --env minatar:breakout --grid agent.gmp.sparsity=0,0.95 "
-                              "--grid agent.encoder.width=1,3 --seeds 1,2,3 --steps 500000 --out runs/gmp-breakout")
-    p.add_argument("agent", help="agent or preset name")
-    p.add_argument("--env", required=True, help="env preset or id")
+    p = sub.add_parser("sweep", help="run a grid of overrides x seeds: local processes, Ray tasks or SLURM jobs",
+                       description="Every arm x seed is a normal run directory <out>/<arm>/s<seed>, whichever "
+                                   "launcher runs it. Re-running a sweep skips finished runs and resumes "
+                                   "interrupted ones.",
+                       epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("agent", nargs="?", help="agent or preset name")
+    p.add_argument("--env", help="env preset or id (required unless --status)")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="one axis of the grid (repeatable)")
     p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override shared by every run")
     p.add_argument("--steps", type=int, help="train.total_steps for every run")
-    p.add_argument("--jobs", type=int, help="parallel runs (default: torch's thread count)")
-    p.add_argument("--out", required=True, help="sweep directory")
+    p.add_argument("--jobs", type=int, help="parallel runs on this machine (local, or the local Ray instance; "
+                                            "default: torch's thread count)")
+    p.add_argument("--out", required=True, help="sweep directory (on a filesystem every worker sees, for ray/slurm)")
+    p.add_argument("--launcher", choices=("local", "ray", "slurm"), default="local",
+                   help="local (default): --jobs processes here. ray: one Ray task per run, e.g. --launcher ray "
+                        "--ray-address auto. slurm: one submitit job per run, e.g. --launcher slurm "
+                        "--slurm-partition gpu; returns after submitting (see --status)")
+    p.add_argument("--retries", type=int, default=0, metavar="N",
+                   help="ray/slurm: run a failed run again up to N times, from its last checkpoint when it has "
+                        "one (default 0), e.g. --retries 2")
+    p.add_argument("--cpus-per-run", type=int, metavar="N",
+                   help="ray/slurm: CPUs each run asks for (default 1), e.g. --cpus-per-run 4")
+    p.add_argument("--gpus-per-run", type=float, metavar="N",
+                   help="ray/slurm: GPUs each run asks for (default 0; a fraction shares a GPU, ray only), "
+                        "e.g. --gpus-per-run 1")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="ray: the cluster to join, e.g. --ray-address auto or ray://head:10001 "
+                        "(default: start a local instance of --jobs runs)")
+    p.add_argument("--slurm-time", type=int, metavar="MIN",
+                   help="slurm: time limit per job in minutes (default 1440), e.g. --slurm-time 720")
+    p.add_argument("--slurm-partition", metavar="NAME", help="slurm: partition, e.g. --slurm-partition gpu")
+    p.add_argument("--slurm-mem", type=float, metavar="GB", help="slurm: memory per job in GB, e.g. --slurm-mem 16")
+    p.add_argument("--slurm-executor", choices=("slurm", "local"), help=argparse.SUPPRESS)  # tests: submitit's local
+    p.add_argument("--status", action="store_true",
+                   help="print each run's state (done / partial / new) and its SLURM job state, e.g. "
+                        "rlsuite sweep --status --out runs/gmp-breakout")
     p.set_defaults(func=cmd_sweep)
+
+
+def check_launcher_options(args: argparse.Namespace) -> None:
+    """One-line UserErrors for options that do not fit the launcher, before anything is written."""
+    only = {"ray": ["ray_address"], "slurm": ["slurm_time", "slurm_partition", "slurm_mem", "slurm_executor"],
+            "ray or slurm": ["cpus_per_run", "gpus_per_run"]}
+    for launchers, names in only.items():
+        for name in names:
+            if getattr(args, name) is not None and args.launcher not in launchers.split(" or "):
+                raise UserError(f"--{name.replace('_', '-')} applies to --launcher {launchers}, "
+                                f"not --launcher {args.launcher}")
+    if args.retries < 0:
+        raise UserError(f"--retries must be 0 or more, got {args.retries}")
+    if args.retries and args.launcher == "local":
+        raise UserError("--retries applies to --launcher ray or slurm; re-run a local sweep to resume its failed runs")
+    if args.cpus_per_run is not None and args.cpus_per_run <= 0:
+        raise UserError(f"--cpus-per-run must be at least 1, got {args.cpus_per_run}")
+    if args.gpus_per_run is not None and args.gpus_per_run < 0:
+        raise UserError(f"--gpus-per-run must be 0 or more, got {args.gpus_per_run:g}")
+    if args.launcher == "slurm" and args.gpus_per_run is not None and not float(args.gpus_per_run).is_integer():
+        raise UserError(f"--gpus-per-run {args.gpus_per_run:g}: a SLURM job asks for whole GPUs")
+    if args.slurm_time is not None and args.slurm_time < 1:
+        raise UserError(f"--slurm-time must be at least 1 (minutes), got {args.slurm_time}")
+    if args.slurm_mem is not None and args.slurm_mem <= 0:
+        raise UserError(f"--slurm-mem must be more than 0 (GB), got {args.slurm_mem:g}")
+    if args.jobs is not None and (args.launcher == "slurm" or args.ray_address):
+        raise UserError("--jobs sets how many runs share this machine; with "
+                        + ("--launcher slurm" if args.launcher == "slurm" else "--ray-address")
+                        + " the cluster's free resources decide")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from rlsuite import config
-    from rlsuite.sweep import default_jobs, parse_grid, run_sweep
+    from rlsuite.sweep import default_jobs, parse_grid, plan_jobs, run_sweep
 
+    if args.status:
+        return sweep_status(args)
+    if not args.agent or not args.env:
+        raise UserError("rlsuite sweep needs an AGENT and --env (or --status --out DIR to see a sweep's state)")
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
@@ -41,15 +112,65 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise UserError(f"--jobs must be at least 1 (parallel runs), got {args.jobs}")
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
+    check_launcher_options(args)
     for combo in parse_grid(args.grid):  # fail fast on a bad key or value, before any process starts
         config.build_run_config(args.agent, args.env, args.overrides + combo)
-    results = run_sweep(args.agent, args.env, args.grid, seeds, Path(args.out), args.overrides, args.steps,
-                        args.jobs or default_jobs())
+    if args.launcher == "local":
+        results = run_sweep(args.agent, args.env, args.grid, seeds, Path(args.out), args.overrides, args.steps,
+                            args.jobs or default_jobs())
+    else:
+        from rlsuite import launchers
+
+        launchers.need(args.launcher)  # the missing-dependency error, before anything is written
+        # Absolute: a Ray worker or a SLURM job may start in another directory than this one.
+        plan = plan_jobs(args.grid, seeds, Path(args.out).resolve())
+        cpus, gpus = args.cpus_per_run or 1, args.gpus_per_run or 0
+        if args.launcher == "slurm":
+            return submit(args, plan, cpus, int(gpus))
+        results = launchers.run_ray(plan, args.agent, args.env, args.overrides, args.steps,
+                                    jobs=args.jobs or default_jobs(), address=args.ray_address, cpus=cpus,
+                                    gpus=gpus, retries=args.retries)
     failed = [job for job, code in results if code not in (0, None)]
     busy = [job for job, code in results if code is None]
     print(f"sweep finished: {len(results) - len(failed) - len(busy)} ok, {len(failed)} failed"
           + (f", {len(busy)} skipped (in use)" if busy else "") + f"; compare with: rlsuite compare {args.out}")
     return 1 if failed else 0
+
+
+def submit(args: argparse.Namespace, plan: list, cpus: int, gpus: int) -> int:
+    import shutil
+
+    from rlsuite import launchers
+
+    cluster = args.slurm_executor or "slurm"
+    if cluster == "slurm" and shutil.which("sbatch") is None:
+        raise UserError("--launcher slurm submits with sbatch, which is not on PATH here; "
+                        "run the sweep on the cluster's login node")
+    out = Path(args.out).resolve()
+    print(f"sweep: {len(plan)} runs as SLURM jobs ({cluster}) -> {args.out}")
+    submitted = launchers.submit_slurm(plan, args.agent, args.env, args.overrides, args.steps, out,
+                                       time_min=args.slurm_time or 1440, partition=args.slurm_partition,
+                                       mem_gb=args.slurm_mem, cpus=cpus, gpus=gpus, retries=args.retries,
+                                       cluster=cluster)
+    print(f"sweep: submitted {len(submitted)} job(s): {' '.join(r['job_id'] for r in submitted) or '-'}; "
+          f"recorded in {Path(args.out) / launchers.JOBS_FILE}; follow with: rlsuite sweep --status --out {args.out}")
+    return 0
+
+
+def sweep_status(args: argparse.Namespace) -> int:
+    from rlsuite.evaluate import format_table
+    from rlsuite.launchers import status_rows
+
+    given = [name for name in ("agent", "env", "ray_address", "slurm_time", "slurm_partition", "slurm_mem")
+             if getattr(args, name)] + (["grid"] if args.grid else [])
+    if given:
+        raise UserError(f"--status takes only --out DIR (it reads the sweep there), not {', '.join(given)}")
+    rows = status_rows(Path(args.out))
+    if not rows:
+        print(f"no runs in {args.out} yet")
+        return 0
+    print(format_table(rows, f"sweep {args.out}"))
+    return 0
 
 
 def add_runs(sub: Any) -> None:
