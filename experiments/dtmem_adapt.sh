@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# DT-Mem's second claim at MinAtar scale (issue 16; DTMEM_RETENTION.md §1.10 (b)): adapting to a
-# held-out game with 10% of its data. Pre-train DT-Mem (dtmem-minatar) on Breakout and Asterix (the
-# six datasets of experiments/dt_minatar.sh), then adapt to Space Invaders from 2,000 steps of each
-# quality (6,000 transitions, 10% of the 60,000 the multi-game study uses), four ways, SEEDS seeds:
+# DT-Mem's second and third claims at MinAtar scale (issue 16; DTMEM_RETENTION.md §1.10 (b), (c)).
+# Stage 1: pre-train on Breakout and Asterix (the six datasets of experiments/dt_minatar.sh, run
+# that first), PRE updates, SEEDS seeds: DT-Mem (dtmem-minatar) and the parameter-matched plain DT
+# (mgdt-minatar-matched). Stage 2: Space Invaders, held out, from 2,000 steps of each quality
+# (6,000 transitions: 10% of the 60,000 the multi-game study uses), ADAPT updates, five arms:
 #   lora-memory: rlsuite finetune --lora memory   (rank 4, alpha 1: the paper's method)
-#   lora-all:    rlsuite finetune --lora all
+#   lora-all:    rlsuite finetune --lora all      (every linear outside the encoder: the released code's)
 #   full:        rlsuite finetune                  (every weight trains)
 #   scratch:     rlsuite train dtmem-minatar on the 10% data alone
-# Re-running resumes interrupted runs and skips finished ones.
+#   dt-full:     the plain DT's full fine-tune (claim 3's DT side)
+# Claim (b) compares the first four on Space Invaders. Claim (c), the sequential probe, reads the
+# Breakout and Asterix scores every fine-tune keeps evaluating (offline.eval_parent_games: update 0
+# is the parent, the last evaluation after stage 2): full (DT-Mem) against dt-full (DT).
+# Fine-tunes keep the parent's optimiser settings (lr 3e-4, as the released code's LoRA path).
+# Re-running resumes interrupted runs and skips finished ones. Report: experiments/dtmem_report.py.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-PRE=${PRE:-8000}
-ADAPT=${ADAPT:-2000}
+PRE=${PRE:-2000}
+ADAPT=${ADAPT:-500}
 SEEDS=${SEEDS:-"1 2 3"}
 held=space_invaders
 for q in "expert 0.05" "medium 0.3" "random 1.0"; do
@@ -29,18 +35,27 @@ finetune_once() {  # dir, finetune args...
   if [ -d "$dir/checkpoints" ] && [ -n "$(ls -A "$dir/checkpoints")" ]; then
     rlsuite train --resume "$dir" --no-progress > /dev/null
   else
-    rm -rf "$dir"; rlsuite finetune "$@" --run-dir "$dir" --no-progress > /dev/null
+    rm -rf "$dir"; rlsuite finetune "$@" --run-dir "$dir" --no-progress > "$dir.log" 2>&1
   fi
   echo "done: $dir"
 }
-for seed in $SEEDS; do
+mkdir -p runs/dtmem-adapt
+pre_common=(--dataset "$pre_data" --steps "$PRE" --set train.eval_every=$((PRE / 2)) --set train.torch_threads=1)
+for seed in $SEEDS; do  # stage 1, two runs per seed side by side
+  once runs/dtmem-adapt/pre-s$seed rlsuite train dtmem-minatar --seed "$seed" "${pre_common[@]}" &
+  once runs/dtmem-adapt/dt-pre-s$seed rlsuite train mgdt-minatar-matched --seed "$seed" "${pre_common[@]}" &
+  wait
+done
+for seed in $SEEDS; do  # stage 2
   pre=runs/dtmem-adapt/pre-s$seed
-  once "$pre" rlsuite train dtmem-minatar --dataset "$pre_data" --seed "$seed" --steps "$PRE" --set train.torch_threads=1
-  common=(--dataset "$new_data" --seed "$seed" --steps "$ADAPT" --set train.eval_every=$((ADAPT / 4))
-          --set train.torch_threads=1 --set agent.warmup_updates=100)
+  common=(--dataset "$new_data" --seed "$seed" --steps "$ADAPT" --set train.eval_every=$((ADAPT / 2))
+          --set train.torch_threads=1 --set agent.warmup_updates=50)
   finetune_once runs/dtmem-adapt/lora-memory-s$seed --from "$pre" --lora memory "${common[@]}" &
   finetune_once runs/dtmem-adapt/lora-all-s$seed --from "$pre" --lora all "${common[@]}" &
   finetune_once runs/dtmem-adapt/full-s$seed --from "$pre" "${common[@]}" &
+  wait
+  finetune_once runs/dtmem-adapt/dt-full-s$seed --from runs/dtmem-adapt/dt-pre-s$seed "${common[@]}" &
   once runs/dtmem-adapt/scratch-s$seed rlsuite train dtmem-minatar "${common[@]}" &
   wait
 done
+[ "${REPORT:-1}" = 1 ] && .venv/bin/python experiments/dtmem_report.py --data data/minatar

@@ -6,7 +6,7 @@
 # UPDATES/4. Re-running resumes interrupted runs and skips finished ones.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-UPDATES=${UPDATES:-8000}
+UPDATES=${UPDATES:-2000}
 SEEDS=${SEEDS:-"1 2 3"}
 ARMS=${ARMS:-"dtmem mgdt-matched dtmem-released"}
 data=$(for g in breakout asterix space_invaders; do for q in expert medium random; do printf "data/minatar/%s-%s," "$g" "$q"; done; done)
@@ -19,7 +19,7 @@ arm() {  # arm seed
     dtmem-released) preset=dtmem-minatar; extra=(--set agent.memory.variant=released) ;;
   esac
   once runs/dtmem-minatar/$1-s$2 rlsuite train "$preset" --dataset "$data" --seed "$2" --steps "$UPDATES" \
-    --set train.eval_every=$((UPDATES / 4)) --set train.checkpoint_every=1000 --set train.torch_threads=1 "${extra[@]}"
+    --set train.eval_every=$((UPDATES / 4)) --set train.checkpoint_every=500 --set train.torch_threads=1 "${extra[@]}"
 }
 for a in $ARMS; do
   for seed in $SEEDS; do
@@ -27,7 +27,4 @@ for a in $ARMS; do
   done
   wait  # one arm (its seeds side by side) at a time
 done
-for a in $ARMS; do
-  .venv/bin/python experiments/dt_minatar_report.py runs/dtmem-minatar/$a-s* --data data/minatar \
-    --out docs/dtmem-minatar-$a.png --label "$a"
-done
+[ "${REPORT:-1}" = 1 ] && .venv/bin/python experiments/dtmem_report.py --data data/minatar

@@ -105,3 +105,22 @@ def test_cuda_without_a_gpu_is_a_one_line_error():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "needs a GPU" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_memory_pair_through_the_cli():
+    """`bench dt --memory`: DT-Mem against the parameter-matched DT, both sides the study's presets
+    (sizes within 1%, the memory side larger by its memory), each rate and memory measured."""
+    cmd = [sys.executable, "-m", "rlsuite.cli", "bench", "dt", "--memory", "--quick", "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    mem, plain = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert (mem["preset"], plain["preset"]) == ("dtmem-minatar", "mgdt-minatar-matched")
+    assert abs(mem["params"] - plain["params"]) / plain["params"] < 0.01
+    for r in (mem, plain):
+        assert r["tokens_per_s"]["median"] > 0 and r["train_rss_mib"] >= 0 and r["peak_rss_mib"] > r["train_rss_mib"]
+    assert mem["ratio_vs_matched_dt"] == pytest.approx(
+        mem["tokens_per_s"]["median"] / plain["tokens_per_s"]["median"], rel=1e-2)
+    assert "DT-Mem / matched DT" in proc.stderr
+    bad = subprocess.run([sys.executable, "-m", "rlsuite.cli", "bench", "dt", "--memory", "--size", "small"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

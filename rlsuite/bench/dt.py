@@ -122,8 +122,9 @@ def settings(size: str = "default", *, updates: int | None = None, device: str =
 # ----------------------------------------------------------------------------- data
 
 
-def make_pool(s: dict[str, Any], folder: str | Path) -> dict[str, Any]:
-    """Collect the dataset under `folder` (a random policy on s['env']) and sample s['pool'] batches.
+def make_pool(s: dict[str, Any], folder: str | Path, env_cfg: Any = None) -> dict[str, Any]:
+    """Collect the dataset under `folder` (a random policy on s['env'], or on `env_cfg`, an EnvConfig)
+    and sample s['pool'] batches.
     Returns {"batches": [SequenceBatch], "observation_space", "action_space", "dataset_steps"}."""
     import numpy as np
 
@@ -132,7 +133,7 @@ def make_pool(s: dict[str, Any], folder: str | Path) -> dict[str, Any]:
     from rlsuite.envs import EnvConfig, make
 
     path = Path(folder) / "dataset"
-    env = make(EnvConfig(id=s["env"], backend="gymnasium"), 1, s["seed"])
+    env = make(env_cfg or EnvConfig(id=s["env"], backend="gymnasium"), 1, s["seed"])
     policy = np.random.default_rng(s["seed"])
     writer = DatasetWriter(path, env.single_observation_space, env.single_action_space,
                            {"source": "rlsuite bench dt: uniform random policy", "env": s["env"]})

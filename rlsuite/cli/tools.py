@@ -100,6 +100,9 @@ def add_bench(sub: Any) -> None:
                    help="dt: model and batch size (default: the dt preset's d 128, 3 layers, 4 heads, K 20, batch 64; "
                         "small with --quick)")
     p.add_argument("--threads", type=int, default=None, help="dt: torch threads on both sides (default 2)")
+    p.add_argument("--memory", action="store_true",
+                   help="dt: DT-Mem (dtmem-minatar) against the parameter-matched plain DT (mgdt-minatar-matched) "
+                        "instead of Hugging Face: training tokens/s and memory (peak RSS; CUDA peak on --device cuda)")
     p.add_argument("--tasks", default=None,
                    help="dqn: comma-separated tasks (default all: cartpole, minatar-breakout, pong); ppo: cartpole, pong "
                         "(default) or minatar-breakout")
@@ -115,8 +118,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
                         "apply to `rlsuite bench replay` only (--device also to `rlsuite bench dt`)")
     if args.what == "dt" and args.capacity is not None:
         raise UserError("bench dt has no buffer: --capacity applies to `rlsuite bench replay` only")
-    if args.what != "dt" and (args.size is not None or args.threads is not None):
-        raise UserError("--size and --threads apply to `rlsuite bench dt` only")
+    if args.what != "dt" and (args.size is not None or args.threads is not None or args.memory):
+        raise UserError("--size, --threads and --memory apply to `rlsuite bench dt` only")
+    if args.memory and args.size is not None:
+        raise UserError("bench dt --memory measures the DT-Mem study's presets; --size does not apply")
     if args.what == "dt" and args.tasks is not None:
         raise UserError("bench dt has no tasks: --tasks applies to `rlsuite bench dqn` and `rlsuite bench ppo`")
     if args.what == "replay":
@@ -140,6 +145,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from rlsuite.bench.envs import bench_envs
 
         results = bench_envs(seconds=seconds)
+    elif args.what == "dt" and args.memory:
+        from rlsuite.bench.dtmem import bench_dtmem
+
+        results = bench_dtmem(repeats=args.repeats, updates=args.steps, quick=args.quick, device=args.device,
+                              threads=args.threads)
     elif args.what == "dt":
         from rlsuite.bench.dt import bench_dt
 
