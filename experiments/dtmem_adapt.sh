@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # DT-Mem's second and third claims at MinAtar scale (issue 16; DTMEM_RETENTION.md §1.10 (b), (c)).
-# Stage 1: pre-train on Breakout and Asterix (the six datasets of experiments/dt_minatar.sh, run
-# that first), PRE updates, SEEDS seeds: DT-Mem (dtmem-minatar) and the parameter-matched plain DT
-# (mgdt-minatar-matched). Stage 2: Space Invaders, held out, from 2,000 steps of each quality
-# (6,000 transitions: 10% of the 60,000 the multi-game study uses), ADAPT updates, five arms:
+# Stage 1 is claim 1 (experiments/dtmem_minatar.sh, run it first): DT-Mem (dtmem-s<seed>) and the
+# parameter-matched plain DT (mgdt-matched-s<seed>) trained on Breakout and Asterix. Stage 2: Space
+# Invaders, held out, from 2,000 steps of each quality (6,000 transitions: 10% of the 60,000 of its
+# three full datasets), ADAPT updates, five arms per seed:
 #   lora-memory: rlsuite finetune --lora memory   (rank 4, alpha 1: the paper's method)
 #   lora-all:    rlsuite finetune --lora all      (every linear outside the encoder: the released code's)
 #   full:        rlsuite finetune                  (every weight trains)
@@ -16,7 +16,6 @@
 # Re-running resumes interrupted runs and skips finished ones. Report: experiments/dtmem_report.py.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-PRE=${PRE:-2000}
 ADAPT=${ADAPT:-500}
 SEEDS=${SEEDS:-"1 2 3"}
 held=space_invaders
@@ -27,9 +26,8 @@ for q in "expert 0.05" "medium 0.3" "random 1.0"; do
   rm -rf "$out"
   rlsuite collect --from runs/dt-minatar/teacher-$held --steps 2000 --epsilon "$2" --num-envs 4 --seed 200 --out "$out"
 done
-pre_data=$(for g in breakout asterix; do for q in expert medium random; do printf "data/minatar/%s-%s," "$g" "$q"; done; done)
 new_data=$(for q in expert medium random; do printf "data/minatar/%s-%s-10pct," "$held" "$q"; done)
-pre_data=${pre_data%,}; new_data=${new_data%,}
+new_data=${new_data%,}
 finetune_once() {  # dir, finetune args...
   local dir=$1; shift
   if [ -d "$dir/checkpoints" ] && [ -n "$(ls -A "$dir/checkpoints")" ]; then
@@ -40,22 +38,16 @@ finetune_once() {  # dir, finetune args...
   echo "done: $dir"
 }
 mkdir -p runs/dtmem-adapt
-pre_common=(--dataset "$pre_data" --steps "$PRE" --set train.eval_every=$((PRE / 2)) --set train.torch_threads=1)
-for seed in $SEEDS; do  # stage 1, two runs per seed side by side
-  once runs/dtmem-adapt/pre-s$seed rlsuite train dtmem-minatar --seed "$seed" "${pre_common[@]}" &
-  once runs/dtmem-adapt/dt-pre-s$seed rlsuite train mgdt-minatar-matched --seed "$seed" "${pre_common[@]}" &
-  wait
-done
-for seed in $SEEDS; do  # stage 2
-  pre=runs/dtmem-adapt/pre-s$seed
+for seed in $SEEDS; do  # stage 2 (stage 1: claim 1)
+  pre=runs/dtmem-minatar/dtmem-s$seed
   common=(--dataset "$new_data" --seed "$seed" --steps "$ADAPT" --set train.eval_every=$((ADAPT / 2))
           --set train.torch_threads=1 --set agent.warmup_updates=50)
   finetune_once runs/dtmem-adapt/lora-memory-s$seed --from "$pre" --lora memory "${common[@]}" &
   finetune_once runs/dtmem-adapt/lora-all-s$seed --from "$pre" --lora all "${common[@]}" &
   finetune_once runs/dtmem-adapt/full-s$seed --from "$pre" "${common[@]}" &
   wait
-  finetune_once runs/dtmem-adapt/dt-full-s$seed --from runs/dtmem-adapt/dt-pre-s$seed "${common[@]}" &
+  finetune_once runs/dtmem-adapt/dt-full-s$seed --from runs/dtmem-minatar/mgdt-matched-s$seed "${common[@]}" &
   once runs/dtmem-adapt/scratch-s$seed rlsuite train dtmem-minatar "${common[@]}" &
   wait
 done
-[ "${REPORT:-1}" = 1 ] && .venv/bin/python experiments/dtmem_report.py --data data/minatar
+if [ "${REPORT:-1}" = 1 ]; then .venv/bin/python experiments/dtmem_report.py --data data/minatar; fi
