@@ -13,7 +13,7 @@ on a filesystem that the driver and every worker see.
   another process holds is reported as skipped; a finished one as done. A failed run (non-zero
   exit, or its worker died) is reported and retried up to `--retries` times; each retry looks
   at the run directory again, so it resumes from the last checkpoint when there is one.
-  Ctrl-C cancels every outstanding task: a running one passes SIGINT to its `rlsuite train`,
+  Ctrl-C cancels every outstanding task: a running one sends SIGTERM to its `rlsuite train`,
   which writes a checkpoint, so re-running the sweep resumes it (finished runs are skipped).
 - slurm (`submit_slurm`): one submitit job per run (`--slurm-time`, `--slurm-partition`,
   `--slurm-mem`, `--cpus-per-run`, `--gpus-per-run`). The job takes the lock on its node,
@@ -35,6 +35,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,11 +72,13 @@ def log_path(job: Job) -> Path:
     return job.run_dir.parent / f"s{job.seed}.log"  # beside the run, as the local launcher writes it
 
 
-def run_here(job: Job, agent: str, env: str, base: list[str], steps: int | None, attempt: int = 1) -> Outcome:
+def run_here(job: Job, agent: str, env: str, base: list[str], steps: int | None, attempt: int = 1,
+             stop: str | None = None) -> Outcome:
     """Run one job to its end on this machine: what a Ray task or a SLURM job executes.
 
     The lock is taken here, on the machine that runs the job, and inherited by `rlsuite train`;
     the state (done / partial / new) is read under it, so a retry resumes from a checkpoint.
+    Once the file `stop` exists (the driver was interrupted) `rlsuite train` is stopped as by Ctrl-C.
     """
     try:
         lock = rundir.acquire(job.run_dir)
@@ -85,6 +88,8 @@ def run_here(job: Job, agent: str, env: str, base: list[str], steps: int | None,
         state = job_state(job, steps)
         if state == "done":
             return Outcome(0, "already done")
+        if stop and os.path.exists(stop):
+            return Outcome(0, "not started: the sweep was interrupted")
         argv = command(job, agent, env, base, steps, state)
         with open(log_path(job), "a") as log:
             # One header per attempt: the log shows where, when, how often and what was run.
@@ -97,7 +102,7 @@ def run_here(job: Job, agent: str, env: str, base: list[str], steps: int | None,
                                     env={**os.environ, rundir.ENV_FD: str(lock.fd)})
             rundir.hand_over(lock)  # the child holds it now, until it exits
             lock = None
-            code = _wait(proc)
+            code = _wait(proc, stop)
     finally:
         if lock is not None:
             rundir.release(lock)
@@ -106,13 +111,21 @@ def run_here(job: Job, agent: str, env: str, base: list[str], steps: int | None,
     return Outcome(0, "done" if job_state(job, steps) == "done" else "stopped early (re-run the sweep to resume)")
 
 
-def _wait(proc: subprocess.Popen) -> int:
-    """Wait for `rlsuite train`; if we are interrupted (Ray cancel, SLURM signal), stop it the
-    way Ctrl-C does (it checkpoints) rather than leave it running, holding the lock."""
+def _wait(proc: subprocess.Popen, stop: str | None) -> int:
+    """Wait for `rlsuite train`. When the driver asks to stop (the file `stop` appears: Ray's
+    non-forced cancel cannot interrupt a task blocked in a wait), or this process is interrupted
+    (a SLURM signal), stop it with SIGTERM (it checkpoints, as on Ctrl-C) rather than leave it
+    running. SIGTERM, not SIGINT: a Ray worker's child inherits a signal mask that blocks SIGINT."""
     try:
-        return proc.wait()
+        while True:
+            try:
+                return proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                if stop and os.path.exists(stop):
+                    proc.send_signal(signal.SIGTERM)
+                    return proc.wait(timeout=120)
     except BaseException:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=60)
         except BaseException:
@@ -151,12 +164,22 @@ def run_ray(plan: list[Job], agent: str, env: str, base: list[str], steps: int |
     where = f"Ray at {address}" if address else "a local Ray instance"
     say(f"sweep: {len(plan)} runs on {where}, {cpus} CPU{'s' * (cpus != 1)}"
         + (f" + {gpus:g} GPU" if gpus else "") + f" each -> {plan[0].run_dir.parent.parent if plan else '-'}")
-    pending = {task.remote(job, agent, env, base, steps, 1): (job, 1) for job in plan}
+    # The stop file: on the shared filesystem, so tasks on every machine see it.
+    stop = plan[0].run_dir.parent.parent / f".sweep-stop-{os.getpid()}-{int(time.time())}" if plan else None
+    pending = {task.remote(job, agent, env, base, steps, 1, str(stop)): (job, 1) for job in plan}
     finished: list[tuple[Job, int | None]] = []
     started = time.time()
+    interrupted = _catch_sigint()
     try:
         while pending:
-            [ref], _ = ray.wait(list(pending), num_returns=1)
+            if interrupted:
+                raise KeyboardInterrupt
+            # A timeout, so the loop sees Ctrl-C (flagged by our handler: an exception raised
+            # inside Ray's C++ wait comes back as a SystemError).
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            if not ready:
+                continue
+            ref = ready[0]
             job, attempt = pending.pop(ref)
             try:
                 outcome = ray.get(ref)
@@ -165,17 +188,36 @@ def run_ray(plan: list[Job], agent: str, env: str, base: list[str], steps: int |
             if outcome.code not in (0, None) and attempt <= retries:
                 say(f"  FAILED {job.arm} s{job.seed} ({outcome.note}, see {log_path(job)}); "
                     f"retry {attempt}/{retries}")
-                pending[task.remote(job, agent, env, base, steps, attempt + 1)] = (job, attempt + 1)
+                pending[task.remote(job, agent, env, base, steps, attempt + 1, str(stop))] = (job, attempt + 1)
                 continue
             finished.append((job, outcome.code))
             say(f"  {describe(job, outcome)}  [{len(finished)}/{len(plan)}, {time.time() - started:.0f}s]")
-    except KeyboardInterrupt:
-        _cancel(ray, list(pending), say)
+    except BaseException:  # Ctrl-C, or a crash of this driver: stop the runs cleanly either way
+        if pending:
+            _cancel(ray, list(pending), stop, say)
         raise
     finally:
+        interrupted.restore()
+        if stop is not None and stop.exists():
+            stop.unlink()
         if started_here:
             ray.shutdown()
     return finished
+
+
+class _catch_sigint(list):
+    """While the driver waits on Ray, Ctrl-C only appends to this list (true once pressed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, lambda signum, frame: self.append(signum))
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
 
 
 def describe(job: Job, outcome: Outcome) -> str:
@@ -187,12 +229,17 @@ def describe(job: Job, outcome: Outcome) -> str:
     return f"done {job.arm} s{job.seed}" + ("" if outcome.note == "done" else f" ({outcome.note})")
 
 
-def _cancel(ray: Any, refs: list, say: Callable[[str], None]) -> None:
-    """Cancel outstanding tasks and give running ones time to checkpoint before Ray goes away."""
-    say(f"sweep: interrupted, cancelling {len(refs)} Ray task(s); re-run the sweep to resume them")
+def _cancel(ray: Any, refs: list, stop: Path, say: Callable[[str], None]) -> None:
+    """Cancel queued tasks, ask running ones to stop their runs (which checkpoint), and wait for
+    them before Ray goes away; a task still running after 90 s is killed."""
+    say(f"sweep: stopping, cancelling {len(refs)} Ray task(s) (running ones checkpoint first, up to 90 s); "
+        "re-run the sweep to resume them")
+    stop.touch()
     for ref in refs:
-        ray.cancel(ref)  # not force: a running task gets KeyboardInterrupt and stops its train cleanly
-    ray.wait(refs, num_returns=len(refs), timeout=90)
+        ray.cancel(ref)  # not force: drops a queued task; a running one sees the stop file
+    ready, left = ray.wait(refs, num_returns=len(refs), timeout=90)
+    for ref in left:
+        ray.cancel(ref, force=True)
 
 
 # ----------------------------------------------------------------------------- slurm
