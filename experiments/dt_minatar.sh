@@ -12,7 +12,7 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 STEPS=${STEPS:-20000}
 UPDATES=${UPDATES:-8000}
-SEEDS=${SEEDS:-"1 2 3"}
+SEEDS=${SEEDS-"1 2 3"}
 GAMES="breakout asterix space_invaders"
 for game in $GAMES; do
   for q in "expert 0.05" "medium 0.3" "random 1.0"; do
