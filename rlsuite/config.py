@@ -87,6 +87,8 @@ class TrainConfig:
     """Show a progress bar with steps/s and the recent return."""
     status_every: float = ranged(60.0, ge=0.0)
     """Without a progress bar (--no-progress, sweep logs): print a one-line status (step, steps/s, recent return, ETA) every this many seconds (0 = never)."""
+    profile: bool = False
+    """Time each phase of the online loop (env, act, add, sample, update; evaluation apart) and print where the time goes at the end (the run's summary `profile`, <run>/profile.json, TensorBoard `profile/<phase>_fraction`); on CUDA it synchronises at each phase boundary, so it slows the run a little: off by default."""
 
 
 @dataclass

@@ -16,6 +16,7 @@ A NaN/inf loss stops the run before the bad update is applied to any checkpoint.
 """
 from __future__ import annotations
 
+import json
 import math
 import random
 import signal
@@ -34,6 +35,7 @@ from rlsuite.envs import make as make_env
 from rlsuite.errors import TrainingDiverged, UserError
 from rlsuite.evaluate import append_jsonl, evaluate, format_table
 from rlsuite.monitor import Monitor, log_record
+from rlsuite.profiling import PhaseTimer
 
 
 def pick_device(name: str) -> torch.device:
@@ -72,6 +74,7 @@ class Session:
     phase_start: int = 0  # env step at which the current phase began
     eval_seconds: float = 0.0  # wall time spent evaluating: not training, so not in steps/s
     extensions: list[Any] = field(default_factory=list)  # e.g. rlsuite.finetune.FineTuning: start / after_step / finish
+    timer: PhaseTimer = field(default_factory=PhaseTimer)  # train.profile: where the loop's time goes (off: no-op)
 
     @property
     def signature(self) -> dict[str, str]:
@@ -97,7 +100,9 @@ def build_session(cfg: config.RunConfig, run_dir: Path, fresh: bool = True) -> S
     if cfg.replay.on_device and device.type != "cuda":
         raise UserError("replay.on_device needs a GPU learner (train.device=cuda)")
     agent.begin(storage_context(cfg, env, phase=0))
-    return Session(cfg, run_dir, env, eval_env, agent, extensions=extensions_for(cfg, agent, fresh))
+    timer = PhaseTimer(t.profile, device)
+    agent.timer = timer  # the agent charges its own phases to it (DQN: add, sample, update)
+    return Session(cfg, run_dir, env, eval_env, agent, extensions=extensions_for(cfg, agent, fresh), timer=timer)
 
 
 def train_env_seeds(cfg: config.RunConfig, phase: int, *restart: int) -> list[int]:
@@ -173,8 +178,9 @@ def evaluate_now(s: Session, env: Any, task: int = 0) -> dict[str, Any]:
     cfg = s.cfg
     rng = seeding.generator(cfg.train.seed, "eval_exploration", s.step, task)
     started = time.perf_counter()
-    result = evaluate(s.agent, env, cfg.train.eval_episodes, getattr(cfg.agent, "eval_epsilon", 0.0),
-                      seed=eval_env_seeds(cfg, s.step, task), rng=rng)
+    with s.timer.apart():  # train.profile: evaluation is not loop time
+        result = evaluate(s.agent, env, cfg.train.eval_episodes, getattr(cfg.agent, "eval_epsilon", 0.0),
+                          seed=eval_env_seeds(cfg, s.step, task), rng=rng)
     s.eval_seconds += time.perf_counter() - started
     return {**result.summary(), **result.per_episode()}
 
@@ -286,13 +292,18 @@ class StepResult:
 
 
 def advance(s: Session) -> StepResult:
-    """One vector step: the agent acts, the envs step, the agent stores it and learns what it owes."""
-    actions = s.agent.step(s.obs, s.step, _exploration_step(s))
-    next_obs, reward, terminated, truncated, info = s.env.step(actions)
+    """One vector step: the agent acts, the envs step, the agent stores it and learns what it owes.
+    With train.profile each part is timed (rlsuite.profiling); "learn" is the part of `observe`
+    the agent does not charge to a phase of its own (DQN: add, sample, update)."""
+    with s.timer.phase("act"):
+        actions = s.agent.step(s.obs, s.step, _exploration_step(s))
+    with s.timer.phase("env"):
+        next_obs, reward, terminated, truncated, info = s.env.step(actions)
     transition = Transition(s.obs, actions, reward, terminated, truncated, info.get("final_obs"), next_obs)
     s.obs = next_obs
     s.step += s.env.num_envs
-    metrics = s.agent.observe(transition, s.step)
+    with s.timer.phase("learn"):
+        metrics = s.agent.observe(transition, s.step)
     return StepResult(actions, info, metrics)
 
 
@@ -405,6 +416,7 @@ def _train_locked(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[st
     for extension in s.extensions:
         extension.begin(s, monitor)
     started, start_step = time.perf_counter(), s.step
+    s.timer.start()
     try:
         outcome = loop(s, monitor)
     except TrainingDiverged as exc:
@@ -412,6 +424,7 @@ def _train_locked(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[st
         kept = s.last_checkpoint or "none written yet"
         raise TrainingDiverged(f"training stopped: {exc}; last good checkpoint: {kept}") from None
     finally:
+        s.timer.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     save_checkpoint(s)
@@ -424,12 +437,19 @@ def _train_locked(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[st
     summary = s.last_eval if cfg.train.tasks and s.last_eval else run_evaluation(s, monitor)
     for extension in s.extensions:
         summary.update(extension.finish(s, monitor))
+    profile = s.timer.report()  # {} unless train.profile
+    if profile:
+        monitor.scalars(s.step, {f"profile/{phase}_fraction": row["fraction"] for phase, row in profile.items()})
+        checkpoint.atomic_write_bytes(run_dir / "profile.json",
+                                      lambda fh: fh.write(json.dumps(profile, indent=1).encode()))
     monitor.close()
     training_seconds = time.perf_counter() - started - s.eval_seconds  # steps/s of training alone
     sps = (s.step - start_step) / max(training_seconds, 1e-9)
     print_summary(s, summary, sps, monitor.recent_return())
+    if profile:
+        print(s.timer.format_table(f"where the time goes ({s.step - start_step:,} env steps on {s.agent.device})"))
     return {"outcome": outcome, "step": s.step, **summary, "steps_per_second": sps,
-            "train_seconds": training_seconds, "eval_seconds": s.eval_seconds}
+            "train_seconds": training_seconds, "eval_seconds": s.eval_seconds, **({"profile": profile} if profile else {})}
 
 
 def eval_scalars(summary: dict[str, Any]) -> dict[str, float]:

@@ -38,6 +38,7 @@ from rlsuite.nn.nap import NaPConfig, NormProjector, insert_norms
 from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
 from rlsuite.nn.schedules import LR_SCHEDULES, lr_factor
 from rlsuite.preflight import check_replay_slots
+from rlsuite.profiling import PhaseTimer
 from rlsuite.replay import ReplayBuffer
 from rlsuite.retention.terms import retention_loss
 
@@ -192,6 +193,7 @@ class DQN:
         self.temperature = 1.0
         self.retention: list[Any] = []
         self.memory: Any = None
+        self.timer = PhaseTimer()  # the loop sets its own with train.profile: add, sample, update are charged to it
 
     def _make_projector(self) -> NormProjector | None:
         nap = self.cfg.nap
@@ -278,7 +280,8 @@ class DQN:
 
     def observe(self, t: Transition, env_step: int) -> dict[str, torch.Tensor] | None:
         """Store the vector step in the replay buffer, then do the updates owed at the replay ratio."""
-        self.buffer.add(t.obs, t.actions, t.reward, t.terminated, t.truncated, t.final_obs)
+        with self.timer.phase("add"):
+            self.buffer.add(t.obs, t.actions, t.reward, t.terminated, t.truncated, t.final_obs)
         return self.train_step(env_step, self.buffer, beta=self.beta(env_step))
 
     def beta(self, env_step: int) -> float:
@@ -380,14 +383,17 @@ class DQN:
             owed = 0
         with single_thread_if(owed > 0 and self._update_single_threaded):
             for _ in range(owed):
-                if self.memory is not None:  # EM: part of every batch from the protected transitions
-                    batch = self.memory.mix(buffer, self.cfg.batch_size, beta)
-                else:
-                    batch = buffer.sample(self.cfg.batch_size, beta=beta)
-                metrics = self.update(batch, buffer)
+                with self.timer.phase("sample"):
+                    if self.memory is not None:  # EM: part of every batch from the protected transitions
+                        batch = self.memory.mix(buffer, self.cfg.batch_size, beta)
+                    else:
+                        batch = buffer.sample(self.cfg.batch_size, beta=beta)
+                with self.timer.phase("update"):
+                    metrics = self.update(batch, buffer)
         if env_step // self.cfg.target_update_period > self.target_syncs:
             self.target_syncs = env_step // self.cfg.target_update_period
-            self.sync_target()
+            with self.timer.phase("update", count=False):  # part of the updates' time, not a call of its own
+                self.sync_target()
         return metrics
 
     def update(self, batch: Any, buffer: Any = None) -> dict[str, torch.Tensor]:
