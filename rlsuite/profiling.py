@@ -56,7 +56,8 @@ class PhaseTimer:
     def __init__(self, enabled: bool = False, device: torch.device | str | None = None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.enabled = bool(enabled)
-        self._sync = self.enabled and device is not None and torch.device(device).type == "cuda"
+        self._device = None if device is None else torch.device(device)
+        self._sync = self.enabled and self._device is not None and self._device.type == "cuda"
         self._clock = clock
         self.seconds: dict[str, float] = {}
         self.calls: dict[str, int] = {}
@@ -112,7 +113,7 @@ class PhaseTimer:
 
     def _barrier(self) -> None:
         if self._sync:
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(self._device)
 
     def _enter(self, name: str) -> None:
         self._barrier()

@@ -67,6 +67,26 @@ def test_disabled_timer_is_a_shared_no_op():
     assert timer.report() == {}
 
 
+def test_cuda_timer_synchronises_at_every_phase_boundary(monkeypatch):
+    import torch
+
+    synced: list[object] = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
+    clock = FakeClock()
+    timer = PhaseTimer(True, "cuda:0", clock=clock)
+    timer.start()
+    with timer.phase("update"):
+        with timer.phase("sample"):
+            clock.advance(1.0)
+    with timer.apart():
+        clock.advance(1.0)
+    timer.stop()
+    assert len(synced) == 2 + 2 * 2 + 2 and set(synced) == {torch.device("cuda:0")}
+    PhaseTimer(False, "cuda").phase("env").__enter__()
+    PhaseTimer(True, "cpu", clock=clock).start()
+    assert len(synced) == 8  # neither a disabled timer nor a CPU one synchronises
+
+
 # Learning starts at 200 env steps; 2 envs, an update round every 4 env steps: the run owes
 # (STEPS // 4 - 200 // 4) gradient updates, one evaluation inside the loop (at 200) and the final one.
 STEPS = 400
