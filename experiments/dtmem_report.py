@@ -178,7 +178,7 @@ def adapt(root: Path, norm: Normaliser, out: Path) -> None:
     ax1.set_title("claim 2: adaptation (mean over seeds)")
     ax1.legend(fontsize=8)
     if drops:
-        ax2.boxplot(drops, labels=labels)
+        ax2.boxplot(drops, tick_labels=labels)
         ax2.axhline(0, color="grey", lw=0.8)
         ax2.set_ylabel("drop on Breakout + Asterix (normalised)")
         ax2.set_title("claim 3: forgetting of stage-1 games (per seed)")
