@@ -57,8 +57,17 @@ def run_case(name: str, run_dir: Path) -> dict:
     return {"losses": [float.hex(x) for x in losses], "online_sha256": digest.hexdigest()}
 
 
+def platform() -> dict:
+    """What the bits depend on besides the code: float kernels differ across CPU ISAs and builds."""
+    import numpy
+    import torch
+
+    return {"torch": torch.__version__, "numpy": numpy.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
 if __name__ == "__main__":
-    out = {}
+    out: dict = {"platform": platform()}
     for name in CASES:
         with tempfile.TemporaryDirectory() as tmp:
             out[name] = run_case(name, Path(tmp) / name)
