@@ -14,10 +14,22 @@ Per run:
 - FAR: the score from FAR starts (`far.jsonl`): the success rate `success_mean` when every record
   has it (the close-far tasks), else the mean return `mean`; the table title says which.
   FAR(0) is the first record's, at step 0 (the teacher's own FAR score, before any update).
-- min FAR: the lowest FAR over all records, step 0 included; final FAR: the last record's.
+- min FAR: the lowest FAR over all records, step 0 included; final FAR: the last record's. The
+  minimum of many noisy evaluations sits below the true level even for a policy that never changes
+  (a policy with true success 0.8, 20 games x 21 evaluations: FAR(0) - min FAR averages 0.18), so
+  min FAR is a biased measure of the worst level; read it with the noise floor below.
 - FAR AUC: the area under the FAR curve by the trapezoid rule over env steps, divided by the step
   span (last step - first step), so it is the run's average FAR level (FAR(0) when only one record).
-- forgetting = FAR(0) - min FAR (>= 0; 0 = never dropped below the teacher).
+- forgetting = FAR(0) - final FAR, the start-minus-end form of Continual World's forgetting (Wołczyk
+  et al. 2021; the fine-tuning paper defines no scalar). It is unbiased for a policy that does not
+  change (its expectation is 0) and negative when the FAR skill improved. Releases before 2026-12
+  reported FAR(0) - min FAR under this name, which is biased upward by evaluation noise (see min FAR).
+- forgetting SE: the evaluation-noise floor of one run's forgetting, the standard error of the
+  difference of two independent evaluations, sqrt(v0/n0 + vf/nf) over n0 and nf games. For success
+  rates v = p(1 - p), the binomial variance of one game; for returns v is the sample variance
+  (ddof 1) of the record's `episode_returns` (or its `std` rescaled to ddof 1 in records without
+  them). A forgetting within about 2 SE of 0 is not distinguishable from noise; a group mean over k
+  runs has an evaluation-noise SE of about SE / sqrt(k) (the CI over runs includes this noise).
 - final far_kl: KL(pi* || pi) on the teacher's FAR states, from the last FAR record.
 
 Scratch runs (and fine-tuning runs without a FAR record yet) have no FAR metrics: '-'. Each cell
@@ -40,7 +52,8 @@ from rlsuite.compare import IGNORED, Run, group_runs, label_env_steps, save_png
 SAME_METHOD = IGNORED | {"finetune.parent", "finetune.data", "finetune.far_eval_every", "train.eval_every",
                         "finetune.retention"}
 COLUMNS = {"final_return": "final return", "far0": "FAR(0)", "far_min": "min FAR", "far_final": "final FAR",
-           "far_auc": "FAR AUC", "forgetting": "forgetting", "far_kl": "final far_kl"}
+           "far_auc": "FAR AUC", "forgetting": "forgetting", "forgetting_se": "forgetting SE",
+           "far_kl": "final far_kl"}
 FAR_COLUMNS = [c for c in COLUMNS if c != "final_return"]
 
 
@@ -73,18 +86,45 @@ def method(run: Run) -> str:
     return "+".join(run.config.get("finetune.retention") or []) or "vanilla"
 
 
+def score_variance(record: dict[str, Any], metric: str) -> tuple[float, int]:
+    """(v, n) of one FAR record: the variance v of a single game's score and the number of games n.
+    success_mean: the binomial p(1 - p); mean: the sample variance (ddof 1) of `episode_returns`,
+    or `std` (ddof 0, see rlsuite.evaluate.summarize) rescaled by n / (n - 1); nan for n < 2."""
+    if metric == "success_mean":
+        p = float(record["success_mean"])
+        n = len(record["episode_success"]) if "episode_success" in record else int(record["episodes"])
+        return p * (1.0 - p), n
+    if "episode_returns" in record:
+        x = np.asarray(record["episode_returns"], dtype=np.float64)
+        return (float(x.var(ddof=1)) if x.size > 1 else float("nan")), int(x.size)
+    n = int(record["episodes"])
+    return (float(record["std"]) ** 2 * n / (n - 1) if n > 1 else float("nan")), n
+
+
+def forgetting_se(first: dict[str, Any], last: dict[str, Any], metric: str) -> float:
+    """sqrt(v0/n0 + vf/nf): the standard error of FAR(last) - FAR(first) from evaluation noise alone
+    (the two evaluations are independent games), in the FAR metric's units."""
+    (v0, n0), (vf, nf) = score_variance(first, metric), score_variance(last, metric)
+    return float(np.sqrt(v0 / max(n0, 1) + vf / max(nf, 1)))
+
+
+def far_metrics(records: list[dict[str, Any]], metric: str) -> dict[str, float]:
+    """The module docstring's FAR numbers of one run from its FAR records (sorted by step)."""
+    steps = np.array([r["step"] for r in records], dtype=np.float64)
+    far = np.array([r[metric] for r in records], dtype=np.float64)
+    span = steps[-1] - steps[0]
+    return dict(far0=float(far[0]), far_min=float(far.min()), far_final=float(far[-1]),
+                far_auc=float(np.trapezoid(far, steps) / span) if span > 0 else float(far[0]),
+                forgetting=float(far[0] - far[-1]), forgetting_se=forgetting_se(records[0], records[-1], metric),
+                far_kl=float(records[-1].get("far_kl", np.nan)))
+
+
 def run_metrics(run: Run, metric: str) -> dict[str, float]:
     """The module docstring's per-run numbers; the FAR ones only when the run has FAR records."""
     out = {"final_return": float(run.evals[-1]["mean"])}
     records = far_records(run)
-    if not records:
-        return out
-    steps = np.array([r["step"] for r in records], dtype=np.float64)
-    far = np.array([r[metric] for r in records], dtype=np.float64)
-    span = steps[-1] - steps[0]
-    out.update(far0=float(far[0]), far_min=float(far.min()), far_final=float(far[-1]),
-               far_auc=float(np.trapezoid(far, steps) / span) if span > 0 else float(far[0]),
-               forgetting=float(far[0] - far.min()), far_kl=float(records[-1].get("far_kl", np.nan)))
+    if records:
+        out.update(far_metrics(records, metric))
     return out
 
 
@@ -130,7 +170,8 @@ def aggregate(groups: dict[str, list[Run]], metric: str, reps: int = 2000, seed:
 def markdown_table(rows: list[dict], metric: str) -> str:
     far = "success rate (success_mean)" if metric == "success_mean" else "return (mean)"
     lines = [f"Fine-tuning: knowledge retention per method (FAR = {far} from FAR starts; "
-             "mean over runs [95% stratified-bootstrap CI], rliable)", "",
+             "mean over runs [95% stratified-bootstrap CI], rliable; forgetting = FAR(0) - final FAR, "
+             "forgetting SE = its evaluation-noise standard error per run)", "",
              "| method | runs | " + " | ".join(COLUMNS.values()) + " |", "|---|---|" + "---|" * len(COLUMNS)]
     for row in rows:
         cells = [f"{row[c][0]:.3g} [{row[c][1]:.3g}, {row[c][2]:.3g}]" if c in row else "-" for c in COLUMNS]

@@ -10,9 +10,51 @@ import numpy as np
 import pytest
 
 from rlsuite.cli import main
+from rlsuite.compare_finetune import far_metrics
 
 QUIET = ["--no-progress", "--set", "train.torch_threads=1"]
 FT = ["--steps", "20000", "--set", "finetune.far_eval_every=5000", "--set", "train.eval_every=5000"]
+
+
+def success_record(step: int, wins: list[int]) -> dict:
+    """A far.jsonl record of games won (1) or lost (0), as rlsuite finetune writes it."""
+    return {"step": step, "success_mean": float(np.mean(wins)), "episode_success": list(wins), "episodes": len(wins),
+            "mean": float(np.mean(wins)), "far_kl": 0.0}
+
+
+def test_forgetting_of_a_stationary_policy_is_zero_within_its_noise_floor() -> None:
+    """A policy that never changes (true FAR success p = 0.8), 20 games x 21 evaluations, many runs:
+    forgetting = FAR(0) - final FAR averages 0 (to 4 standard errors of the mean over runs), where the
+    old FAR(0) - min FAR averages about 0.18; and the reported SE is calibrated: it matches the spread
+    of the forgetting over runs, sqrt(2 p (1 - p) / 20) = 0.126."""
+    p, games, evals, runs = 0.8, 20, 21, 3000
+    rng = np.random.default_rng(12345)
+    wins = (rng.random((runs, evals, games)) < p).astype(int)
+    metrics = [far_metrics([success_record(5000 * k, w[k]) for k in range(evals)], "success_mean") for w in wins]
+    forgetting = np.array([m["forgetting"] for m in metrics])
+    sd = np.sqrt(2 * p * (1 - p) / games)  # the difference of two independent binomial means
+    assert abs(forgetting.mean()) < 4 * sd / np.sqrt(runs)
+    assert forgetting.std() == pytest.approx(sd, rel=0.05)
+    assert np.mean([m["forgetting_se"] for m in metrics]) == pytest.approx(sd, rel=0.05)
+    rates = wins.mean(axis=2)
+    old = (rates[:, 0] - rates.min(axis=1)).mean()  # the old definition, recomputed here
+    assert 0.15 < old < 0.21 and forgetting.mean() < old / 10
+
+
+def test_forgetting_and_its_se_on_hand_built_curves() -> None:
+    wins = {0: [1] * 20, 5000: [1] * 10 + [0] * 10, 10000: [1] * 16 + [0] * 4}
+    m = far_metrics([success_record(s, w) for s, w in wins.items()], "success_mean")
+    assert m["forgetting"] == pytest.approx(1.0 - 0.8)  # not FAR(0) - min = 0.5
+    assert m["far_min"] == 0.5
+    assert m["forgetting_se"] == pytest.approx(np.sqrt(0 / 20 + 0.8 * 0.2 / 20))
+    first = {"step": 0, "mean": 3.0, "episode_returns": [2.0, 4.0], "episodes": 2}
+    last = {"step": 100, "mean": 5.0, "episode_returns": [1.0, 5.0, 9.0], "episodes": 3}
+    m = far_metrics([first, last], "mean")
+    assert m["forgetting"] == pytest.approx(-2.0)  # improved
+    assert m["forgetting_se"] == pytest.approx(np.sqrt(2.0 / 2 + 16.0 / 3))  # sample variances 2 and 16
+    legacy = [{k: v for k, v in r.items() if k != "episode_returns"} | {"std": s} for r, s in
+              ((first, 1.0), (last, np.sqrt(32 / 3)))]  # population std, as summarize stores it
+    assert far_metrics(legacy, "mean")["forgetting_se"] == pytest.approx(np.sqrt(2.0 / 2 + 16.0 / 3))
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +84,13 @@ def expected(run: Path, metric: str = "success_mean") -> dict[str, float]:
     values = [r[metric] for r in far]
     area = sum((values[i] + values[i + 1]) / 2 * (steps[i + 1] - steps[i]) for i in range(len(far) - 1))
     assert steps[0] == 0 and steps == sorted(steps)
+    if metric == "success_mean":  # binomial variance of one game's success
+        var = [r[metric] * (1 - r[metric]) / len(r["episode_success"]) for r in (far[0], far[-1])]
+    else:  # sample variance of the games' returns
+        var = [np.var(r["episode_returns"], ddof=1) / len(r["episode_returns"]) for r in (far[0], far[-1])]
     return {"final return": records(run / "eval.jsonl")[-1]["mean"], "FAR(0)": values[0], "min FAR": min(values),
-            "final FAR": values[-1], "FAR AUC": area / (steps[-1] - steps[0]), "forgetting": values[0] - min(values),
-            "final far_kl": far[-1]["far_kl"]}
+            "final FAR": values[-1], "FAR AUC": area / (steps[-1] - steps[0]), "forgetting": values[0] - values[-1],
+            "forgetting SE": (var[0] + var[1]) ** 0.5, "final far_kl": far[-1]["far_kl"]}
 
 
 def parse(table: str) -> tuple[str, dict[str, dict[str, str]]]:
@@ -90,7 +136,7 @@ def test_table_matches_the_definitions(runs, capsys):
     assert scratch["runs"] == "1"
     final = records(runs / "runs/scratch-s1/eval.jsonl")[-1]["mean"]
     assert point(scratch["final return"])[0] == pytest.approx(final, rel=5e-3)
-    far_columns = ("FAR(0)", "min FAR", "final FAR", "FAR AUC", "forgetting", "final far_kl")
+    far_columns = ("FAR(0)", "min FAR", "final FAR", "FAR AUC", "forgetting", "forgetting SE", "final far_kl")
     assert [scratch[c] for c in far_columns] == ["-"] * len(far_columns)
     assert (out / "compare.md").read_text().strip() == printed.split("\n\nwritten:")[0].strip()
     assert f"written: {out / 'compare.md'}, {out / 'finetune.png'}" in printed
