@@ -60,6 +60,16 @@ def check_config(cfg: Any) -> None:
                         f"{cfg.env.id}, e.g. --set finetune.far=env.start_states=states/NAME (or finetune.far= for none)")
 
 
+def env_steps_per_update(cfg: Any) -> float:
+    """The env steps (summed over envs) one gradient update stands for, for KS's decay per transitions:
+    PPO num_steps x num_envs / (update_epochs x num_minibatches) (each rollout step is used once per
+    epoch); DQN train_freq / gradient_steps."""
+    a = cfg.agent
+    if cfg.algo == "ppo":
+        return a.num_steps * cfg.train.num_envs / (a.update_epochs * a.num_minibatches)
+    return a.train_freq / a.gradient_steps
+
+
 def far_overrides(cfg: Any) -> tuple[str, ...]:
     """`finetune.far` with 'auto' resolved: env.start=far on close-far tasks, none elsewhere."""
     from rlsuite.envs import resolve_env_id
@@ -124,7 +134,7 @@ class FineTuning:
         cfg.finetune.far = far_overrides(cfg)  # 'auto' resolved before config.toml is written
         self.cfg, self.agent, self.f = cfg, agent, cfg.finetune
         rng = seeding.generator(cfg.train.seed, "retention", 0)
-        makers = {"ks": lambda: Kickstarting(self.f.ks), "bc": lambda: BehaviourCloning(self.f.bc, rng),
+        makers = {"ks": lambda: Kickstarting(self.f.ks, env_steps_per_update(cfg)), "bc": lambda: BehaviourCloning(self.f.bc, rng),
                   "ewc": lambda: EWC(self.f.ewc)}
         agent.retention = [makers[m]() for m in self.f.retention if m in makers]
         if hasattr(agent, "temperature"):

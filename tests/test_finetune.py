@@ -100,7 +100,7 @@ def test_fine_tuning_resumes_exactly(parents, tmp_path, algo, methods) -> None:
 def test_freeze_keeps_the_encoder_and_warmup_trains_the_value_head_alone(parents, tmp_path) -> None:
     parent = latest(parents["ppo"])["agent"]["online"]
     run = tmp_path / "frozen"
-    assert finetune(parents["ppo"], run, "--freeze", "encoder", "--critic-warmup", "2048",
+    assert finetune(parents["ppo"], run, "--freeze", "encoder", "--critic-warmup", "2048", "--retention", "ks",
                     "--set", "train.checkpoint_every=2048", "--set", "train.keep_checkpoints=5") == 0
     at_2048 = checkpoint.load(run / "checkpoints" / "ckpt_000000002048.pt")["agent"]["online"]
     final = latest(run)["agent"]["online"]
@@ -109,6 +109,10 @@ def test_freeze_keeps_the_encoder_and_warmup_trains_the_value_head_alone(parents
         moved = not torch.equal(weights, final[name])
         assert moved_early == (part_of(name) == "value"), name  # warm-up: the value head alone
         assert moved == (part_of(name) != "encoder"), name  # then everything but the frozen encoder
+    # rollouts of 8 envs x 128 steps end at 1024, 2048 (both in the warm-up), 3072 and 4096: KS's
+    # schedule counts only the 2 x 16 updates of the actor, and the lr anneal skips 2 rollouts
+    agent = latest(run)["agent"]
+    assert agent["retention"] == [{"updates": 32}] and agent["counters"]["warmup_rollouts"] == 2
 
 
 @pytest.mark.parametrize("args,message", [
@@ -169,3 +173,34 @@ def test_runs_written_with_a_renamed_key_still_load() -> None:
     cfg = config.empty_run_config("ppo")
     config.apply_file(cfg, {"finetune": {"bc": {"batch_size": 64}}}, "an old config.toml")
     assert cfg.finetune.bc.minibatch == 64
+
+
+def test_critic_warmup_starts_ks_decay_and_lr_anneal_with_the_actor() -> None:
+    """While the actor is frozen (a critic warm-up of W rollouts) KS's coefficient stays at its
+    initial value and the lr at the un-annealed lr; from the first actor update they follow their
+    schedules as if the run started there: rollout j after the warm-up anneals to
+    lr (1 - j / (T - W)) (CleanRL's 1 - (iteration - 1) / N over the T - W actor rollouts), and its
+    last update's KS coefficient is coef decay^(4 j + 3) (4 updates per rollout, decay after use)."""
+    from tests.test_ppo import Driver, small_cfg
+    from rlsuite.finetune import set_frozen
+    from rlsuite.retention.config import PARTS, KSConfig
+    from rlsuite.retention.terms import Kickstarting
+
+    lr, total, warm = 1e-3, 6400, 3
+    drive = Driver(small_cfg(lr=lr, anneal_lr=True), total=total)  # 4 envs x 16 steps: T = 100 rollouts
+    rollouts = total // 4 // 16
+    drive.agent.set_teacher()
+    drive.agent.retention = [Kickstarting(KSConfig(coef=0.5, decay=0.9))]
+    set_frozen(drive.agent.online, set(PARTS) - {"value"})
+    seen = []
+    while len(seen) < warm + 5:
+        if len(seen) == warm:
+            set_frozen(drive.agent.online, set())  # the warm-up ends: the actor trains
+        _, metrics = drive.advance()
+        if metrics is not None:
+            seen.append((metrics["charts/learning_rate"], metrics["retention/ks_coef"]))
+    assert seen[:warm] == [(lr, 0.5)] * warm
+    assert drive.agent.retention[0].updates == 5 * 4 and drive.agent.warmup_rollouts == warm
+    for j, (got_lr, got_coef) in enumerate(seen[warm:]):
+        assert got_lr == pytest.approx(lr * (1 - j / (rollouts - warm)), rel=1e-12)
+        assert got_coef == pytest.approx(0.5 * 0.9 ** (4 * j + 3), rel=1e-12)

@@ -179,3 +179,50 @@ def test_em_protected_transitions_survive_wraparounds_and_keep_their_share(tmp_p
     assert set(counts) == {8}  # round(0.25 x 32) protected rows in every batch
     for key in before:
         assert torch.equal(before[key], memory.data[key])
+
+
+def test_kickstarting_decays_per_transitions_as_the_paper() -> None:
+    """decay_per = 'transitions': coef * decay^(env steps / decay_transitions), whatever the update size.
+    64 env steps per update (ppo-finetune-closefar): 6,400 updates = 409,600 env steps = 100 of the
+    paper's SGD steps of 4,096 transitions, so the coefficient is 0.5 * 0.99998^100."""
+    cfg = KSConfig(coef=0.5, decay=0.99998, decay_per="transitions", decay_transitions=4096)
+    ks = Kickstarting(cfg, env_steps_per_update=64)
+    for _ in range(6400):
+        ks.after_update()
+    assert ks.coef() == pytest.approx(0.5 * 0.99998 ** 100, rel=1e-12)
+    per_update = Kickstarting(KSConfig(coef=0.5, decay=0.99998), env_steps_per_update=64)
+    per_update.load_state_dict({"updates": 6400})
+    assert per_update.coef() == pytest.approx(0.5 * 0.99998 ** 6400, rel=1e-12)  # 64x faster per env step
+    floored = Kickstarting(KSConfig(coef=0.75, decay=0.5, decay_per="transitions", decay_transitions=100, floor=0.33), 50)
+    seen = []
+    for _ in range(5):
+        seen.append(floored.coef())
+        floored.after_update()
+    assert seen == pytest.approx([0.75, 0.75 * 0.5 ** 0.5, 0.375, 0.33, 0.33])
+
+
+@pytest.mark.parametrize("preset,steps_per_update", [
+    ("ppo-finetune-closefar", 128 * 8 / (4 * 4)),  # num_steps x num_envs / (epochs x minibatches)
+    ("ppo-finetune-nethack", 32 * 16 / (1 * 1)),
+    ("ppo-finetune-nethack-released", 32 * 16 / (1 * 1)),
+])
+def test_presets_that_claim_the_papers_schedule_decay_per_4096_env_steps(preset, steps_per_update) -> None:
+    from rlsuite import config
+    from rlsuite.finetune import env_steps_per_update
+
+    cfg = config.build_run_config(preset, None, [])
+    assert (cfg.finetune.ks.decay_per, cfg.finetune.ks.decay_transitions, cfg.finetune.ks.decay) == (
+        "transitions", 4096, 0.99998)
+    assert env_steps_per_update(cfg) == steps_per_update
+
+
+def test_retention_advances_nothing_while_the_actor_is_frozen() -> None:
+    agent = LinearAgent()
+    ks = Kickstarting(KSConfig(coef=0.5, decay=0.5))
+    obs = torch.randn(8, 2)
+    agent.online.requires_grad_(False)  # a critic warm-up: no actor parameter trains
+    total, metrics = retention_loss([ks], agent, {"obs": obs, "logits": agent.online(obs)})
+    assert float(total) == 0.0 and metrics == {"retention/ks_coef": 0.5} and ks.updates == 0
+    agent.online.requires_grad_(True)
+    retention_loss([ks], agent, {"obs": obs, "logits": agent.online(obs)})
+    assert ks.updates == 1 and ks.coef() == 0.25

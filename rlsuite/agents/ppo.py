@@ -28,10 +28,10 @@ A second value head learns the intrinsic returns (gamma_int, GAE ignoring episod
 policy uses ext_coef A_ext + int_coef A_int, and the predictor trains on a random
 rnd.update_proportion of every minibatch, in the same loss and optimizer step.
 
-Departures from CleanRL: the torso is an rlsuite encoder with its own init (encoder.init; CleanRL's
-is orthogonal, which encoders.py does not offer) and ReLU MLPs (CleanRL's classic-control agent
-uses tanh); the heads are orthogonal as CleanRL's (policy 0.01, value 1); actions are sampled on
-the run's `exploration` stream (a numpy Generator), never torch's global RNG.
+Departures from CleanRL: the torso is an rlsuite encoder (encoder.init 'orthogonal' = CleanRL's
+layer_init, gain sqrt 2, zero bias, used by ppo-classic and ppo-atari; encoder.activation 'relu' by
+default, 'tanh' as CleanRL's classic-control MLPs and ppo-classic); the heads are orthogonal as CleanRL's
+(policy 0.01, value 1); actions are sampled on the run's `exploration` stream, never torch's global RNG.
 """
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ from torch import nn
 from rlsuite import seeding
 from rlsuite.agents.base import StorageContext, Transition
 from rlsuite.agents.ppo_parts import (ActorCritic, Rollout, batch_size, check_split, clone, copy_obs_row,
-                                      explained_variance, frame_stack_of, gae, map_obs, ppo_objective, sample_actions,
-                                      to_tensor)
+                                      explained_variance, frame_stack_of, gae, learning_rate, map_obs, ppo_objective,
+                                      sample_actions, to_tensor)
 from rlsuite.config import validate
 from rlsuite.errors import TrainingDiverged, UserError
 from rlsuite.fields import choice, ranged
@@ -57,8 +57,7 @@ from rlsuite.nn.encoders import EncoderConfig
 from rlsuite.nn.nap import NaPConfig, NormProjector
 from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
 from rlsuite.nn.rnd import RNDConfig, RNDNetworks
-from rlsuite.nn.schedules import lr_factor
-from rlsuite.retention.terms import retention_loss
+from rlsuite.retention.terms import actor_trains, retention_loss
 
 
 @dataclass
@@ -74,7 +73,7 @@ class PPOConfig:
     lr: float = ranged(2.5e-4, gt=0)
     """Adam learning rate (the start of the annealing)."""
     anneal_lr: bool = True
-    """Anneal the learning rate linearly to 0 over the run's rollouts (CleanRL's anneal_lr)."""
+    """Anneal the learning rate linearly to 0 over the run's rollouts (CleanRL's anneal_lr); rollouts whose updates find the actor frozen (finetune.critic_warmup) keep lr, and the anneal runs over the rest."""
     gamma: float = ranged(0.99, ge=0, le=1)
     """Discount factor (of the extrinsic return, with RND)."""
     gae_lambda: float = ranged(0.95, ge=0, le=1)
@@ -136,7 +135,7 @@ class PPO:
         self.optimizer = torch.optim.Adam(trained, lr=cfg.lr, eps=cfg.adam_eps)
         self.rng = seeding.generator(seed, "exploration")  # training actions
         self.batch_rng = seeding.generator(seed, "replay")  # minibatch shuffles, RND's predictor mask
-        self.rollouts_done = self.num_updates = 0
+        self.rollouts_done = self.num_updates = self.warmup_rollouts = 0  # warm-up: rollouts with the actor frozen
         self.init_steps_left = cfg.rnd.obs_norm_init_steps if cfg.rnd.enabled else 0
         self.total_env_steps = self.num_envs = None  # set by plan() and begin()
         self.total_updates = self.total_rollouts = 0
@@ -330,8 +329,8 @@ class PPO:
 
     def _update(self, advantages: torch.Tensor, returns: torch.Tensor, returns_int: torch.Tensor | None) -> dict[str, Any]:
         c, r = self.cfg, self.rollout
-        lr = c.lr * (lr_factor(self.rollouts_done / self.total_rollouts, "linear", 0.0)
-                     if c.anneal_lr and self.total_rollouts > 0 else 1.0)
+        self.warmup_rollouts = self.warmup_rollouts if actor_trains(self) else self.rollouts_done + 1
+        lr = learning_rate(c, self.rollouts_done, self.total_rollouts, self.warmup_rollouts)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         recurrent = self.online.hidden > 0
@@ -482,7 +481,7 @@ class PPO:
             "rng": self.rng.bit_generator.state,
             "batch_rng": self.batch_rng.bit_generator.state,
             "counters": {"rollouts_done": self.rollouts_done, "num_updates": self.num_updates,
-                         "init_steps_left": self.init_steps_left},
+                         "init_steps_left": self.init_steps_left, "warmup_rollouts": self.warmup_rollouts},
             "constraints": [hook.state_dict() for hook in self.post_step_hooks],
             "rollout": None if self.rollout is None else self.rollout.state_dict(),
             "lstm": {"state": clone(self.state), "next_start": clone(self.next_start)},
@@ -502,8 +501,9 @@ class PPO:
         self.rng.bit_generator.state = state["rng"]
         self.batch_rng.bit_generator.state = state["batch_rng"]
         counters = state["counters"]
-        self.rollouts_done, self.num_updates, self.init_steps_left = (
-            counters["rollouts_done"], counters["num_updates"], counters["init_steps_left"])
+        self.rollouts_done, self.num_updates, self.init_steps_left, self.warmup_rollouts = (
+            counters["rollouts_done"], counters["num_updates"], counters["init_steps_left"],
+            counters.get("warmup_rollouts", 0))
         for hook, hook_state in zip(self.post_step_hooks, state.get("constraints", [])):
             hook.load_state_dict(hook_state)
         self._restored = {"rollout": state["rollout"], **state["lstm"]}  # until the next step()

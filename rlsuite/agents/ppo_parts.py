@@ -14,6 +14,7 @@ from torch import nn
 from rlsuite.errors import UserError
 from rlsuite.nn.encoders import make_encoder
 from rlsuite.nn.nap import insert_norms
+from rlsuite.nn.schedules import lr_factor
 
 # ----------------------------------------------------------------------------- observations
 
@@ -196,6 +197,16 @@ def ppo_objective(c: Any, logits: torch.Tensor, new_value: torch.Tensor, new_val
                    "losses/approx_kl": ((ratio - 1) - logratio).mean(),
                    "clipfrac": ((ratio - 1.0).abs() > c.clip_coef).float().mean().item()}
     return pg_loss - c.ent_coef * entropy + c.vf_coef * v_loss, metrics
+
+
+def learning_rate(c: Any, rollouts_done: int, total_rollouts: int, warmup_rollouts: int) -> float:
+    """Adam's lr for the updates of rollout `rollouts_done` (0-based): c.lr annealed linearly to 0
+    (c.anneal_lr; CleanRL's 1 - (iteration - 1) / N) over the rollouts after the first
+    `warmup_rollouts`, which keep c.lr (a critic warm-up: the anneal starts with the actor)."""
+    left = total_rollouts - warmup_rollouts
+    if not c.anneal_lr or left <= 0 or rollouts_done < warmup_rollouts:
+        return c.lr
+    return c.lr * lr_factor((rollouts_done - warmup_rollouts) / left, "linear", 0.0)
 
 
 def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:

@@ -59,12 +59,18 @@ class BCConfig:
 @dataclass
 class KSConfig:
     """Kickstarting (Schmitt et al. 2018): KL(pi* || pi) on the states of the online batch, with a
-    coefficient that decays by `decay` per gradient update and never goes below `floor`."""
+    coefficient that decays by `decay` per gradient update (or per `decay_transitions` env steps,
+    `decay_per`) and never goes below `floor`. The schedule starts when the actor starts training:
+    updates during a critic warm-up do not count."""
 
     coef: float = ranged(0.5, ge=0)
     """Initial coefficient (the paper: 0.5; the released code's best agent: 0.75)."""
     decay: float = ranged(0.99998, gt=0, le=1)
-    """Multiplied into the coefficient after every gradient update (the paper: 0.99998 per SGD step)."""
+    """The coefficient's decay factor: multiplied in after every gradient update ('update'), or per `decay_transitions` env steps ('transitions'). The paper: 0.99998 per SGD step of 4,096 transitions."""
+    decay_per: str = choice("update", "update", "transitions")
+    """'update': coef * decay^k after k gradient updates of the actor. 'transitions': coef * decay^(t / decay_transitions), t = the env steps those k updates stand for (PPO: num_steps x num_envs / (update_epochs x num_minibatches) per update, so a target_kl early stop slows it; DQN: train_freq / gradient_steps), which is the paper's schedule whatever the update size. rlsuite's PPO updates stand for far fewer env steps than the paper's 4,096 (ppo-finetune-closefar: 64, ppo-finetune-nethack: 512), so 'update' decays 64x / 8x faster per env step."""
+    decay_transitions: int = ranged(4_096, ge=1)
+    """With decay_per = 'transitions': the env steps per decay step (the paper: one SGD step = 4,096 transitions, 128 sequences x 32 steps, 1 epoch)."""
     floor: float = ranged(0.0, ge=0)
     """The coefficient never decays below this (the paper: 0, none; the released code: 0.33)."""
 

@@ -11,6 +11,9 @@ and adds the result to its RL loss. What a term asks of the agent:
   already computed by the RL loss (PPO: with the rollout's recurrent state); `agent.teacher_logits_on(batch)`:
   the teacher's logits on the same states (with the teacher's own recurrent state);
 - `agent.actor_parameters()`: the parameters retention acts on (everything but the value head).
+
+While no actor parameter trains (a critic warm-up, rlsuite.finetune) `retention_loss` adds nothing
+and advances no schedule: KS's decay starts when the actor starts training.
 """
 from __future__ import annotations
 
@@ -23,9 +26,18 @@ from rlsuite.retention.config import BCConfig, EWCConfig, KSConfig
 from rlsuite.retention.losses import behaviour_cloning_loss, ewc_penalty, kickstarting_loss
 
 
+def actor_trains(agent: Any) -> bool:
+    """Whether any of `agent.actor_parameters()` has requires_grad (False during a critic warm-up)."""
+    return any(p.requires_grad for p in agent.actor_parameters())
+
+
 def retention_loss(terms: list[Any], agent: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
     """sum_k coef_k * loss_k over `terms`, and their TensorBoard scalars retention/<name>_loss and
-    retention/<name>_coef; then advances every term's schedule by one update."""
+    retention/<name>_coef; then advances every term's schedule by one update. While the actor is
+    frozen (`actor_trains` is False) the loss would move nothing: it is a zero scalar, only the
+    coefficients are logged, and no schedule advances."""
+    if not actor_trains(agent):
+        return batch["logits"].new_zeros(()), {f"retention/{term.name}_coef": term.coef() for term in terms}
     total, metrics = None, {}
     for term in terms:
         coef = term.coef()
@@ -38,15 +50,25 @@ def retention_loss(terms: list[Any], agent: Any, batch: dict[str, Any]) -> tuple
 
 
 class Kickstarting:
-    """KS: KL(pi* || pi) on the online batch; coef_k = max(floor, coef * decay^k) after k updates."""
+    """KS: KL(pi* || pi) on the online batch. After k gradient updates of the actor the coefficient is
+    max(floor, coef * decay^k) (decay_per 'update'), or max(floor, coef * decay^(k * env_steps_per_update
+    / decay_transitions)) (decay_per 'transitions'; `env_steps_per_update` from the caller, see
+    rlsuite.finetune.env_steps_per_update)."""
 
     name = "ks"
 
-    def __init__(self, cfg: KSConfig) -> None:
+    def __init__(self, cfg: KSConfig, env_steps_per_update: float = 1.0) -> None:
         self.cfg, self.updates = cfg, 0
+        self.env_steps_per_update = float(env_steps_per_update)
+
+    def decay_steps(self) -> float:
+        """The exponent of `decay`: updates, or the env steps they stand for / decay_transitions."""
+        if self.cfg.decay_per == "transitions":
+            return self.updates * self.env_steps_per_update / self.cfg.decay_transitions
+        return float(self.updates)
 
     def coef(self) -> float:
-        return max(self.cfg.floor, self.cfg.coef * self.cfg.decay ** self.updates)
+        return max(self.cfg.floor, self.cfg.coef * self.cfg.decay ** self.decay_steps())
 
     def loss(self, agent: Any, batch: dict[str, Any]) -> torch.Tensor:
         return kickstarting_loss(agent.teacher_logits_on(batch), batch["logits"])
