@@ -6,10 +6,12 @@ episode in any of the game's datasets (the spec's "normalised by (random, best-i
 DTMEM_RETENTION.md §1.10). The final evaluation of each seed gives one normalised score per game;
 rliable aggregates the (seeds x games) matrix: mean and IQM with stratified-bootstrap 95% CIs.
 The PNG shows the mean normalised score against gradient updates (one line per seed) and the final
-per-game scores.
+per-game scores. With `--bc RUN...` (behaviour-cloning runs on the same datasets, `bc-minatar`),
+each game's row also gives plain BC's return, so a game where both fail (the data do not pin down
+a policy) can be told from one where only the DT fails.
 
     .venv/bin/python experiments/dt_minatar_report.py runs/dt-minatar/mgdt-s* --data data/minatar \\
-        --out docs/dt-minatar.png [--label MGDT]
+        --out docs/dt-minatar.png [--label MGDT] [--bc runs/dt-minatar/bc-s*]
 """
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--label", default="MGDT")
+    p.add_argument("--bc", nargs="*", type=Path, default=[], help="behaviour-cloning runs: a BC column")
     args = p.parse_args()
     runs = [r for r in args.runs if (r / "eval.jsonl").is_file()]
     finals = [per_game(evaluations(r)[-1]) for r in runs]
@@ -68,15 +71,20 @@ def main() -> None:
     point, ci = rly.get_interval_estimates({args.label: scores}, lambda x: np.array([
         metrics.aggregate_mean(x), metrics.aggregate_iqm(x)]), reps=2000)
 
+    bc_finals = [per_game(evaluations(r)[-1]) for r in args.bc if (r / "eval.jsonl").is_file()]
+    bc_head = f" BC return ({len(bc_finals)} seeds) | BC normalised |" if bc_finals else ""
     print(f"| game | random data | medium data | expert data | best episode in data | {args.label} return "
-          f"(mean over {len(runs)} seeds) | normalised |")
-    print("|---|---|---|---|---|---|---|")
+          f"(mean over {len(runs)} seeds) | normalised |{bc_head}")
+    print("|---|---|---|---|---|---|---|" + ("---|---|" if bc_finals else ""))
     for j, g in enumerate(games):
         r = refs[g]
         raw = [f[g] for f in finals]
+        bc = [f[g] for f in bc_finals if g in f]
+        bc_cells = (f" {np.mean(bc):.2f} ({', '.join(f'{x:.1f}' for x in bc)}) | "
+                    f"{np.mean([normalise(x, r) for x in bc]):.2f} |") if bc else ""
         print(f"| {g} | {r.get('random', float('nan')):.2f} | {r.get('medium', float('nan')):.2f} | "
               f"{r.get('expert', float('nan')):.2f} | {r['best']:.0f} | {np.mean(raw):.2f} "
-              f"({', '.join(f'{x:.1f}' for x in raw)}) | {scores[:, j].mean():.2f} |")
+              f"({', '.join(f'{x:.1f}' for x in raw)}) | {scores[:, j].mean():.2f} |{bc_cells}")
     lo, hi = ci[args.label]
     print(f"\naggregate normalised score over {len(games)} games x {len(runs)} seeds: mean "
           f"{point[args.label][0]:.3f} [{lo[0]:.3f}, {hi[0]:.3f}], IQM {point[args.label][1]:.3f} "

@@ -19,10 +19,13 @@ rank builds the same session, the model is wrapped in DistributedDataParallel (g
 GPU), every rank draws the same global batch and keeps its slice (rlsuite.data.sequences), and only
 rank 0 logs, evaluates and writes checkpoints. A stop request on any rank stops all of them at the
 same update. The sampler's stream is independent of the world size, so a run resumes under another.
+DDP searches for unused parameters only when the agent says its forward leaves some unused
+(`memory.variant=released`), and collectives wait up to PROCESS_GROUP_TIMEOUT (rank 0's evaluations).
 """
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import time
 from dataclasses import dataclass
@@ -39,6 +42,11 @@ from rlsuite.errors import TrainingDiverged, UserError
 from rlsuite.evaluate import append_jsonl, format_table
 from rlsuite.monitor import Monitor, log_record
 from rlsuite.offline_games import EvalGame, evaluate_game, open_datasets, parent_games, resolve_games
+
+
+def window_length(agent: Any) -> int:
+    """Steps per training window: the agent's `context` (behaviour cloning: 1), else its model's."""
+    return int(getattr(agent, "context", None) or agent.cfg.model.context)
 
 
 def is_offline(algo: str) -> bool:
@@ -111,11 +119,25 @@ def distributed() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=6)
+"""How long a rank waits in a collective. Only rank 0 evaluates, while the others wait in the stop
+flag's all_reduce; a long evaluation (many games, Atari episodes) can outlast torch's default (30
+minutes; 10 for NCCL), which would kill the waiting ranks."""
+
+
 def _init_distributed(device: torch.device) -> None:
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=PROCESS_GROUP_TIMEOUT)
+
+
+def ddp_options(agent: Any) -> dict[str, Any]:
+    """Keyword arguments of DistributedDataParallel for `agent.model`: find_unused_parameters when
+    the agent's forward leaves trainable parameters unused (DDP otherwise stops at the second
+    update waiting for their gradients)."""
+    unused = getattr(agent, "has_unused_parameters", lambda: False)()
+    return {"find_unused_parameters": bool(unused)}
 
 
 def build_session(cfg: config.RunConfig, run_dir: Path, fresh: bool = True) -> OfflineSession:
@@ -146,7 +168,7 @@ def build_session(cfg: config.RunConfig, run_dir: Path, fresh: bool = True) -> O
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [device.index] if device.type == "cuda" else None
-        agent.distribute(DistributedDataParallel(agent.model, device_ids=ids), world)
+        agent.distribute(DistributedDataParallel(agent.model, device_ids=ids, **ddp_options(agent)), world)
     games = resolve_games(cfg, datasets)
     if cfg.finetune.parent and fresh and cfg.offline.eval_parent_games:
         games += parent_games(cfg.finetune.parent, games)
@@ -204,13 +226,15 @@ def _stop_everywhere(s: OfflineSession) -> bool:
 def loop(s: OfflineSession, monitor: Monitor | None) -> str:
     from rlsuite.train import _crossed
 
-    t, k = s.cfg.train, s.cfg.agent.model.context
+    t = s.cfg.train
+    k = window_length(s.agent)
     last_log = s.step
     if s.step == 0 and s.cfg.finetune.parent and monitor is not None:  # the parent's own scores: the baseline
         summary = evaluate_all(s, monitor)                                # of adaptation and of forgetting
         monitor.write(f"eval @ update 0 (the parent): mean {summary['mean']:.2f}")
     while s.step < t.total_steps:
-        batch = s.sampler.sample_sequences(s.cfg.agent.batch_size, k, s.rng, s.rank, s.world_size)
+        batch = s.sampler.sample_sequences(s.cfg.agent.batch_size, k, s.rng, s.rank, s.world_size,
+                                           getattr(s.agent, "burn_in_steps", 0))
         metrics = s.agent.update(batch)
         s.step += 1
         if monitor is not None:
@@ -300,8 +324,8 @@ def _train_offline(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[s
 
 def print_summary(s: OfflineSession, summary: dict[str, Any], ups: float) -> None:
     games = summary.get("games") or {summary.get("game", "?"): summary}
-    rows = [{"game": name + (" (earlier)" if g.get("earlier") else ""), "target": g.get("target"),
-             "episodes": g.get("episodes"), "mean": g.get("mean"),
+    rows = [{"game": name + (" (earlier)" if g.get("earlier") else ""),
+             **({"target": g["target"]} if g.get("target") is not None else {}), "episodes": g.get("episodes"), "mean": g.get("mean"),
              "iqm": g.get("iqm"), "min": g.get("min"), "max": g.get("max"),
              "data best": next((x.best_return for x in s.games if x.name == name), None)} for name, g in games.items()]
     print(format_table(rows, f"{s.cfg.algo}: final evaluation after {s.step:,} updates ({ups:,.1f} updates/s)"))

@@ -129,8 +129,10 @@ def evaluate_game(agent: Any, agent_cfg: Any, game: EvalGame, episodes: int, num
         if env.single_observation_space.shape != agent.observation_space.shape:
             raise UserError(f"{game.name}'s evaluation env gives observations {env.single_observation_space.shape}, "
                             f"the model takes {agent.observation_space.shape}")
-        value = target_for(agent_cfg, game, target)
-        agent.set_eval_game(value, clip_rule(agent_cfg, game))
+        value = None  # behaviour cloning: nothing to condition on
+        if getattr(agent, "return_conditioned", True):
+            value = target_for(agent_cfg, game, target)
+            agent.set_eval_game(value, clip_rule(agent_cfg, game))
         result = evaluate(agent, env, episodes, epsilon, seed=seed, rng=rng)
     finally:
         env.close()
@@ -152,6 +154,9 @@ def evaluate_checkpoint(target: str | Path, episodes: int, num_envs: int, seed: 
     data = checkpoint.load(path)
     cfg = config.empty_run_config(str(data.get("algo", "")))
     config.apply_file(cfg, {k: v for k, v in data["config"].items() if k in config.SECTIONS}, str(path))
+    agent_cls, _ = agent_classes(cfg.algo)
+    if return_target is not None and not getattr(agent_cls, "return_conditioned", True):
+        raise UserError(f"--target applies to return-conditioned agents (dt); {path} holds a {cfg.algo} agent")
     if return_target is not None and not re.fullmatch(TARGET_PATTERN, return_target):
         raise UserError(f"--target must be a number, data-best or expert, got {return_target!r}")
     games = [EvalGame(**g) for g in data.get("games", [])]
@@ -170,7 +175,6 @@ def evaluate_checkpoint(target: str | Path, episodes: int, num_envs: int, seed: 
         probe = make_env(env_cfg, 1, seed, evaluation=True)
         obs_space, act_space = probe.single_observation_space, probe.single_action_space
         probe.close()
-        agent_cls, _ = agent_classes(cfg.algo)
         if return_target == "expert" and cfg.agent.model.returns != "bins":
             raise UserError("--target expert needs a model trained with agent.model.returns=bins")
         agent = agent_cls(cfg.agent, obs_space, act_space, "cpu", seed=cfg.train.seed)

@@ -10,6 +10,7 @@ AGENTS = {
     "dqn": ("rlsuite.agents.dqn", "DQN", "DQNConfig"),
     "ppo": ("rlsuite.agents.ppo", "PPO", "PPOConfig"),
     "dt": ("rlsuite.agents.dt", "DT", "DTConfig"),
+    "bc": ("rlsuite.agents.bc", "BC", "BCConfig"),
 }
 
 

@@ -28,7 +28,7 @@ def add(sub: Any) -> None:
                    help="return-conditioned agents (dt): the return to condition on: a number, data-best (the best "
                         "episode of the game's dataset) or expert (MGDT's sampling; binned-return models) "
                         "(default: the run's agent.eval_target)")
-    p.add_argument("--game", help="multi-game offline runs (dt): evaluate only this game (default: every game)")
+    p.add_argument("--game", help="multi-game offline runs (dt, bc): evaluate only this game (default: every game)")
     p.add_argument("--video", metavar="DIR",
                    help="also record games as MP4 of the real screen (NetHack: tty text) into DIR, played by the "
                         "same policy, epsilon and seed on one rendering env (the in-process gymnasium backend); "
@@ -53,7 +53,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if _is_offline_run(args.target):
         return eval_offline(args)
     if args.target_return is not None or args.game is not None:
-        raise UserError("--target and --game apply to return-conditioned offline runs (dt) only")
+        raise UserError("--target and --game apply to offline runs (dt, bc) only")
     policy = load_policy(args.target, env_id=args.env, overrides=args.overrides, num_envs=args.num_envs)
     if args.sample:
         if not hasattr(policy.cfg.agent, "eval_sample"):
@@ -94,17 +94,17 @@ def _is_offline_run(target: str) -> bool:
 
 
 def eval_offline(args: argparse.Namespace) -> int:
-    """`rlsuite eval` of a Decision Transformer run: each game, return-conditioned."""
+    """`rlsuite eval` of an offline run (dt, bc): each game of its datasets (the DT return-conditioned)."""
     from rlsuite.evaluate import append_jsonl, format_table
     from rlsuite.monitor import log_record
     from rlsuite.offline_games import evaluate_checkpoint
 
     if args.env or args.overrides or args.video:
-        raise UserError("--env, --set and --video do not apply to offline (dt) runs: they are evaluated on the "
+        raise UserError("--env, --set and --video do not apply to offline (dt, bc) runs: they are evaluated on the "
                         "games of their datasets (choose one with --game)")
     data, results = evaluate_checkpoint(args.target, args.episodes, args.num_envs, args.seed, args.epsilon,
                                         args.target_return, args.game, args.sample)
-    rows = [{"game": r["game"], "target": r["target"], "episodes": r["episodes"], "mean": r["mean"], "iqm": r["iqm"],
+    rows = [{"game": r["game"], **({"target": r["target"]} if r["target"] is not None else {}), "episodes": r["episodes"], "mean": r["mean"], "iqm": r["iqm"],
              "iqm_ci_lo": r["iqm_ci_lo"], "iqm_ci_hi": r["iqm_ci_hi"], "min": r["min"], "max": r["max"]}
             for r in results]
     print(format_table(rows, f"{data['algo']}, update {int(data['step']):,}"))

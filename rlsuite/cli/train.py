@@ -28,7 +28,7 @@ def add(sub: Any) -> None:
     p.add_argument("--steps-per-task", type=int, help="env steps per task of the sequence (train.steps_per_task)")
     p.add_argument("--cycles", type=int, help="times the sequence is played (train.cycles, default 1)")
     p.add_argument("--dataset", metavar="DIR[,DIR...]",
-                   help="offline agents (dt): the dataset(s) to learn from, one game each (rlsuite collect makes "
+                   help="offline agents (dt, bc): the dataset(s) to learn from, one game each (rlsuite collect makes "
                         "them); shortcut for --set offline.datasets=...")
     p.add_argument("--run-dir", help="output directory (default runs/<preset>-<env>-s<seed>)")
     p.add_argument("--config", help="relaunch from a resolved config.toml")
