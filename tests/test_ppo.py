@@ -367,6 +367,44 @@ def test_rnd_montezuma_preset_builds_agent():
     assert agent.act(obs, 0.0, np.random.default_rng(0)).shape == (2,)
 
 
+def test_rnd_montezuma_preset_is_jcwleos_raw_advantages_and_no_clipping(monkeypatch):
+    """jcwleo's RND never normalises advantages and never clips gradients (its global_grad_norm_ only
+    computes the norm): the preset says norm_adv = false, max_grad_norm = 0, and 0 means no clip call."""
+    for preset in ("ppo-rnd-montezuma", "ppo-finetune-montezuma"):
+        a = config.build_run_config(preset, None, []).agent
+        assert (a.norm_adv, a.max_grad_norm, a.rnd.ext_coef, a.rnd.int_coef) == (False, 0.0, 2.0, 1.0), preset
+    calls = []
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda params, norm, *a, **k: calls.append(norm))
+    for norm, expected in ((0.0, []), (0.5, [0.5] * 4)):
+        drive, metrics = Driver(small_cfg(max_grad_norm=norm)), None
+        while metrics is None:
+            _, metrics = drive.advance()
+        assert calls == expected  # one rollout: 2 epochs x 2 minibatches
+        calls.clear()
+
+
+def test_atari_preset_inits_like_cleanrl_layer_init():
+    """ppo-atari: every conv and dense layer of the torso orthogonal with gain sqrt 2 (W reshaped to
+    (out, fan_in): W W^T = 2 I for out <= fan_in, else W^T W = 2 I) and zero biases; heads
+    orthogonal with gains 0.01 (policy) and 1 (value), as CleanRL's ppo_atari_envpool.py."""
+    cfg = config.build_run_config("ppo-atari", None, [])
+    assert cfg.agent.encoder.init == "orthogonal"
+    agent = PPO(cfg.agent, gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4))
+
+    def check(layer: torch.nn.Module, gain: float) -> None:
+        w = layer.weight.detach().double().reshape(layer.weight.shape[0], -1)
+        gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        assert torch.allclose(gram, gain ** 2 * torch.eye(len(gram), dtype=torch.float64), atol=1e-5 * max(gain ** 2, 1))
+        assert layer.bias is None or not layer.bias.detach().any()
+
+    torso = [m for m in agent.online.actor_trunk.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert [type(m).__name__ for m in torso] == ["Conv2d"] * 3 + ["Linear"]  # the Nature CNN
+    for layer in torso:
+        check(layer, math.sqrt(2))
+    check(agent.online.policy, 0.01)
+    check(agent.online.value, 1.0)
+
+
 def test_overrides_reach_sub_configs():
     cfg = config.build_run_config("ppo-classic", None, ["agent.gmp.sparsity=0.9", "agent.nap.norm=rms",
                                                        "agent.rnd.enabled=true", "agent.core=lstm"])
