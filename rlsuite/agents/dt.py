@@ -9,11 +9,16 @@ rlsuite.evaluate: `act` keeps each env's last K steps (observations, actions, re
 timesteps) and conditions on a target return:
 
 - a number, or `data-best` (the best complete-episode return of the game's dataset): R_0 = target,
-  then R_{t+1} = R_t - r_t with the env's reward (clipped to its sign when the data's rewards were;
-  `eval_reward`);
-- `expert` (returns 'bins' only; MGDT): at every step R_t is sampled from the model's return
-  distribution reweighted towards high returns, P(R | expert) ~ P(R) exp(kappa (R - R_min) /
-  (R_max - R_min)), then the action is predicted with that R_t.
+  then R_{t+1} = R_t - r_t with the env's reward, or its sign on clipped data (`eval_reward`), as the
+  data's returns-to-go were made. DT Atari lowers it by the raw ALE reward, so Atari numbers here
+  are not under DT Atari's conditioning protocol;
+- `expert` (returns 'bins' only; MGDT's colab, `optimal_action`): at every step R_t is the highest of
+  `expert_samples` (128) draws from softmax(return_temperature (logits + kappa (R - R_min) /
+  (R_max - R_min))) (rlsuite.agents.dt_sampling.expert_returns), then the action is predicted with
+  that R_t. The colab also samples the action from its top 50% of logits; here `eval_sample` decides.
+
+DT-Mem: a training window starts from a memory that wrote a random stretch of its episode's earlier
+steps (`memory.burn_in`; dt_sampling.burn_in_memory), as evaluation carries the whole prefix's.
 
 Defaults (Chen et al. 2021's Atari setting where it fits a CPU budget): AdamW with betas (0.9, 0.95),
 weight decay 0.1 on linear and conv weights only (minGPT), gradient clip 1.0, linear warm-up.
@@ -38,6 +43,7 @@ from gymnasium import spaces
 from torch import nn
 
 from rlsuite import seeding
+from rlsuite.agents.dt_sampling import burn_in_memory, expert_returns
 from rlsuite.config import validate
 from rlsuite.errors import TrainingDiverged, UserError
 from rlsuite.fields import choice, matching, ranged
@@ -84,7 +90,11 @@ class DTConfig:
     eval_target: str = matching("data-best", TARGET_PATTERN, "a number, data-best or expert")
     """Return to condition on at evaluation: a number, 'data-best' (each game's best episode in its dataset) or 'expert' (MGDT's sampling; model.returns 'bins')."""
     expert_kappa: float = ranged(10.0, ge=0)
-    """eval_target 'expert': the optimality weight kappa of P(R | expert) ~ P(R) exp(kappa (R - R_min) / (R_max - R_min)) (MGDT: 10)."""
+    """eval_target 'expert': the optimality weight kappa (MGDT's opt_weight) added as kappa (R - R_min) / (R_max - R_min) to the return logits before the temperature. rlsuite's default and presets: 10 (MGDT's paper); the colab's optimal_action cell uses 0."""
+    expert_samples: int = ranged(128, ge=1)
+    """eval_target 'expert': returns drawn per step; the highest is the target (MGDT's colab: num_samples = 128)."""
+    return_temperature: float = ranged(0.75, gt=0)
+    """eval_target 'expert': the return logits (with kappa's tilt) are multiplied by this before sampling (MGDT's colab: return_temperature = 0.75, a multiplier as in its sample_from_logits)."""
     eval_sample: bool = False
     """Sample evaluation actions from the policy (DT Atari) instead of taking the most likely one."""
     eval_epsilon: float = ranged(0.0, ge=0, le=1)
@@ -146,6 +156,8 @@ class DT:
         self.projector = NormProjector(self.model, exclude, cfg.nap.project_every) if cfg.nap.project else None
         self.clip_eval_rewards = cfg.eval_reward == "clip"
         self.target: float | str = cfg.eval_target if cfg.eval_target in ("data-best", "expert") else float(cfg.eval_target)
+        carried = any(m.cfg.variant == "causal" for m in self.model.memory_modules())
+        self.burn_in_steps = cfg.memory.burn_in if carried else 0  # what rlsuite.offline asks the sampler for
         self._ctx: dict[str, Any] | None = None
 
     def _param_groups(self) -> list[dict[str, Any]]:
@@ -189,8 +201,11 @@ class DT:
     def losses(self, batch: Any, net: nn.Module | None = None) -> dict[str, torch.Tensor]:
         """Cross-entropies of a SequenceBatch (on this device): sums over this rank's real steps,
         divided by the global batch's real steps (so data-parallel gradients, which DDP averages
-        over ranks, are multiplied back by world_size)."""
-        out = (net or self.net)(batch.obs, batch.actions, batch.returns_to_go, batch.timesteps, batch.mask)
+        over ranks, are multiplied back by world_size). With a burn-in stretch (DT-Mem) the windows
+        start from the memory written from it, without gradient."""
+        memory = burn_in_memory(self.model, batch.burn_in)
+        out = (net or self.net)(batch.obs, batch.actions, batch.returns_to_go, batch.timesteps, batch.mask,
+                                memory=memory)
         mask = batch.mask
         norm = self.world_size / max(1, batch.valid_steps)
         action_ce = F.cross_entropy(out["action"][mask], batch.actions[mask], reduction="sum") * norm
@@ -227,6 +242,11 @@ class DT:
 
     def status(self, update: int) -> str:
         return ""
+
+    def has_unused_parameters(self) -> bool:
+        """Whether a training forward leaves trainable parameters unused (DDP must then search for
+        them): the released memory variant draws its initial memory at random, never from `initial`."""
+        return any(m.cfg.variant == "released" and m.initial.requires_grad for m in self.model.memory_modules())
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
@@ -338,13 +358,12 @@ class DT:
                           memory=ctx["memory"])
 
     def _sample_expert_returns(self, pos: np.ndarray, rng: np.random.Generator) -> None:
-        """MGDT: R_t ~ P(R | s, history) exp(kappa (R - R_min) / (R_max - R_min)), drawn with `rng`."""
+        """MGDT: each env's R_t is the best of expert_samples draws (dt_sampling.expert_returns) from `rng`."""
         logits = self._forward(int(pos.max()) + 1)["return"][np.arange(len(pos)), pos].float().cpu()
-        values = self.model.bin_values()
-        bias = self.cfg.expert_kappa * (values - values[0]) / max(1.0, float(values[-1] - values[0]))
-        probs = torch.softmax(logits + bias, dim=-1).numpy().astype(np.float64)
-        for i, p in enumerate(probs):
-            self._ctx["rtg"][i, pos[i]] = float(values[rng.choice(len(p), p=p / p.sum())])
+        c = self.cfg
+        best = expert_returns(logits, self.model.bin_values(), c.expert_kappa, c.return_temperature,
+                              c.expert_samples, rng)
+        self._ctx["rtg"][np.arange(len(pos)), pos] = torch.as_tensor(best, dtype=torch.float32)
 
     def act(self, obs: Any, epsilon: float, rng: np.random.Generator | None = None) -> np.ndarray:
         """Evaluation actions for the envs' current observations (history kept since eval_reset)."""

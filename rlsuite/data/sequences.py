@@ -8,10 +8,18 @@ rlsuite.replay.ops.sequence_gather, and tests compare the two): K steps from a s
 the end of the start's episode (mask False and zeros from the step after its last), so a window
 never crosses an episode boundary.
 
-Sampling follows the Decision Transformer's Atari loader: a start is uniform over every stored step
-of a dataset (so windows near an episode's end are padded), and with several datasets each window
+A start is uniform over every stored step of a dataset, and a window that reaches its episode's
+end is padded after it, as the gym Decision Transformer pads short windows (it pads on the left;
+here padding is on the right, which a causal model never reads). The DT Atari loader instead shifts
+such a window back to end at the episode's end and never pads. With several datasets each window
 first picks its dataset with the configured proportions (`weights`; default equal: one game as
 likely as another, whatever its size).
+
+Burn-in (DT-Mem, `burn_in` > 0): each window also gets a stretch of the steps just before it in
+its own episode (`SequenceBatch.burn_in`), of a length drawn uniformly from 0 to min(burn_in, the
+steps its episode has before the start), with the same generator, after the starts. A model with
+a working memory writes it before the window (rlsuite.agents.dt_sampling). Without a burn-in
+nothing extra is drawn, so a plain DT's stream of batches is unchanged.
 
 Data-parallel training draws the same global batch on every rank from the one `generator` and
 each rank keeps its slice (`rank`, `world_size`): ranks see disjoint windows, and the run's
@@ -52,11 +60,15 @@ class SequenceBatch:
     valid_steps: int
     """Real steps in the whole global batch (all ranks): the normaliser of a per-step mean loss
     that must not depend on how the batch is split over ranks."""
+    burn_in: "SequenceBatch | None" = None
+    """The steps before each window in its episode (B, W: the longest stretch of the batch), real
+    steps first (mask True), then zeros; None without a burn-in or when every stretch is empty."""
 
     def to(self, device: torch.device | str) -> "SequenceBatch":
         move = (lambda t: t.to(device, non_blocking=True))
         return SequenceBatch(move(self.obs), move(self.actions), move(self.returns_to_go), move(self.rewards),
-                             move(self.timesteps), move(self.mask), move(self.game), self.valid_steps)
+                             move(self.timesteps), move(self.mask), move(self.game), self.valid_steps,
+                             None if self.burn_in is None else self.burn_in.to(device))
 
 
 class _Stream:
@@ -126,19 +138,57 @@ class SequenceSampler:
         return game, np.minimum(start, lengths[game] - 1)
 
     def sample_sequences(self, batch: int, k: int, rng: np.random.Generator, rank: int = 0,
-                         world_size: int = 1) -> SequenceBatch:
+                         world_size: int = 1, burn_in: int = 0) -> SequenceBatch:
         """`batch` windows of `k` steps (the global batch; this rank gets rows
         [rank * batch / world_size, (rank + 1) * batch / world_size)). `batch` must be a multiple of
-        `world_size`. Every rank must call it with the same `rng` state."""
-        if k < 1 or batch < 1 or batch % world_size:
-            raise ValueError(f"need k >= 1 and a batch ({batch}) that is a multiple of world_size ({world_size})")
+        `world_size`. Every rank must call it with the same `rng` state. `burn_in` > 0: each window
+        also gets up to that many steps before it (module docstring)."""
+        if k < 1 or batch < 1 or batch % world_size or burn_in < 0:
+            raise ValueError(f"need k >= 1, burn_in >= 0 and a batch ({batch}) that is a multiple of "
+                             f"world_size ({world_size})")
         game, start = self.draw(batch, rng)
+        lengths = None
+        if burn_in > 0:  # drawn for the global batch, so every rank draws alike
+            available = self.steps_before(game, start, burn_in)
+            lengths = (rng.random(batch) * (available + 1)).astype(np.int64)
         valid = 0
         for g, s in enumerate(self.streams):
             sel = game == g
             valid += int(np.minimum(s.last[start[sel]].numpy() - start[sel] + 1, k).sum())
         lo, hi = rank * batch // world_size, (rank + 1) * batch // world_size
-        return self.gather(game[lo:hi], start[lo:hi], k, valid)
+        out = self.gather(game[lo:hi], start[lo:hi], k, valid)
+        if lengths is not None:
+            out.burn_in = self.gather_preceding(game[lo:hi], start[lo:hi], lengths[lo:hi])
+        return out
+
+    def steps_before(self, game: np.ndarray, start: np.ndarray, cap: int) -> np.ndarray:
+        """How many steps of its own episode precede step `start[i]` of dataset `game[i]` (its
+        timestep: steps since the episode's first stored step), at most `cap`."""
+        before = np.empty(len(game), np.int64)
+        for g in np.unique(game):
+            rows = np.flatnonzero(game == g)
+            before[rows] = self.streams[int(g)].timestep[0, torch.from_numpy(start[rows])].numpy()
+        return np.minimum(before, cap)
+
+    def gather_preceding(self, game: np.ndarray, start: np.ndarray, lengths: np.ndarray) -> SequenceBatch | None:
+        """The `lengths[i]` steps just before step `start[i]` of dataset `game[i]` (steps
+        start - lengths .. start - 1, in order), as a batch of width max(lengths) with the real
+        steps first and zeros after; None when every length is 0. ValueError when a stretch would
+        reach before its episode's first step."""
+        if (lengths > self.steps_before(game, start, int(lengths.max(initial=0)))).any():
+            raise ValueError("a burn-in stretch would cross into an earlier episode")
+        width = int(lengths.max(initial=0))
+        if width == 0:
+            return None
+        out = self.gather(game, start - lengths, width)
+        keep = torch.arange(width)[None, :] < torch.from_numpy(lengths)[:, None]  # not the window itself
+        for name in ("obs", "actions", "returns_to_go", "rewards", "timesteps"):
+            value = getattr(out, name)
+            shape = keep.shape + (1,) * (value.dim() - 2)
+            setattr(out, name, torch.where(keep.view(shape), value, torch.zeros((), dtype=value.dtype)))
+        out.mask &= keep
+        out.valid_steps = int(out.mask.sum())
+        return out
 
     def gather(self, game: np.ndarray, start: np.ndarray, k: int, valid_steps: int | None = None) -> SequenceBatch:
         """The windows starting at step `start[i]` of dataset `game[i]`."""

@@ -5,7 +5,9 @@ DTMEM_RETENTION.md §1.4): a frozen linear layer W0 plus a trained low-rank upda
 
 so the update starts at exactly zero and only A and B train. `add_lora` wraps the chosen
 `nn.Linear`s of a model in place ('memory': the working memory's projections only, the paper's
-method; 'all': every linear layer outside the observation encoder, the released code's choice);
+method; 'all': the transformer stack's, i.e. every linear layer of the blocks and of the working
+memory, as the released code's `add_lora(dt_model.module.transformer)`, whose blocks hold its memory:
+not the observation embedding, the encoder or the heads);
 `merge_lora` folds each update into its weight (W0 + (alpha / r) B A) and unwraps it, which is what
 `rlsuite export --merge-lora` writes.
 
@@ -31,7 +33,7 @@ class LoRAConfig:
     """Low-rank adapters for fine-tuning (rlsuite finetune --lora)."""
 
     target: str = choice("none", *TARGETS)
-    """'memory': adapters on the working memory's linear layers only (DT-Mem's LoRA memory fine-tuning); 'all': on every linear layer outside the observation encoder; 'none': no adapters (full fine-tuning when starting from a parent)."""
+    """'memory': adapters on the working memory's linear layers only (DT-Mem's LoRA memory fine-tuning, per model or per block); 'all': on every linear layer of the transformer blocks and the working memory (the released code adapts its GPT stack, which holds the memory; the observation encoder and embedding and the action and return heads get none); 'none': no adapters (full fine-tuning when starting from a parent). Adapter parameters get no weight decay (rlsuite decays linear and conv weights only), where the released code's AdamW applies its default 0.01 to them."""
     rank: int = ranged(4, ge=1)
     """r: rank of the update B A (DT-Mem: 4)."""
     alpha: float = ranged(1.0, gt=0)
@@ -65,12 +67,18 @@ class LoRALinear(nn.Module):
         return out
 
 
+def _is_memory(name: str) -> bool:
+    """A layer of a working memory: the model's (`memory.*`) or a block's (`blocks.N.memory.*`)."""
+    return name.startswith("memory.") or ".memory." in name
+
+
 def _targets(model: nn.Module, target: str) -> list[str]:
     names = []
     for name, module in model.named_modules():
-        if not isinstance(module, nn.Linear) or name.startswith("encoder") or ".base" in name:
+        if not isinstance(module, nn.Linear) or ".base" in name:
             continue
-        if target == "all" or (target == "memory" and name.startswith("memory.")):
+        in_stack = name.startswith("blocks.") or _is_memory(name)  # the GPT stack and its memory
+        if (target == "all" and in_stack) or (target == "memory" and _is_memory(name)):
             names.append(name)
     return names
 
@@ -86,7 +94,7 @@ def add_lora(model: nn.Module, cfg: LoRAConfig) -> list[str]:
     names = _targets(model, cfg.target)
     if not names:
         raise ValueError(f"lora.target={cfg.target}: the model has no such linear layer"
-                         + (" (no working memory: memory.placement is none)" if cfg.target == "memory" else ""))
+                         + (" (no working memory: agent.memory.placement is none)" if cfg.target == "memory" else ""))
     for p in model.parameters():
         p.requires_grad_(False)
     for name in names:

@@ -1,5 +1,8 @@
-"""Working memory for the Decision Transformer (DT-Mem; Kang et al., ICML 2024), as the paper
-describes it and causal (the project spec DTMEM_RETENTION.md, paper 1, §1.2, §1.9, §1.10).
+"""Working memory for the Decision Transformer (DT-Mem; Kang et al., ICML 2024): rlsuite's causal
+design inspired by the paper, not the paper's verified equations (the project spec
+DTMEM_RETENTION.md, paper 1, §1.2, §1.9, §1.10). The spec has the paper's write only from an LLM
+summary (a write strength beta = softmax, erase w(1 - beta), add (w beta) W_v x); what follows is
+our reading, NTM-style erase/add with content addressing.
 
 A memory is N learned, distinct slots of width d (`initial`, orthogonally initialised, so no two
 slots start equal). One step of a trajectory (its tokens X_t, e.g. (R_t, s_t, a_t)) is *read*
@@ -16,6 +19,10 @@ reads what it writes itself), and nothing at step t sees a step t' > t. Padded s
 write nothing. The state after a window is the memory an evaluation carries to the next step of
 the same episode; `initial_state` starts an episode. Carrying the state step by step gives
 exactly the memory recomputed over the whole prefix (tested).
+
+Training with `burn_in` > 0 (rlsuite.agents.dt_sampling.burn_in_memory) writes a random-length
+stretch of the episode's steps before each window into the memory, without gradient, so training
+windows start from memories that have absorbed earlier steps, as evaluation's do.
 
 `variant = "released"` is the released code's behaviour, kept as a named ablation that leaks the
 future: every slot starts as the same random vector z ~ N(0, I) (drawn per forward, so the slots
@@ -44,7 +51,9 @@ class MemoryConfig:
     write_iterations: int = ranged(1, ge=1)
     """Content-addressed writes per step (the released code does 64; the spec suggests 1-2)."""
     variant: str = choice("causal", "causal", "released")
-    """'causal': the paper's design, read before write per step. 'released': the released code (identical random slots, window-wide write before reading; leaks the future)."""
+    """'causal': rlsuite's design inspired by the paper (module docstring), read before write per step. 'released': the released code (identical random slots, window-wide write before reading; leaks the future)."""
+    burn_in: int = ranged(500, ge=0)
+    """Training: the most steps of a window's episode before it that are written into the memory (under no_grad) before the window is trained on; each window's count is drawn uniformly from 0 to min(this, the steps its episode has before it). Evaluation carries the memory of the whole prefix (t - K + 1 writes at step t), so without a burn-in (0) training only ever sees the initial slots. 500 covers CartPole's whole episodes and the MinAtar expert episodes of this repo's studies (300-390 steps on average); it costs one token pass over the stretch and one write per step. Causal variant only (the released variant draws a fresh memory every forward)."""
 
 
 class WorkingMemory(nn.Module):
