@@ -221,6 +221,8 @@ def test_bad_input_is_one_line_and_exit_2(cartpole_data, tmp_path, capsys):
         (["train", "dt", "--dataset", cartpole_data, "--set", "agent.eval_target=best"], "agent.eval_target"),
         (["train", "dt", "--dataset", cartpole_data, "--set", "offline.weights=1,2,3"], "offline.weights has 3"),
         (["train", "dt", "--dataset", cartpole_data, "--set", "agent.model.embed_dim=30"], "multiple of"),
+        (["train", "dt", "--dataset", cartpole_data, "--set", "agent.expert_samples=0"], "agent.expert_samples"),
+        (["train", "dt", "--dataset", cartpole_data, "--set", "agent.return_temperature=0"], "agent.return_temperature"),
     ]
     for args, message in cases:
         run_dir = tmp_path / f"bad{len(message)}"
@@ -294,3 +296,68 @@ def test_gmp_and_nap_hooks_on_the_decision_transformer(tmp_path):
     assert zeros == pytest.approx(0.6, abs=0.02)
     assert model_sparsity(agent.model)["sparsity"] > 0.3
     torch.testing.assert_close(agent.projector._group_norms(), radii, rtol=1e-4, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- MGDT's expert target, DDP options
+
+
+@pytest.mark.parametrize("kappa", [0.0, 10.0])
+def test_expert_target_is_the_best_of_128_draws_at_temperature_075(kappa):
+    """eval_target=expert (MGDT's colab, optimal_action): with the return logits fixed by a stubbed
+    forward, the target is the max of 128 draws from softmax(0.75 (logits + kappa linspace(0, 1))),
+    whose CDF is F(r)^128; the empirical CDF and mean match it, and sit far above one draw's."""
+    from rlsuite.agents.dt import DT, DTConfig
+
+    bins = np.arange(31)
+    logits = -0.4 * bins  # most mass at low returns, a tail up to 30
+    model = TransformerConfig(context=3, embed_dim=16, n_layer=1, n_head=2, max_timestep=32, returns="bins",
+                              return_min=0, return_max=30)
+    agent = DT(DTConfig(model=model, encoder=EncoderConfig(kind="mlp", hidden=(8,)), eval_target="expert",
+                        expert_kappa=kappa), BOX, gym.spaces.Discrete(4))
+    n = 4000
+    agent._forward = lambda width: {"return": torch.tensor(logits, dtype=torch.float32).expand(n, width, 31),
+                                    "action": torch.zeros(n, width, 4)}
+    agent.act(np.zeros((n, 3), np.float32), 0.0, np.random.default_rng(0))
+    drawn = agent._ctx["rtg"][:, 0].numpy()
+    p = np.exp(0.75 * (logits + kappa * bins / 30.0))
+    p /= p.sum()
+    cdf_max = np.cumsum(p) ** 128
+    pmf = np.diff(np.concatenate([[0.0], cdf_max]))
+    mean = float((bins * pmf).sum())
+    sd = float(np.sqrt((bins ** 2 * pmf).sum() - mean ** 2))
+    assert abs(drawn.mean() - mean) < 4 * sd / np.sqrt(n)
+    empirical = np.array([(drawn <= r).mean() for r in bins])
+    assert np.abs(empirical - cdf_max).max() < 0.03
+    assert mean - float((bins * p).sum()) > 2.0  # one draw (the old rule) would fail the mean check
+
+
+@pytest.mark.parametrize("placement,variant", [("none", "causal"), ("model", "causal"), ("model", "released")])
+def test_ddp_searches_for_unused_parameters_only_when_some_are_unused(tmp_path, placement, variant):
+    """ddp_options asks DDP for find_unused_parameters exactly when a training forward (with the
+    burn-in, if any) leaves a trainable parameter without gradient: the released memory's `initial`."""
+    from rlsuite import offline
+    from rlsuite.agents.dt import DT, DTConfig
+    from rlsuite.nn.memory import MemoryConfig
+
+    cfg = DTConfig(model=TransformerConfig(context=3, embed_dim=16, n_layer=1, n_head=2, max_timestep=32, dropout=0.0),
+                   memory=MemoryConfig(placement=placement, slots=4, variant=variant, burn_in=5),
+                   encoder=EncoderConfig(kind="mlp", hidden=(8,)))
+    agent = DT(cfg, BOX, gym.spaces.Discrete(4))
+    sampler = SequenceSampler([hand_dataset(tmp_path / "d", [[1.0] * 12] * 3)])
+    batch = sampler.sample_sequences(8, 3, np.random.default_rng(0), burn_in=agent.burn_in_steps)
+    agent.losses(batch)["action_ce"].backward()
+    unused = [n for n, p in agent.model.named_parameters() if p.requires_grad and p.grad is None]
+    assert unused == (["memory.initial"] if variant == "released" else [])
+    assert offline.ddp_options(agent) == {"find_unused_parameters": bool(unused)}
+
+
+def test_process_group_waits_through_long_evaluations(monkeypatch):
+    import datetime
+
+    from rlsuite import offline
+
+    calls = {}
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda backend, **kw: calls.update(backend=backend, **kw))
+    offline._init_distributed(torch.device("cpu"))
+    assert calls["backend"] == "gloo" and calls["timeout"] >= datetime.timedelta(hours=2)  # torch's default: 30 min

@@ -54,13 +54,26 @@ def test_targets_memory_or_all_and_merge():
     assert names and all(n.startswith("memory.") for n in names)
     trainable = {n for n, p in m.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
+    memory = [f"memory.{x}" for x in ("read_q", "read_k", "read_v", "write_q", "write_k", "write_v", "erase", "add", "out")]
+    assert sorted(names) == sorted(memory)
+    block = ["blocks.0.attn.qkv", "blocks.0.attn.proj", "blocks.0.mlp.0", "blocks.0.mlp.2"]
     everywhere = add_lora(model(), LoRAConfig(target="all"))
-    assert len(everywhere) > len(names) and not any(n.startswith("encoder") for n in everywhere)
+    # the released code adapts its GPT stack (blocks holding the memory): no encoder, obs embedding or heads
+    assert sorted(everywhere) == sorted(block + memory)
     assert merge_lora(m) == len(names) and not any(isinstance(x, LoRALinear) for x in m.modules())
+    def plain():
+        return DecisionTransformer(TransformerConfig(context=3, embed_dim=8, n_layer=1, n_head=2, max_timestep=8),
+                                   make_encoder(EncoderConfig(kind="mlp", hidden=(4,)), space), 3,
+                                   MemoryConfig(placement="none"))
+
+    assert sorted(add_lora(plain(), LoRAConfig(target="all"))) == sorted(block)  # exactly the block linears
     with pytest.raises(ValueError, match="no working memory"):
-        plain = DecisionTransformer(TransformerConfig(context=3, embed_dim=8, n_layer=1, n_head=2, max_timestep=8),
-                                    make_encoder(EncoderConfig(kind="mlp", hidden=(4,)), space), 3)
-        add_lora(plain, LoRAConfig(target="memory"))
+        add_lora(plain(), LoRAConfig(target="memory"))
+    per_block = DecisionTransformer(TransformerConfig(context=3, embed_dim=8, n_layer=1, n_head=2, max_timestep=8),
+                                    make_encoder(EncoderConfig(kind="mlp", hidden=(4,)), space), 3,
+                                    MemoryConfig(placement="block", slots=2))
+    in_block = ["blocks.0." + n for n in memory]
+    assert sorted(add_lora(per_block, LoRAConfig(target="memory"))) == sorted(in_block)  # blocks.N.memory.*
 
 
 @pytest.fixture
