@@ -90,7 +90,7 @@ class DTConfig:
     eval_target: str = matching("data-best", TARGET_PATTERN, "a number, data-best or expert")
     """Return to condition on at evaluation: a number, 'data-best' (each game's best episode in its dataset) or 'expert' (MGDT's sampling; model.returns 'bins')."""
     expert_kappa: float = ranged(10.0, ge=0)
-    """eval_target 'expert': the optimality weight kappa (MGDT's opt_weight) added as kappa (R - R_min) / (R_max - R_min) to the return logits before the temperature. rlsuite's default and presets: 10 (MGDT's paper); the colab's optimal_action cell uses 0."""
+    """eval_target 'expert': the optimality weight kappa (MGDT's opt_weight) added as kappa (R - R_min) / (R_max - R_min) to the return logits before the temperature. rlsuite's default and presets: 10 (not checked against MGDT's paper text); MGDT's public colab, in its optimal_action cell, uses 0."""
     expert_samples: int = ranged(128, ge=1)
     """eval_target 'expert': returns drawn per step; the highest is the target (MGDT's colab: num_samples = 128)."""
     return_temperature: float = ranged(0.75, gt=0)
