@@ -5,7 +5,7 @@
 # Invaders, held out, from 2,000 steps of each quality (6,000 transitions: 10% of the 60,000 of its
 # three full datasets), ADAPT updates, five arms per seed:
 #   lora-memory: rlsuite finetune --lora memory   (rank 4, alpha 1: the paper's method)
-#   lora-all:    rlsuite finetune --lora all      (every linear outside the encoder: the released code's)
+#   lora-all:    rlsuite finetune --lora all      (the blocks' and the memory's linears: the released code's GPT stack)
 #   full:        rlsuite finetune                  (every weight trains)
 #   scratch:     rlsuite train dtmem-minatar on the 10% data alone
 #   dt-full:     the plain DT's full fine-tune (claim 3's DT side)
