@@ -10,6 +10,9 @@ kernels on a GPU) runs over them, and heads read fixed token positions:
         R_t enters through a linear layer (R_t * return_scale); no return head.
     returns "bins" (MGDT):      tokens (s_t, R_t, a_t); return logits at s_t, action logits at R_t.
         R_t is clipped to [return_min, return_max], rounded to an integer bin, and embedded.
+        Departures from MGDT: the per-step timestep embedding above (MGDT learns one embedding
+        per token position in the window and has no timestep input), and every R_t token is kept
+        (MGDT masks all but the first, single_return_token=True).
 
 So in both layouts the action at step t is predicted from tokens of steps <= t and the return
 from tokens before R_t: never from a_t or anything later. Windows are right-padded (the padding
