@@ -51,7 +51,7 @@ def check_config(cfg: Any) -> None:
         raise UserError("finetune.retention: em mixes uniform samples of its protected transitions; "
                         "use it with --set replay.prioritized=false")
     if f.critic_warmup and cfg.algo != "ppo":
-        raise UserError("finetune.critic_warmup trains the value head alone: it needs an actor-critic (ppo)")
+        raise UserError("finetune.critic_warmup trains the critic alone: it needs an actor-critic (ppo)")
     from rlsuite.envs import resolve_env_id
 
     family, _ = resolve_env_id(cfg.env.id)
@@ -106,7 +106,13 @@ def parent_weights(data: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def part_of(name: str) -> str:
-    """Which `finetune.freeze` part a parameter belongs to, by its name in the agent's network."""
+    """Which `finetune.freeze` part a parameter belongs to, by its name in the agent's network.
+
+    'encoder' and 'core' are the actor's (or the shared) trunk; a separate critic's own trunk
+    (PPO agent.shared_trunk=false: `critic_trunk.*`) belongs to 'value' with the value heads, so
+    `--freeze encoder` leaves the critic's network free and the critic warm-up trains all of it."""
+    if name.startswith("critic_trunk."):
+        return "value"
     if ".lstm." in name:
         return "core"
     if "encoder." in name:
@@ -238,7 +244,7 @@ class FineTuning:
     # ------------------------------------------------------------------ freezing
 
     def _apply_freeze(self, step: int) -> None:
-        """The configured frozen parts; during the critic warm-up everything but the value head."""
+        """The configured frozen parts; during the critic warm-up everything but the critic (part_of: value)."""
         self._warm = step < self.f.critic_warmup
         frozen = set(PARTS) - {"value"} if self._warm else set(self.f.freeze)
         trainable = set_frozen(self.agent.online, frozen)

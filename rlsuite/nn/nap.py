@@ -28,6 +28,8 @@ each a switch:
      not a norm, so there the projection also fixes the residual stream's scale: that is NaP's
      constant-norm constraint applied to a ResNet, not a function-preserving step.
    - Adam's moments are left untouched (as the third-party implementations do).
+   - A layer with a frozen parameter (requires_grad False: `finetune.freeze`, the critic warm-up)
+     is not projected while frozen, so frozen weights stay exactly as they are.
 
 With GMP: radii are the *dense* initial norms. Projection multiplies a layer by one scalar, so it
 never changes which weights are largest (the masks GMP computes) and keeps pruned weights at zero;
@@ -188,6 +190,7 @@ class NormProjector:
         # handful of fused ops, with no per-group Python loop.
         sizes = torch.tensor([len(group) for group in self.groups.values()], device=self._params[0].device)
         self._group_of = torch.repeat_interleave(torch.arange(len(sizes), device=sizes.device), sizes)
+        self._group_list = [g for g, group in enumerate(self.groups.values()) for _ in group]
         self.radii = self._group_norms()
 
     @torch.no_grad()
@@ -197,8 +200,15 @@ class NormProjector:
 
     @torch.no_grad()
     def project(self) -> None:
-        scale = self.radii / self._group_norms().clamp_min(self.MIN_NORM)
-        torch._foreach_mul_(self._params, list(scale[self._group_of].unbind()))
+        """Rescale every group to its radius, except a group holding a frozen parameter
+        (requires_grad False, e.g. `rlsuite finetune --freeze encoder`): frozen weights stay bitwise."""
+        scale = list((self.radii / self._group_norms().clamp_min(self.MIN_NORM))[self._group_of].unbind())
+        frozen = {g for g, p in zip(self._group_list, self._params) if not p.requires_grad}
+        if frozen:
+            keep = [i for i, g in enumerate(self._group_list) if g not in frozen]
+            torch._foreach_mul_([self._params[i] for i in keep], [scale[i] for i in keep])
+        else:
+            torch._foreach_mul_(self._params, scale)
 
     def __call__(self, _agent: Any = None) -> None:
         self.calls += 1

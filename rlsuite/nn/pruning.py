@@ -12,7 +12,11 @@ JaxPruner's semantics (Lee et al. 2023, `MagnitudePruning` + `PolynomialSchedule
 - masks multiply the weights after *every* optimizer step (a post-step hook), so pruned weights
   are exactly zero at every forward pass; gradients and Adam moments are left dense by default, as
   in JaxPruner, with `mask_gradients` to mask both;
-- every conv and linear kernel is prunable (first conv and Q-head included), biases never.
+- every conv and linear kernel is prunable (first conv and Q-head included), biases never;
+- frozen kernels (requires_grad False: `finetune.freeze`, a critic warm-up) are skipped: their masks
+  are neither recomputed nor applied while frozen, so they stay bitwise as they are (a kernel frozen
+  for the whole run stays dense, and the achieved overall sparsity, `report`, falls short of
+  gmp.sparsity by its share); a kernel unfrozen later catches up at the next mask update.
 
 Departure (documented): JaxPruner recomputes a mask from the weights *before* that iteration's
 Adam update; this hook runs after the step, so it ranks the post-update weights (times the old
@@ -179,6 +183,8 @@ class MagnitudePruner:
     def update_masks(self, sparsity: float) -> None:
         """Recompute every mask for the overall target `sparsity` (see `layer_targets`)."""
         for name, target in self.layer_targets(sparsity).items():
+            if not self.params[name].requires_grad:
+                continue  # frozen (finetune.freeze): its mask stays as it was, dense if never pruned
             # Ranking |w x old mask| keeps pruned weights out even if Adam moved them off zero.
             self.masks[name] = magnitude_mask(self.params[name], target, self.masks[name])
         self.current_sparsity = sparsity
@@ -186,6 +192,8 @@ class MagnitudePruner:
     @torch.no_grad()
     def apply(self) -> None:
         for name, param in self.params.items():
+            if not param.requires_grad:
+                continue  # frozen weights are left exactly as they are
             param.mul_(self.masks[name])
             if self.cfg.mask_gradients and self.optimizer is not None:
                 for moment in self.optimizer.state.get(param, {}).values():

@@ -18,7 +18,8 @@ memory (DQN: protected replay of the teacher's transitions)."""
 
 PARTS = ("encoder", "core", "policy", "value")
 """What `finetune.freeze` can name: the observation encoder, the LSTM core, the policy head (DQN: its
-Q head) and the value head(s)."""
+Q head) and the value head(s). Encoder and core are the actor's (or the shared) trunk's; a separate
+critic's own trunk (PPO shared_trunk=false) counts as 'value' (rlsuite.finetune.part_of)."""
 
 
 def _methods_problem(value: str) -> str | None:
@@ -95,9 +96,9 @@ class FinetuneConfig:
     retention: tuple[str, ...] = checked((), _methods_problem, "a list of ewc, bc, ks, em")
     """Knowledge-retention terms added to the RL loss, e.g. ('bc', 'ks'); empty = vanilla fine-tuning. They act on the actor only: the value head is never regularised (a shared trunk does receive the actor's gradients, as in the paper)."""
     freeze: tuple[str, ...] = checked((), _parts_problem, "a list of encoder, core, policy, value")
-    """Parts that never train (the paper freezes the encoder on NetHack)."""
+    """Parts that never train (the paper freezes the encoder on NetHack). 'encoder' and 'core' are the actor's (or the shared) trunk; with separate trunks 'value' is the whole critic. Frozen weights are also left alone by NaP's projection and GMP (whose masks of frozen weights stay as they were: dense when frozen from the start)."""
     critic_warmup: int = ranged(0, ge=0)
-    """For this many env steps at the start only the value head trains, so the critic fits the pre-trained policy before the actor moves (the paper pre-trains NetHack's critic this way)."""
+    """For this many env steps at the start only the critic trains (the value head(s), and with separate trunks the critic's own trunk), so the critic fits the pre-trained policy before the actor moves (the paper pre-trains NetHack's critic this way)."""
     temperature: float = ranged(1.0, gt=0)
     """DQN's distillation temperature tau: BC and KS compare softmax(Q*/tau) with softmax(Q/tau) (Rusu et al. 2016)."""
     far: tuple[str, ...] = unchecked(("auto",), "'auto', or env overrides such as env.start=far or env.start_states=states/room7")
