@@ -18,13 +18,23 @@ class Monitor:
     """TensorBoard writer + tqdm progress bar + a window of the most recent episode returns."""
 
     def __init__(self, run_dir: Path, total_steps: int, start_step: int, progress: bool, status_every: float = 0.0,
-                 window: int = 20, unit: str = "step") -> None:
+                 window: int = 20, unit: str = "step", resumed: bool = False) -> None:
         """`progress`: a tqdm bar on stderr; without one, a status line every `status_every` seconds
         (0 = never) so logs still show that the run is alive and how fast it goes. `unit`: what the
-        loop counts ('step': env steps; 'update': gradient updates of an offline run)."""
+        loop counts ('step': env steps; 'update': gradient updates of an offline run).
+
+        `resumed`: the run continues from its checkpoint at `start_step`, so what the stopped process
+        logged after that step is superseded: TensorBoard's points from step start_step + 1 on are
+        purged (SummaryWriter's purge_step; the points at start_step were logged before the
+        checkpoint was written) and so are the eval.jsonl / far.jsonl records after start_step
+        (rlsuite.rundir.forget_after). Otherwise those steps would carry two points each."""
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(run_dir))
+        if resumed:
+            from rlsuite.rundir import forget_after
+
+            forget_after(run_dir, start_step)
+        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=start_step + 1 if resumed else None)
         self.recent_returns: collections.deque[float] = collections.deque(maxlen=window)
         self.episodes = 0
         self._bar = None

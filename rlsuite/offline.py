@@ -293,7 +293,7 @@ def _train_offline(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[s
             + (f"  |  {s.world_size} processes" if s.world_size > 1 else ""))
     previous = _install_signal_handlers(s)
     monitor = (Monitor(run_dir, cfg.train.total_steps, s.step, cfg.train.progress, cfg.train.status_every,
-                       unit="update") if rank == 0 else None)
+                       unit="update", resumed=resume) if rank == 0 else None)
     started, start_step = time.perf_counter(), s.step
     try:
         outcome = loop(s, monitor)

@@ -239,6 +239,39 @@ def record_resume(run_dir: Path, step: int, changes: dict[str, tuple[Any, Any]])
         fh.write(f"{when} resumed at step {step}: {what}\n")
 
 
+RECORD_LOGS = ("eval.jsonl", "far.jsonl")
+"""The run's JSON-lines logs of evaluations, one record per line with its env step."""
+
+
+def forget_after(run_dir: Path, step: int) -> list[str]:
+    """On resume from the checkpoint at `step`: drop the records with a larger step (logged by the
+    stopped process after its last checkpoint; the resumed run logs those steps again) and lines cut
+    by a crash mid-write, from each of RECORD_LOGS. Each file is replaced atomically, and only when
+    something is dropped. Returns the names of the files rewritten."""
+    from rlsuite import checkpoint
+
+    rewritten = []
+    for name in RECORD_LOGS:
+        path = Path(run_dir) / name
+        try:
+            lines = path.read_text().splitlines()
+        except FileNotFoundError:
+            continue
+        kept = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("step", 0) <= step:
+                kept.append(line)
+        if len(kept) < len(lines):
+            text = "".join(line + "\n" for line in kept).encode()
+            checkpoint.atomic_write_bytes(path, lambda fh, text=text: fh.write(text))
+            rewritten.append(name)
+    return rewritten
+
+
 def final_eval_recorded(run_dir: Path, total_steps: int) -> bool:
     """Did training itself (not `rlsuite eval`) record an evaluation at or after total_steps?"""
     try:

@@ -412,7 +412,8 @@ def _train_locked(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[st
         for extension in s.extensions:
             extension.start(s, say)
     previous = _install_signal_handlers(s)
-    monitor = Monitor(run_dir, cfg.train.total_steps, s.step, cfg.train.progress, cfg.train.status_every)
+    monitor = Monitor(run_dir, cfg.train.total_steps, s.step, cfg.train.progress, cfg.train.status_every,
+                      resumed=resume)
     for extension in s.extensions:
         extension.begin(s, monitor)
     started, start_step = time.perf_counter(), s.step
