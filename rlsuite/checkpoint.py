@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlsuite.errors import UserError
+from rlsuite.errors import UserError, brief_space
 
 FORMAT = "rlsuite-checkpoint-1"
 LATEST = "latest"
@@ -149,8 +149,8 @@ def check_compatible(data: dict[str, Any], algo: str, signature: dict[str, str],
             what = key.replace("_", " ")
             this = f"{env_id} has" if env_id else "this env has"
             envs = trained_on(data)
-            raise UserError(f"checkpoint {path} was trained on {envs} with {what} {found}, but {this} "
-                            f"{expected}; evaluate it on " + ("one of those envs" if "," in envs else "that env"))
+            raise UserError(f"checkpoint {path} was trained on {envs} with {what} {brief_space(found)}, but {this} "
+                            f"{brief_space(expected)}; evaluate it on " + ("one of those envs" if "," in envs else "that env"))
 
 
 def trained_on(data: dict[str, Any]) -> str:

@@ -198,6 +198,9 @@ def _validate_cross_rules(cfg: RunConfig) -> None:
         left, right = _lookup(cfg, key), _lookup(cfg, other)
         if left is not None and right is not None and not _COMPARE[op](left, right):
             raise UserError(f"bad value for {key}: {left} (must be {op} {other} = {right})")
+    check_run = getattr(cfg.agent, "check_run", None)  # an agent's own rules with other sections' keys
+    if check_run is not None:
+        check_run(cfg)
     train = cfg.train
     if train.tasks and train.steps_per_task < 1:
         raise UserError(f"bad value for train.steps_per_task: {train.steps_per_task} "

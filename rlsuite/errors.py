@@ -27,3 +27,12 @@ def require(module: str, extra: str | None = None):
 
 class TrainingDiverged(Exception):
     """A loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
+
+
+def brief_space(space: object) -> str:
+    """A gym space (or its repr, as a checkpoint's signature stores it) for a one-line message: each
+    Box as its shape and dtype, without its bounds' arrays ('Box(shape (4,), float32)')."""
+    import re
+
+    text = " ".join(str(space).split())
+    return re.sub(r"Box\([^()]*?(\([0-9, ]*\)), (\w+)\)", r"Box(shape \1, \2)", text)

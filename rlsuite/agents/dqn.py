@@ -31,7 +31,7 @@ from rlsuite.agents.base import StorageContext, Transition
 from rlsuite.agents.common import SMALL_BATCH, SMALL_NETWORK_PARAMS, _batch_size, example_batch, single_thread_if, to_tensor  # noqa: F401
 from rlsuite.config import validate
 from rlsuite.fields import choice, ranged
-from rlsuite.errors import TrainingDiverged, UserError
+from rlsuite.errors import TrainingDiverged, UserError, brief_space
 from rlsuite.nn.diagnostics import UpdateProbe, plasticity_report
 from rlsuite.nn.encoders import EncoderConfig, init_layer, make_encoder
 from rlsuite.nn.nap import NaPConfig, NormProjector, insert_norms
@@ -157,7 +157,7 @@ class DQN:
         """`seed` is the run's seed: the network init and the exploration stream are its
         `network` and `exploration` streams (rlsuite.seeding), never the global RNGs."""
         if not isinstance(action_space, spaces.Discrete):
-            raise UserError(f"DQN needs a discrete action space, got {action_space}")
+            raise UserError(f"DQN needs a discrete action space, got {brief_space(action_space)}")
         validate(cfg, "agent.")  # the declared field ranges, also for configs built without build_run_config
         self.cfg = cfg
         self.device = torch.device(device)

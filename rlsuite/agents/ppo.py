@@ -48,9 +48,9 @@ from rlsuite import seeding
 from rlsuite.agents.base import StorageContext, Transition
 from rlsuite.agents.ppo_parts import (ActorCritic, Rollout, batch_size, check_split, clone, copy_obs_row,
                                       explained_variance, frame_stack_of, gae, learning_rate, map_obs, ppo_objective,
-                                      sample_actions, to_tensor)
+                                      sample_actions, to_tensor, check_minibatch)
 from rlsuite.config import validate
-from rlsuite.errors import TrainingDiverged, UserError
+from rlsuite.errors import TrainingDiverged, UserError, brief_space
 from rlsuite.fields import choice, ranged
 from rlsuite.nn.diagnostics import UpdateProbe, plasticity_report
 from rlsuite.nn.encoders import EncoderConfig
@@ -110,6 +110,7 @@ class PPOConfig:
     """Normalize-and-Project (Lyle et al. 2024) on the actor-critic (see the nap.* keys)."""
     rnd: RNDConfig = field(default_factory=RNDConfig)
     """Random Network Distillation exploration bonus (Burda et al. 2019; see the rnd.* keys)."""
+    check_run = staticmethod(check_minibatch)  # rules with other sections' keys (config.validate calls it)
 
 
 class PPO:
@@ -121,7 +122,7 @@ class PPO:
     def __init__(self, cfg: PPOConfig, observation_space: spaces.Space, action_space: spaces.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
         if not isinstance(action_space, spaces.Discrete):
-            raise UserError(f"PPO needs a discrete action space, got {action_space}")
+            raise UserError(f"PPO needs a discrete action space, got {brief_space(action_space)}")
         validate(cfg, "agent.")
         self.cfg, self.seed, self.device = cfg, seed, torch.device(device)
         self.observation_space, self.num_actions = observation_space, int(action_space.n)

@@ -290,6 +290,19 @@ def check_split(c: Any, num_envs: int) -> None:
                         f"agent.num_minibatches={c.num_minibatches} equal minibatches")
 
 
+def check_minibatch(run: Any) -> None:
+    """The cross-field rule `config.validate` runs on a PPO config (PPOConfig.check_run): with
+    agent.norm_adv each minibatch needs at least 2 samples, since the std of one advantage is nan
+    and the first update would stop with 'loss became nan'."""
+    a, envs = run.agent, run.train.num_envs
+    size = envs * a.num_steps / a.num_minibatches
+    if a.norm_adv and size < 2:
+        raise UserError(f"bad value for agent.num_minibatches: {a.num_minibatches} (train.num_envs x agent.num_steps / "
+                        f"agent.num_minibatches = {envs} x {a.num_steps} / {a.num_minibatches} = {size:g} sample(s) "
+                        "per minibatch, and agent.norm_adv needs at least 2: lower agent.num_minibatches, raise "
+                        "agent.num_steps or train.num_envs, or set agent.norm_adv=false)")
+
+
 def copy_obs_row(dst: Any, pos: int, src: Any) -> None:
     """dst[pos] = src, for array or dict observations."""
     if isinstance(dst, dict):

@@ -155,9 +155,10 @@ class AtariGame(gym.Env):
     """One ale-py game (frameskip=1 at the ALE) with envpool-equivalent preprocessing."""
 
     def __init__(self, cfg: EnvConfig, game: str, evaluation: bool = False) -> None:
-        from ale_py import Action
+        from ale_py import Action, ALEInterface, LoggerMode
         from ale_py.env import AtariEnv
 
+        ALEInterface.setLoggerMode(LoggerMode.Warning)  # no two-line banner on stderr: warnings still show
         self._env = AtariEnv(rom_name(game), obs_type="grayscale", frameskip=1,
                              repeat_action_probability=cfg.sticky_action_prob,
                              full_action_space=cfg.full_action_space)

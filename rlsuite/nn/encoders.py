@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlsuite.fields import choice, ranged
-from rlsuite.errors import UserError
+from rlsuite.errors import UserError, brief_space
 
 KINDS = ("auto", "nature", "impala", "minatar", "mlp", "nethack")
 PADDINGS = ("valid", "same")
@@ -351,7 +351,7 @@ def auto_kind(space: gym.Space) -> str:
     if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
         return "mlp"
     raise UserError(
-        f"no encoder fits observation space {space}; set encoder.kind to one of {', '.join(KINDS)}"
+        f"no encoder fits observation space {brief_space(space)}; set encoder.kind to one of {', '.join(KINDS)}"
     )
 
 

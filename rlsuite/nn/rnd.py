@@ -23,7 +23,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from rlsuite.errors import UserError
+from rlsuite.errors import UserError, brief_space
 from rlsuite.fields import ranged
 
 
@@ -119,7 +119,7 @@ class RNDNetworks(nn.Module):
                  device: torch.device | str = "cpu") -> None:
         super().__init__()
         if not isinstance(space, gym.spaces.Box):
-            raise UserError(f"rnd.enabled needs array observations (images or vectors), got {space}")
+            raise UserError(f"rnd.enabled needs array observations (images or vectors), got {brief_space(space)}")
         shape = tuple(int(s) for s in space.shape)
         # The last frame of an Atari stack (frames on the first axis); other spaces whole.
         self.last_frame = frame_stack > 1 and len(shape) == 3
