@@ -13,6 +13,8 @@ on a filesystem that the driver and every worker see.
   another process holds is reported as skipped; a finished one as done. A failed run (non-zero
   exit, or its worker died) is reported and retried up to `--retries` times; each retry looks
   at the run directory again, so it resumes from the last checkpoint when there is one.
+  Per-run CPUs or GPUs that no machine has (this one for a local instance, the cluster's biggest
+  live node otherwise) are refused in one line before any task is submitted (`check_resources`).
   Ctrl-C cancels every outstanding task: a running one sends SIGTERM to its `rlsuite train`,
   which writes a checkpoint, so re-running the sweep resumes it (finished runs are skipped).
 - slurm (`submit_slurm`): one submitit job per run (`--slurm-time`, `--slurm-partition`,
@@ -151,6 +153,8 @@ def run_ray(plan: list[Job], agent: str, env: str, base: list[str], steps: int |
     """Run every job as a Ray task; returns (job, exit code) per job, None for a run in use."""
     ray = need("ray")
     started_here = not ray.is_initialized()  # a caller (a test, a notebook) may have connected already
+    if started_here and not address:  # a local instance: checked before Ray starts
+        check_resources(cpus, gpus, local_resources(), "this machine")
     if started_here:
         try:
             if address:
@@ -159,6 +163,13 @@ def run_ray(plan: list[Job], agent: str, env: str, base: list[str], steps: int |
                 ray.init(num_cpus=jobs * cpus, include_dashboard=False, log_to_driver=False)
         except ConnectionError as exc:
             raise UserError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+    if address or not started_here:
+        try:
+            check_resources(cpus, gpus, node_resources(ray), "the Ray cluster" + (f" at {address}" if address else ""))
+        except UserError:
+            if started_here:
+                ray.shutdown()
+            raise
     # max_retries=0: retries are ours, so each one is reported and re-reads the run's state.
     task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(run_here)
     where = f"Ray at {address}" if address else "a local Ray instance"
@@ -203,6 +214,34 @@ def run_ray(plan: list[Job], agent: str, env: str, base: list[str], steps: int |
         if started_here:
             ray.shutdown()
     return finished
+
+
+def local_resources() -> dict[str, float]:
+    """The CPUs this process may use and the GPUs it sees (CUDA_VISIBLE_DEVICES applies)."""
+    import torch
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return {"CPU": float(cpus), "GPU": float(torch.cuda.device_count())}
+
+
+def node_resources(ray: Any) -> dict[str, float]:
+    """The CPUs and GPUs of the cluster's biggest live node (a task runs on one node; each resource
+    on its own, so a cluster of CPU nodes and GPU nodes passes a request that only both would meet)."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if not nodes:
+        return {k: float(v) for k, v in ray.cluster_resources().items()}
+    return {name: float(max(n.get(name, 0) for n in nodes)) for name in ("CPU", "GPU")}
+
+
+def check_resources(cpus: float, gpus: float, have: dict[str, float], where: str) -> None:
+    """Refuse per-run resources no machine of `where` has (Ray would queue the tasks forever)."""
+    for name, want, flag in (("CPU", cpus, "--cpus-per-run"), ("GPU", gpus, "--gpus-per-run")):
+        got = have.get(name, 0.0)
+        if want > got:
+            fix = (f"lower {flag} to at most {got:g}" if got else
+                   f"use {flag} 0 here, or --ray-address a cluster with GPUs")
+            raise UserError(f"{flag} {want:g}: {where} has {got:g} {name}{'s' * (got != 1)}"
+                            f"{' on its biggest machine' if 'cluster' in where else ''}, so no run could start; {fix}")
 
 
 class _catch_sigint(list):

@@ -30,6 +30,34 @@ class Job:
     run_dir: Path
 
 
+PATH_KEYS = ("env.start_states", "finetune.parent", "finetune.data", "offline.datasets", "offline.eval_games")
+"""Config keys whose values (comma-separated) may name files or folders."""
+
+
+def absolute_paths(overrides: list[str]) -> list[str]:
+    """The overrides with every relative path made absolute: the values of PATH_KEYS (full or bare
+    keys, as --set takes them) and of the assignments inside finetune.far, where such a path exists
+    here. For Ray tasks and SLURM jobs, whose `rlsuite train` may start in another directory."""
+    def named(key: str, full: str) -> bool:
+        return key == full or full.endswith("." + key)
+
+    out = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        name = key.strip()
+        if sep and any(named(name, full) for full in PATH_KEYS):
+            value = ",".join(_absolute(v) for v in value.split(","))
+        elif sep and named(name, "finetune.far"):
+            value = ",".join(absolute_paths([v])[0] for v in value.split(","))
+        out.append(key + sep + value)
+    return out
+
+
+def _absolute(value: str) -> str:
+    path = value.strip()
+    return str(Path(path).resolve()) if path and not os.path.isabs(path) and os.path.exists(path) else value
+
+
 def parse_grid(axes: list[str]) -> list[list[str]]:
     """['agent.gmp.sparsity=0,0.95', 'agent.encoder.width=1,3'] -> the 4 override lists."""
     values = []

@@ -172,3 +172,54 @@ def test_status_needs_only_out(tmp_path, capsys):
     assert "needs an AGENT and --env" in capsys.readouterr().err
     assert main(["sweep", "--status", "--out", str(tmp_path)]) == 0
     assert "no runs in" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--gpus-per-run", "1"], "--gpus-per-run 1: this machine has 0 GPUs, so no run could start; use --gpus-per-run 0"),
+    (["--cpus-per-run", "100000"], "--cpus-per-run 100000: this machine has "),
+])
+def test_ray_resources_this_machine_lacks_are_refused_before_ray_starts(tmp_path, monkeypatch, capsys, extra, message):
+    """A local Ray instance would queue such tasks forever: one line, exit 2, Ray never started."""
+    import ray
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh process
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray was started"))
+    out = tmp_path / "s"
+    assert main([*BASE, "--seeds", "1", "--launcher", "ray", *extra, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not out.exists()
+
+
+def test_ray_resources_the_cluster_lacks_are_refused(tmp_path, ray_instance, capsys):
+    out = tmp_path / "s"
+    assert main([*BASE, "--seeds", "1", "--launcher", "ray", "--cpus-per-run", "3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "--cpus-per-run 3: the Ray cluster has 2 CPUs on its biggest machine, so no run could start" in err
+    assert not out.exists()
+
+
+def test_ray_and_slurm_get_absolute_paths(tmp_path, monkeypatch):
+    """A relative --out and relative paths in the arms' overrides reach the workers absolute (ray
+    issue #291: a worker's cwd is not the driver's); arm names keep the paths as the user gave them."""
+    from rlsuite import launchers
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("a", "b", "c"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+    seen = {}
+
+    def fake_run_ray(plan, agent, env, base, steps, **kw):
+        seen.update(plan=plan, base=base)
+        return [(job, 0) for job in plan]
+
+    monkeypatch.setattr(launchers, "run_ray", fake_run_ray)
+    assert main([*BASE, "--seeds", "1", "--launcher", "ray", "--grid", "finetune.data=data/a,data/b",
+                 "--set", "offline.datasets=data/c,not-a-path", "--out", "rel"]) == 0
+    plan = seen["plan"]
+    assert [job.run_dir for job in plan] == [tmp_path / "rel" / f"finetune.data=data-{x}" / "s1" for x in "ab"]
+    assert [job.overrides for job in plan] == [[f"finetune.data={tmp_path / 'data' / x}"] for x in "ab"]
+    assert f"offline.datasets={tmp_path / 'data' / 'c'},not-a-path" in seen["base"]

@@ -96,7 +96,7 @@ def check_launcher_options(args: argparse.Namespace) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from rlsuite import config
-    from rlsuite.sweep import default_jobs, parse_grid, plan_jobs, run_sweep
+    from rlsuite.sweep import absolute_paths, default_jobs, parse_grid, plan_jobs, run_sweep
 
     if args.status:
         return sweep_status(args)
@@ -122,8 +122,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from rlsuite import launchers
 
         launchers.need(args.launcher)  # the missing-dependency error, before anything is written
-        # Absolute: a Ray worker or a SLURM job may start in another directory than this one.
+        # Absolute: a Ray worker or a SLURM job may start in another directory than this one (the
+        # run directories, and any path in the arms' overrides; arm names keep the paths as given).
         plan = plan_jobs(args.grid, seeds, Path(args.out).resolve())
+        for job in plan:
+            job.overrides = absolute_paths(job.overrides)
+        args.overrides = absolute_paths(args.overrides)
         cpus, gpus = args.cpus_per_run or 1, args.gpus_per_run or 0
         if args.launcher == "slurm":
             return submit(args, plan, cpus, int(gpus))
