@@ -13,8 +13,8 @@ The bits also depend on the float kernels, so the JSON holds one entry per platf
   warning says to merge it (`python tests/data/dqn_reference.py --merge`) from a commit known
   not to change DQN's arithmetic.
 
-Where the tolerances come from (torch 2.13.0+cpu, measured on an AMD EPYC): between the recorded
-platforms (AVX512 here, ATen DEFAULT kernels, MKL_CBWR=COMPATIBLE, the AVX512 machine of db944f4)
+Where the tolerances come from (torch 2.13.0+cpu, measured on an AMD EPYC): between platforms
+(AVX512 here, ATen DEFAULT kernels and MKL_CBWR=COMPATIBLE forced here, the AVX512 machine of db944f4)
 the stable cases' losses differ by at most 5.5e-5 relative (minatar-seq; cartpole-explore 7.3e-7)
 and the weight fingerprints by 1.3e-4 of the norm. A 1e-3 relative change of lr or gamma moves
 the losses by 3.5e-2 (cartpole-explore) to 0.27 (minatar-seq) and the fingerprints by 5e-3 to
