@@ -285,6 +285,9 @@ def raw_tasks(groups: dict[str, list[Run]]) -> list[str]:
 
 
 def aggregate(groups: dict[str, list[Run]], reps: int = 2000, seed: int = 0) -> tuple[list[dict], bool]:
+    from rlsuite.errors import require
+
+    require("rliable.library", hint="pip install -e . (from the rlsuite checkout: rliable is one of its dependencies)")
     from rliable import library as rly
     from rliable import metrics
 

@@ -150,6 +150,9 @@ def method_groups(runs: list[Run], group_by: list[str] | None = None) -> dict[st
 def aggregate(groups: dict[str, list[Run]], metric: str, reps: int = 2000, seed: int = 0) -> list[dict]:
     """Per group and column: the mean over runs with rliable's 95% stratified-bootstrap CI (a column
     missing from any run of a group is left out of that group's row)."""
+    from rlsuite.errors import require
+
+    require("rliable.library", hint="pip install -e . (from the rlsuite checkout: rliable is one of its dependencies)")
     from rliable import library as rly
 
     values = {g: [run_metrics(r, metric) for r in runs] for g, runs in groups.items()}

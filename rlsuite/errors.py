@@ -14,15 +14,17 @@ class UserError(Exception):
         super().__init__(" ".join(message.split()))
 
 
-def require(module: str, extra: str | None = None):
-    """Import an optional dependency, or raise a UserError saying how to install it."""
+def require(module: str, extra: str | None = None, hint: str | None = None):
+    """Import an optional dependency, or raise a UserError saying how to install it: the rlsuite
+    extra that has it (`pip install -e '.[extra]'` from the checkout), else `hint`, else pip."""
     import importlib
 
     try:
         return importlib.import_module(module)
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        hint = f"pip install 'rlsuite[{extra}]'" if extra else f"pip install {module}"
-        raise UserError(f"optional dependency '{module}' is missing ({exc}); install it with: {hint}") from exc
+    except (ImportError, OSError) as exc:  # absent, or broken (e.g. a shared library it needs)
+        how = f"pip install -e '.[{extra}]' (from the rlsuite checkout)" if extra else hint or f"pip install {module}"
+        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise UserError(f"'{module}' is missing or broken ({reason}); install it with: {how}") from None
 
 
 class TrainingDiverged(Exception):

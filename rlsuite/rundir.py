@@ -357,3 +357,23 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     return {"run": str(run_dir), "agent": data.get("algo", "?"),
             "env": ",".join(tasks) if tasks else data.get("env", {}).get("id", "?"),
             "steps": f"{step:,} / {planned:,}", "eval mean": "-" if mean is None else f"{mean:.2f}", "state": state}
+
+
+@contextlib.contextmanager
+def removed_on_failure(run_dir: Path) -> Iterator[None]:
+    """A refused or failed start leaves nothing behind: when the block raises, `run_dir` and the
+    parents this start created are removed if they are empty (a run that wrote something keeps it)."""
+    created = []
+    for path in (Path(run_dir), *Path(run_dir).parents):
+        if path.exists():
+            break
+        created.append(path)
+    try:
+        yield
+    except BaseException:
+        for path in created:  # nearest first; stop at the first that is not empty
+            try:
+                path.rmdir()
+            except OSError:
+                break
+        raise

@@ -66,7 +66,13 @@ def _main(argv: list[str] | None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
-        print(f"rlsuite: error: {exc}", file=sys.stderr)
+        # torchrun: an error every rank meets alike (rlsuite.cli.train.every_rank) is said once, by rank 0
+        if not (getattr(exc, "every_rank", False) and int(os.environ.get("RANK", 0) or 0) > 0):
+            print(f"rlsuite: error: {exc}", file=sys.stderr)
+        else:  # give rank 0 the time to say it before torchrun stops the other ranks at this one's exit
+            import time
+
+            time.sleep(1.0)
         return 2
     except TrainingDiverged as exc:
         print(f"rlsuite: {exc}", file=sys.stderr)

@@ -117,11 +117,31 @@ def build_config(args: argparse.Namespace) -> tuple[Any, Path]:
     config.validate(cfg)
     if cfg.algo != data.get("algo"):
         raise UserError(f"{path} holds a {data.get('algo')} agent, the preset {args.preset} is {cfg.algo}")
+    f = cfg.finetune
+    if offline and (f.retention or f.freeze or f.critic_warmup):
+        given = [name for name, value in (("--retention", f.retention), ("--freeze", f.freeze),
+                                          ("--critic-warmup", f.critic_warmup)) if value]
+        raise UserError(f"{', '.join(given)} (finetune.retention, freeze, critic_warmup) apply to online agents "
+                        f"(dqn, ppo); {path} is an offline {data.get('algo')} agent: fine-tune it on --dataset, "
+                        "all of it or its adapters (--lora)")
     if not offline:
         from rlsuite.finetune import check_config
 
         check_config(cfg)
     return cfg, path
+
+
+def check_inputs(cfg: Any, args: argparse.Namespace) -> None:
+    """The data the run will read, against its env, before the run directory is made: an offline
+    parent's datasets (rlsuite.offline_checks), an online parent's finetune.data."""
+    from rlsuite.cli.train import check_start
+
+    check_start(cfg, args.env if args.dataset else None)
+    if cfg.finetune.data and not args.dataset:  # an online parent (an offline one needs --dataset)
+        from rlsuite.finetune import far_env_config
+        from rlsuite.offline_checks import check_dataset_env
+
+        check_dataset_env(cfg.finetune.data, far_env_config(cfg), "finetune.data")
 
 
 def default_run_dir(cfg: Any) -> Path:
@@ -138,8 +158,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from rlsuite.train import train
 
     cfg, _ = build_config(args)
+    check_inputs(cfg, args)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
-    with rundir.locked(run_dir):
+    with rundir.removed_on_failure(run_dir), rundir.locked(run_dir):
         if holds_run(run_dir, config_counts=True):
             raise UserError(f"{run_dir} already holds a run; continue it with rlsuite train --resume {run_dir} "
                             "or start another with --run-dir DIR")

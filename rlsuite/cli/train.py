@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -63,27 +64,55 @@ def cmd_train(args: argparse.Namespace) -> int:
         return resume_run(args, overrides)
     if args.tasks and not args.env and not args.config:
         args.env = args.tasks.split(",")[0].strip()  # the env preset of the sequence's family
+    env_flag = args.env if args.dataset else None  # an offline run's env comes from its datasets
     if args.dataset and not args.env and not args.config:
         args.env = dataset_env(args.dataset.split(",")[0].strip())  # the env family of the data
     from rlsuite.offline import distributed
 
-    if distributed()[0] > 0:  # torchrun: rank 0 checks and locks the run directory; the others follow it
-        cfg = config.build_run_config(args.agent, args.env, overrides, args.config)
+    rank, _ = distributed()
+    cfg = every_rank(lambda: config.build_run_config(args.agent, args.env, overrides, args.config))
+    every_rank(lambda: check_start(cfg, env_flag))
+    if rank > 0:  # torchrun: rank 0 checks and locks the run directory; the others follow it
         train(cfg, Path(args.run_dir) if args.run_dir else default_run_dir(cfg))
         return 0
-    cfg = config.build_run_config(args.agent, args.env, overrides, args.config)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
     # A default directory is never renamed behind the user's back: one that holds a run is refused
     # before anything in it is touched (not even the lock file).
     if not args.run_dir and holds_run(run_dir, config_counts=True):
         raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                         "or start another with --run-dir DIR")
-    with rundir.locked(run_dir):  # checked under the lock: two starts on one directory cannot both pass
-        if holds_run(run_dir, config_counts=not args.run_dir):
+    with rundir.removed_on_failure(run_dir), rundir.locked(run_dir):  # checked under the lock: two starts
+        if holds_run(run_dir, config_counts=not args.run_dir):     # on one directory cannot both pass
             raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                             "or start another with --run-dir DIR")
         train(cfg, run_dir)
     return 0
+
+
+def every_rank(check: Any) -> Any:
+    """Run `check()`; under torchrun a UserError it raises is raised alike on every rank, so only
+    rank 0 prints it (rlsuite.cli.main) and every rank exits 2."""
+    try:
+        return check()
+    except UserError as exc:
+        exc.every_rank = True  # type: ignore[attr-defined]
+        raise
+
+
+def check_start(cfg: Any, env_flag: str | None = None) -> None:
+    """What can be checked before a run directory is made: under torchrun, the agent and its
+    global batch; for an offline agent, its datasets against the config (rlsuite.offline_checks),
+    printing their warnings once (rank 0)."""
+    from rlsuite.offline import distributed, is_offline
+    from rlsuite.offline_checks import check_offline_run, check_world
+
+    rank, world = distributed()
+    check_world(cfg.algo, getattr(cfg.agent, "batch_size", None), world)
+    if not is_offline(cfg.algo):
+        return
+    for line in check_offline_run(cfg, env_flag, world):
+        if rank == 0:
+            print(f"rlsuite: warning: {line}", file=sys.stderr)
 
 
 def dataset_env(path: str) -> str:
@@ -138,8 +167,13 @@ def resume_run(args: argparse.Namespace, overrides: list[str]) -> int:
     from rlsuite.offline import distributed
 
     if distributed()[0] > 0:  # torchrun: rank 0 holds the lock
-        train(config.build_run_config(config_file=run_dir / "config.toml", overrides=overrides), run_dir, resume=True)
+        cfg = every_rank(lambda: config.build_run_config(config_file=run_dir / "config.toml", overrides=overrides))
+        every_rank(lambda: check_start(cfg))
+        train(cfg, run_dir, resume=True)
         return 0
+    if distributed()[1] > 1:
+        every_rank(lambda: check_start(config.build_run_config(config_file=run_dir / "config.toml",
+                                                               overrides=overrides)))
     with rundir.locked(run_dir):
         cfg = config.build_run_config(config_file=run_dir / "config.toml", overrides=overrides)
         train(cfg, run_dir, resume=True)

@@ -30,6 +30,9 @@ def make(cfg: EnvConfig, num_envs: int, seed: int | Sequence[int], *, evaluation
     if num_envs < 1:
         raise UserError(f"num_envs must be at least 1, got {num_envs}")
     _validate(cfg)
+    if cfg.start_states and family != ATARI:
+        raise UserError(f"env.start_states holds saved Atari (ale-py) emulator states; {cfg.id} is a {family} env, "
+                        "which cannot start from them: remove env.start_states (--set env.start_states=)")
     seeds = vector_seeds(seed, num_envs)
     backend = cfg.backend
     if backend == "auto":  # envpool for Atari, unless start states need ale-py's emulator restore

@@ -43,7 +43,7 @@ ROOM_RAM_BYTE = 3  # Montezuma's Revenge: index of the current room
 
 def rom_name(game: str) -> str:
     """'MontezumaRevenge' -> 'montezuma_revenge' (ale-py rom id)."""
-    from ale_py.roms import get_all_rom_ids
+    get_all_rom_ids = require("ale_py.roms", hint="pip install -e . (from the rlsuite checkout: ale-py is one of its dependencies)").get_all_rom_ids
 
     return next(rom for rom in get_all_rom_ids() if rom.replace("_", "") == game.lower())
 
@@ -155,6 +155,7 @@ class AtariGame(gym.Env):
     """One ale-py game (frameskip=1 at the ALE) with envpool-equivalent preprocessing."""
 
     def __init__(self, cfg: EnvConfig, game: str, evaluation: bool = False) -> None:
+        require("ale_py.env", hint="pip install -e . (from the rlsuite checkout: ale-py is one of its dependencies)")
         from ale_py import Action, ALEInterface, LoggerMode
         from ale_py.env import AtariEnv
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from rlsuite.fields import checked, choice, ranged
-from rlsuite.errors import UserError
+from rlsuite.errors import UserError, require
 
 # The env backends; rlsuite.envs.make dispatches on these names.
 BACKENDS = ("auto", "envpool", "gymnasium", "gymnasium-async")
@@ -74,7 +74,7 @@ _NETHACK_IDS = (
 @lru_cache(maxsize=1)
 def _atari_roms() -> dict[str, str]:
     """Map squashed rom name ('montezumarevenge') -> CamelCase game ('MontezumaRevenge')."""
-    from ale_py.roms import get_all_rom_ids
+    get_all_rom_ids = require("ale_py.roms", hint="pip install -e . (from the rlsuite checkout: ale-py is one of its dependencies)").get_all_rom_ids
 
     return {rom.replace("_", ""): "".join(p.capitalize() for p in rom.split("_")) for rom in get_all_rom_ids()}
 
@@ -160,7 +160,7 @@ def env_id_problem(env_id: str) -> str | None:
 
 def known_env_ids() -> list[str]:
     """Every id `resolve_env_id` accepts in its shortest form (for `rlsuite list envs`)."""
-    from ale_py.roms import get_all_rom_ids
+    get_all_rom_ids = require("ale_py.roms", hint="pip install -e . (from the rlsuite checkout: ale-py is one of its dependencies)").get_all_rom_ids
 
     return (
         sorted(get_all_rom_ids()) + ["montezuma", "nethack"] + list(_NETHACK_IDS)

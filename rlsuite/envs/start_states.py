@@ -20,6 +20,7 @@ ALE's RNG (`cloneState()`), so sticky actions after a restore still follow the e
 from __future__ import annotations
 
 import json
+import zipfile
 import operator
 import re
 from dataclasses import dataclass
@@ -117,8 +118,9 @@ def load_state_set(path: str | Path) -> StateSet:
         with np.load(folder / ARRAYS, allow_pickle=False) as arrays:
             blob, offsets = arrays["ale_state"].tobytes(), arrays["ale_state_offsets"]
             ram, screen = arrays["ram"], arrays["screen"]
-    except (ValueError, KeyError, OSError) as exc:
-        raise UserError(f"damaged start-state set {folder}: {exc}") from None
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:  # e.g. a truncated states.npz
+        raise UserError(f"damaged start-state set {folder}: {folder / ARRAYS} is unreadable ({exc}); "
+                        "collect it again with 'rlsuite states collect'") from None
     states = [blob[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
     if not states or len(ram) != len(states) or len(screen) != len(states):
         raise UserError(f"damaged start-state set {folder}: "
