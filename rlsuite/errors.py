@@ -24,7 +24,7 @@ def require(module: str, extra: str | None = None, hint: str | None = None):
     except (ImportError, OSError) as exc:  # absent, or broken (e.g. a shared library it needs)
         how = f"pip install -e '.[{extra}]' (from the rlsuite checkout)" if extra else hint or f"pip install {module}"
         reason = " ".join(str(exc).split())[:120] or type(exc).__name__
-        raise UserError(f"'{module}' is missing or broken ({reason}); install it with: {how}") from None
+        raise UserError(f"optional dependency '{module}' is missing ({reason}); install it with: {how}") from None
 
 
 class TrainingDiverged(Exception):
