@@ -21,14 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from rlsuite.errors import UserError
-
-
-def brief(space: Any) -> str:
-    """A space for a one-line message: a Box as its shape and dtype (not its bounds' arrays)."""
-    if type(space).__name__ == "Box":
-        return f"Box(shape {tuple(space.shape)}, {np.dtype(space.dtype).name})"
-    return " ".join(str(space).split())
+from rlsuite.errors import UserError, brief_space
 
 
 def check_world(algo: str, batch_size: int | None, world: int) -> None:
@@ -81,7 +74,7 @@ def check_spaces(datasets: list[Any]) -> None:
     kinds = {(ds.observation_space.shape, np.dtype(ds.observation_space.dtype).name, str(ds.action_space))
              for ds in datasets}
     if len(kinds) > 1:
-        listing = "; ".join(f"{ds.path}: obs {brief(ds.observation_space)}, actions {ds.action_space}"
+        listing = "; ".join(f"{ds.path}: obs {brief_space(ds.observation_space)}, actions {ds.action_space}"
                             for ds in datasets)
         raise UserError(f"the datasets differ in observation or action space ({listing}); multi-game data must "
                         "share them (MinAtar: --set env.pad_channels=N --set env.full_action_space=true when "
@@ -154,6 +147,6 @@ def check_dataset_env(path: str, env_cfg: Any, key: str) -> None:
     if not same_obs or str(ds.action_space) != str(act):
         where = _dataset_env_id(ds.manifest)
         raise UserError(f"{key}: {path} was collected on {where or 'another env'} (observations "
-                        f"{brief(ds.observation_space)}, actions {ds.action_space}), but {env_cfg.id} has "
-                        f"observations {brief(obs)}, actions {act}; give data of {env_cfg.id}'s FAR starts "
+                        f"{brief_space(ds.observation_space)}, actions {ds.action_space}), but {env_cfg.id} has "
+                        f"observations {brief_space(obs)}, actions {act}; give data of {env_cfg.id}'s FAR starts "
                         f"or leave {key} empty (the run collects it)")
