@@ -27,8 +27,9 @@ from gymnasium import spaces
 from torch import nn
 
 from rlsuite import seeding
+from rlsuite.agents.common import gradient_step, policy_actions
 from rlsuite.config import validate
-from rlsuite.errors import TrainingDiverged, UserError
+from rlsuite.errors import UserError
 from rlsuite.fields import ranged
 from rlsuite.nn.encoders import EncoderConfig, make_encoder
 
@@ -99,13 +100,8 @@ class BC:
         batch = batch.to(self.device)
         self.net.train()
         loss = self.losses(batch)["action_ce"]
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"non-finite loss {float(loss)} at update {self.num_updates:,}")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = (nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
-                     if self.cfg.max_grad_norm > 0 else torch.zeros(()))
-        self.optimizer.step()
+        grad_norm = gradient_step(loss, self.optimizer, self.model.parameters(), self.cfg.max_grad_norm,
+                                  self.num_updates)
         self.num_updates += 1
         return {"losses/action_ce": float(loss.detach()) / self.world_size, "losses/grad_norm": float(grad_norm),
                 "charts/learning_rate": self.cfg.lr}
@@ -135,13 +131,7 @@ class BC:
         self.model.eval()
         with torch.no_grad():
             logits = self.model(torch.as_tensor(np.asarray(obs), device=self.device)).float().cpu()
-        if self.cfg.eval_sample:
-            probs = torch.softmax(logits, -1).numpy().astype(np.float64)
-            actions = np.array([rng.choice(self.num_actions, p=p / p.sum()) for p in probs], np.int64)
-        else:
-            actions = logits.argmax(-1).numpy().astype(np.int64)
-        explore = rng.random(len(actions)) < epsilon
-        return np.where(explore, rng.integers(0, self.num_actions, size=len(actions)), actions)
+        return policy_actions(logits, self.cfg.eval_sample, epsilon, rng)
 
     # ------------------------------------------------------------------ checkpoints
 

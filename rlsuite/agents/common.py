@@ -48,3 +48,32 @@ def to_tensor(obs: Any, device: torch.device) -> Any:
     if isinstance(obs, np.ndarray):
         obs = torch.from_numpy(obs)
     return obs.to(device, non_blocking=True)
+
+
+def gradient_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: Any, max_grad_norm: float,
+                  update: int) -> torch.Tensor:
+    """One optimizer step on `loss`: TrainingDiverged when it is not finite (nothing is changed
+    then), else backward, the global-norm clip of `params` (0 = none) and the step. Returns the
+    gradient norm before clipping (0 without clipping)."""
+    from rlsuite.errors import TrainingDiverged
+
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"non-finite loss {float(loss)} at update {update:,}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm) if max_grad_norm > 0 else torch.zeros(())
+    optimizer.step()
+    return grad_norm
+
+
+def policy_actions(logits: torch.Tensor, sample: bool, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+    """Evaluation actions (B,) int64 from action logits (B, A): sampled from their softmax or the
+    most likely, then uniformly random with probability `epsilon`, all drawn from `rng`."""
+    num_actions = logits.shape[-1]
+    if sample:
+        probs = torch.softmax(logits.float(), -1).numpy().astype(np.float64)
+        actions = np.array([rng.choice(num_actions, p=p / p.sum()) for p in probs], np.int64)
+    else:
+        actions = logits.argmax(-1).numpy().astype(np.int64)
+    explore = rng.random(len(actions)) < epsilon
+    return np.where(explore, rng.integers(0, num_actions, size=len(actions)), actions)

@@ -43,9 +43,10 @@ from gymnasium import spaces
 from torch import nn
 
 from rlsuite import seeding
+from rlsuite.agents.common import gradient_step, policy_actions
 from rlsuite.agents.dt_sampling import burn_in_memory, expert_returns
 from rlsuite.config import validate
-from rlsuite.errors import TrainingDiverged, UserError
+from rlsuite.errors import UserError
 from rlsuite.fields import choice, matching, ranged
 from rlsuite.nn.encoders import EncoderConfig, make_encoder
 from rlsuite.nn.lora import LoRAConfig, add_lora, base_state
@@ -223,13 +224,8 @@ class DT:
             group["lr"] = self.lr_at(self.num_updates)
         losses = self.losses(batch)
         loss = losses["action_ce"] + self.cfg.return_loss_coef * losses.get("return_ce", 0.0)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"non-finite loss {float(loss)} at update {self.num_updates:,}")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = (nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
-                     if self.cfg.max_grad_norm > 0 else torch.zeros(()))
-        self.optimizer.step()
+        grad_norm = gradient_step(loss, self.optimizer, self.model.parameters(), self.cfg.max_grad_norm,
+                                  self.num_updates)
         self.num_updates += 1
         for hook in self.post_step_hooks:
             hook(self)
@@ -379,13 +375,7 @@ class DT:
             if "memory_inputs" in out:
                 rows = np.arange(len(pos))
                 self._ctx["acts"][rows, pos] = out["memory_inputs"][rows, :, pos].cpu()
-        if self.cfg.eval_sample:
-            probs = torch.softmax(logits, -1).numpy().astype(np.float64)
-            actions = np.array([rng.choice(self.num_actions, p=p / p.sum()) for p in probs], np.int64)
-        else:
-            actions = logits.argmax(-1).numpy().astype(np.int64)
-        explore = rng.random(len(actions)) < epsilon
-        actions = np.where(explore, rng.integers(0, self.num_actions, size=len(actions)), actions)
+        actions = policy_actions(logits, self.cfg.eval_sample, epsilon, rng)
         self._ctx["actions"][np.arange(len(pos)), pos] = torch.as_tensor(actions)
         return actions
 
