@@ -63,3 +63,14 @@ def cartpole_datasets(tmp_path_factory):
     finally:
         policy.env.close()
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (small networks run fastest so), restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

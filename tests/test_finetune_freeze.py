@@ -13,12 +13,7 @@ from rlsuite.retention.config import PARTS
 from tests.test_ppo import Driver, small_cfg
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small networks: one thread is fastest
 
 
 def moved_after_updates(frozen: set[str], **cfg) -> dict[str, bool]:

@@ -27,12 +27,7 @@ from rlsuite.nn.rnd import DiscountedReturn, RNDConfig, RunningMeanStd, normalis
 PRESETS = ["ppo-atari", "ppo-classic", "ppo-minatar", "ppo-rnd-montezuma", "ppo-nethack"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small networks: one thread is fastest
 
 
 def small_cfg(**kw) -> PPOConfig:
