@@ -76,3 +76,7 @@ def test_bc_refuses_a_target_return_in_one_line(tmp_path, capsys, expert_data):
     assert main(["eval", str(run), "--target", "500"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--target" in err and "bc" in err
+    assert main(["finetune", "--from", str(run), "--dataset", str(expert_data), "--lora", "memory",
+                 "--run-dir", str(tmp_path / "ft")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--lora" in err and not (tmp_path / "ft").exists()

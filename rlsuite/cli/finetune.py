@@ -90,11 +90,15 @@ def build_config(args: argparse.Namespace) -> tuple[Any, Path]:
 
     path, data = load_parent(args.parent)
     saved = data.get("config", {})
+    from rlsuite.agents import agent_classes
     from rlsuite.offline import is_offline
 
     offline = is_offline(str(data.get("algo", "")))
     if offline and not args.dataset:
         raise UserError(f"{path} is an offline ({data.get('algo')}) agent: name the data to fine-tune on with --dataset")
+    if args.lora and offline and not hasattr(agent_classes(str(data.get("algo")))[1](), "lora"):
+        raise UserError(f"--lora adapts transformer layers (dt); {path} holds a {data.get('algo')} agent: "
+                        "fine-tune all of it (leave --lora out)")
     if not offline and (args.dataset or args.lora):
         raise UserError("--dataset and --lora apply to offline agents (dt); this parent is "
                         f"{data.get('algo')}")
@@ -104,7 +108,7 @@ def build_config(args: argparse.Namespace) -> tuple[Any, Path]:
     else:
         cfg = config.empty_run_config(str(data.get("algo", "")))
         config.apply_file(cfg, {k: saved[k] for k in ("agent", "replay", "train") if k in saved}, str(path))
-        if offline:  # only the adapters are new; the evaluation games come from the new data
+        if offline and hasattr(cfg.agent, "lora"):  # only the adapters are new; the games come from the new data
             cfg.agent.lora.target = "none"
         if args.env:  # the named task with its family's env preset
             config.apply_env(cfg, env, config.DEFAULT_ENV_PRESET)
