@@ -221,3 +221,11 @@ def test_sigint_during_eval_subprocess(dt_parent):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err.strip() == "rlsuite: interrupted", err
     assert (dt_parent / "eval.jsonl").read_text() == before
+
+
+def test_eval_target_on_a_run_without_a_checkpoint_says_so(tmp_path, capsys):
+    """A run that has not written its first checkpoint yet: the line names that, not 'online run'."""
+    (tmp_path / "run").mkdir()
+    assert main(["eval", str(tmp_path / "run"), "--target", "5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no checkpoint" in err

@@ -53,6 +53,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if _is_offline_run(args.target):
         return eval_offline(args)
     if args.target_return is not None or args.game is not None:
+        from rlsuite import checkpoint
+
+        checkpoint.find(args.target)  # no checkpoint (yet): say that, not that the run is online
         raise UserError("--target and --game apply to offline runs (dt, bc) only")
     policy = load_policy(args.target, env_id=args.env, overrides=args.overrides, num_envs=args.num_envs)
     if args.sample:
