@@ -140,12 +140,18 @@ def evaluate_game(agent: Any, agent_cfg: Any, game: EvalGame, episodes: int, num
 
 
 
+EVAL_KEYS = ("agent.eval_sample", "agent.eval_epsilon", "agent.eval_reward", "agent.expert_kappa",
+             "agent.expert_samples", "agent.return_temperature")
+"""The keys `rlsuite eval --set` may change on an offline run: how it acts, never what it learned."""
+
+
 def evaluate_checkpoint(target: str | Path, episodes: int, num_envs: int, seed: int, epsilon: float | None = None,
                         return_target: str | None = None, game: str | None = None,
-                        sample: bool = False) -> tuple[Any, list[dict[str, Any]]]:
+                        sample: bool = False, overrides: tuple[str, ...] = ()) -> tuple[Any, list[dict[str, Any]]]:
     """`rlsuite eval` of an offline run: every game of the run (or `game`), conditioned on the
-    agent's eval_target or `return_target` (a number, data-best, expert). Returns (the checkpoint's
-    data, one summary per game); nothing is trained or written here."""
+    agent's eval_target or `return_target` (a number, data-best, expert). `overrides` are `--set`
+    assignments of the agent's evaluation keys (EVAL_KEYS), checked as a run's are. Returns (the
+    checkpoint's data, one summary per game); nothing is trained or written here."""
     import re
 
     from rlsuite.agents.dt import TARGET_PATTERN
@@ -154,6 +160,13 @@ def evaluate_checkpoint(target: str | Path, episodes: int, num_envs: int, seed: 
     data = checkpoint.load(path)
     cfg = config.empty_run_config(str(data.get("algo", "")))
     config.apply_file(cfg, {k: v for k, v in data["config"].items() if k in config.SECTIONS}, str(path))
+    for assignment in overrides:
+        key = assignment.split("=", 1)[0].strip()
+        if key not in EVAL_KEYS:
+            raise UserError(f"--set {key}: an offline run's evaluation takes only {', '.join(EVAL_KEYS)} "
+                            "(the model's own keys are fixed by its training)")
+        config.apply_override(cfg, assignment)
+    config.validate(cfg)
     agent_cls, _ = agent_classes(cfg.algo)
     if return_target is not None and not getattr(agent_cls, "return_conditioned", True):
         raise UserError(f"--target applies to return-conditioned agents (dt); {path} holds a {cfg.algo} agent")

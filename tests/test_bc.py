@@ -80,3 +80,16 @@ def test_bc_refuses_a_target_return_in_one_line(tmp_path, capsys, expert_data):
                  "--run-dir", str(tmp_path / "ft")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--lora" in err and not (tmp_path / "ft").exists()
+
+
+def test_offline_eval_takes_evaluation_keys_only(tmp_path, capsys, expert_data):
+    run = tmp_path / "run"
+    assert main(["train", "bc", "--dataset", str(expert_data), "--steps", "20", "--run-dir", str(run),
+                 "--no-progress", "--set", "train.eval_episodes=1", "--set", "train.eval_num_envs=1"]) == 0
+    assert main(["eval", str(run), "--episodes", "2", "--num-envs", "2", "--set", "agent.eval_epsilon=1"]) == 0
+    record = json.loads((run / "eval.jsonl").read_text().splitlines()[-1])
+    assert record["overrides"] == ["agent.eval_epsilon=1"] and record["mean"] < 100  # random play on CartPole
+    capsys.readouterr()
+    assert main(["eval", str(run), "--set", "agent.lr=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "agent.eval_epsilon" in err

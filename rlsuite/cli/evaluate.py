@@ -20,7 +20,8 @@ def add(sub: Any) -> None:
     p.add_argument("--num-envs", type=int, default=4, help="parallel eval envs (default 4)")
     p.add_argument("--seed", type=int, default=12345, help="eval env seed (default 12345)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override an env key for evaluation, e.g. --set env.sticky_action_prob=0")
+                   help="override an env key for evaluation, e.g. --set env.sticky_action_prob=0; offline runs "
+                        "(dt, bc): an evaluation key of the agent, e.g. --set agent.expert_kappa=0")
     p.add_argument("--sample", action="store_true",
                    help="actor-critic agents (ppo): sample actions from the policy instead of taking its most "
                         "likely action")
@@ -102,11 +103,11 @@ def eval_offline(args: argparse.Namespace) -> int:
     from rlsuite.monitor import log_record
     from rlsuite.offline_games import evaluate_checkpoint
 
-    if args.env or args.overrides or args.video:
-        raise UserError("--env, --set and --video do not apply to offline (dt, bc) runs: they are evaluated on the "
+    if args.env or args.video:
+        raise UserError("--env and --video do not apply to offline (dt, bc) runs: they are evaluated on the "
                         "games of their datasets (choose one with --game)")
     data, results = evaluate_checkpoint(args.target, args.episodes, args.num_envs, args.seed, args.epsilon,
-                                        args.target_return, args.game, args.sample)
+                                        args.target_return, args.game, args.sample, tuple(args.overrides))
     rows = [{"game": r["game"], **({"target": r["target"]} if r["target"] is not None else {}), "episodes": r["episodes"], "mean": r["mean"], "iqm": r["iqm"],
              "iqm_ci_lo": r["iqm_ci_lo"], "iqm_ci_hi": r["iqm_ci_hi"], "min": r["min"], "max": r["max"]}
             for r in results]
@@ -116,7 +117,7 @@ def eval_offline(args: argparse.Namespace) -> int:
         for r in results:
             append_jsonl(run_dir / "eval.jsonl", {**log_record(int(data["step"]), r), "source": "rlsuite eval",
                                                   "seed": args.seed, "num_envs": args.num_envs,
-                                                  "sample": bool(args.sample)})
+                                                  "sample": bool(args.sample), "overrides": list(args.overrides)})
     return 0
 
 
