@@ -102,9 +102,19 @@ def main() -> None:
     ax1.set_ylabel("mean normalised score over games")
     ax1.legend(fontsize=8)
     x = np.arange(len(games))
-    ax2.bar(x, scores.mean(0), yerr=scores.std(0), capsize=4, color="tab:blue", alpha=0.7)
+    width = 0.4 if bc_finals else 0.8
+    shift = width / 2 if bc_finals else 0.0
+    ax2.bar(x - shift, scores.mean(0), width, yerr=scores.std(0), capsize=4, color="tab:blue", alpha=0.7,
+            label=args.label)
     for row in scores:
-        ax2.scatter(x, row, color="k", s=10, zorder=3)
+        ax2.scatter(x - shift, row, color="k", s=10, zorder=3)
+    if bc_finals:
+        bc_scores = np.array([[normalise(f[g], refs[g]) for g in games] for f in bc_finals])
+        ax2.bar(x + shift, bc_scores.mean(0), width, yerr=bc_scores.std(0), capsize=4, color="tab:orange",
+                alpha=0.7, label="BC")
+        for row in bc_scores:
+            ax2.scatter(x + shift, row, color="k", s=10, zorder=3)
+        ax2.legend(fontsize=8)
     ax2.set_xticks(x, games)
     ax2.axhline(0, color="grey", lw=0.8)
     ax2.axhline(1, color="grey", lw=0.8, ls="--")
