@@ -234,3 +234,22 @@ def test_an_os_error_is_described_in_one_line():
     assert describe_os_error(OSError(errno.EXDEV, "Invalid cross-device link", "/a", None, "/b")) == \
         "/a -> /b: Invalid cross-device link"
     assert describe_os_error(OSError("socket closed")) == "socket closed"
+
+
+def test_ctrl_c_while_a_compiled_module_imports_is_one_line_and_exit_130(monkeypatch, capsys):
+    """Ctrl-C landing while a C extension initialises (scipy, lazily imported by eval) surfaces as
+    'ImportError: initialization failed' caused by the interrupt: still one line and exit 130."""
+    import rlsuite.cli as cli
+
+    def interrupted_import(argv):
+        try:
+            raise cli.Interrupted()
+        except cli.Interrupted as exc:
+            raise ImportError("initialization failed") from exc
+
+    monkeypatch.setattr(cli, "_main", interrupted_import)
+    assert cli.main(["eval", "x"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["rlsuite: interrupted"]
+    monkeypatch.setattr(cli, "_main", lambda argv: (_ for _ in ()).throw(ImportError("no such module")))
+    with pytest.raises(ImportError):  # an import error of its own is not hidden as an interrupt
+        cli.main(["eval", "x"])

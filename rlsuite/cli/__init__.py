@@ -45,16 +45,37 @@ def main(argv: list[str] | None = None) -> int:
         previous = signal.signal(signal.SIGINT, _interrupt_handler(os.getpid()))
     try:
         return _main(argv)
+    except Exception as exc:  # Ctrl-C inside a C extension's import surfaces as its ImportError
+        if not _caused_by_interrupt(exc):
+            raise
+        return _interrupted()
     except (KeyboardInterrupt, Interrupted):  # Ctrl-C (train handles its own SIGINT: it checkpoints, exits 0)
-        import warnings
-
-        # what was interrupted is torn down on exit (e.g. env workers closed mid-step): no warnings about it
-        warnings.filterwarnings("ignore")
-        print("rlsuite: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether Ctrl-C is behind `exc` (e.g. scipy's 'ImportError: initialization failed' when the
+    signal lands while a compiled module initialises: the Interrupted is its cause)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, (KeyboardInterrupt, Interrupted)):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _interrupted() -> int:
+    """The one line and exit code 130 of an interrupted command."""
+    import warnings
+
+    # what was interrupted is torn down on exit (e.g. env workers closed mid-step): no warnings about it
+    warnings.filterwarnings("ignore")
+    print("rlsuite: interrupted", file=sys.stderr)
+    return 130
 
 
 def _main(argv: list[str] | None) -> int:
