@@ -44,11 +44,6 @@ from rlsuite.monitor import Monitor, log_record
 from rlsuite.offline_games import EvalGame, evaluate_game, open_datasets, parent_games, resolve_games
 
 
-def window_length(agent: Any) -> int:
-    """Steps per training window: the agent's `context` (behaviour cloning: 1), else its model's."""
-    return int(getattr(agent, "context", None) or agent.cfg.model.context)
-
-
 def is_offline(algo: str) -> bool:
     agent_cls, _ = agent_classes(algo)
     return bool(getattr(agent_cls, "offline", False))
@@ -227,7 +222,7 @@ def loop(s: OfflineSession, monitor: Monitor | None) -> str:
     from rlsuite.train import _crossed
 
     t = s.cfg.train
-    k = window_length(s.agent)
+    k = s.agent.context  # steps per training window (behaviour cloning: 1)
     last_log = s.step
     if s.step == 0 and s.cfg.finetune.parent and monitor is not None:  # the parent's own scores: the baseline
         summary = evaluate_all(s, monitor)                                # of adaptation and of forgetting

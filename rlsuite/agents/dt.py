@@ -158,6 +158,7 @@ class DT:
         self.clip_eval_rewards = cfg.eval_reward == "clip"
         self.target: float | str = cfg.eval_target if cfg.eval_target in ("data-best", "expert") else float(cfg.eval_target)
         carried = any(m.cfg.variant == "causal" for m in self.model.memory_modules())
+        self.context = cfg.model.context  # steps per training window (rlsuite.offline samples them)
         self.burn_in_steps = cfg.memory.burn_in if carried else 0  # what rlsuite.offline asks the sampler for
         self._ctx: dict[str, Any] | None = None
 
