@@ -70,6 +70,10 @@ def test_bc_loss_is_the_cross_entropy_of_the_data_actions(expert_data):
 
 def test_bc_refuses_a_target_return_in_one_line(tmp_path, capsys, expert_data):
     run = tmp_path / "run"
+    for bad in ("agent.lr=0", "agent.batch_size=0", "agent.eval_epsilon=2", "agent.max_grad_norm=-1"):
+        assert main(["train", "bc", "--dataset", str(expert_data), "--run-dir", str(run), "--set", bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and bad.split("=")[0] in err and not run.exists()
     assert main(["train", "bc", "--dataset", str(expert_data), "--steps", "20", "--run-dir", str(run),
                  "--no-progress", "--set", "train.eval_episodes=1", "--set", "train.eval_num_envs=1"]) == 0
     capsys.readouterr()
