@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rlsuite.errors import UserError
-from rlsuite.fields import checked, field_check, matching, ranged
+from rlsuite.fields import checked, choice, field_check, matching, ranged
 from rlsuite.retention.config import FinetuneConfig
 from rlsuite.data.config import OfflineConfig
 
@@ -87,6 +87,14 @@ class TrainConfig:
     """Show a progress bar with steps/s and the recent return."""
     status_every: float = ranged(60.0, ge=0.0)
     """Without a progress bar (--no-progress, sweep logs): print a one-line status (step, steps/s, recent return, ETA) every this many seconds (0 = never)."""
+    precision: str = choice("fp32", "fp32", "bf16", "auto")
+    """Compute precision of the networks' forward passes (and so their backward): 'fp32'; 'bf16' = bfloat16 autocast on CUDA or on a CPU with bf16 matrix units (AVX512-BF16 or AMX-BF16), while weights, optimizer state, losses, TD targets, advantages, returns-to-go, retention terms, NaP radii, GMP masks, the LSTM core and every checkpointed tensor stay fp32; 'auto' = bf16 only where a start-up measurement of this network's update on this device finds it faster, else fp32 (the pick and its timing are printed, written to <run>/speed.json and kept on resume). bf16 without bf16 hardware is refused (it would run many times slower)."""
+    memory_format: str = choice("contiguous", "contiguous", "channels_last", "auto")
+    """Layout of conv encoders' weights and activations: 'contiguous' (NCHW), 'channels_last' (NHWC: faster oneDNN/cuDNN convolutions for the Nature CNN), or 'auto' = channels_last only where the start-up measurement finds it faster. Networks without convolutions ignore it."""
+    compile: bool = False
+    """torch.compile each agent's networks as its update step (forward and backward) and acting forward run them; a batch of a new size (last minibatch, evaluation envs) compiles once more with a dynamic batch dimension, never on every call. Compilation takes seconds to minutes at start; on CPUs it is often no faster for small networks (see the docs' speed page)."""
+    cudagraphs: bool = False
+    """CUDA only: capture the compiled update and acting step as CUDA graphs and replay them (torch.compile mode 'reduce-overhead'; implies train.compile); best with replay.on_device so batches are already on the GPU."""
     profile: bool = False
     """Time each phase of the online loop (env, act, add, sample, update; evaluation apart) and print where the time goes at the end (the run's summary `profile`, <run>/profile.json, TensorBoard `profile/<phase>_fraction`); on CUDA it synchronises at each phase boundary, so it slows the run a little: off by default."""
 

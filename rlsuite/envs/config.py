@@ -27,6 +27,8 @@ class EnvConfig:
     """Environment id. Atari games by name ('pong', 'ALE/Pong-v5', 'PongNoFrameskip-v4'; 'montezuma' = MontezumaRevenge), NetHack tasks ('NetHackScore-v0', 'nethack'), MinAtar ('minatar:breakout', 'MinAtar/Breakout-v1'), classic control ('CartPole-v1', 'Acrobot-v1', ...), close-far tasks ('closefar:chain', 'closefar:tworoom')."""
     backend: str = choice("auto", *BACKENDS)
     """'envpool', 'gymnasium' (in-process sync vector) or 'gymnasium-async' (one subprocess per env); 'auto' = envpool for Atari, gymnasium otherwise."""
+    async_step: bool = False
+    """Step the envs asynchronously (envpool's send/recv; gymnasium-async's step_async/step_wait): the training loop sends the actions, does the learning owed for the steps already stored while the env threads step, then receives. Every env still steps every vector step, so same-step autoreset, final_obs, seeds and episode statistics keep their meaning; the learner sees each step's transition one vector step later (DQN). Needs backend envpool or gymnasium-async."""
     frame_skip: int = ranged(4, ge=1)
     """Atari only: emulator frames per agent step, observation = max over the last two frames (the one frame at frame_skip=1)."""
     frame_stack: int = ranged(4, ge=1)
