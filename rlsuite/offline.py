@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlsuite import checkpoint, config, rundir, seeding
+from rlsuite import checkpoint, config, rundir, seeding, speed
 from rlsuite.agents import agent_classes
 from rlsuite.data.sequences import SequenceSampler
 from rlsuite.errors import TrainingDiverged, UserError
@@ -158,6 +158,7 @@ def build_session(cfg: config.RunConfig, run_dir: Path, fresh: bool = True) -> O
     agent.plan(t.total_steps)
     if cfg.finetune.parent and fresh:
         _adopt_parent(agent, cfg.finetune.parent)
+    speed.apply(agent, t, device, run_dir, resume=not fresh)  # before distribute(): the wrapper is wrapped
     if world > 1:
         _init_distributed(device)
         from torch.nn.parallel import DistributedDataParallel
@@ -261,10 +262,11 @@ def train_offline(cfg: config.RunConfig, run_dir: Path, resume: bool = False) ->
 
 
 def _train_offline(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
-    from rlsuite.train import _install_signal_handlers, already_finished
+    from rlsuite.train import _install_signal_handlers, already_finished, pick_device
 
     rank, _ = distributed()
     say = print if rank == 0 else (lambda *_: None)
+    speed.check(cfg.train, pick_device(cfg.train.device))  # unsupported fast modes: before anything is written
     changes = rundir.resume_changes(run_dir, cfg) if resume and rank == 0 else {}
     finished = already_finished(cfg, run_dir, say, "updates") if resume else None
     if finished is not None:
@@ -279,13 +281,17 @@ def _train_offline(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[s
             rundir.record_resume(run_dir, s.step, changes)
     if rank == 0:
         checkpoint.atomic_write_bytes(run_dir / "config.toml", lambda fh: fh.write(config.dumps_toml(cfg).encode()))
-    if not resume:
+        speed.save(run_dir, s.agent.speed)
+    if resume:
+        say(f"compute: {s.agent.speed.describe()}")
+    else:
         say(f"run {run_dir}  |  {cfg.algo} on {len(s.sampler):,} steps of {len(s.games)} game(s) "
             f"({', '.join(g.name for g in s.games)})  |  {s.agent.parameter_count():,} parameters"
             + (f", {s.agent.trainable_count():,} trainable" if s.agent.trainable_count() != s.agent.parameter_count()
                else "")
             + (f"  |  from {cfg.finetune.parent}" if cfg.finetune.parent else "")
-            + (f"  |  {s.world_size} processes" if s.world_size > 1 else ""))
+            + (f"  |  {s.world_size} processes" if s.world_size > 1 else "")
+            + f"  |  {s.agent.speed.describe()}")
     previous = _install_signal_handlers(s)
     monitor = (Monitor(run_dir, cfg.train.total_steps, s.step, cfg.train.progress, cfg.train.status_every,
                        unit="update", resumed=resume) if rank == 0 else None)

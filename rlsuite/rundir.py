@@ -28,7 +28,7 @@ ENV_FD = "RLSUITE_RUN_LOCK_FD"  # an inherited, already locked lock file (from `
 # Keys a resume may change: none of them touches the network, the spaces or the data stream.
 RESUMABLE = ("train.total_steps", "train.eval_every", "train.eval_episodes", "train.checkpoint_every",
              "train.keep_checkpoints", "train.log_every", "train.progress", "train.status_every", "train.diagnostics_every",
-             "train.device", "train.torch_threads", "train.save_replay")
+             "train.device", "train.torch_threads", "train.save_replay", "train.compile", "train.cudagraphs")
 
 
 class RunInUse(UserError):

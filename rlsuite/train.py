@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlsuite import checkpoint, config, preflight, rundir, seeding, tasks
+from rlsuite import checkpoint, config, preflight, rundir, seeding, speed, tasks
 from rlsuite.agents import agent_classes
 from rlsuite.agents.base import StorageContext, Transition
 from rlsuite.envs import make as make_env
@@ -100,6 +100,7 @@ def build_session(cfg: config.RunConfig, run_dir: Path, fresh: bool = True) -> S
     if cfg.replay.on_device and device.type != "cuda":
         raise UserError("replay.on_device needs a GPU learner (train.device=cuda)")
     agent.begin(storage_context(cfg, env, phase=0))
+    speed.apply(agent, t, device, run_dir, resume=not fresh)  # after begin: PPO's probe needs the rollout shape
     timer = PhaseTimer(t.profile, device)
     agent.timer = timer  # the agent charges its own phases to it (DQN: add, sample, update)
     return Session(cfg, run_dir, env, eval_env, agent, extensions=extensions_for(cfg, agent, fresh), timer=timer)
@@ -372,6 +373,7 @@ def _start(cfg: config.RunConfig, run_dir: Path, resume: bool, changes: dict[str
             raise UserError(f"the checkpoint of {run_dir} does not fit this config ({first})") from None
         rundir.record_resume(run_dir, s.step, changes)
     checkpoint.atomic_write_bytes(run_dir / "config.toml", lambda fh: fh.write(config.dumps_toml(cfg).encode()))
+    speed.save(run_dir, s.agent.speed)
     return s
 
 
@@ -393,6 +395,7 @@ def _train_locked(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[st
         return train_offline(cfg, run_dir, resume)
     say = print
     tasks.validate(cfg)
+    speed.check(cfg.train, pick_device(cfg.train.device))  # unsupported fast modes: before anything is written
     changes = rundir.resume_changes(run_dir, cfg) if resume else {}  # refuses before anything is written
     finished = already_finished(cfg, run_dir, say) if resume else None
     if finished is not None:
@@ -406,7 +409,10 @@ def _train_locked(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[st
         s.obs, _ = s.env.reset(seed=train_env_seeds(cfg, 0))
         storage = getattr(s.agent, "storage_description", lambda: "")()
         say(f"run {run_dir}  |  {cfg.algo} on {s.env.game} ({s.env.family}, {cfg.train.num_envs} envs)  |  "
-            f"{s.agent.parameter_count():,} parameters" + (f"  |  {storage}" if storage else ""))
+            f"{s.agent.parameter_count():,} parameters" + (f"  |  {storage}" if storage else "")
+            + f"  |  {s.agent.speed.describe()}")
+    else:
+        say(f"compute: {s.agent.speed.describe()}")
         for warning in plan_warnings(s):
             say(f"warning: {warning}")
         for extension in s.extensions:

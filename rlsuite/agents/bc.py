@@ -27,11 +27,12 @@ from gymnasium import spaces
 from torch import nn
 
 from rlsuite import seeding
-from rlsuite.agents.common import gradient_step, policy_actions
+from rlsuite.agents.common import gradient_step, policy_actions, zeros_batch
 from rlsuite.config import validate
 from rlsuite.errors import UserError
 from rlsuite.fields import ranged
 from rlsuite.nn.encoders import EncoderConfig, make_encoder
+from rlsuite.speed import SpeedPlan
 
 
 @dataclass
@@ -76,6 +77,7 @@ class BC:
             self.model = nn.Sequential(encoder, nn.Linear(encoder.output_dim, self.num_actions))
         self.model.to(self.device)
         self.net: nn.Module = self.model  # what training calls: the model, or its DDP wrapper
+        self.accelerate(SpeedPlan(device_type=self.device.type))  # fp32 eager until the run's plan arrives
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.rng = seeding.generator(seed, "exploration")  # evaluation sampling when no rng is passed
         self.num_updates, self.world_size = 0, 1
@@ -83,15 +85,26 @@ class BC:
     def plan(self, total_updates: int) -> None:
         """Nothing depends on the run length (constant learning rate)."""
 
+    def speed_probe(self) -> tuple[nn.Module, tuple[Any, ...]]:
+        """The policy network and a zero batch of batch_size states that rlsuite.speed times."""
+        return self.model, (zeros_batch(self.observation_space, self.cfg.batch_size, self.device),)
+
+    def accelerate(self, plan: SpeedPlan) -> None:
+        """Run the policy network under `plan` (rlsuite.speed) in updates and when acting."""
+        self.speed = plan
+        plan.prepare(self.model)
+        self.train_fwd, self.act_fwd = plan.wrap(self.net), plan.wrap(self.model)
+
     def distribute(self, wrapper: nn.Module, world_size: int) -> None:
         """Train through a DistributedDataParallel wrapper of `self.model` (rlsuite.offline)."""
         self.net, self.world_size = wrapper, world_size
+        self.train_fwd = self.speed.wrap(wrapper)
 
     def losses(self, batch: Any) -> dict[str, torch.Tensor]:
         """Cross-entropy of the dataset's actions over this rank's real steps of a SequenceBatch
         (B, K), divided by the global batch's real steps (so DDP's average over ranks is the mean)."""
         mask = batch.mask
-        logits = self.net(batch.obs[mask])
+        logits = self.train_fwd(batch.obs[mask])
         norm = self.world_size / max(1, batch.valid_steps)
         return {"action_ce": F.cross_entropy(logits, batch.actions[mask], reduction="sum") * norm}
 
@@ -130,7 +143,7 @@ class BC:
         rng = self.rng if rng is None else rng
         self.model.eval()
         with torch.no_grad():
-            logits = self.model(torch.as_tensor(np.asarray(obs), device=self.device)).float().cpu()
+            logits = self.act_fwd(torch.as_tensor(np.asarray(obs), device=self.device)).cpu()
         return policy_actions(logits, self.cfg.eval_sample, epsilon, rng)
 
     # ------------------------------------------------------------------ checkpoints

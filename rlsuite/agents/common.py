@@ -41,6 +41,14 @@ def example_batch(space: spaces.Space) -> Any:
     return torch.as_tensor(sample[None])
 
 
+def zeros_batch(space: spaces.Space, n: int, device: torch.device) -> Any:
+    """A batch of `n` all-zero observations of `space` on `device` (rlsuite.speed's timing probes:
+    the values do not matter, so no random stream is drawn)."""
+    if isinstance(space, spaces.Dict):
+        return {k: zeros_batch(s, n, device) for k, s in space.spaces.items()}
+    return torch.zeros((n, *space.shape), dtype=torch.as_tensor(np.zeros((), space.dtype)).dtype, device=device)
+
+
 def to_tensor(obs: Any, device: torch.device) -> Any:
     """numpy/torch observation (or dict of them) -> tensor(s) on `device`, without copying on CPU."""
     if isinstance(obs, dict):

@@ -28,7 +28,7 @@ from torch import nn
 
 from rlsuite import seeding
 from rlsuite.agents.base import StorageContext, Transition
-from rlsuite.agents.common import SMALL_BATCH, SMALL_NETWORK_PARAMS, _batch_size, example_batch, single_thread_if, to_tensor  # noqa: F401
+from rlsuite.agents.common import SMALL_BATCH, SMALL_NETWORK_PARAMS, _batch_size, example_batch, single_thread_if, to_tensor, zeros_batch  # noqa: F401
 from rlsuite.config import validate
 from rlsuite.fields import choice, ranged
 from rlsuite.errors import TrainingDiverged, UserError, brief_space
@@ -41,6 +41,7 @@ from rlsuite.preflight import check_replay_slots
 from rlsuite.profiling import PhaseTimer
 from rlsuite.replay import ReplayBuffer
 from rlsuite.retention.terms import retention_loss
+from rlsuite.speed import SpeedPlan
 
 
 @dataclass
@@ -167,6 +168,7 @@ class DQN:
             torch.manual_seed(seeding.int_seed(seed, "network"))
             self.online = QNetwork(cfg, observation_space, self.num_actions).to(self.device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
+        self.accelerate(SpeedPlan(device_type=self.device.type))  # fp32 eager until the run's plan arrives
         # One fused kernel per step instead of a Python loop over parameters: the update of a
         # small Q-network is dominated by per-op overhead on CPU.
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=True)
@@ -194,6 +196,17 @@ class DQN:
         self.retention: list[Any] = []
         self.memory: Any = None
         self.timer = PhaseTimer()  # the loop sets its own with train.profile: add, sample, update are charged to it
+
+    def speed_probe(self) -> tuple[nn.Module, tuple[Any, ...]]:
+        """The network and a training-size batch that rlsuite.speed times for train.precision=auto."""
+        return self.online, (zeros_batch(self.observation_space, self.cfg.batch_size, self.device),)
+
+    def accelerate(self, plan: SpeedPlan) -> None:
+        """Run the online and target networks under `plan` (rlsuite.speed): their forward passes in
+        updates and acting. The teacher, diagnostics and exports keep calling the fp32 modules."""
+        self.speed = plan
+        plan.prepare(self.online), plan.prepare(self.target)
+        self.online_fwd, self.target_fwd = plan.wrap(self.online), plan.wrap(self.target)
 
     def _make_projector(self) -> NormProjector | None:
         nap = self.cfg.nap
@@ -353,7 +366,7 @@ class DQN:
         greedy = rng.random(batch) >= epsilon
         if greedy.any():  # skip the forward pass entirely while acting at random
             with torch.inference_mode(), single_thread_if(batch <= SMALL_BATCH and self.device.type == "cpu"):
-                q = self.online(to_tensor(obs, self.device))
+                q = self.online_fwd(to_tensor(obs, self.device))
             actions[greedy] = q.argmax(dim=1).cpu().numpy()[greedy]
         return actions
 
@@ -404,7 +417,7 @@ class DQN:
         next_obs = to_tensor(batch.next_obs, self.device)
         with torch.no_grad():
             target = batch.reward + batch.discount * self._next_values(next_obs)
-        q_all = self.online(obs)
+        q_all = self.online_fwd(obs)
         q_taken = q_all.gather(1, batch.action.view(-1, 1)).squeeze(1)
         loss = td_loss(q_taken, target, batch.weights if prioritized else None, self.cfg.loss)
         extra_metrics = {}
@@ -447,9 +460,9 @@ class DQN:
         self.optimizer.state.clear()
 
     def _next_values(self, next_obs: Any) -> torch.Tensor:
-        next_q = self.target(next_obs)
+        next_q = self.target_fwd(next_obs)
         if self.cfg.double:
-            best = self.online(next_obs).argmax(dim=1, keepdim=True)
+            best = self.online_fwd(next_obs).argmax(dim=1, keepdim=True)
             return next_q.gather(1, best).squeeze(1)
         return next_q.max(dim=1).values
 

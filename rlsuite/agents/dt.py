@@ -43,7 +43,7 @@ from gymnasium import spaces
 from torch import nn
 
 from rlsuite import seeding
-from rlsuite.agents.common import gradient_step, policy_actions
+from rlsuite.agents.common import gradient_step, policy_actions, zeros_batch
 from rlsuite.agents.dt_sampling import burn_in_memory, expert_returns
 from rlsuite.config import validate
 from rlsuite.errors import UserError
@@ -54,6 +54,7 @@ from rlsuite.nn.memory import MemoryConfig
 from rlsuite.nn.nap import NaPConfig, NormProjector, insert_norms
 from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
 from rlsuite.nn.transformer import DecisionTransformer, TransformerConfig
+from rlsuite.speed import SpeedPlan
 
 TARGET_PATTERN = r"data-best|expert|[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?"
 
@@ -147,6 +148,7 @@ class DT:
                 raise UserError(str(exc)) from None
         self.model.to(self.device)
         self.net: nn.Module = self.model  # what training calls: the model, or its DDP wrapper
+        self.accelerate(SpeedPlan(device_type=self.device.type))  # fp32 eager until the run's plan arrives
         self.optimizer = torch.optim.AdamW(self._param_groups(), lr=cfg.lr, betas=tuple(cfg.betas))
         self.rng = seeding.generator(seed, "exploration")  # evaluation sampling when no rng is passed
         self.num_updates, self.total_updates = 0, 1
@@ -186,6 +188,22 @@ class DT:
     def distribute(self, wrapper: nn.Module, world_size: int) -> None:
         """Train through a DistributedDataParallel wrapper of `self.model` (rlsuite.offline)."""
         self.net, self.world_size = wrapper, world_size
+        self.train_fwd = self.speed.wrap(wrapper)
+
+    def speed_probe(self) -> tuple[nn.Module, tuple[Any, ...]]:
+        """The model and a zero batch of training windows (B, K) that rlsuite.speed times."""
+        b, k, d = self.cfg.batch_size, self.cfg.model.context, self.device
+        obs = zeros_batch(self.observation_space, b * k, d)
+        obs = obs.view(b, k, *obs.shape[1:])
+        zeros = torch.zeros(b, k, dtype=torch.long, device=d)
+        return self.model, (obs, zeros, torch.zeros(b, k, device=d), zeros, torch.ones(b, k, dtype=torch.bool, device=d))
+
+    def accelerate(self, plan: SpeedPlan) -> None:
+        """Run the model under `plan` (rlsuite.speed) in updates and when acting; the burn-in
+        writes of DT-Mem's memory (no gradient) stay fp32 eager."""
+        self.speed = plan
+        plan.prepare(self.model)
+        self.train_fwd, self.act_fwd = plan.wrap(self.net), plan.wrap(self.model)
 
     def lr_at(self, update: int) -> float:
         """Learning rate of update `update` (0-based): linear warm-up, then constant or cosine."""
@@ -206,8 +224,8 @@ class DT:
         over ranks, are multiplied back by world_size). With a burn-in stretch (DT-Mem) the windows
         start from the memory written from it, without gradient."""
         memory = burn_in_memory(self.model, batch.burn_in)
-        out = (net or self.net)(batch.obs, batch.actions, batch.returns_to_go, batch.timesteps, batch.mask,
-                                memory=memory)
+        out = (net or self.train_fwd)(batch.obs, batch.actions, batch.returns_to_go, batch.timesteps, batch.mask,
+                                      memory=memory)
         mask = batch.mask
         norm = self.world_size / max(1, batch.valid_steps)
         action_ce = F.cross_entropy(out["action"][mask], batch.actions[mask], reduction="sum") * norm
@@ -350,9 +368,9 @@ class DT:
     def _forward(self, width: int) -> dict[str, torch.Tensor]:
         ctx, d = self._ctx, self.device
         self.model.eval()
-        return self.model(ctx["obs"][:, :width].to(d), ctx["actions"][:, :width].to(d),
-                          ctx["rtg"][:, :width].to(d), ctx["steps"][:, :width].to(d),
-                          memory=ctx["memory"])
+        return self.act_fwd(ctx["obs"][:, :width].to(d), ctx["actions"][:, :width].to(d),
+                            ctx["rtg"][:, :width].to(d), ctx["steps"][:, :width].to(d),
+                            memory=ctx["memory"])
 
     def _sample_expert_returns(self, pos: np.ndarray, rng: np.random.Generator) -> None:
         """MGDT: each env's R_t is the best of expert_samples draws (dt_sampling.expert_returns) from `rng`."""

@@ -46,6 +46,7 @@ from torch import nn
 
 from rlsuite import seeding
 from rlsuite.agents.base import StorageContext, Transition
+from rlsuite.agents.common import zeros_batch
 from rlsuite.agents.ppo_parts import (ActorCritic, Rollout, batch_size, check_split, clone, copy_obs_row,
                                       explained_variance, frame_stack_of, gae, learning_rate, map_obs, ppo_objective,
                                       sample_actions, to_tensor, check_minibatch)
@@ -58,6 +59,7 @@ from rlsuite.nn.nap import NaPConfig, NormProjector
 from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
 from rlsuite.nn.rnd import RNDConfig, RNDNetworks
 from rlsuite.retention.terms import actor_trains, retention_loss
+from rlsuite.speed import SpeedPlan
 
 
 @dataclass
@@ -132,6 +134,7 @@ class PPO:
             self.online = ActorCritic(cfg, observation_space, self.num_actions).to(self.device)
             if cfg.rnd.enabled:
                 self.rnd = RNDNetworks(observation_space, frame_stack_of(observation_space), cfg.rnd.gamma_int, self.device)
+        self.accelerate(SpeedPlan(device_type=self.device.type))  # fp32 eager until the run's plan arrives
         trained = list(self.online.parameters()) + (list(self.rnd.predictor.parameters()) if self.rnd else [])
         self.optimizer = torch.optim.Adam(trained, lr=cfg.lr, eps=cfg.adam_eps)
         self.rng = seeding.generator(seed, "exploration")  # training actions
@@ -155,6 +158,25 @@ class PPO:
         self.teacher: ActorCritic | None = None
         self.teacher_state = self.teacher_initial = None
         self.retention: list[Any] = []
+
+    def speed_probe(self) -> tuple[nn.Module, tuple[Any, ...]]:
+        """The network and one minibatch (from the first phase's rollout shape) that rlsuite.speed
+        times for train.precision=auto; recurrent: whole env sequences from a zero state."""
+        c, envs = self.cfg, self.num_envs or 1
+        if self.online.hidden:
+            rows = max(1, envs // c.num_minibatches)
+            starts = torch.zeros(c.num_steps, rows, device=self.device)
+            return self.online, (zeros_batch(self.observation_space, c.num_steps * rows, self.device),
+                                 self.online.initial_state(rows, self.device), starts)
+        rows = max(1, envs * c.num_steps // c.num_minibatches)
+        return self.online, (zeros_batch(self.observation_space, rows, self.device), None, None)
+
+    def accelerate(self, plan: SpeedPlan) -> None:
+        """Run the actor-critic under `plan` (rlsuite.speed) when acting and updating; RND's
+        networks, the teacher and diagnostics keep calling their fp32 modules."""
+        self.speed = plan
+        plan.prepare(self.online)
+        self.online_fwd = plan.wrap(self.online)
 
     def _make_projector(self) -> NormProjector | None:
         nap, exclude = self.cfg.nap, [] if self.cfg.nap.project_head else self.online.output_layers()
@@ -231,7 +253,7 @@ class PPO:
             self.rollout.initial_state = self.state.clone()
         obs_t = to_tensor(obs, self.device)
         with torch.no_grad():
-            logits, value, value_int, new_state = self.online(obs_t, self.state, self.next_start.view(1, -1))
+            logits, value, value_int, new_state = self.online_fwd(obs_t, self.state, self.next_start.view(1, -1))
             if self.teacher is not None and self.online.hidden:  # the teacher's own state, for KS on sequences
                 if self.rollout.pos == 0:
                     self.teacher_initial = self.teacher_state.clone()
@@ -250,7 +272,7 @@ class PPO:
         if self.online.hidden and (self.eval_state is None or self.eval_state.shape[2] != n):
             self.eval_reset(n)
         with torch.no_grad():
-            logits, _, _, new_state = self.online(to_tensor(obs, self.device), self.eval_state,
+            logits, _, _, new_state = self.online_fwd(to_tensor(obs, self.device), self.eval_state,
                                                   torch.zeros(1, n, device=self.device))
         self.eval_state = new_state
         actions = sample_actions(logits, rng) if self.cfg.eval_sample else logits.argmax(1).cpu().numpy()
@@ -291,7 +313,7 @@ class PPO:
             final = map_obs(lambda v: v[rows], to_tensor(t.final_obs, self.device))
             state = None if new_state is None else new_state[:, :, torch.from_numpy(rows).to(self.device)]
             with torch.no_grad():  # the state after acting, no reset: this is the same episode
-                _, v_final, _, _ = self.online(final, state, torch.zeros(1, len(rows), device=self.device))
+                _, v_final, _, _ = self.online_fwd(final, state, torch.zeros(1, len(rows), device=self.device))
             reward[torch.from_numpy(rows).to(self.device)] += self.cfg.gamma * v_final
         r.actions[p], r.logprobs[p], r.values[p], r.rewards[p] = taken, logprob, value, reward
         if value_int is not None:
@@ -310,7 +332,7 @@ class PPO:
         """Bootstrap the full rollout, compute advantages and returns, run the updates."""
         c, r = self.cfg, self.rollout
         with torch.no_grad():
-            _, next_value, next_value_int, _ = self.online(to_tensor(next_obs, self.device), self.state,
+            _, next_value, next_value_int, _ = self.online_fwd(to_tensor(next_obs, self.device), self.state,
                                                            self.next_start.view(1, -1))
             advantages, returns = gae(r.rewards, r.values, r.ends, next_value, c.gamma, c.gae_lambda)
             returns_int, extra = None, {}
@@ -362,7 +384,7 @@ class PPO:
     def _minibatch_step(self, mb: dict[str, Any], state: torch.Tensor | None, starts: torch.Tensor | None) -> dict[str, Any]:
         """One gradient step on one minibatch; returns its losses (CleanRL's tags)."""
         c = self.cfg
-        logits, value, value_int, _ = self.online(mb["obs"], state, starts)
+        logits, value, value_int, _ = self.online_fwd(mb["obs"], state, starts)
         loss, out = ppo_objective(c, logits, value, value_int, mb)
         if self.retention:  # knowledge retention on the actor (rlsuite.retention), after the RL loss
             extra, metrics = retention_loss(self.retention, self, {**mb, "logits": logits})

@@ -15,6 +15,7 @@ from rlsuite.errors import UserError
 from rlsuite.nn.encoders import make_encoder
 from rlsuite.nn.nap import insert_norms
 from rlsuite.nn.schedules import lr_factor
+from rlsuite.speed import fp32_region
 
 # ----------------------------------------------------------------------------- observations
 
@@ -81,16 +82,17 @@ class Trunk(nn.Module):
         if self.lstm is None:
             return x, None
         steps, envs = starts.shape
-        x = x.view(steps, envs, -1)
+        x = x.float().view(steps, envs, -1)  # the core runs in fp32 even under bf16 autocast (rlsuite.speed)
         h, c = state[0:1], state[1:2]
         outs = []
         # One fused nn.LSTM call per stretch of steps in which no env starts an episode (a Python
         # loop over single steps costs ~10x more); the state is zeroed only where one starts.
         cuts = [0] + [t for t in torch.nonzero(starts[1:].any(dim=1)).flatten().add(1).tolist()] + [steps]
-        for a, b in zip(cuts[:-1], cuts[1:]):
-            keep = (1.0 - starts[a]).view(1, envs, 1)
-            out, (h, c) = self.lstm(x[a:b], (h * keep, c * keep))
-            outs.append(out)
+        with fp32_region(x):
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                keep = (1.0 - starts[a]).view(1, envs, 1)
+                out, (h, c) = self.lstm(x[a:b], (h * keep, c * keep))
+                outs.append(out)
         return torch.cat(outs).flatten(0, 1), torch.cat([h, c])
 
 
