@@ -15,7 +15,15 @@ from rlsuite.replay import ReplayBuffer, ReplayConfig
 from rlsuite.seeding import generator, vector_seeds
 
 GAMMA = 0.99
-ATARI_BACKENDS = ["envpool", "gymnasium"]
+# A '+async' suffix runs the backend split-phase (env.async_step): send/recv overlap the stepping.
+ATARI_BACKENDS = ["envpool", "envpool+async", "gymnasium"]
+GYM_BACKENDS = ["gymnasium", "gymnasium-async", "gymnasium-async+async"]
+
+
+def env_cfg(backend: str, **kw) -> EnvConfig:
+    """EnvConfig for a test backend name: 'envpool+async' is backend envpool with async_step=True."""
+    name, _, mode = backend.partition("+")
+    return EnvConfig(backend=name, async_step=mode == "async", **kw)
 
 
 def run_layer(env: VecEnv, actions: list[int], seeds: list[int] | None = None) -> list[dict]:
@@ -62,7 +70,7 @@ def assert_ends_exactly_at_cap(env: VecEnv, actions: list[int], seeds: list[int]
 
 
 # -- Fault 1: a real end on the cap step is a termination -----------------------------------------------
-@pytest.mark.parametrize("backend", ["gymnasium", "gymnasium-async"])
+@pytest.mark.parametrize("backend", GYM_BACKENDS)
 def test_cartpole_falling_on_the_cap_step_is_terminated(backend: str) -> None:
     seed = 4
     raw = gym.make("CartPole-v1")
@@ -74,7 +82,7 @@ def test_cartpole_falling_on_the_cap_step_is_terminated(backend: str) -> None:
         assert not trunc
         if term:
             break
-    with make(EnvConfig(id="CartPole-v1", backend=backend, max_episode_steps=k), 1, [seed]) as env:
+    with make(env_cfg(backend, id="CartPole-v1", max_episode_steps=k), 1, [seed]) as env:
         assert_ends_exactly_at_cap(env, [0] * k)
 
 
@@ -126,8 +134,8 @@ def test_atari_end_on_the_cap_step_is_terminated(backend: str, life_loss: bool) 
     """Game over (or, with life-loss termination, a lost life) on the cap step is terminated."""
     first_loss, game_over = raw_breakout_ends()
     k = first_loss if life_loss else game_over
-    cfg = EnvConfig(id="breakout", backend=backend, sticky_action_prob=0.0, noop_max=0, fire_reset=False,
-                    terminal_on_life_loss=life_loss, max_episode_steps=k)
+    cfg = env_cfg(backend, id="breakout", sticky_action_prob=0.0, noop_max=0, fire_reset=False,
+                  terminal_on_life_loss=life_loss, max_episode_steps=k)
     with make(cfg, 1, 0) as env:
         fire = 1  # FIRE in Breakout's minimal action set
         assert_ends_exactly_at_cap(env, [fire] * k)
@@ -169,7 +177,7 @@ def test_frame_skip_one_shows_each_new_frame(backend: str) -> None:
     def screen() -> np.ndarray:
         return cv2.resize(ale.getScreenGrayscale(), (84, 84), interpolation=cv2.INTER_AREA)
 
-    cfg = EnvConfig(id="pong", backend=backend, frame_skip=1, frame_stack=1, sticky_action_prob=0.0, noop_max=0)
+    cfg = env_cfg(backend, id="pong", frame_skip=1, frame_stack=1, sticky_action_prob=0.0, noop_max=0)
     actions = np.random.default_rng(0).integers(0, len(minimal), 200)
     changed = 0
     with make(cfg, 1, 0) as env:
@@ -193,10 +201,10 @@ def test_vector_seeds_of_different_runs_never_overlap() -> None:
     assert vector_seeds([7, 3, 9], 3) == [7, 3, 9]  # a list is taken as given
 
 
-@pytest.mark.parametrize("backend", ["gymnasium", "gymnasium-async"])
+@pytest.mark.parametrize("backend", GYM_BACKENDS)
 def test_env_i_gets_the_ith_seed(backend: str) -> None:
     seeds = [101, 7, 2024, 55]
-    cfg = EnvConfig(id="CartPole-v1", backend=backend)
+    cfg = env_cfg(backend, id="CartPole-v1")
     with make(cfg, 4, seeds) as env:
         obs, _ = env.reset()
         for i, s in enumerate(seeds):
@@ -222,7 +230,7 @@ def test_int_roots_of_neighbouring_runs_share_no_env() -> None:
 def test_atari_env_i_plays_the_game_of_its_seed(backend: str) -> None:
     """Sticky actions and random no-ops make Pong depend on the seed: env 1 of a [a, b] vector
     plays exactly the game of a 1-env vector seeded [b], also after a seeded reset."""
-    cfg = EnvConfig(id="pong", backend=backend, frame_stack=1, sticky_action_prob=0.25, noop_max=30)
+    cfg = env_cfg(backend, id="pong", frame_stack=1, sticky_action_prob=0.25, noop_max=30)
     actions = np.random.default_rng(0).integers(0, 6, (40, 2))
 
     def play(env: VecEnv, column: int, seeds: list[int] | None = None) -> list[np.ndarray]:

@@ -23,6 +23,10 @@ def make(cfg: EnvConfig, num_envs: int, seed: int | Sequence[int], *, evaluation
 
     With `evaluation=True` episodes never end on a lost life and rewards are never clipped, so
     episodes are whole games scored in raw points.
+
+    With `cfg.async_step` the env's `send` / `recv` overlap the envs' stepping (envpool or
+    gymnasium-async only; any other backend, 'auto' included when it resolves to gymnasium, is a
+    UserError).
     """
     family, game = resolve_env_id(cfg.id)
     if cfg.backend not in BACKENDS:
@@ -37,6 +41,7 @@ def make(cfg: EnvConfig, num_envs: int, seed: int | Sequence[int], *, evaluation
     backend = cfg.backend
     if backend == "auto":  # envpool for Atari, unless start states need ale-py's emulator restore
         backend = "envpool" if family == ATARI and not cfg.start_states else "gymnasium"
+    _check_async(cfg, backend)
     if backend == "envpool":
         if family != ATARI:
             raise UserError(f"backend 'envpool' supports Atari only, not '{cfg.id}'; use backend='gymnasium'")
@@ -44,6 +49,18 @@ def make(cfg: EnvConfig, num_envs: int, seed: int | Sequence[int], *, evaluation
 
         return EnvpoolAtari(cfg, game, num_envs, seeds, evaluation)
     return _make_gym(cfg, family, game, num_envs, seeds, evaluation, backend == "gymnasium-async")
+
+
+ASYNC_BACKENDS = ("envpool", "gymnasium-async")  # the backends that can step split-phase
+
+
+def _check_async(cfg: EnvConfig, backend: str) -> None:
+    """Refuse env.async_step on a backend (after 'auto' is resolved) that cannot overlap steps."""
+    if not cfg.async_step or backend in ASYNC_BACKENDS:
+        return
+    resolved = f" (which resolves to '{backend}' for {cfg.id})" if cfg.backend != backend else ""
+    raise UserError(f"env.async_step=true needs env.backend envpool (Atari) or gymnasium-async, but env.backend is "
+                    f"'{cfg.backend}'{resolved}: set env.backend=gymnasium-async or env.async_step=false")
 
 
 def _validate(cfg: EnvConfig) -> None:
@@ -88,5 +105,6 @@ def _make_gym(cfg: EnvConfig, family: str, game: str, num_envs: int, seeds: list
         from rlsuite.envs.classic import ClassicGame
 
         factory = partial(ClassicGame, cfg, game)
-    cls = AsyncGameVec if use_async else SyncGameVec
-    return cls(factory, num_envs, seeds, **kw)
+    if use_async:
+        return AsyncGameVec(factory, num_envs, seeds, asynchronous=cfg.async_step, **kw)
+    return SyncGameVec(factory, num_envs, seeds, **kw)

@@ -17,7 +17,16 @@ Preprocessing (both backends, modelled on envpool's C++ Atari env so outputs agr
 
 envpool keeps its own next-step autoreset internally; we step just the ended envs at once (a
 partial `step(actions, env_ids)`, whose action envpool ignores) so the layer sees same-step
-autoreset. With sticky actions off and the same actions both backends give pixel-identical
+autoreset.
+
+Split-phase stepping (`EnvConfig.async_step`): the pool is the same (batch_size == num_envs, so
+every env steps every vector step); `send` is envpool's non-blocking `send(actions)` (its worker
+threads step while the caller goes on) and `recv` is envpool's `recv()` followed by everything a
+synchronous step does, the partial reset step of ended envs included: nothing else is in flight
+then, so it behaves exactly as in a synchronous step. envpool's own `step` is `send` + `recv`, so
+both modes give identical results. With batch_size == num_envs envpool already returns rows in
+the order sent (env_id order); rows are still put in `info["env_id"]` order (`_in_env_order`), the
+order envpool's async mode (batch_size < num_envs, which we never build) does not keep. With sticky actions off and the same actions both backends give pixel-identical
 observations (tested). Montezuma's `rooms` comes from RAM byte 3, the room index (checked in the
 tests: 1 in the first room, and writing another index into it redraws the screen as that room); the
 ale-py game env also reports that byte as `room` in every step's info.
@@ -53,7 +62,8 @@ def metric_keys(game: str) -> tuple[str, ...]:
 
 
 class EnvpoolAtari(VecEnv):
-    """envpool (sync mode, stack_num=1) under the common layer."""
+    """envpool (batch_size == num_envs, stack_num=1) under the common layer; split-phase
+    (`send` returns while envpool's threads step) when `cfg.async_step`."""
 
     def __init__(self, cfg: EnvConfig, game: str, num_envs: int, seeds: list[int], evaluation: bool) -> None:
         if cfg.start_states:
@@ -77,7 +87,7 @@ class EnvpoolAtari(VecEnv):
             num_envs=num_envs, frame_space=gym.spaces.Box(0, 255, (size, size), np.uint8),
             action_space=gym.spaces.Discrete(int(self._pool.action_space.n)), family="atari", game=game,
             frame_stack=cfg.frame_stack, clip_rewards=cfg.clip_rewards and not evaluation,
-            metric_keys=metric_keys(game),
+            metric_keys=metric_keys(game), asynchronous=cfg.async_step,
         )
         self._seeds, self._fresh = list(seeds), True  # fresh: not reset yet, so already in its seeded state
         self._episodic_life = self._kwargs["episodic_life"]
@@ -109,8 +119,28 @@ class EnvpoolAtari(VecEnv):
         return obs[:, 0]
 
     def _raw_step(self, actions: np.ndarray) -> RawStep:
+        """One synchronous vector step (envpool's step is its send + recv)."""
         np.copyto(self._actions, actions, casting="unsafe")
-        obs, reward, term, trunc, info = self._pool.step(self._actions)
+        return self._finish(*self._pool.step(self._actions))
+
+    def _raw_send(self, actions: np.ndarray) -> None:
+        """Async: hand the actions to envpool's threads and return. envpool keeps a reference to
+        the array it is given, so it gets a fresh one each time."""
+        if not self.asynchronous:
+            return super()._raw_send(actions)
+        self._pool.send(np.array(actions, np.int32))
+
+    def _raw_recv(self) -> RawStep:
+        """Async: wait for every env's step, then finish it as a synchronous step does."""
+        if not self.asynchronous:
+            return super()._raw_recv()
+        return self._finish(*self._pool.recv())
+
+    def _finish(self, obs: np.ndarray, reward: np.ndarray, term: np.ndarray, trunc: np.ndarray,
+                info: dict) -> RawStep:
+        """A full batch from envpool ((num_envs, 1, H, W) obs, ...) -> RawStep, with end flags
+        rebuilt, rooms counted and same-step autoreset of the ended envs."""
+        obs, reward, term, trunc, info = _in_env_order(obs, reward, term, trunc, info)
         frames = obs[:, 0]
         self._end_flags(term, trunc, info)
         raw = RawStep(frames, self._final, reward, self._terminated, trunc, self._game_over)
@@ -138,8 +168,10 @@ class EnvpoolAtari(VecEnv):
         self._final[ids] = frames[ids]
         # A step of just these envs runs envpool's own autoreset (the action is ignored). An
         # explicit reset(ids) would not do: it restarts the whole game even after a lost life.
+        # Nothing else is in flight here (also in async mode, where this runs inside recv), so
+        # envpool returns just these envs; `_in_env_order` puts them in `ids` order (ids ascend).
         ids32 = ids.astype(np.int32)
-        obs, _, _, _, info = self._pool.step(self._actions[: len(ids32)] * 0, ids32)
+        obs, _, _, _, info = _in_env_order(*self._pool.step(np.zeros(len(ids32), np.int32), ids32))
         frames[ids] = obs[:, 0]
         self._lives[ids] = info["lives"]
         if self._track_rooms:
@@ -149,6 +181,18 @@ class EnvpoolAtari(VecEnv):
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _in_env_order(obs: np.ndarray, reward: np.ndarray, term: np.ndarray, trunc: np.ndarray,
+                  info: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Sort the rows of an envpool batch by `info["env_id"]` (ascending; a no-op when they already
+    are, as with batch_size == num_envs). Per-env arrays of info are sorted too."""
+    ids = info["env_id"]
+    if len(ids) < 2 or bool(np.all(ids[:-1] < ids[1:])):
+        return obs, reward, term, trunc, info
+    order = np.argsort(ids, kind="stable")
+    rows = {k: v[order] for k, v in info.items() if isinstance(v, np.ndarray) and v.shape[:1] == ids.shape}
+    return obs[order], reward[order], term[order], trunc[order], {**info, **rows}
 
 
 class AtariGame(gym.Env):

@@ -4,7 +4,10 @@ A *game env* is a `gymnasium.Env` that reports, in the info of every step, `game
 whole game ended, not just a life) and the family's metrics (e.g. `rooms`); the game envs live in
 atari.py, nethack.py, minatar.py and classic.py. Both backends implement the same-step autoreset
 described in vector.py: the sync one in its loop, the async one inside each worker
-(`SelfResetting`), so gymnasium's own autoreset never fires.
+(`SelfResetting`), so gymnasium's own autoreset never fires. With `asynchronous` (set from
+`EnvConfig.async_step`) the async one splits a step into AsyncVectorEnv's `step_async` (`send`: the
+workers step while the caller goes on) and `step_wait` (`recv`); `step` is those two in a row, so
+results are identical either way.
 """
 from __future__ import annotations
 
@@ -81,7 +84,9 @@ class SyncGameVec(_GameVec):
 
     def state_dict(self) -> bytes | None:
         """Everything needed to continue bit-identically (for exact resume), or None when a game
-        cannot be pickled (ALE and NLE hold native emulator state)."""
+        cannot be pickled (ALE and NLE hold native emulator state). Not with a step in flight."""
+        if self._in_flight:
+            raise RuntimeError("SyncGameVec.state_dict called between send and recv: call recv() first")
         try:
             return pickle.dumps({"envs": self.envs, "seed": self._seeds, "loop": self._loop_state()})
         except (TypeError, pickle.PicklingError, AttributeError):
@@ -118,7 +123,8 @@ class SelfResetting(gym.Wrapper):
 
 
 class AsyncGameVec(_GameVec):
-    """One subprocess per env via gymnasium.vector.AsyncVectorEnv."""
+    """One subprocess per env via gymnasium.vector.AsyncVectorEnv; pass `asynchronous=True` for a
+    split-phase `send` / `recv` (step_async / step_wait)."""
 
     def __init__(self, factory: GameFactory, num_envs: int, seeds: list[int], **kw: Any) -> None:
         probe = factory()
@@ -132,7 +138,23 @@ class AsyncGameVec(_GameVec):
         return obs
 
     def _raw_step(self, actions: np.ndarray) -> RawStep:
-        obs, reward, _, _, info = self._vec.step(actions.astype(np.int64))
+        """One synchronous vector step (AsyncVectorEnv.step is step_async + step_wait)."""
+        return self._fill(*self._vec.step(actions.astype(np.int64)))
+
+    def _raw_send(self, actions: np.ndarray) -> None:
+        """Async: send each worker its action (pickled at once, so the array may be reused)."""
+        if not self.asynchronous:
+            return super()._raw_send(actions)
+        self._vec.step_async(actions.astype(np.int64))
+
+    def _raw_recv(self) -> RawStep:
+        """Async: wait for every worker's step."""
+        if not self.asynchronous:
+            return super()._raw_recv()
+        return self._fill(*self._vec.step_wait())
+
+    def _fill(self, obs: Obs, reward: np.ndarray, _term: np.ndarray, _trunc: np.ndarray, info: dict) -> RawStep:
+        """AsyncVectorEnv's batch -> RawStep: the real flags and last obs come in `info` (`SelfResetting`)."""
         raw = self._raw
         raw.frames = obs
         raw.final_frames = info["last_obs"]
@@ -145,4 +167,13 @@ class AsyncGameVec(_GameVec):
         return raw
 
     def close(self) -> None:
+        """Stop the workers; a step still in flight (an error between send and recv) is awaited
+        first, or the workers terminated if it fails, so closing never masks the first error."""
+        if self._in_flight and self.asynchronous:
+            self._in_flight = False
+            try:
+                self._vec.step_wait()
+            except Exception:  # noqa: BLE001 - the error that matters is the caller's
+                self._vec.close(terminate=True)
+                return
         self._vec.close()

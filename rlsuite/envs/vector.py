@@ -29,7 +29,16 @@ only where `done`.
 Returned arrays are preallocated and double-buffered: they stay valid until the step after next
 (so `obs = next_obs` loops are safe); copy anything kept longer.
 
-Backends subclass `VecEnv` and implement `_raw_reset` / `_raw_step`, returning a `RawStep`.
+Split-phase stepping: `send(actions)` starts a vector step and `recv()` finishes it, returning
+exactly what `step` returns (`step(a)` is `send(a); recv()`), so a caller can work (learn) while
+the envs step. Every env steps at every vector step, so everything above keeps its meaning. Only
+one step may be in flight: `recv` without a pending `send`, or a second `send`, is a RuntimeError;
+`reset` with a step in flight finishes that step and discards it. `asynchronous` is True when the
+backend really overlaps (envpool or gymnasium-async with `env.async_step`); otherwise `send` only
+stores the actions and `recv` does the whole step.
+
+Backends subclass `VecEnv` and implement `_raw_reset` / `_raw_step`, returning a `RawStep`; a
+backend that can overlap also overrides `_raw_send` / `_raw_recv` (whose defaults call `_raw_step`).
 """
 from __future__ import annotations
 
@@ -106,9 +115,15 @@ class VecEnv:
     def __init__(
         self, *, num_envs: int, frame_space: gym.Space, action_space: gym.spaces.Discrete, family: str,
         game: str, frame_stack: int = 0, clip_rewards: bool = False, metric_keys: tuple[str, ...] = (),
+        asynchronous: bool = False,
     ) -> None:
-        """frame_stack=0: observations are the backend's frames; k >= 1: a stack axis of k frames."""
+        """frame_stack=0: observations are the backend's frames; k >= 1: a stack axis of k frames.
+        asynchronous: the backend's `_raw_send` returns while the envs step (see `send`)."""
         self.num_envs, self.family, self.game = num_envs, family, game
+        self.asynchronous = asynchronous
+        """True when `send` returns while the envs step (work done before `recv` overlaps them)."""
+        self._in_flight = False  # a send is waiting for its recv
+        self._sent = np.zeros(num_envs, np.int64)  # the default `_raw_send` keeps the actions here
         self._stacked = frame_stack >= 1
         self.frame_stack = max(1, frame_stack)
         self.clip_rewards = clip_rewards
@@ -131,14 +146,27 @@ class VecEnv:
         raise NotImplementedError
 
     def _raw_step(self, actions: np.ndarray) -> RawStep:
+        """Step every env with actions[i] ((num_envs,) ints), same-step autoreset applied."""
         raise NotImplementedError
+
+    def _raw_send(self, actions: np.ndarray) -> None:
+        """Start a step with `actions` (num_envs,). Default: keep a copy for `_raw_recv`."""
+        np.copyto(self._sent, actions, casting="unsafe")
+
+    def _raw_recv(self) -> RawStep:
+        """Finish the step `_raw_send` started. Default: the whole synchronous `_raw_step`."""
+        return self._raw_step(self._sent)
 
     def close(self) -> None:
         pass
 
     # -- public API ----------------------------------------------------------------------
     def reset(self, seed: int | Sequence[int] | None = None, options: dict | None = None) -> tuple[Obs, dict]:
-        """Reset every env; `seed`: an int root or one int per env (see `rlsuite.seeding.vector_seeds`)."""
+        """Reset every env; `seed`: an int root or one int per env (see `rlsuite.seeding.vector_seeds`).
+        A step still in flight (`send` without `recv`) is finished first and its results discarded."""
+        if self._in_flight:
+            self._in_flight = False
+            self._raw_recv()
         frames = self._raw_reset(None if seed is None else vector_seeds(seed, self.num_envs))
         self._cur ^= 1
         out = self._outs[self._cur]
@@ -152,7 +180,36 @@ class VecEnv:
         return out.obs, {}
 
     def step(self, actions: np.ndarray) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict]:
-        raw = self._raw_step(np.asarray(actions))
+        """Step every env: `actions` (num_envs,) ints -> (obs, reward (num_envs,) float32,
+        terminated (num_envs,) bool, truncated (num_envs,) bool, info with `final_obs`, `_final_obs`
+        and `episode`); see the module docstring. The same as `send(actions)` then `recv()`."""
+        self.send(actions)
+        return self.recv()
+
+    def send(self, actions: np.ndarray) -> None:
+        """Start a vector step with `actions` ((num_envs,) ints; copied, so the caller may reuse the
+        array). With `asynchronous` the envs step while the caller goes on; `recv` returns the step.
+        Raises RuntimeError if a step is already in flight."""
+        if self._in_flight:
+            raise RuntimeError(f"{type(self).__name__}.send called while a step is in flight: "
+                               "call recv() to finish it before sending the next actions")
+        actions = np.asarray(actions)
+        if actions.shape != (self.num_envs,):
+            raise ValueError(f"send/step takes one action per env, shape ({self.num_envs},); got {actions.shape}")
+        self._raw_send(actions)
+        self._in_flight = True
+
+    def recv(self) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Finish the step `send` started (waiting for the envs) and return exactly what `step`
+        returns. Raises RuntimeError if no step is in flight."""
+        if not self._in_flight:
+            raise RuntimeError(f"{type(self).__name__}.recv called with no step in flight: "
+                               "call send(actions) first (each send is received once)")
+        self._in_flight = False
+        return self._emit(self._raw_recv())
+
+    def _emit(self, raw: RawStep) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Turn a backend step into the next output buffers (stacking, clipping, statistics)."""
         prev = self._outs[self._cur]
         self._cur ^= 1
         out = self._outs[self._cur]
