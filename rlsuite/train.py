@@ -294,12 +294,24 @@ class StepResult:
 
 def advance(s: Session) -> StepResult:
     """One vector step: the agent acts, the envs step, the agent stores it and learns what it owes.
+    With env.async_step the envs step in their own threads while an agent that can
+    (`learn_while_stepping`, DQN) does the updates owed by the step from the transitions already
+    stored; `observe` then only stores (the learner sees each transition one vector step later).
     With train.profile each part is timed (rlsuite.profiling); "learn" is the part of `observe`
     the agent does not charge to a phase of its own (DQN: add, sample, update)."""
     with s.timer.phase("act"):
         actions = s.agent.step(s.obs, s.step, _exploration_step(s))
-    with s.timer.phase("env"):
-        next_obs, reward, terminated, truncated, info = s.env.step(actions)
+    if getattr(s.env, "asynchronous", False):  # env.async_step: learn while the env threads step
+        s.env.send(actions)
+        learn_ahead = getattr(s.agent, "learn_while_stepping", None)
+        if learn_ahead is not None:
+            with s.timer.phase("learn"):
+                learn_ahead(s.step + s.env.num_envs)
+        with s.timer.phase("env"):
+            next_obs, reward, terminated, truncated, info = s.env.recv()
+    else:
+        with s.timer.phase("env"):
+            next_obs, reward, terminated, truncated, info = s.env.step(actions)
     transition = Transition(s.obs, actions, reward, terminated, truncated, info.get("final_obs"), next_obs)
     s.obs = next_obs
     s.step += s.env.num_envs

@@ -323,3 +323,32 @@ def test_dt_bf16_losses_track_fp32_resume_exactly_and_start_line_says_the_mode(c
     a = checkpoint.load(checkpoint.find(tmp_path / "bf16"))["agent"]["model"]
     b = checkpoint.load(checkpoint.find(tmp_path / "half"))["agent"]["model"]
     assert all(torch.equal(a[k], b[k]) and a[k].dtype == torch.float32 for k in a if a[k].is_floating_point())
+
+
+# ----------------------------------------------------------------------------- env.async_step in the loop
+
+
+def test_async_envs_overlap_dqn_updates_with_stepping_and_owe_nothing(tmp_path):
+    """With env.async_step the DQN updates owed by a step run between send and recv (while the env
+    processes step), observe then finds none owed, and the update count is the schedule's."""
+    overrides = TINY + ["train.total_steps=1000", "train.num_envs=2", "env.backend=gymnasium-async",
+                        "env.async_step=true"]
+    (tmp_path / "run").mkdir()
+    s = build_session(config.build_run_config("dqn-classic", "CartPole-v1", overrides), tmp_path / "run")
+    try:
+        assert s.env.asynchronous
+        s.obs, _ = s.env.reset(seed=1)
+        in_flight = []
+        send, recv = s.env.send, s.env.recv
+        s.env.send = lambda actions: (in_flight.append(s.agent.num_updates), send(actions))[1]
+        s.env.recv = lambda: (in_flight.append(s.agent.num_updates - in_flight.pop()), recv())[1]
+        after_observe = []
+        while s.step < 1000:
+            advance(s)
+            after_observe.append(s.agent.updates_owed(s.step))
+        learned_in_flight = sum(in_flight)
+        assert s.agent.num_updates == s.agent.updates_due(1000) > 0
+        assert learned_in_flight == s.agent.num_updates  # every update ran while a step was in flight
+        assert set(after_observe) == {0}
+    finally:
+        s.env.close(), s.eval_env.close()

@@ -188,6 +188,7 @@ class DQN:
         self.buffer: ReplayBuffer | None = None  # built per phase by begin()
         self.ctx: StorageContext | None = None
         self.current_epsilon = cfg.epsilon_start
+        self.last_async_metrics: dict[str, torch.Tensor] | None = None  # of learn_while_stepping, for observe
         self._replay_state: dict | None = None
         # Fine-tuning (rlsuite.finetune): the frozen pre-trained Q-network read as a policy
         # softmax(Q/temperature), retention terms (rlsuite.retention), the protected replay (EM).
@@ -295,7 +296,16 @@ class DQN:
         """Store the vector step in the replay buffer, then do the updates owed at the replay ratio."""
         with self.timer.phase("add"):
             self.buffer.add(t.obs, t.actions, t.reward, t.terminated, t.truncated, t.final_obs)
-        return self.train_step(env_step, self.buffer, beta=self.beta(env_step))
+        metrics = self.train_step(env_step, self.buffer, beta=self.beta(env_step))
+        ahead, self.last_async_metrics = self.last_async_metrics, None
+        return metrics if metrics is not None else ahead
+
+    def learn_while_stepping(self, env_step: int) -> None:
+        """env.async_step: the updates owed by `env_step` (the step being taken), from the replay
+        as it is, while the envs step; `observe` then finds none owed. Before learning_starts
+        transitions are stored it does nothing, so no update is dropped."""
+        if self.buffer.num_added >= self.cfg.learning_starts:
+            self.last_async_metrics = self.train_step(env_step, self.buffer, beta=self.beta(env_step))
 
     def beta(self, env_step: int) -> float:
         """PER's importance-sampling exponent, annealed linearly over the run (Schaul et al. 2016)."""
