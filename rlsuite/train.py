@@ -423,12 +423,12 @@ def _train_locked(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[st
         say(f"run {run_dir}  |  {cfg.algo} on {s.env.game} ({s.env.family}, {cfg.train.num_envs} envs)  |  "
             f"{s.agent.parameter_count():,} parameters" + (f"  |  {storage}" if storage else "")
             + f"  |  {s.agent.speed.describe()}")
-    else:
-        say(f"compute: {s.agent.speed.describe()}")
         for warning in plan_warnings(s):
             say(f"warning: {warning}")
         for extension in s.extensions:
             extension.start(s, say)
+    else:
+        say(f"compute: {s.agent.speed.describe()}")
     previous = _install_signal_handlers(s)
     monitor = Monitor(run_dir, cfg.train.total_steps, s.step, cfg.train.progress, cfg.train.status_every,
                       resumed=resume)
