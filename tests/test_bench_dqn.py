@@ -17,9 +17,11 @@ from stable_baselines3.common.utils import LinearSchedule  # noqa: E402
 
 from rlsuite.agents import agent_classes  # noqa: E402
 from rlsuite.agents.dqn import linear_epsilon  # noqa: E402
-from rlsuite.bench import dqn_peers  # noqa: E402
+from rlsuite.bench import dqn_peers, modes  # noqa: E402
 from rlsuite.bench.dqn import TASKS, rlsuite_config, settings  # noqa: E402
 from rlsuite.envs import make as make_env  # noqa: E402
+from rlsuite.errors import UserError  # noqa: E402
+from tests.bench_records import assert_names_its_measurement  # noqa: E402
 
 NEEDS = {"minatar-breakout": "minatar", "pong": "ale_py"}
 
@@ -98,13 +100,22 @@ def test_sb3_run_length_is_the_measured_steps():
 
 
 def test_tiny_measurement_through_the_cli():
+    """The default fast mode (train.precision=auto, memory_format=auto) is measured beside fp32 and SB3."""
     cmd = [sys.executable, "-m", "rlsuite.cli", "bench", "dqn", "--tasks", "cartpole", "--steps", "600",
            "--repeats", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert sorted((r["impl"], r["allocator"]) for r in rows) == sorted(
-        (i, a) for i in ("rlsuite", "sb3") for a in ("glibc-default", "tuned"))
+    assert sorted((r["impl"], r["mode"], r["allocator"]) for r in rows) == sorted(
+        (i, m, a) for i, m in (("rlsuite", "fp32"), ("sb3", "fp32"), ("rlsuite", "fast"))
+        for a in ("glibc-default", "tuned"))
+    for r in rows:
+        assert_names_its_measurement(r, r["impl"], r["mode"])
+        if r["mode"] == "fast":
+            assert r["fast_overrides"] == list(modes.DEFAULT_FAST)
+            assert r["requested"] == {**modes.SPEED_FIELDS, "precision": "auto", "memory_format": "auto"}
+            assert "ratio_vs_fp32" in r
+    assert "rlsuite-fast" in proc.stderr and "ratio vs sb3" in proc.stderr  # the readable table
     for r in rows:
         assert "error" not in r, r
         assert r["task"] == "cartpole" and r["repeats"] == 1 and r["steps_run"] == [600]
@@ -112,7 +123,7 @@ def test_tiny_measurement_through_the_cli():
         assert r["settings"]["steps"] == 600 and r["settings"]["loss"] == "huber"
     sb3_rows = [r for r in rows if r["impl"] == "sb3"]
     assert all(r["total_timesteps"] == [600] for r in sb3_rows)
-    updates = {r["impl"]: r["updates"] for r in rows if r["allocator"] == "tuned"}
+    updates = {r["impl"]: r["updates"] for r in rows if r["allocator"] == "tuned" and r["mode"] == "fp32"}
     assert updates["rlsuite"] == updates["sb3"] and updates["sb3"][0] > 0
     assert all("ratio_vs_sb3" in r for r in rows if r["impl"] == "rlsuite")
 
@@ -122,3 +133,28 @@ def test_unknown_task_is_a_one_line_error():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "unknown bench dqn task" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_fast_option_is_parsed_and_checked():
+    assert modes.parse_fast(None) == modes.DEFAULT_FAST
+    assert modes.parse_fast(None, "cuda") == modes.DEFAULT_FAST + modes.CUDA_FAST
+    assert modes.parse_fast("none") == () and modes.order("sb3", ()) == [("rlsuite", "fp32"), ("sb3", "fp32")]
+    assert modes.parse_fast("train.precision=bf16, agent.encoder.hidden=64,64") == (
+        "train.precision=bf16", "agent.encoder.hidden=64,64")
+    build = lambda fast: rlsuite_config(settings("cartpole", 1_000), fast)  # noqa: E731
+    cfg = build(modes.parse_fast("train.precision=bf16,train.compile=true"))
+    assert modes.speed_fields(cfg.train) == {**modes.SPEED_FIELDS, "precision": "bf16", "compile": True}
+    for bad in ("train.precision", "=1", ""):
+        with pytest.raises(UserError, match="bad --fast"):
+            modes.parse_fast(bad)
+    with pytest.raises(UserError, match="needs --device cuda"):
+        modes.validate(("train.cudagraphs=true",), build)
+
+
+@pytest.mark.parametrize("fast, says", [("train.precison=bf16", "unknown config key 'train.precison'"),
+                                        ("train.compile", "expected key=value")])
+def test_bad_fast_is_a_one_line_error(fast, says):
+    proc = subprocess.run([sys.executable, "-m", "rlsuite.cli", "bench", "dqn", "--tasks", "cartpole", "--fast", fast],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and says in proc.stderr and "bad --fast" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stdout == ""

@@ -14,8 +14,11 @@ import torch
 
 pytest.importorskip("transformers")
 
-from rlsuite.bench.dt import (PARAM_TOLERANCE, SIZES, build_hf, build_rlsuite, hf_config, hf_inputs,  # noqa: E402
-                              hf_loss, hf_update, make_pool, parameter_counts, rlsuite_config, settings)
+from rlsuite.bench.dt import PARAM_TOLERANCE, SIZES, build_rlsuite, make_pool, rlsuite_config, settings  # noqa: E402
+from rlsuite.bench import modes  # noqa: E402
+from rlsuite.bench.dt_peers import (build_hf, hf_config, hf_inputs, hf_loss, hf_update,  # noqa: E402
+                                    parameter_counts)
+from tests.bench_records import assert_names_its_measurement, cpuinfo_bf16_flags  # noqa: E402
 
 
 @pytest.mark.parametrize("size", list(SIZES))
@@ -85,17 +88,51 @@ def test_quick_measurement_through_the_cli():
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    assert [r["impl"] for r in records] == ["rlsuite", "hf"]
+    assert [(r["impl"], r["mode"]) for r in records] == [("rlsuite", "fp32"), ("hf", "fp32"), ("rlsuite", "fast")]
     for r in records:
         assert r["bench"] == "dt" and r["size"] == "small" and r["device"] == "cpu" and "error" not in r
         assert r["tokens_per_s"]["median"] > 0 and r["updates"] == 2
         assert r["tokens_per_update"] == 3 * SIZES["small"]["context"] * SIZES["small"]["batch_size"]
-        assert r["torch_threads"] == r["settings"]["threads"]
+        assert_names_its_measurement(r, r["impl"], r["mode"])
     assert records[1]["attention"] == "sdpa"
-    ratio = records[0]["ratio_vs_hf"]
-    assert ratio == pytest.approx(records[0]["tokens_per_s"]["median"] / records[1]["tokens_per_s"]["median"],
-                                  rel=1e-2)
-    assert "ratio rlsuite / hf" in proc.stderr  # the readable table
+    fast = records[2]  # default: precision auto = bf16 exactly where the CPU has bf16 units
+    assert fast["requested"]["precision"] == "auto" and not fast["compile"]
+    assert fast["precision"] == ("bf16" if {"avx512_bf16", "amx_bf16"} & set(cpuinfo_bf16_flags()) else "fp32")
+    for ours in (records[0], fast):
+        assert ours["ratio_vs_hf"] == pytest.approx(
+            ours["tokens_per_s"]["median"] / records[1]["tokens_per_s"]["median"], rel=1e-2)
+        assert f"ratio rlsuite-{ours['mode']} / hf" in proc.stderr  # the readable table
+
+
+@pytest.mark.parametrize("fast, says", [("agent.lr=1e-3", "maps only train.precision"),
+                                        ("train.cudagraphs=true", "needs --device cuda")])
+def test_fast_keys_the_dt_bench_cannot_map_are_a_one_line_error(fast, says):
+    proc = subprocess.run([sys.executable, "-m", "rlsuite.cli", "bench", "dt", "--quick", "--fast", fast],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stdout == ""
+
+
+def test_fast_mode_runs_the_forward_in_bf16_and_returns_fp32():
+    """`modes.accelerate` with bf16: the forward sees autocast, its outputs (and so the loss) are fp32."""
+    seen = []
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            seen.append(torch.is_autocast_enabled("cpu"))
+            y = self.lin(x)
+            return {"action": y, "dtype_inside": torch.tensor(y.dtype == torch.bfloat16)}
+
+    net = Net()
+    modes.accelerate(net, {"precision": "bf16", "compile": False, "cudagraphs": False}, "cpu")
+    out = net(torch.randn(2, 4))
+    assert seen == [True] and bool(out["dtype_inside"]) and out["action"].dtype == torch.float32
+    torch.nn.functional.cross_entropy(out["action"], torch.tensor([0, 2])).backward()
+    assert net.lin.weight.grad.dtype == torch.float32
 
 
 def test_cuda_without_a_gpu_is_a_one_line_error():

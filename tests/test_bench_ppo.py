@@ -18,6 +18,7 @@ from rlsuite.agents.ppo_parts import value_loss  # noqa: E402
 from rlsuite.bench import ppo_peers  # noqa: E402
 from rlsuite.bench.ppo import TASKS, rlsuite_config, settings  # noqa: E402
 from rlsuite.envs import make as make_env  # noqa: E402
+from tests.bench_records import assert_names_its_measurement  # noqa: E402
 from rlsuite.nn.schedules import lr_factor  # noqa: E402
 
 NEEDS = {"minatar-breakout": ["minatar"], "pong": ["ale_py", "envpool"]}
@@ -112,13 +113,16 @@ def test_networks_and_inputs_agree(task):
 
 
 def test_quick_measurement_through_the_cli():
-    cmd = [sys.executable, "-m", "rlsuite.cli", "bench", "ppo", "--quick", "--tasks", "cartpole"]
+    """`--fast none`: rlsuite's fp32 mode and SB3 only, each record naming what it measured."""
+    cmd = [sys.executable, "-m", "rlsuite.cli", "bench", "ppo", "--quick", "--tasks", "cartpole", "--fast", "none"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert sorted(r["impl"] for r in rows) == ["rlsuite", "sb3"]
+    assert sorted((r["impl"], r["mode"]) for r in rows) == [("rlsuite", "fp32"), ("sb3", "fp32")]
     for r in rows:
         assert "error" not in r, r
+        assert_names_its_measurement(r, r["impl"], "fp32")
+        assert r["fast_overrides"] == [] and "ratio_vs_fp32" not in r
         assert r["bench"] == "ppo" and r["task"] == "cartpole" and r["repeats"] == 1 and r["steps_run"] == [2048]
         assert 0 < r["steps_per_s"]["min"] <= r["steps_per_s"]["median"] <= r["steps_per_s"]["max"]
         assert r["settings"]["steps"] == 2048 and r["settings"]["num_envs"] == 4
@@ -127,6 +131,14 @@ def test_quick_measurement_through_the_cli():
     # 4 rollouts x 4 epochs x 4 minibatches on both sides
     assert by_impl["rlsuite"]["updates"] == by_impl["sb3"]["updates"] == [64]
     assert "ratio_vs_sb3" in by_impl["rlsuite"]
+    assert "rlsuite-fp32" in proc.stderr and "rlsuite-fast" not in proc.stderr  # the readable table
+
+
+def test_bad_fast_value_is_a_one_line_error():
+    proc = subprocess.run([sys.executable, "-m", "rlsuite.cli", "bench", "ppo", "--tasks", "cartpole",
+                           "--fast", "train.precision=fp16"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "bad --fast" in proc.stderr and "train.precision" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stdout == ""
 
 
 def test_unknown_task_is_a_one_line_error():

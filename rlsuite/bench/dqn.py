@@ -13,13 +13,34 @@ The rules (they hold for every task in `TASKS`, and for any bench added the same
   Nature CNN) and the same env: SB3 steps rlsuite's own single-env class for classic control and
   MinAtar, and its AtariWrapper with rlsuite's ALE settings for Atari.
 - Timed end to end, minus nothing: from before the envs and the model are built to the return of
-  `train()` / `learn()` (module imports are done before the clock, the same set on both sides). rlsuite's `train()` also ends with a checkpoint and an evaluation of one
-  game (the least it allows); that tail is included, and reported apart (`tail_s`).
-- Every measurement in a fresh process; R repeats, the sides interleaved (rlsuite, sb3, rlsuite,
-  ...), under glibc's default malloc and under the tuned one (`MALLOC_ENV`), as separate records.
+  `train()` / `learn()` (module imports are done before the clock, the same set on both sides).
+  rlsuite's `train()` also ends with a checkpoint and an evaluation of one game (the least it
+  allows); that tail is included, and reported apart (`tail_s`).
+- Two rlsuite modes (rlsuite.bench.modes): fp32 (the config's defaults) and fast (`--fast` keys,
+  default train.precision=auto,train.memory_format=auto; `--fast none`: fp32 only); SB3 runs as it
+  ships (fp32, eager). The fast mode's start-up work (train()'s auto measurement, torch.compile)
+  is inside the clock, as a user of train() pays it (`setup_s` shows it). Each rlsuite mode gets
+  its ratio to SB3 (`ratio_vs_sb3`), the fast one also to fp32 (`ratio_vs_fp32`).
+- Every measurement in a fresh process; R repeats, interleaved (rlsuite-fp32, sb3, rlsuite-fast,
+  rlsuite-fp32, ...), under glibc's default malloc and under the tuned one (`MALLOC_ENV`), as
+  separate records. Each record names its implementation, mode, speed settings and machine
+  (`modes.RECORD_FIELDS`); a readable table goes to stderr, JSON lines to stdout.
+
+CleanRL is not a third implementation, here or in `bench ppo`: the only CleanRL release on PyPI,
+cleanrl 0.4.8 (`pip download cleanrl --no-deps`), does ship scripts (cleanrl/dqn.py, ppo.py,
+dqn_atari.py, ppo_atari.py; no ppo_atari_envpool.py, no tyro), but they are the 2021 versions:
+they import the old `gym` package (`from gym.wrappers import TimeLimit, Monitor`), call
+`env.seed()` and gym's 4-tuple step, take `--gym-id` (not `--env-id`), import `distutils`, and the
+package requires gym, wandb and seaborn. `pip install --no-deps` of it succeeds, but `python -m
+cleanrl.dqn` fails here: no `gym` (rlsuite uses gymnasium 1.2.0); with gym 0.26.2 (the newest)
+`ImportError: cannot import name 'Monitor' from 'gym.wrappers'`; gym 0.21.0 (the last with
+Monitor) does not build with current setuptools ("'extras_require' must be a dictionary whose
+values are ... valid project/version requirement specifiers": its `opencv-python>=3.` extra).
+CleanRL's gymnasium/tyro scripts are in no package-index release, so it is not in the bench extra.
 
 A new task is one `Task` entry; a new network is one entry in `dqn_peers.SB3_NETWORKS`.
-Worker: `python -m rlsuite.bench.dqn IMPL TASK STEPS [ALGO_JSON]` prints one JSON line prefixed `RESULT `.
+Worker: `python -m rlsuite.bench.dqn IMPL TASK STEPS [ALGO_JSON [FAST_JSON]]` prints one JSON line
+prefixed `RESULT ` (FAST_JSON: the mode's config assignments, a JSON list).
 """
 from __future__ import annotations
 
@@ -37,11 +58,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlsuite.bench import modes
 from rlsuite.errors import UserError
 
 MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(1 << 30), "MALLOC_MMAP_THRESHOLD_": str(1 << 30)}
 ALLOCATORS = {"glibc-default": {}, "tuned": MALLOC_ENV}
-IMPLS = ("rlsuite", "sb3")
 RESULT = "RESULT "
 
 
@@ -105,8 +126,9 @@ def settings(task: str, steps: int, algo: Algo = Algo()) -> dict[str, Any]:
             "rlsuite_eval_episodes": 1, "rlsuite_log_every": "default", "rlsuite_diagnostics_every": "default"}
 
 
-def rlsuite_config(s: dict[str, Any]) -> Any:
-    """rlsuite's RunConfig for settings `s`: the task's preset with every shared setting overridden."""
+def rlsuite_config(s: dict[str, Any], extra: tuple[str, ...] | list[str] = ()) -> Any:
+    """rlsuite's RunConfig for settings `s`: the task's preset with every shared setting overridden
+    (then `extra`: a mode's keys, see bench.modes)."""
     from rlsuite import config
 
     hidden = ",".join(str(h) for h in s["hidden"])
@@ -129,17 +151,18 @@ def rlsuite_config(s: dict[str, Any]) -> Any:
         "train.eval_every=0", f"train.eval_episodes={s['rlsuite_eval_episodes']}", "train.eval_num_envs=1",
         "train.checkpoint_every=0", "train.save_replay=false",
     ]
-    return config.build_run_config(s["preset"], s["env"], overrides)
+    return config.build_run_config(s["preset"], s["env"], overrides + list(extra))
 
 
 # ----------------------------------------------------------------------------- orchestration
 
 
 def bench_dqn(steps: int | None = None, repeats: int | None = None, tasks: str | list[str] | None = None,
-              quick: bool = False, allocators: tuple[str, ...] = tuple(ALLOCATORS), algo: Algo = Algo()
-              ) -> list[dict[str, Any]]:
-    """One record per task x impl x allocator: steps/s min/median/max over `repeats` fresh processes.
-    `algo` changes the shared settings for both sides (e.g. `Algo(threads=1)`)."""
+              quick: bool = False, allocators: tuple[str, ...] = tuple(ALLOCATORS), algo: Algo = Algo(),
+              fast: tuple[str, ...] = modes.DEFAULT_FAST, table: bool = True) -> list[dict[str, Any]]:
+    """One record per task x allocator x (rlsuite-fp32, sb3, rlsuite-fast): steps/s min/median/max
+    over `repeats` fresh processes. `algo` changes the shared settings for both sides (e.g.
+    `Algo(threads=1)`); `fast` the fast mode's config keys (empty: fp32 only, see bench.modes)."""
     names = tasks.split(",") if isinstance(tasks, str) else list(tasks or TASKS)
     names = [n.strip() for n in names if n.strip()]
     unknown = [n for n in names if n not in TASKS]
@@ -148,34 +171,54 @@ def bench_dqn(steps: int | None = None, repeats: int | None = None, tasks: str |
     repeats = repeats if repeats is not None else (1 if quick else 3)
     if repeats < 1 or (steps is not None and steps < 100):
         raise UserError("bench dqn needs --repeats >= 1 and --steps >= 100")
-    results = []
+    lengths = {task: steps or (2_000 if quick else TASKS[task].steps) for task in names}
     for task in names:
-        n = steps or (2_000 if quick else TASKS[task].steps)
-        runs: dict[tuple[str, str], list[dict[str, Any]]] = {(i, a): [] for i in IMPLS for a in allocators}
-        for r in range(repeats):  # interleaved: rlsuite, sb3, rlsuite, sb3, ... under each allocator
+        modes.validate(fast, lambda f: rlsuite_config(settings(task, lengths[task], algo), f))
+    return run_interleaved("dqn", "sb3", lengths, repeats, allocators, algo, fast, table)
+
+
+def run_interleaved(bench: str, peer: str, lengths: dict[str, int], repeats: int, allocators: tuple[str, ...],
+                    algo: Any, fast: tuple[str, ...], table: bool) -> list[dict[str, Any]]:
+    """The loop of `rlsuite bench dqn` and `ppo`: per task, `repeats` rounds of rlsuite-fp32, the
+    peer, rlsuite-fast (bench.modes.order) under each allocator, each a fresh `python -m
+    rlsuite.bench.<bench>` process; then one record per task x allocator x impl-mode."""
+    from importlib import import_module
+
+    settings_of = import_module(f"rlsuite.bench.{bench}").settings
+    results = []
+    for task, n in lengths.items():
+        runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        for r in range(repeats):
             for alloc in allocators:
-                for impl in IMPLS:
-                    run = _measure_in_subprocess(impl, task, n, alloc, algo)
-                    runs[(impl, alloc)].append(run)
+                for impl, mode in modes.order(peer, fast):
+                    run = _measure_in_subprocess(bench, impl, task, n, alloc, algo, fast if mode == "fast" else ())
+                    runs.setdefault((impl, mode, alloc), []).append(run)
                     rate = run.get("steps_per_s") or run.get("error")
-                    print(f"bench dqn: {task} {impl} {alloc} {r + 1}/{repeats}: {rate}", file=sys.stderr, flush=True)
+                    print(f"bench {bench}: {task} {impl}-{mode} {alloc} {r + 1}/{repeats}: {rate}", file=sys.stderr,
+                          flush=True)
         for alloc in allocators:
-            records = {impl: _summarise(task, impl, alloc, n, runs[(impl, alloc)], algo) for impl in IMPLS}
-            ours, peer = (records[i]["steps_per_s"] for i in IMPLS)
-            if ours and peer:
-                records["rlsuite"]["ratio_vs_sb3"] = round(ours["median"] / peer["median"], 3)
-            results += records.values()
+            group = [_summarise(bench, task, impl, mode, alloc, n, runs[(impl, mode, alloc)],
+                                settings_of(task, n, algo), fast if mode == "fast" else ())
+                     for impl, mode in modes.order(peer, fast)]
+            modes.add_ratios(group, peer, "steps_per_s", f"ratio_vs_{peer}")
+            results += group
+    if table:
+        print(modes.format_table(results, bench, peer), file=sys.stderr, flush=True)
     return results
 
 
-def _summarise(task: str, impl: str, alloc: str, steps: int, runs: list[dict[str, Any]], algo: Algo
-               ) -> dict[str, Any]:
-    record: dict[str, Any] = {"bench": "dqn", "task": task, "impl": impl, "allocator": alloc,
-                              "malloc_env": ALLOCATORS[alloc], "steps": steps, "repeats": len(runs)}
+def _summarise(bench: str, task: str, impl: str, mode: str, alloc: str, steps: int, runs: list[dict[str, Any]],
+               s: dict[str, Any], fast: tuple[str, ...]) -> dict[str, Any]:
+    record: dict[str, Any] = {"bench": bench, "task": task, "impl": impl, "mode": mode, "allocator": alloc,
+                              "malloc_env": ALLOCATORS[alloc], "steps": steps, "repeats": len(runs),
+                              "fast_overrides": list(fast)}
     good = [r for r in runs if r.get("steps_per_s")]
     errors = [r["error"] for r in runs if r.get("error")]
     if errors:
         record["error"] = errors[-1]
+    described = good or runs  # the machine is described by the worker; a failed run has only the parent's view
+    for key in (*modes.SPEED_FIELDS, "requested", "speed_reason", *MACHINE_KEYS):
+        record[key] = modes.merged(described, key) if all(key in r for r in described) else _fallback(key, s)
     if not good:
         return {**record, "steps_per_s": None}
     rates = [r["steps_per_s"] for r in good]
@@ -183,17 +226,29 @@ def _summarise(task: str, impl: str, alloc: str, steps: int, runs: list[dict[str
     record.update(steps_per_s={"min": min(rates), "median": round(statistics.median(rates), 1), "max": max(rates)},
                   runs_steps_per_s=rates, wall_s=[r["wall_s"] for r in good], **{f"{k}_median": v for k, v in med.items()},
                   steps_run=sorted({r["steps"] for r in good}), updates=sorted({r["updates"] for r in good}),
-                  versions=good[-1]["versions"], settings=settings(task, steps, algo))
+                  versions=good[-1]["versions"], settings=s)
     if "total_timesteps" in good[-1]:  # SB3's own record of the run length its schedule used
         record["total_timesteps"] = sorted({r["total_timesteps"] for r in good})
     return record
 
 
-def _measure_in_subprocess(impl: str, task: str, steps: int, alloc: str, algo: Algo) -> dict[str, Any]:
+MACHINE_KEYS = ("device", "torch_threads", "cpu", "cpu_bf16_flags", "gpu")
+
+
+def _fallback(key: str, s: dict[str, Any]) -> Any:
+    """A record field no run reported (every run failed): the settings' or this machine's value."""
+    if key in modes.SPEED_FIELDS or key in ("requested", "speed_reason"):
+        return None
+    return s["threads"] if key == "torch_threads" else modes.machine(s["device"])[key]
+
+
+def _measure_in_subprocess(bench: str, impl: str, task: str, steps: int, alloc: str, algo: Any,
+                           fast: tuple[str, ...]) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     threads = str(algo.threads)
     env.update(ALLOCATORS[alloc], OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    cmd = [sys.executable, "-m", "rlsuite.bench.dqn", impl, task, str(steps), json.dumps(dataclasses.asdict(algo))]
+    cmd = [sys.executable, "-m", f"rlsuite.bench.{bench}", impl, task, str(steps),
+           json.dumps(dataclasses.asdict(algo)), json.dumps(list(fast))]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT)]
     if proc.returncode != 0 or not lines:
@@ -219,10 +274,11 @@ def warm_imports(s: dict[str, Any]) -> None:
         importlib.import_module(name)
 
 
-def rlsuite_worker(task: str, steps: int, algo: Algo = Algo()) -> dict[str, Any]:
-    """Time `rlsuite.train.train(cfg, run_dir)` over `steps` env steps, in this process."""
+def rlsuite_worker(task: str, steps: int, algo: Algo = Algo(), fast: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Time `rlsuite.train.train(cfg, run_dir)` over `steps` env steps, in this process (`fast`:
+    the mode's extra config keys)."""
     s = settings(task, steps, algo)
-    cfg = rlsuite_config(s)
+    cfg = rlsuite_config(s, fast)
     warm_imports(s)
     return time_train(cfg, "rlsuite-bench-dqn-")
 
@@ -251,11 +307,22 @@ def time_train(cfg: Any, prefix: str) -> dict[str, Any]:
             start = time.perf_counter()
             training.train(cfg, run_dir)
             end = time.perf_counter()
+        plan = _read_json(run_dir / "speed.json")  # the run's resolved fast modes, where train() wrote them
     finally:
         training.loop = real_loop
         shutil.rmtree(run_dir, ignore_errors=True)
-    return _timing(start, marks["loop_start"], marks["loop_end"], end, marks["steps"], marks["updates"],
-                   {"torch": torch.__version__})
+    result = _timing(start, marks["loop_start"], marks["loop_end"], end, marks["steps"], marks["updates"],
+                     {"torch": torch.__version__})
+    requested = modes.speed_fields(cfg.train)
+    ran = {k: plan.get(k, v) for k, v in requested.items()} if plan else requested  # 'auto' resolved
+    return {**result, **ran, "requested": requested, "speed_reason": (plan or {}).get("reason")}
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _timing(start: float, loop_start: float, loop_end: float, end: float, steps: int, updates: int,
@@ -269,14 +336,15 @@ def _timing(start: float, loop_start: float, loop_end: float, end: float, steps:
 def main(argv: list[str]) -> None:
     impl, task, steps = argv[0], argv[1], int(argv[2])
     fields = json.loads(argv[3]) if len(argv) > 3 else {}
+    fast = tuple(json.loads(argv[4])) if len(argv) > 4 else ()
     algo = Algo(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
     if impl == "rlsuite":
-        result = rlsuite_worker(task, steps, algo)
+        result = rlsuite_worker(task, steps, algo, fast)
     else:
         from rlsuite.bench.dqn_peers import sb3_worker
 
-        result = sb3_worker(task, steps, algo)
-    print(RESULT + json.dumps(result), flush=True)
+        result = {**sb3_worker(task, steps, algo), **modes.peer_speed()}
+    print(RESULT + json.dumps({**result, **modes.machine(settings(task, steps, algo)["device"])}), flush=True)
 
 
 if __name__ == "__main__":

@@ -37,30 +37,31 @@ The rules are `rlsuite bench dqn`'s (rlsuite/bench/dqn.py), for PPO:
   `train()` / `learn()` (module imports done before the clock, the same set on both sides).
   rlsuite's `train()` ends with a checkpoint and a one-game evaluation; that tail is included
   and reported apart (`tail_s`).
-- Every measurement in a fresh process; R repeats, the sides interleaved (rlsuite, sb3, rlsuite,
-  ...), under the tuned malloc thresholds (`dqn.MALLOC_ENV`; `allocators=` adds glibc's default).
+- Two rlsuite modes, fp32 and fast (`--fast`), as in `bench dqn` (rlsuite.bench.modes); every
+  measurement in a fresh process; R repeats, interleaved (rlsuite-fp32, sb3, rlsuite-fast, ...),
+  under the tuned malloc thresholds (`dqn.MALLOC_ENV`; `allocators=` adds glibc's default). The
+  loop, records and table are `dqn.run_interleaved`'s.
 
-CleanRL is not pip-installable, so the CleanRL comparison is by settings only (the presets state
-CleanRL's values and this module uses them); no CleanRL timing is measured.
+CleanRL's PPO is not timed: its only PyPI release (0.4.8) has 2021 scripts on the old `gym`
+package that do not run beside gymnasium 1.2.0 (the evidence: rlsuite/bench/dqn.py's docstring).
+The CleanRL comparison is by settings only (the presets state CleanRL's values and this module
+uses them).
 
-Worker: `python -m rlsuite.bench.ppo IMPL TASK STEPS [ALGO_JSON]` prints one JSON line prefixed `RESULT `.
+Worker: `python -m rlsuite.bench.ppo IMPL TASK STEPS [ALGO_JSON [FAST_JSON]]` prints one JSON line
+prefixed `RESULT `.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-import os
-import statistics
-import subprocess
 import sys
 from dataclasses import dataclass
 from typing import Any
 
-from rlsuite.bench.dqn import ALLOCATORS, RESULT, time_train
+from rlsuite.bench import modes
+from rlsuite.bench.dqn import RESULT, run_interleaved, time_train
 from rlsuite.errors import UserError
-
-IMPLS = ("rlsuite", "sb3")
 
 
 @dataclass(frozen=True)
@@ -137,8 +138,9 @@ def settings(task: str, steps: int, algo: Algo = Algo(), *, eval_episodes: int =
             "rlsuite_diagnostics_every": "default"}
 
 
-def rlsuite_config(s: dict[str, Any]) -> Any:
-    """rlsuite's RunConfig for settings `s`: the task's preset with every shared setting overridden."""
+def rlsuite_config(s: dict[str, Any], extra: tuple[str, ...] | list[str] = ()) -> Any:
+    """rlsuite's RunConfig for settings `s`: the task's preset with every shared setting overridden
+    (then `extra`: a mode's keys, see bench.modes)."""
     from rlsuite import config
 
     hidden = ",".join(str(h) for h in s["hidden"])
@@ -161,16 +163,17 @@ def rlsuite_config(s: dict[str, Any]) -> Any:
     ]
     if s["network"] == "mlp":
         overrides.append(f"agent.encoder.activation={s['activation']}")
-    return config.build_run_config(s["preset"], s["env"], overrides)
+    return config.build_run_config(s["preset"], s["env"], overrides + list(extra))
 
 
 # ----------------------------------------------------------------------------- orchestration
 
 
 def bench_ppo(steps: int | None = None, repeats: int | None = None, tasks: str | list[str] | None = None,
-              quick: bool = False, allocators: tuple[str, ...] = ("tuned",), algo: Algo = Algo()
-              ) -> list[dict[str, Any]]:
-    """One record per task x impl x allocator: steps/s min/median/max over `repeats` fresh processes."""
+              quick: bool = False, allocators: tuple[str, ...] = ("tuned",), algo: Algo = Algo(),
+              fast: tuple[str, ...] = modes.DEFAULT_FAST, table: bool = True) -> list[dict[str, Any]]:
+    """One record per task x allocator x (rlsuite-fp32, sb3, rlsuite-fast): steps/s min/median/max
+    over `repeats` fresh processes (`fast`: the fast mode's config keys; empty: fp32 only)."""
     names = tasks.split(",") if isinstance(tasks, str) else list(tasks or DEFAULT_TASKS)
     names = [n.strip() for n in names if n.strip()]
     unknown = [n for n in names if n not in TASKS]
@@ -179,58 +182,11 @@ def bench_ppo(steps: int | None = None, repeats: int | None = None, tasks: str |
     repeats = repeats if repeats is not None else (1 if quick else 3)
     if repeats < 1 or (steps is not None and steps < 100):
         raise UserError("bench ppo needs --repeats >= 1 and --steps >= 100")
-    results = []
+    lengths = {task: settings(task, steps or (TASKS[task].quick_steps if quick else TASKS[task].steps), algo)["steps"]
+               for task in names}
     for task in names:
-        n = settings(task, steps or (TASKS[task].quick_steps if quick else TASKS[task].steps), algo)["steps"]
-        runs: dict[tuple[str, str], list[dict[str, Any]]] = {(i, a): [] for i in IMPLS for a in allocators}
-        for r in range(repeats):  # interleaved: rlsuite, sb3, rlsuite, sb3, ...
-            for alloc in allocators:
-                for impl in IMPLS:
-                    run = _measure_in_subprocess(impl, task, n, alloc, algo)
-                    runs[(impl, alloc)].append(run)
-                    rate = run.get("steps_per_s") or run.get("error")
-                    print(f"bench ppo: {task} {impl} {alloc} {r + 1}/{repeats}: {rate}", file=sys.stderr, flush=True)
-        for alloc in allocators:
-            records = {impl: _summarise(task, impl, alloc, n, runs[(impl, alloc)], algo) for impl in IMPLS}
-            ours, peer = (records[i]["steps_per_s"] for i in IMPLS)
-            if ours and peer:
-                records["rlsuite"]["ratio_vs_sb3"] = round(ours["median"] / peer["median"], 3)
-            results += records.values()
-    return results
-
-
-def _summarise(task: str, impl: str, alloc: str, steps: int, runs: list[dict[str, Any]], algo: Algo
-               ) -> dict[str, Any]:
-    record: dict[str, Any] = {"bench": "ppo", "task": task, "impl": impl, "allocator": alloc,
-                              "malloc_env": ALLOCATORS[alloc], "steps": steps, "repeats": len(runs)}
-    good = [r for r in runs if r.get("steps_per_s")]
-    errors = [r["error"] for r in runs if r.get("error")]
-    if errors:
-        record["error"] = errors[-1]
-    if not good:
-        return {**record, "steps_per_s": None}
-    rates = [r["steps_per_s"] for r in good]
-    med = {k: round(statistics.median(r[k] for r in good), 3) for k in ("setup_s", "loop_s", "tail_s")}
-    record.update(steps_per_s={"min": min(rates), "median": round(statistics.median(rates), 1), "max": max(rates)},
-                  runs_steps_per_s=rates, wall_s=[r["wall_s"] for r in good], **{f"{k}_median": v for k, v in med.items()},
-                  steps_run=sorted({r["steps"] for r in good}), updates=sorted({r["updates"] for r in good}),
-                  versions=good[-1]["versions"], settings=settings(task, steps, algo))
-    if "total_timesteps" in good[-1]:
-        record["total_timesteps"] = sorted({r["total_timesteps"] for r in good})
-    return record
-
-
-def _measure_in_subprocess(impl: str, task: str, steps: int, alloc: str, algo: Algo) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    threads = str(algo.threads)
-    env.update(ALLOCATORS[alloc], OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    cmd = [sys.executable, "-m", "rlsuite.bench.ppo", impl, task, str(steps), json.dumps(dataclasses.asdict(algo))]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT)]
-    if proc.returncode != 0 or not lines:
-        reason = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        return {"steps_per_s": None, "error": reason}
-    return json.loads(lines[-1][len(RESULT):])
+        modes.validate(fast, lambda f: rlsuite_config(settings(task, lengths[task], algo), f))
+    return run_interleaved("ppo", "sb3", lengths, repeats, allocators, algo, fast, table)
 
 
 # ----------------------------------------------------------------------------- the rlsuite worker
@@ -251,10 +207,11 @@ def warm_imports(s: dict[str, Any]) -> None:
         importlib.import_module(name)
 
 
-def rlsuite_worker(task: str, steps: int, algo: Algo = Algo()) -> dict[str, Any]:
-    """Time `rlsuite.train.train(cfg, run_dir)` over `steps` env steps, in this process."""
+def rlsuite_worker(task: str, steps: int, algo: Algo = Algo(), fast: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Time `rlsuite.train.train(cfg, run_dir)` over `steps` env steps, in this process (`fast`:
+    the mode's extra config keys)."""
     s = settings(task, steps, algo)
-    cfg = rlsuite_config(s)
+    cfg = rlsuite_config(s, fast)
     warm_imports(s)
     return time_train(cfg, "rlsuite-bench-ppo-")
 
@@ -267,13 +224,14 @@ def algo_from_json(text: str) -> Algo:
 def main(argv: list[str]) -> None:
     impl, task, steps = argv[0], argv[1], int(argv[2])
     algo = algo_from_json(argv[3] if len(argv) > 3 else "")
+    fast = tuple(json.loads(argv[4])) if len(argv) > 4 else ()
     if impl == "rlsuite":
-        result = rlsuite_worker(task, steps, algo)
+        result = rlsuite_worker(task, steps, algo, fast)
     else:
         from rlsuite.bench.ppo_peers import sb3_worker
 
-        result = sb3_worker(task, steps, algo)
-    print(RESULT + json.dumps(result), flush=True)
+        result = {**sb3_worker(task, steps, algo), **modes.peer_speed()}
+    print(RESULT + json.dumps({**result, **modes.machine(settings(task, steps, algo)["device"])}), flush=True)
 
 
 if __name__ == "__main__":

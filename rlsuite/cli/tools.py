@@ -106,11 +106,17 @@ def add_bench(sub: Any) -> None:
     p.add_argument("--tasks", default=None,
                    help="dqn: comma-separated tasks (default all: cartpole, minatar-breakout, pong); ppo: cartpole, pong "
                         "(default) or minatar-breakout")
+    p.add_argument("--fast", default=None, metavar="KEY=VALUE,...|none",
+                   help="dqn, ppo, dt: config keys of rlsuite's fast mode, measured beside its fp32 mode and the "
+                        "peer (default train.precision=auto,train.memory_format=auto, plus train.compile=true,"
+                        "train.cudagraphs=true with --device cuda; 'none': the fp32 mode only)")
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     import json
+
+    from rlsuite.bench.modes import parse_fast
 
     seconds = 1.0 if args.quick else args.seconds
     if args.what not in ("replay", "dt") and (args.device != "cpu" or args.capacity is not None):
@@ -122,6 +128,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UserError("--size, --threads and --memory apply to `rlsuite bench dt` only")
     if args.memory and args.size is not None:
         raise UserError("bench dt --memory measures the DT-Mem study's presets; --size does not apply")
+    if args.fast is not None and (args.what not in ("dqn", "ppo", "dt") or args.memory):
+        raise UserError("--fast applies to `rlsuite bench dqn`, `ppo` and `dt` (not dt --memory)")
     if args.what == "dt" and args.tasks is not None:
         raise UserError("bench dt has no tasks: --tasks applies to `rlsuite bench dqn` and `rlsuite bench ppo`")
     if args.what == "replay":
@@ -154,15 +162,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from rlsuite.bench.dt import bench_dt
 
         results = bench_dt(size=args.size, repeats=args.repeats, updates=args.steps, quick=args.quick,
-                           device=args.device, threads=args.threads)
+                           device=args.device, threads=args.threads, fast=parse_fast(args.fast, args.device))
     elif args.what == "ppo":
         from rlsuite.bench.ppo import bench_ppo
 
-        results = bench_ppo(steps=args.steps, repeats=args.repeats, tasks=args.tasks, quick=args.quick)
+        results = bench_ppo(steps=args.steps, repeats=args.repeats, tasks=args.tasks, quick=args.quick,
+                            fast=parse_fast(args.fast, args.device))
     else:
         from rlsuite.bench.dqn import bench_dqn
 
-        results = bench_dqn(steps=args.steps, repeats=args.repeats, tasks=args.tasks, quick=args.quick)
+        results = bench_dqn(steps=args.steps, repeats=args.repeats, tasks=args.tasks, quick=args.quick,
+                            fast=parse_fast(args.fast, args.device))
     for record in results:
         print(json.dumps(record), flush=True)
     return 0
