@@ -15,8 +15,8 @@ acting. What stays fp32 is decided by construction, not by inspection:
   bf16 LSTM kernels worth having, and a recurrent state drifts under repeated rounding.
 
 `auto` choices are measured, not assumed: one forward + backward of the agent's own network on a
-batch of its training size, fp32 against bf16 (and NCHW against NHWC for conv encoders), median of
-a few repeats on a copy of the network (the real one, and every random stream, are untouched).
+batch of its training size, fp32 against bf16 (and NCHW against NHWC for conv encoders), the modes
+taking turns for a few rounds and each keeping its fastest, on copies of the network (the real one, and every random stream, are untouched).
 bf16 is picked only when it is at least `AUTO_MARGIN` faster. The pick is printed in the start
 line and written to `<run>/speed.json`; a resume reuses it, so a run never changes precision
 half-way because the machine was busier when it restarted.
@@ -30,7 +30,7 @@ import contextlib
 import copy
 import dataclasses
 import json
-import statistics
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +43,7 @@ from rlsuite.checkpoint import atomic_write_bytes
 from rlsuite.errors import UserError
 
 AUTO_MARGIN = 1.10  # 'auto' switches only for a clear win: timing noise must not flip a run's numerics
-PROBE_REPEATS = 5
+PROBE_ROUNDS = 9
 SPEED_FILE = "speed.json"
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 /proc/cpuinfo flags of bf16 matrix/dot units
 BF16_ARM_FEATURES = ("bf16",)  # aarch64 'Features' (ARMv8.6 BFDOT/BFMMLA)
@@ -231,7 +231,7 @@ def _measure_choices(precision: str, memory_format: str, device: torch.device,
         return baseline[0], baseline[1], "auto: no network to measure"
     if len(precisions) * len(formats) == 1:
         return baseline[0], baseline[1], "auto: " + ("no bf16 units" if precision == "auto" else "no convolutions")
-    seconds = {(p, f): time_update(module, args, device, p, f) for p in precisions for f in formats}
+    seconds = time_updates(module, args, device, [(p, f) for p in precisions for f in formats])
     best = min(seconds, key=seconds.get)
     if seconds[baseline] / seconds[best] < AUTO_MARGIN:
         best = baseline
@@ -240,26 +240,36 @@ def _measure_choices(precision: str, memory_format: str, device: torch.device,
     return best[0], best[1], f"auto, update speed against {baseline[0]} measured: {measured}"
 
 
-def time_update(module: nn.Module, args: tuple[Any, ...], device: torch.device, precision: str,
-                memory_format: str, repeats: int = PROBE_REPEATS) -> float:
-    """Median seconds of one forward + backward of a copy of `module` on `args` under the given
-    precision and memory format (global RNG state restored afterwards: dropout draws from a fork)."""
-    plan = SpeedPlan(precision, memory_format, device_type=device.type)
+def time_updates(module: nn.Module, args: tuple[Any, ...], device: torch.device, modes: list[tuple[str, str]],
+                 rounds: int = PROBE_ROUNDS) -> dict[tuple[str, str], float]:
+    """Seconds of one forward + backward of a copy of `module` on `args` for each (precision,
+    memory format) in `modes`: the modes take turns, round after round, and each keeps its fastest
+    round, so load from other processes (which only ever adds time) biases no mode against another.
+    The global RNG state is restored afterwards (dropout draws from a fork); `module` is untouched."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        net = plan.prepare(copy.deepcopy(module)).train()
-        wrapped = plan.wrap(net)
-        times = []
-        for i in range(repeats + 2):  # two warm-ups: first-call allocations and oneDNN primitive caches
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            _floats_sum(wrapped(*args)).backward()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if i >= 2:
-                times.append(time.perf_counter() - start)
-            net.zero_grad(set_to_none=True)
-    return statistics.median(times)
+        runners = {}
+        for precision, memory_format in modes:
+            plan = SpeedPlan(precision, memory_format, device_type=device.type)
+            net = plan.prepare(copy.deepcopy(module)).train()
+            runners[precision, memory_format] = (net, plan.wrap(net))
+        best = {mode: math.inf for mode in modes}
+        for i in range(rounds + 2):  # two warm-up rounds: first-call allocations, oneDNN primitive caches
+            for mode, (net, wrapped) in runners.items():
+                seconds = _time_once(net, wrapped, args, device)
+                if i >= 2:
+                    best[mode] = min(best[mode], seconds)
+    return best
+
+
+def _time_once(net: nn.Module, wrapped: Any, args: tuple[Any, ...], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    _floats_sum(wrapped(*args)).backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    net.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
 
 
 def _floats_sum(out: Any) -> torch.Tensor:

@@ -90,7 +90,7 @@ def test_auto_measures_and_keeps_fp32_unless_bf16_is_clearly_faster(monkeypatch)
     train = config.TrainConfig(precision="auto", memory_format="auto")
     times = {("fp32", "contiguous"): 1.0, ("fp32", "channels_last"): 0.95, ("bf16", "contiguous"): 0.5,
              ("bf16", "channels_last"): 0.4}
-    monkeypatch.setattr(speed, "time_update", lambda m, a, d, p, f: times[p, f])
+    monkeypatch.setattr(speed, "time_updates", lambda m, a, d, modes: {mode: times[mode] for mode in modes})
     monkeypatch.setattr(speed, "cpu_flags", lambda: {"amx_bf16"})
     plan = speed.resolve(train, CPU, probe)
     assert (plan.precision, plan.memory_format) == ("bf16", "channels_last") and "2.50x" in plan.reason
@@ -104,11 +104,12 @@ def test_auto_measures_and_keeps_fp32_unless_bf16_is_clearly_faster(monkeypatch)
     assert speed.resolve(train, CPU, probe, previous).precision == "bf16"
 
 
-def test_time_update_leaves_the_network_and_the_global_rng_alone():
+def test_timing_leaves_the_network_and_the_global_rng_alone():
     net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 2))
     before = copy.deepcopy(net.state_dict())
     state = torch.random.get_rng_state()
-    assert speed.time_update(net, (torch.ones(16, 4),), CPU, "bf16", "contiguous", repeats=2) > 0
+    seconds = speed.time_updates(net, (torch.ones(16, 4),), CPU, [("fp32", "contiguous"), ("bf16", "contiguous")], 2)
+    assert set(seconds) == {("fp32", "contiguous"), ("bf16", "contiguous")} and min(seconds.values()) > 0
     assert torch.equal(state, torch.random.get_rng_state())
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert all(p.grad is None for p in net.parameters())
