@@ -240,18 +240,19 @@ def _measure_choices(precision: str, memory_format: str, device: torch.device,
     return best[0], best[1], f"auto, update speed against {baseline[0]} measured: {measured}"
 
 
-def time_updates(module: nn.Module, args: tuple[Any, ...], device: torch.device, modes: list[tuple[str, str]],
-                 rounds: int = PROBE_ROUNDS) -> dict[tuple[str, str], float]:
-    """Seconds of one forward + backward of a copy of `module` on `args` for each (precision,
-    memory format) in `modes`: the modes take turns, round after round, and each keeps its fastest
-    round, so load from other processes (which only ever adds time) biases no mode against another.
-    The global RNG state is restored afterwards (dropout draws from a fork); `module` is untouched."""
+def time_updates(module: nn.Module, args: tuple[Any, ...], device: torch.device, modes: list[Any],
+                 rounds: int = PROBE_ROUNDS) -> dict[Any, float]:
+    """Seconds of one forward + backward of a copy of `module` on `args` for each mode in `modes`
+    (a (precision, memory format) pair, or a whole SpeedPlan): the modes take turns, round after
+    round, and each keeps its fastest round, so load from other processes (which only ever adds
+    time) biases no mode against another. The global RNG state is restored afterwards (dropout
+    draws from a fork); `module` is untouched."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         runners = {}
-        for precision, memory_format in modes:
-            plan = SpeedPlan(precision, memory_format, device_type=device.type)
+        for mode in modes:
+            plan = mode if isinstance(mode, SpeedPlan) else SpeedPlan(*mode, device_type=device.type)
             net = plan.prepare(copy.deepcopy(module)).train()
-            runners[precision, memory_format] = (net, plan.wrap(net))
+            runners[mode] = (net, plan.wrap(net))
         best = {mode: math.inf for mode in modes}
         for i in range(rounds + 2):  # two warm-up rounds: first-call allocations, oneDNN primitive caches
             for mode, (net, wrapped) in runners.items():

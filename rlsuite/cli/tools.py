@@ -80,7 +80,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 def add_bench(sub: Any) -> None:
     p = sub.add_parser("bench", help="measure speed against peers installed side by side, or run the "
                        "plasticity benchmark (JSON lines)")
-    p.add_argument("what", choices=["dqn", "ppo", "dt", "replay", "envs", "plasticity"])
+    p.add_argument("what", choices=["dqn", "ppo", "dt", "replay", "envs", "plasticity", "networks"],
+                   help="networks: each agent's network under each fast mode (bf16, channels_last, compile) "
+                        "against fp32, on this machine")
     p.add_argument("--seconds", type=float, default=20.0, help="replay, envs: time per measurement (default 20; dqn times whole runs of --steps)")
     p.add_argument("--quick", action="store_true", help="short measurements (a smoke test, not a result; "
                    "dt: the small size)")
@@ -99,7 +101,8 @@ def add_bench(sub: Any) -> None:
     p.add_argument("--size", default=None, choices=["default", "small"],
                    help="dt: model and batch size (default: the dt preset's d 128, 3 layers, 4 heads, K 20, batch 64; "
                         "small with --quick)")
-    p.add_argument("--threads", type=int, default=None, help="dt: torch threads on both sides (default 2)")
+    p.add_argument("--threads", type=int, default=None, help="dt: torch threads on both sides (default 2); "
+                   "networks: torch threads (default 1)")
     p.add_argument("--memory", action="store_true",
                    help="dt: DT-Mem (dtmem-minatar) against the parameter-matched plain DT (mgdt-minatar-matched) "
                         "instead of Hugging Face: training tokens/s and memory (peak RSS; CUDA peak on --device cuda)")
@@ -119,13 +122,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from rlsuite.bench.modes import parse_fast
 
     seconds = 1.0 if args.quick else args.seconds
-    if args.what not in ("replay", "dt") and (args.device != "cpu" or args.capacity is not None):
+    if args.what not in ("replay", "dt", "networks") and (args.device != "cpu" or args.capacity is not None):
         raise UserError(f"bench {args.what} runs on the CPU with fixed sizes; --device and --capacity "
                         "apply to `rlsuite bench replay` only (--device also to `rlsuite bench dt`)")
     if args.what == "dt" and args.capacity is not None:
         raise UserError("bench dt has no buffer: --capacity applies to `rlsuite bench replay` only")
-    if args.what != "dt" and (args.size is not None or args.threads is not None or args.memory):
-        raise UserError("--size, --threads and --memory apply to `rlsuite bench dt` only")
+    if args.what != "dt" and (args.size is not None or args.memory):
+        raise UserError("--size and --memory apply to `rlsuite bench dt` only")
+    if args.what not in ("dt", "networks") and args.threads is not None:
+        raise UserError("--threads applies to `rlsuite bench dt` and `rlsuite bench networks` only")
+    if args.what == "networks" and args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("bench networks --device cuda needs a GPU and a CUDA build of torch; this torch sees none")
     if args.memory and args.size is not None:
         raise UserError("bench dt --memory measures the DT-Mem study's presets; --size does not apply")
     if args.fast is not None and (args.what not in ("dqn", "ppo", "dt") or args.memory):
@@ -149,6 +159,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from rlsuite.bench.plasticity import bench_plasticity
 
         results = bench_plasticity(out=args.out, quick=args.quick)
+    elif args.what == "networks":
+        from rlsuite.bench.networks import bench_networks
+
+        results = bench_networks(quick=args.quick, device=args.device, threads=args.threads or 1)
     elif args.what == "envs":
         from rlsuite.bench.envs import bench_envs
 
