@@ -353,3 +353,63 @@ def test_async_envs_overlap_dqn_updates_with_stepping_and_owe_nothing(tmp_path):
         assert set(after_observe) == {0}
     finally:
         s.env.close(), s.eval_env.close()
+
+
+# ----------------------------------------------------------------------------- CUDA graphs (run where a GPU is lent)
+
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+
+
+def on(device: torch.device, batch):
+    """A replay Batch with every tensor on `device`."""
+    import dataclasses
+
+    return dataclasses.replace(batch, **{f.name: getattr(batch, f.name).to(device)
+                                         for f in dataclasses.fields(batch)})
+
+
+@GPU
+def test_dqn_cuda_graphs_match_eager_losses_and_actions(dqn_batches):
+    """Graph capture fails silently when a replay reads stale inputs or overwritten outputs: the
+    graphed agent must compute the eager agent's losses, update after update, and its actions."""
+    cfg, env, batches = dqn_batches
+    cuda = torch.device("cuda")
+    agent_cls, _ = agent_classes("dqn")
+    agents = []
+    for plan in (SpeedPlan(device_type="cuda"), SpeedPlan(compile=True, cudagraphs=True, device_type="cuda")):
+        agent = agent_cls(cfg.agent, env.single_observation_space, env.single_action_space, cuda, seed=3)
+        agent.plan(10_000)
+        agent.accelerate(plan)
+        agents.append(agent)
+    few = [on(cuda, b) for b in batches[:60]]
+    np.testing.assert_allclose(dqn_losses(agents[1], few), dqn_losses(agents[0], few), rtol=1e-3, atol=1e-5)
+    states = batches[0].obs.numpy()[:16]
+    for batch_size in (1, 4, 16):
+        assert np.array_equal(agents[0].act(states[:batch_size], 0.0), agents[1].act(states[:batch_size], 0.0))
+
+
+@GPU
+def test_ppo_cuda_graphs_match_eager():
+    cfg = config.build_run_config("ppo-classic", "CartPole-v1", ["train.num_envs=4", "train.device=cuda"])
+    env = make_env(cfg.env, 4, 0)
+    agent_cls, _ = agent_classes("ppo")
+    agents = []
+    for plan in (SpeedPlan(device_type="cuda"), SpeedPlan(compile=True, cudagraphs=True, device_type="cuda")):
+        agent = agent_cls(cfg.agent, env.single_observation_space, env.single_action_space, torch.device("cuda"), seed=5)
+        agent.plan(100_000)
+        agent.begin(storage_context(cfg, env, 0))
+        agent.accelerate(plan)
+        agents.append(agent)
+    metrics = ppo_lockstep(env, agents, rollouts=2)
+    for a, b in zip(*metrics):
+        assert float(a["losses/value_loss"]) == pytest.approx(float(b["losses/value_loss"]), rel=1e-3)
+    obs, _ = env.reset(seed=1)
+    assert np.array_equal(agents[0].act(obs, 0.0), agents[1].act(obs, 0.0))
+
+
+@GPU
+def test_graphed_dqn_run_from_the_cli_with_the_replay_on_the_gpu(tmp_path, capsys):
+    assert main(["train", "dqn-classic", "--env", "CartPole-v1", "--steps", "2000", "--run-dir", str(tmp_path / "run"),
+                 "--no-progress", *[x for s in TINY + ["train.device=cuda", "replay.on_device=true",
+                                                       "train.cudagraphs=true"] for x in ("--set", s)]]) == 0
+    assert "compiled · CUDA graphs" in capsys.readouterr().out
