@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlsuite import checkpoint, config, tasks
+from rlsuite import checkpoint, config, speed, tasks
 from rlsuite.agents import agent_classes
 from rlsuite.envs import make as make_env
 from rlsuite.errors import UserError
@@ -60,4 +60,6 @@ def load_policy(target: str | Path, env_id: str | None = None, overrides: list[s
     else:
         agent.load_state_dict(data["agent"])
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
+    if hasattr(agent, "accelerate"):  # act in the run's recorded precision (rlsuite.speed)
+        agent.accelerate(speed.evaluation_plan(run_dir, agent.device))
     return LoadedPolicy(cfg, agent, env, int(data["step"]), path, run_dir)

@@ -305,6 +305,20 @@ def apply(agent: Any, train: Any, device: torch.device, run_dir: Path, resume: b
     return plan
 
 
+def evaluation_plan(run_dir: Path | None, device: torch.device) -> SpeedPlan:
+    """The plan `rlsuite eval` (and other loaders of a checkpoint) acts with: the run's recorded
+    precision and memory format, so an evaluation computes what the run's own evaluations did;
+    never compiled (one evaluation does not repay a compile), and fp32 where this device has no
+    bf16 units (the weights are fp32 either way)."""
+    recorded = load(run_dir) if run_dir is not None else None
+    if recorded is None:
+        return SpeedPlan(device_type=device.type)
+    precision = recorded.get("precision", "fp32")
+    if precision == "bf16" and bf16_problem(device) is not None:
+        precision = "fp32"
+    return SpeedPlan(precision, recorded.get("memory_format", "contiguous"), device_type=device.type)
+
+
 def save(run_dir: Path, plan: SpeedPlan) -> None:
     """Write the plan to <run>/speed.json (atomically)."""
     atomic_write_bytes(Path(run_dir) / SPEED_FILE, lambda fh: fh.write(json.dumps(plan.to_dict(), indent=1).encode()))

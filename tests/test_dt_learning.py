@@ -18,7 +18,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from rlsuite import speed
 from rlsuite.cli import main
 from rlsuite.data import collect
 from rlsuite.policy import load_policy
@@ -30,7 +32,10 @@ SETTINGS = ["agent.model.context=10", "agent.model.embed_dim=64", "agent.model.n
             "train.torch_threads=2"]
 
 
-def test_dt_learns_from_mixed_data_and_follows_the_target_return(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def mixed_data(tmp_path_factory):
+    """The expert and noisy datasets, collected once for both precisions."""
+    tmp_path = tmp_path_factory.mktemp("dt-learning")
     policy = load_policy(TEACHER, num_envs=4)
     manifest = {"env_id": "CartPole-v1", "env": dataclasses.asdict(policy.cfg.env)}
     try:
@@ -41,8 +46,16 @@ def test_dt_learns_from_mixed_data_and_follows_the_target_return(tmp_path, capsy
     finally:
         policy.env.close()
     assert good.stats()["return_mean"] > 300 and poor.stats()["return_mean"] < 150  # the mix is as described
-    args = ["train", "dt", "--dataset", f"{tmp_path / 'expert'},{tmp_path / 'noisy'}", "--steps", "400",
-            "--run-dir", str(tmp_path / "run"), "--no-progress"]
+    return f"{tmp_path / 'expert'},{tmp_path / 'noisy'}"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_dt_learns_from_mixed_data_and_follows_the_target_return(mixed_data, tmp_path, capsys, monkeypatch, precision):
+    """bf16 is the fast-mode check (the forward passes in bf16 autocast). It runs on any CPU: the
+    test pretends the CPU has bf16 units (autocast emulates them where missing: slower, same numerics)."""
+    monkeypatch.setattr(speed, "cpu_flags", lambda: {"avx512_bf16"})
+    args = ["train", "dt", "--dataset", mixed_data, "--steps", "400", "--run-dir", str(tmp_path / "run"), "--no-progress",
+            "--set", f"train.precision={precision}"]
     assert main(args + [x for s in SETTINGS for x in ("--set", s)]) == 0
     means = {}
     for target in ("500", "30"):

@@ -16,6 +16,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from rlsuite import speed
 from rlsuite.cli import main
 
 
@@ -35,8 +38,29 @@ def test_ppo_solves_cartpole_within_100k_steps_for_2_of_3_seeds(tmp_path):
     assert sum(value >= 475 for value in best.values()) >= 2, f"best eval return per seed: {best}"
 
 
+@pytest.fixture
+def bf16_cpu(monkeypatch):
+    """Pretend the CPU has bf16 units: autocast emulates bf16 where they are missing (slower, the
+    same numerics), and only rlsuite's start-up check would refuse it."""
+    monkeypatch.setattr(speed, "cpu_flags", lambda: {"avx512_bf16"})
+
+
+def test_ppo_in_bf16_solves_cartpole_within_100k_steps_for_2_of_3_seeds(tmp_path, bf16_cpu):
+    """The fast-mode check: the same bar with the forward passes in bf16 autocast."""
+    best = {seed: train(tmp_path / f"s{seed}", "--seed", str(seed), "--steps", "100000",
+                        "--set", "train.eval_every=10000", "--set", "train.precision=bf16") for seed in (1, 2, 3)}
+    assert sum(value >= 475 for value in best.values()) >= 2, f"best eval return per seed: {best}"
+
+
 def test_lstm_core_remembers_what_one_observation_hides(tmp_path):
     common = ["--steps", "60000", "--set", "env.hide_velocities=true", "--set", "train.eval_every=20000"]
     feed_forward = train(tmp_path / "ff", *common)
     recurrent = train(tmp_path / "lstm", *common, "--set", "agent.core=lstm")
     assert feed_forward < 100 and recurrent >= 200, f"feed-forward {feed_forward}, LSTM {recurrent}"
+
+
+def test_lstm_core_in_bf16_remembers_too(tmp_path, bf16_cpu):
+    """The LSTM core stays fp32 under bf16 autocast; the encoder and heads run in bf16."""
+    recurrent = train(tmp_path / "lstm", "--steps", "60000", "--set", "env.hide_velocities=true",
+                      "--set", "train.eval_every=20000", "--set", "agent.core=lstm", "--set", "train.precision=bf16")
+    assert recurrent >= 200, f"LSTM in bf16: {recurrent}"

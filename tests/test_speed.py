@@ -413,3 +413,17 @@ def test_graphed_dqn_run_from_the_cli_with_the_replay_on_the_gpu(tmp_path, capsy
                  "--no-progress", *[x for s in TINY + ["train.device=cuda", "replay.on_device=true",
                                                        "train.cudagraphs=true"] for x in ("--set", s)]]) == 0
     assert "compiled · CUDA graphs" in capsys.readouterr().out
+
+
+def test_eval_acts_in_the_runs_recorded_precision(tmp_path, bf16_cpu):
+    from rlsuite.policy import load_policy
+
+    run_dir = tmp_path / "run"
+    assert main(["train", "dqn-classic", "--env", "CartPole-v1", "--steps", "300", "--run-dir", str(run_dir),
+                 "--no-progress", *[x for s in TINY + ["train.precision=bf16"] for x in ("--set", s)]]) == 0
+    assert speed.load(run_dir)["precision"] == "bf16"
+    policy = load_policy(run_dir, num_envs=1)
+    try:
+        assert policy.agent.speed.bf16 and not policy.agent.speed.compile
+    finally:
+        policy.env.close()
