@@ -2,9 +2,9 @@
 (Lee et al. 2022) as an option.
 
 A trajectory window of K steps becomes 3K tokens, three per step, each with the step's learned
-timestep embedding added; a causal GPT (pre-LayerNorm blocks, attention through
-`torch.nn.functional.scaled_dot_product_attention`, which picks fused flash / memory-efficient
-kernels on a GPU) runs over them, and heads read fixed token positions:
+timestep embedding added; a causal GPT (pre-LayerNorm blocks as GPT-2, dropout on the embeddings,
+the attention probabilities and both residual branches) runs over them, and heads read fixed token
+positions:
 
     returns "continuous" (DT):  tokens (R_t, s_t, a_t); action logits at s_t.
         R_t enters through a linear layer (R_t * return_scale); no return head.
@@ -18,6 +18,16 @@ So in both layouts the action at step t is predicted from tokens of steps <= t a
 from tokens before R_t: never from a_t or anything later. Windows are right-padded (the padding
 mask of the sampler): with a causal mask, padding after a step can never reach it, so the
 network needs no key mask; the loss ignores padded steps.
+
+Work that no output depends on is not done (rlsuite.nn.attention has the kernels; the function
+computed is the same, tested against a float64 reference in tests/test_transformer_speed.py):
+- the last block computes only the tokens the heads read (1 of 3 per step, 2 with 'bins'): their
+  queries over every token's keys and values, their attention output, residual and MLP;
+- without a working memory, a `mask` with padding (at most `PADDING_SKIP` of the steps real) makes
+  the network run on the real steps only: their tokens through the encoder, embeddings, LayerNorms
+  and linear layers, attention in the window's layout with the padded steps zero (the causal mask
+  keeps them from every real step). The outputs at padded steps are then zeros, which no loss reads.
+  (The encoders here are per observation, so leaving padded observations out changes nothing.)
 
 Shapes: obs (B, K, *obs_shape) (uint8 images or float vectors), actions (B, K) int64,
 returns-to-go (B, K) float, timesteps (B, K) int64. Initialisation as GPT-2 / minGPT (the DT
@@ -34,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlsuite.fields import choice, ranged
+from rlsuite.nn.attention import Dropout, causal_attention, residual_dropout
 from rlsuite.nn.memory import MemoryConfig, WorkingMemory
 
 
@@ -71,13 +82,25 @@ class CausalSelfAttention(nn.Module):
         self.heads, self.dropout = heads, dropout
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
-        self.resid_drop = nn.Dropout(dropout)
+        self.resid_drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
-        return self.resid_drop(self.proj(y.transpose(1, 2).reshape(b, n, d)))
+        y = causal_attention(self.qkv(x).view(b, n, 3, self.heads, d // self.heads), None, self.dropout,
+                             self.training)
+        return self.resid_drop(self.proj(y.view(b, n, d)))
+
+    def project_qkv(self, h: torch.Tensor, read: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Queries of the tokens at in-step positions `read` and keys / values of all tokens, from
+        `h` (S, 3, d): ((S, len(read), d), (S, 3, 2d)). A plain Linear computes only those queries;
+        a wrapped one (LoRA) or one with hooks is called as a module on all tokens."""
+        d, lin = h.shape[-1], self.qkv
+        if type(lin) is nn.Linear and not (lin._forward_hooks or lin._forward_pre_hooks):
+            w, b = lin.weight, lin.bias
+            q = F.linear(_at(h, read), w[:d], None if b is None else b[:d])
+            return q, F.linear(h, w[d:], None if b is None else b[d:])
+        full = lin(h)
+        return _at(full, read)[..., :d], full[..., d:]
 
 
 class Block(nn.Module):
@@ -88,7 +111,7 @@ class Block(nn.Module):
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.attn = CausalSelfAttention(d, heads, dropout)
-        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d), nn.Dropout(dropout))
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d), Dropout(dropout))
         self.memory = WorkingMemory(d, memory) if memory is not None else None
         self.ln_m = nn.LayerNorm(d) if memory is not None else None
 
@@ -106,6 +129,53 @@ class Block(nn.Module):
         x = x + branch
         return x + self.mlp(self.ln2(x)), new_state, inputs
 
+    def steps_forward(self, x: torch.Tensor, steps: _Steps, read: tuple[int, ...] | None = None) -> torch.Tensor:
+        """The block without a memory on the tokens of S steps, x (S, 3, d) (`steps`: where they sit
+        in the (B, K) window). `read` None: all tokens out, (S, 3, d); else only the tokens at those
+        in-step positions, (S, len(read), d) (their queries, over every token's keys and values)."""
+        s, _, d = x.shape
+        attn, heads, b, k = self.attn, self.attn.heads, steps.b, steps.k
+        h = self.ln1(x)
+        if read is None:
+            qkv = steps.to_window(attn.qkv(h)).view(b, 3 * k, 3, heads, d // heads)
+            y = causal_attention(qkv, None, attn.dropout, self.training)
+            x = residual_dropout(x, attn.proj(steps.from_window(y.view(b * k, 3, d))), attn.resid_drop)
+        else:
+            q, kv = attn.project_qkv(h, read)
+            q = steps.to_window(q).view(b, k * len(read), heads, d // heads)
+            kv = steps.to_window(kv).view(b, 3 * k, 2, heads, d // heads)
+            positions = tuple(3 * t + r for t in range(k) for r in read)
+            y = causal_attention(q, kv, attn.dropout, self.training, positions)
+            x = residual_dropout(_at(x, read), attn.proj(steps.from_window(y.view(b * k, len(read), d))),
+                                 attn.resid_drop)
+        fc1, act, fc2, drop = self.mlp
+        return residual_dropout(x, fc2(act(fc1(self.ln2(x)))), drop)
+
+
+def _at(x: torch.Tensor, read: tuple[int, ...]) -> torch.Tensor:
+    """x[:, read] for in-step positions `read` (a view when they are consecutive)."""
+    if list(read) == list(range(read[0], read[0] + len(read))):
+        return x[:, read[0]:read[0] + len(read)]
+    return x[:, list(read)]
+
+
+class _Steps:
+    """Where S steps of tokens sit in a (B, K) window: `rows` (S,) their flat indices b * K + t, or
+    None when all B K steps are there in order."""
+
+    def __init__(self, b: int, k: int, rows: torch.Tensor | None) -> None:
+        self.b, self.k, self.rows = b, k, rows
+
+    def from_window(self, t: torch.Tensor) -> torch.Tensor:
+        """(B K, ...) -> (S, ...): the S steps' rows."""
+        return t if self.rows is None else t.index_select(0, self.rows)
+
+    def to_window(self, t: torch.Tensor) -> torch.Tensor:
+        """(S, ...) -> (B K, ...); steps not in `rows` are zeros."""
+        if self.rows is None:
+            return t
+        return t.new_zeros(self.b * self.k, *t.shape[1:]).index_copy_(0, self.rows, t)
+
 
 class DecisionTransformer(nn.Module):
     """Causal transformer over (return, observation, action) tokens; see the module docstring.
@@ -113,6 +183,13 @@ class DecisionTransformer(nn.Module):
     `encoder`: an rlsuite.nn.encoders module mapping (N, *obs_shape) to (N, encoder.output_dim).
     `forward` returns {"action": (B, K, num_actions)} and, with returns 'bins', {"return": (B, K,
     num_bins)} logits."""
+
+    PADDING_SKIP = 0.9
+    """Without a memory, a `mask` whose real steps are at most this fraction of the window's steps
+    makes the network run on the real steps only (the outputs at padded steps are then zeros);
+    above it the gather and scatter would cost more than the padding."""
+    skip_padding = True
+    """False: always run on the whole window (for measuring what skipping padding saves)."""
 
     def __init__(self, cfg: TransformerConfig, encoder: nn.Module, num_actions: int,
                  memory: MemoryConfig | None = None) -> None:
@@ -136,7 +213,7 @@ class DecisionTransformer(nn.Module):
             self.return_embed = nn.Linear(1, d)
             self.return_head = None
         self.timestep_embed = nn.Embedding(cfg.max_timestep, d)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         per_block = memory if memory is not None and memory.placement == "block" else None
         self.blocks = nn.ModuleList(Block(d, cfg.n_head, cfg.dropout, per_block) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(d)
@@ -180,11 +257,15 @@ class DecisionTransformer(nn.Module):
     # -- forward ---------------------------------------------------------------------------
     def forward(self, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor, timesteps: torch.Tensor,
                 mask: torch.Tensor | None = None, memory: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """With a working memory, `mask` (B, K) says which steps write it and `memory` is its state
+        """`mask` (B, K): the window's real steps. Without a memory, padding in it makes the network
+        skip the padded steps (module docstring): their outputs are zeros. With a working memory,
+        `mask` says which steps write it and `memory` is its state
         before step 0 (None: an episode start): (B, N, d) once per model, (B, L, N, d) per block. The
         output then has "memory", the state after the window, and with per-block memories
         "memory_inputs" (B, L, K, 3, d), what each block's memory was written from."""
         b, k = actions.shape
+        if self.placement == "none":
+            return self._plain_forward(obs, actions, returns, timesteps, mask)
         x = self.tokens(obs, actions, returns, timesteps)
         state = None
         if self.memory is not None:
@@ -208,6 +289,34 @@ class DecisionTransformer(nn.Module):
             out["memory"] = state
         if self.placement == "block":
             out["memory_inputs"] = torch.stack(inputs, 1)
+        return out
+
+    def _plain_forward(self, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor,
+                       timesteps: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """`forward` without a memory, computing only what the heads read (see PADDING_SKIP)."""
+        b, k = actions.shape
+        rows = None
+        if mask is not None and self.skip_padding and not torch.compiler.is_compiling():
+            valid = mask.reshape(-1)
+            count = int(valid.sum())
+            if 0 < count <= self.PADDING_SKIP * valid.numel():
+                rows = valid.nonzero().squeeze(1)
+        steps = _Steps(b, k, rows)
+        if rows is None:
+            x = self.tokens(obs, actions, returns, timesteps).view(b * k, 3, -1)
+        else:  # the real steps as one window of S steps: tokens are per step, so this is the same
+            one = (lambda t: t.reshape(b * k, *t.shape[2:]).index_select(0, rows).unsqueeze(0))
+            x = self.tokens(one(obs), one(actions), one(returns), one(timesteps)).view(len(rows), 3, -1)
+        x = self.drop(x)
+        # Heads read position 1 (action logits) and, with bins, position 0 (return logits) of each
+        # step: the last block computes only those tokens.
+        read = (0, 1) if self.return_head is not None else (1,)
+        for block in self.blocks[:-1]:
+            x = block.steps_forward(x, steps)
+        h = self.ln_f(self.blocks[-1].steps_forward(x, steps, read))
+        out = {"action": steps.to_window(self.action_head(h[:, read.index(1)])).view(b, k, -1)}
+        if self.return_head is not None:
+            out["return"] = steps.to_window(self.return_head(h[:, read.index(0)])).view(b, k, -1)
         return out
 
     def initial_memory(self, batch: int) -> torch.Tensor | None:
