@@ -170,9 +170,9 @@ def test_attention_with_dropout_equals_the_definition_with_its_mask(dtype, subse
     torch.manual_seed(5)
     y = causal_attention(a, b, p, True, positions if subset else None)
     torch.manual_seed(5)
-    mask = keep_mask((heads, batch, len(positions), k.shape[1]), p)
-    assert (mask == 0).any() and (mask != 0).any()
-    ref = reference_attention(q, k, v, positions, mask)
+    kept = keep_mask((heads, batch, len(positions), k.shape[1]), p) != 0
+    assert kept.any() and not kept.all()
+    ref = reference_attention(q, k, v, positions, kept.double() / (1 - p))
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     torch.testing.assert_close(y.double(), ref, atol=tol, rtol=tol)
     leaves = [t for t in (a, b) if t is not None]
@@ -194,8 +194,8 @@ def test_attention_with_dropout_under_bf16_autocast(subset):
         y = causal_attention(a, b, p, True, positions if subset else None)
     assert y.dtype == torch.bfloat16
     torch.manual_seed(7)
-    mask = keep_mask((q.shape[2], q.shape[0], len(positions), k.shape[1]), p)
-    ref = reference_attention(q, k, v, positions, mask)
+    kept = keep_mask((q.shape[2], q.shape[0], len(positions), k.shape[1]), p) != 0
+    ref = reference_attention(q, k, v, positions, kept.double() / (1 - p))
     torch.testing.assert_close(y.double(), ref, atol=5e-2, rtol=5e-2)
     y.float().sum().backward()
     assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in (a, b) if t is not None)
@@ -243,15 +243,16 @@ def make_batch(b=4, k=5, seed=1, lengths=(5, 2, 4, 1)):
 
 
 class MaskRecorder:
-    """Records every mask `keep_mask` draws (in order) while active."""
+    """Records every mask `keep_mask` draws (in order) while active, as the factor it stands for:
+    float64, 0 or 1 / (1 - p) (attention applies an unscaled mask's 1 / (1 - p) in its products)."""
 
     def __init__(self, monkeypatch):
         self.masks: list[torch.Tensor] = []
         real = attention.keep_mask
 
-        def recording(*args, **kwargs):
-            m = real(*args, **kwargs)
-            self.masks.append(m.detach().clone())
+        def recording(shape, p, *args, **kwargs):
+            m = real(shape, p, *args, **kwargs)
+            self.masks.append((m != 0).double() / (1 - p))
             return m
         monkeypatch.setattr(attention, "keep_mask", recording)
 

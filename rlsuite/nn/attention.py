@@ -81,10 +81,26 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 
 def residual_dropout(x: torch.Tensor, h: torch.Tensor, drop: nn.Dropout) -> torch.Tensor:
-    """x + drop(h): on the CPU in float32 arithmetic one fused multiply-add with the mask."""
+    """x + drop(h): on the CPU in float32 arithmetic one fused multiply-add with the mask (and one
+    multiply in backward)."""
     if not drop.training or drop.p == 0.0 or not _fast(h) or drop.p >= 1.0 or x.dtype != torch.float32:
         return x + drop(h)
-    return torch.addcmul(x, h, keep_mask(h.shape, drop.p, h.device))
+    return _ResidualDropout.apply(x, h, keep_mask(h.shape, drop.p, h.device))
+
+
+class _ResidualDropout(torch.autograd.Function):
+    """x + h * mask (the mask already scaled by 1 / (1 - p)), in x's dtype (float32)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(mask)
+        ctx.h_dtype = h.dtype
+        return torch.addcmul(x, h.to(x.dtype), mask)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (mask,) = ctx.saved_tensors
+        return g, (g * mask).to(ctx.h_dtype), None
 
 
 class Dropout(nn.Dropout):
@@ -177,23 +193,26 @@ class _DropoutAttention(torch.autograd.Function):
         acc = _accumulate(q.dtype)
         probs = torch.softmax(scores, dim=-1) if acc == q.dtype else torch.softmax(scores, dim=-1, dtype=acc)
         del scores
-        mask = keep_mask(probs.shape, p, q.device)
+        # a 0/1 mask; 1 / (1 - p) is the alpha of the products with the dropped probabilities
+        mask, keep = keep_mask(probs.shape, p, q.device, scale=False), 1.0 / (1.0 - p)
         dropped = (probs * mask).to(q.dtype)
+        y = torch.empty(heads, b, nq, dh, dtype=q.dtype, device=q.device)
         if heads_first:
-            y = torch.bmm(dropped, v).view(heads, b, nq, dh)
+            out = y.view(heads * b, nq, dh)
+            torch.baddbmm(out, dropped, v, beta=0.0, alpha=keep, out=out)
         else:
-            y = torch.empty(heads, b, nq, dh, dtype=q.dtype, device=q.device)
             for h in range(heads):
-                torch.bmm(dropped[h], v[:, :, h], out=y[h])
+                torch.baddbmm(y[h], dropped[h], v[:, :, h], beta=0.0, alpha=keep, out=y[h])
         ctx.save_for_backward(qs, ks, probs, mask, dropped)
-        ctx.scale, ctx.heads_first, ctx.fused, ctx.shape = scale, heads_first, kv is None, (b, nq, n, heads, dh)
+        ctx.scale, ctx.keep, ctx.heads_first, ctx.fused = scale, keep, heads_first, kv is None
+        ctx.shape = (b, nq, n, heads, dh)
         return y.permute(1, 2, 0, 3).contiguous()
 
     @staticmethod
     def backward(ctx, gy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         qs, ks, probs, mask, dropped = ctx.saved_tensors
         b, nq, n, heads, dh = ctx.shape
-        scale, fused, dtype = ctx.scale, ctx.fused, qs.dtype
+        scale, keep, fused, dtype = ctx.scale, ctx.keep, ctx.fused, qs.dtype
         gy = gy.to(dtype)
         # dk, dv (and dq when fused, nq == n) per head, heads first
         grads = torch.empty(3 if fused else 2, heads, b, n, dh, dtype=dtype, device=qs.device)
@@ -205,14 +224,17 @@ class _DropoutAttention(torch.autograd.Function):
             else:
                 qh, k, v = qs.view(heads * b, nq, dh), ks[0].view(heads * b, n, dh), ks[1].view(heads * b, n, dh)
             g = gy.permute(2, 0, 1, 3).contiguous().view(heads * b, nq, dh)
-            torch.bmm(dropped.transpose(1, 2), g, out=dv.view(heads * b, n, dh))
-            grad_dropped = torch.bmm(g, v.transpose(1, 2))
+            dv_ = dv.view(heads * b, n, dh)
+            torch.baddbmm(dv_, dropped.transpose(1, 2), g, beta=0.0, alpha=keep, out=dv_)
+            grad_dropped = torch.empty(dropped.shape, dtype=dtype, device=qs.device)
+            torch.baddbmm(grad_dropped, g, v.transpose(1, 2), beta=0.0, alpha=keep, out=grad_dropped)
         else:
             qh, k, v = _heads(qs, None if fused else ks)
             grad_dropped = torch.empty(dropped.shape, dtype=dtype, device=qs.device)
             for h in range(heads):
-                torch.bmm(dropped[h].transpose(1, 2), gy[:, :, h], out=dv[h])
-                torch.bmm(gy[:, :, h], v[:, :, h].transpose(1, 2), out=grad_dropped[h])
+                torch.baddbmm(dv[h], dropped[h].transpose(1, 2), gy[:, :, h], beta=0.0, alpha=keep, out=dv[h])
+                torch.baddbmm(grad_dropped[h], gy[:, :, h], v[:, :, h].transpose(1, 2), beta=0.0, alpha=keep,
+                              out=grad_dropped[h])
         grad_probs = grad_dropped.to(probs.dtype).mul_(mask) if dtype != probs.dtype else grad_dropped * mask
         del grad_dropped
         grad_scores = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype).to(dtype)
