@@ -378,6 +378,33 @@ def test_training_step_with_dropout_equals_the_reference_with_the_same_masks(ret
                                    atol=2e-5, rtol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("returns", ["continuous", "bins"])
+def test_torchs_own_ops_where_the_cpu_paths_do_not_apply(returns, monkeypatch):
+    """On a GPU and under torch.compile the model runs torch's SDPA and F.dropout: the same
+    function (evaluation equals the reference; training without dropout has the reference's
+    gradients), and training with dropout runs."""
+    monkeypatch.setattr(attention, "_fast", lambda x: False)
+    model = make_model(returns, n_layer=2).eval()
+    obs, actions, rtg, steps, mask = make_batch()
+    ref = reference_forward(model, obs, actions, rtg, steps)
+    with torch.no_grad():
+        out = model(obs, actions, rtg, steps, mask)
+    for key in ref:
+        torch.testing.assert_close(out[key][mask].double(), ref[key][mask], atol=1e-5, rtol=1e-5)
+    model = make_model(returns, n_layer=2, dropout_p=0.0).train()
+    params = {n: v.detach().double().requires_grad_() for n, v in model.named_parameters()}
+    ref = reference_forward(model, obs, actions, rtg, steps, params=params)
+    model(obs, actions, rtg, steps, mask)["action"][mask].sum().backward()
+    ref["action"][mask].sum().backward()
+    for name, p in model.named_parameters():
+        want = params[name].grad if params[name].grad is not None else torch.zeros_like(params[name])
+        got = p.grad if p.grad is not None else torch.zeros_like(p)
+        torch.testing.assert_close(got.double(), want, atol=2e-5, rtol=1e-4, msg=name)
+    model = make_model(returns, n_layer=2, dropout_p=0.1).train()
+    model(obs, actions, rtg, steps, mask)["action"][mask].sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 def test_same_seed_same_training_forward_and_another_seed_differs():
     model = make_model().train()
     obs, actions, rtg, steps, mask = make_batch()

@@ -35,6 +35,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 _WORD = 2 ** 32
 _bias_cache: dict[tuple, torch.Tensor] = {}
@@ -98,6 +99,7 @@ class _ResidualDropout(torch.autograd.Function):
         return torch.addcmul(x, h.to(x.dtype), mask)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (mask,) = ctx.saved_tensors
         return g, (g * mask).to(ctx.h_dtype), None
@@ -209,6 +211,7 @@ class _DropoutAttention(torch.autograd.Function):
         return y.permute(1, 2, 0, 3).contiguous()
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, gy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         qs, ks, probs, mask, dropped = ctx.saved_tensors
         b, nq, n, heads, dh = ctx.shape
@@ -235,7 +238,7 @@ class _DropoutAttention(torch.autograd.Function):
                 torch.baddbmm(dv[h], dropped[h].transpose(1, 2), gy[:, :, h], beta=0.0, alpha=keep, out=dv[h])
                 torch.baddbmm(grad_dropped[h], gy[:, :, h], v[:, :, h].transpose(1, 2), beta=0.0, alpha=keep,
                               out=grad_dropped[h])
-        grad_probs = grad_dropped.to(probs.dtype).mul_(mask) if dtype != probs.dtype else grad_dropped * mask
+        grad_probs = torch.mul(grad_dropped, mask)  # in the softmax's dtype (float32 for bf16 inputs)
         del grad_dropped
         grad_scores = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype).to(dtype)
         del grad_probs
