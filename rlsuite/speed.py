@@ -197,12 +197,16 @@ Probe = tuple[nn.Module, tuple[Any, ...]]  # a network and the args of one train
 
 
 def resolve(train: Any, device: torch.device, probe: Callable[[], Probe] | None = None,
-            previous: dict[str, Any] | None = None) -> SpeedPlan:
+            previous: dict[str, Any] | None = None, caution: str | None = None) -> SpeedPlan:
     """The run's SpeedPlan from its TrainConfig. 'auto' fields are measured with `probe()` (the
     agent's network and a training-size batch), or taken from `previous` (a resumed run's
-    speed.json) so a resume keeps its numerics."""
+    speed.json) so a resume keeps its numerics. `caution` (the agent's `bf16_caution`): a
+    measured learning cost of bf16 for this agent, so 'auto' keeps fp32."""
     check(train, device)
     precision, memory_format, reasons = train.precision, train.memory_format, []
+    if precision == "auto" and caution is not None and previous is None:
+        precision = "fp32"
+        reasons.append("auto keeps fp32: " + caution)
     if previous is not None:
         precision = previous["precision"] if precision == "auto" else precision
         memory_format = previous["memory_format"] if memory_format == "auto" else memory_format
@@ -300,7 +304,7 @@ def apply(agent: Any, train: Any, device: torch.device, run_dir: Path, resume: b
     """Resolve the run's plan (a resume keeps the auto picks of its speed.json; nothing is written
     here) and hand it to the agent (`agent.accelerate(plan)`); returns it."""
     previous = load(run_dir) if resume else None
-    plan = resolve(train, device, getattr(agent, "speed_probe", None), previous)
+    plan = resolve(train, device, getattr(agent, "speed_probe", None), previous, getattr(agent, "bf16_caution", None))
     agent.accelerate(plan)
     return plan
 

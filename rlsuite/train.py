@@ -208,6 +208,9 @@ def plan_warnings(s: Session) -> list[str]:
     t = s.cfg.train
     fresh = t.steps_per_task if t.tasks and t.reset_replay else 0
     out = s.agent.plan_warnings(t.total_steps, fresh) if hasattr(s.agent, "plan_warnings") else []
+    caution = getattr(s.agent, "bf16_caution", None)
+    if s.agent.speed.bf16 and caution is not None:
+        out.append(caution)
     if t.eval_every >= t.total_steps and not t.tasks:
         out.append(f"no evaluation before the end: train.eval_every={t.eval_every:,} >= {t.total_steps:,} steps")
     return out

@@ -59,8 +59,16 @@ def test_lstm_core_remembers_what_one_observation_hides(tmp_path):
     assert feed_forward < 100 and recurrent >= 200, f"feed-forward {feed_forward}, LSTM {recurrent}"
 
 
-def test_lstm_core_in_bf16_remembers_too(tmp_path, bf16_cpu):
-    """The LSTM core stays fp32 under bf16 autocast; the encoder and heads run in bf16."""
-    recurrent = train(tmp_path / "lstm", "--steps", "60000", "--set", "env.hide_velocities=true",
-                      "--set", "train.eval_every=20000", "--set", "agent.core=lstm", "--set", "train.precision=bf16")
-    assert recurrent >= 200, f"LSTM in bf16: {recurrent}"
+
+def test_bf16_is_not_the_fast_mode_of_an_lstm_on_low_dimensional_observations(tmp_path, bf16_cpu, capsys):
+    """bf16 cost this agent learning (velocity-masked CartPole, 60k steps, best evaluation, seeds
+    1-3: fp32 315 / 274 / 267, bf16 120 / 36 / 272: the LSTM must read small step-to-step
+    differences of the features, which bf16's 8-bit mantissa rounds away). So `auto` keeps fp32 for
+    it (its fast mode is the fp32 run tested above) and an explicit bf16 says so at start."""
+    common = ["train", "ppo-classic", "--env", "CartPole-v1", "--steps", "512", "--no-progress",
+              "--set", "env.hide_velocities=true", "--set", "agent.core=lstm", "--set", "train.eval_episodes=1"]
+    assert main(common + ["--run-dir", str(tmp_path / "auto"), "--set", "train.precision=auto"]) == 0
+    assert speed.load(tmp_path / "auto")["precision"] == "fp32"
+    assert "auto keeps fp32: bf16 cost learning of an LSTM" in capsys.readouterr().out
+    assert main(common + ["--run-dir", str(tmp_path / "bf16"), "--set", "train.precision=bf16"]) == 0
+    assert "warning: bf16 cost learning of an LSTM" in capsys.readouterr().out

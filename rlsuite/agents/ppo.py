@@ -171,6 +171,16 @@ class PPO:
         rows = max(1, envs * c.num_steps // c.num_minibatches)
         return self.online, (zeros_batch(self.observation_space, rows, self.device), None, None)
 
+    @property
+    def bf16_caution(self) -> str | None:
+        """Why bf16 may cost this agent learning (rlsuite.speed: auto then keeps fp32, an explicit
+        bf16 gets a warning), or None. Measured (docs/speed.md): an LSTM reading low-dimensional
+        observations through bf16 features learned far less on velocity-masked CartPole."""
+        if self.online.hidden and isinstance(self.observation_space, spaces.Box) and len(self.observation_space.shape) == 1:
+            return ("bf16 cost learning of an LSTM on low-dimensional observations (velocity-masked CartPole: "
+                    "best 120/36/272 against fp32's 315/274/267; docs/speed.md)")
+        return None
+
     def accelerate(self, plan: SpeedPlan) -> None:
         """Run the actor-critic under `plan` (rlsuite.speed) when acting and updating; RND's
         networks, the teacher and diagnostics keep calling their fp32 modules."""
