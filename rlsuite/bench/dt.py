@@ -180,8 +180,13 @@ def rlsuite_side(s: dict[str, Any], batches: list[Any], observation_space: Any, 
                  plan: dict[str, Any] | None) -> dict[str, Any]:
     """The worker's rlsuite side: DT.update on pool batch i (under `plan`), its parameter count."""
     agent = build_rlsuite(s, observation_space, action_space)
-    if plan is not None:
-        modes.accelerate(agent.model, plan, s["device"])
+    if plan is not None:  # resolved and applied as train() does (auto: measured on this agent's network)
+        from rlsuite import speed
+        from rlsuite.config import TrainConfig
+
+        resolved = speed.resolve(TrainConfig(**plan["requested"]), agent.device, agent.speed_probe)
+        agent.accelerate(resolved)
+        plan.update(precision=resolved.precision, memory_format=resolved.memory_format, speed_reason=resolved.reason)
 
     def step(i: int) -> float:
         return agent.update(batches[i % len(batches)])["losses/action_ce"]

@@ -17,8 +17,8 @@ device, torch threads, CPU model, the CPU's bf16-relevant flags, the GPU on CUDA
 
 Keys are checked before anything runs (`validate`: unknown keys, bad values and CUDA graphs
 without CUDA are one line, exit 2). `rlsuite bench dt` calls the model directly, not train(), so
-its fast mode is `direct_plan` + `accelerate`: bf16 autocast around the forward and optionally
-torch.compile, nothing else.
+its fast mode is `direct_plan`, handed to the DT agent's own `accelerate` (rlsuite.speed), as
+train() would.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rlsuite.errors import UserError
+from rlsuite.speed import bf16_problem, cpu_flags
 
 DEFAULT_FAST = ("train.precision=auto", "train.memory_format=auto")
 CUDA_FAST = ("train.compile=true", "train.cudagraphs=true")
@@ -103,8 +104,8 @@ def direct_plan(fast: tuple[str, ...], build: Callable[[tuple[str, ...]], Any], 
                 ) -> dict[str, Any] | None:
     """The fast mode of a bench that calls rlsuite's model itself instead of train() (None: no fast
     mode), from the `--fast` keys; `build(keys)` is the bench's RunConfig with them. Only the four
-    train.* speed keys apply; 'auto' precision = bf16 where the device has bf16 units (no
-    measurement); memory_format is recorded as contiguous (no convolutions in such a model)."""
+    train.* speed keys apply; 'auto' is resolved in the worker by rlsuite.speed, exactly as train()
+    resolves it (measured on the agent's own network), and the record says what it picked."""
     import dataclasses
 
     if not fast:
@@ -121,42 +122,18 @@ def direct_plan(fast: tuple[str, ...], build: Callable[[tuple[str, ...]], Any], 
         raise UserError(f"bad --fast: {bench} maps only train.precision, train.memory_format, train.compile and "
                         "train.cudagraphs (it calls the model, not train()); other keys do not apply")
     asked = speed_fields(cfg.train)
-    units = bf16_units(device)
-    if asked["precision"] == "bf16" and not units:
-        raise UserError(f"bad --fast: train.precision=bf16 needs bf16 units, which this {device} lacks "
-                        "(use auto or fp32)")
-    precision = "bf16" if asked["precision"] == "bf16" or (asked["precision"] == "auto" and units) else "fp32"
-    return {"precision": precision, "memory_format": "contiguous", "compile": bool(asked["compile"] or asked["cudagraphs"]),
-            "cudagraphs": bool(asked["cudagraphs"]), "requested": asked,
-            "speed_reason": "auto: bf16 where the device has bf16 units" if asked["precision"] == "auto" else ""}
+    problem = bf16_problem(torch_device(device))
+    if asked["precision"] == "bf16" and problem is not None:
+        raise UserError(f"bad --fast: train.precision=bf16: {problem} (use auto or fp32)")
+    return {"precision": asked["precision"], "memory_format": asked["memory_format"],
+            "compile": bool(asked["compile"] or asked["cudagraphs"]), "cudagraphs": bool(asked["cudagraphs"]),
+            "requested": asked, "speed_reason": ""}
 
 
-def accelerate(model: Any, plan: dict[str, Any], device_type: str) -> None:
-    """Put `plan` on a model in place: its forward inside bf16 autocast with floating outputs cast
-    back to fp32 (so the loss is fp32), then `model.compile()` (mode reduce-overhead: CUDA graphs)."""
+def torch_device(device: str) -> Any:
     import torch
 
-    if plan["precision"] == "bf16":
-        forward = model.forward
-
-        def bf16_forward(*args: Any, **kwargs: Any) -> Any:
-            with torch.autocast(device_type, dtype=torch.bfloat16):
-                out = forward(*args, **kwargs)
-            return _fp32(out)
-
-        model.forward = bf16_forward
-    if plan["compile"]:
-        model.compile(mode="reduce-overhead" if plan["cudagraphs"] else None)
-
-
-def _fp32(out: Any) -> Any:
-    if hasattr(out, "is_floating_point"):
-        return out.float() if out.is_floating_point() else out
-    if isinstance(out, dict):  # also HF's ModelOutput (a dict subclass)
-        for k, v in out.items():
-            out[k] = _fp32(v)
-        return out
-    return type(out)(_fp32(v) for v in out) if isinstance(out, (tuple, list)) else out
+    return torch.device(device)
 
 
 # ----------------------------------------------------------------------------- the machine
@@ -191,19 +168,9 @@ def machine(device: str = "cpu") -> dict[str, Any]:
             "cpu_bf16_flags": machine_flags(), "gpu": gpu}
 
 
-def bf16_units(device: str = "cpu") -> bool:
-    """Whether `device` computes bf16 natively: CUDA's own report; a CPU's AVX512-BF16 or AMX-BF16 flag."""
-    if device == "cuda":
-        import torch
-
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
-    return bool({"avx512_bf16", "amx_bf16"} & set(machine_flags()))
-
-
 def machine_flags() -> list[str]:
-    """`BF16_FLAGS` this CPU reports in /proc/cpuinfo (x86 'flags', aarch64 'Features'); [] when none."""
-    info = _cpuinfo()
-    flags = set((info.get("flags") or info.get("Features") or "").split())
+    """`BF16_FLAGS` this CPU reports (rlsuite.speed.cpu_flags: /proc/cpuinfo); [] when none."""
+    flags = cpu_flags()
     return [f for f in BF16_FLAGS if f in flags]
 
 
