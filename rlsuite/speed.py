@@ -133,7 +133,7 @@ class SpeedPlan:
         return module
 
     def describe(self) -> str:
-        """The start line's text, e.g. 'bf16 · channels_last · compiled · eager graphs (auto: ...)'."""
+        """The start line's text, e.g. 'bf16 · channels_last · eager · no graphs (auto, ...)'."""
         parts = [self.precision] + (["channels_last"] if self.memory_format == "channels_last" else []) + [
                  "compiled" if self.compile else "eager", "CUDA graphs" if self.cudagraphs else "no graphs"]
         return " · ".join(parts) + (f" ({self.reason})" if self.reason else "")
