@@ -236,12 +236,17 @@ def _measure_choices(precision: str, memory_format: str, device: torch.device,
     if len(precisions) * len(formats) == 1:
         return baseline[0], baseline[1], "auto: " + ("no bf16 units" if precision == "auto" else "no convolutions")
     seconds = time_updates(module, args, device, [(p, f) for p in precisions for f in formats])
-    best = min(seconds, key=seconds.get)
-    if seconds[baseline] / seconds[best] < AUTO_MARGIN:
-        best = baseline
+    best = fastest(seconds, baseline)
     measured = ", ".join(f"{p}{'+channels_last' if f == 'channels_last' else ''} {seconds[baseline] / t:.2f}x"
                          for (p, f), t in seconds.items() if (p, f) != baseline)
     return best[0], best[1], f"auto, update speed against {baseline[0]} measured: {measured}"
+
+
+def fastest(seconds: dict[tuple[str, str], float], baseline: tuple[str, str]) -> tuple[str, str]:
+    """The (precision, memory format) with the least time, unless it beats `baseline` by less than
+    AUTO_MARGIN (then the baseline): what 'auto' picks from a measurement."""
+    best = min(seconds, key=seconds.get)
+    return best if seconds[baseline] / seconds[best] >= AUTO_MARGIN else baseline
 
 
 def time_updates(module: nn.Module, args: tuple[Any, ...], device: torch.device, modes: list[Any],

@@ -1,11 +1,12 @@
 """`rlsuite bench networks`: what each fast mode does to each agent's network, on this machine.
 
 For the network of each preset below, built exactly as a run builds it, one training forward +
-backward (rlsuite.speed.time_updates: the modes take turns, each keeps its fastest of R rounds)
+backward (rlsuite.speed.time_updates: the modes take turns, each keeps its fastest of 5 rounds)
 in fp32 NCHW eager, and as ratios against it: bf16 autocast, channels_last, both, and
 torch.compile (fp32, and bf16). The batch is what the agent's update feeds the network (DQN:
 agent.batch_size; PPO: one minibatch; the DT: agent.batch_size windows of K steps). The last
-column is what `train.precision=auto`, `train.memory_format=auto` would pick here.
+column is what `train.precision=auto`, `train.memory_format=auto` pick from these times
+(rlsuite.speed.fastest: the fastest eager mode, if it beats fp32 NCHW by 10%).
 
 This answers "which mode for which network on which device" from measurement: bf16 and
 channels_last pay off for the Atari conv encoders on CPUs with bf16 units and lose on small MLPs
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 
-from rlsuite.speed import SpeedPlan, bf16_problem, has_conv, resolve, time_updates
+from rlsuite.speed import SpeedPlan, bf16_problem, fastest, has_conv, time_updates
 
 # (label, agent preset, env id, the networks' role in one update)
 NETWORKS = (
@@ -71,20 +72,14 @@ def measure(label: str, preset: str, env_id: str, device: torch.device, rounds: 
     fp32 = SpeedPlan(device_type=device.type)
     started = time.perf_counter()
     seconds = time_updates(module, args, device, [fp32, *modes.values()], rounds)
-    train = _auto_config()
-    pick = resolve(train, device, lambda: (module, args))
+    eager = {(p.precision, p.memory_format): t for p, t in seconds.items() if not p.compile}
+    pick = fastest(eager, ("fp32", "contiguous"))  # what train.precision=auto, memory_format=auto take
     return {"bench": "networks", "network": label, "preset": preset, "env": env_id, "batch": batch,
             "parameters": sum(p.numel() for p in module.parameters()), "device": str(device),
             "threads": torch.get_num_threads(), "fp32_ms": seconds[fp32] * 1e3,
             "speedup": {name: seconds[fp32] / seconds[plan] for name, plan in modes.items()},
-            "auto_pick": f"{pick.precision}" + ("+channels_last" if pick.memory_format == "channels_last" else ""),
+            "auto_pick": pick[0] + ("+channels_last" if pick[1] == "channels_last" else ""),
             "seconds": time.perf_counter() - started}
-
-
-def _auto_config() -> Any:
-    from rlsuite.config import TrainConfig
-
-    return TrainConfig(precision="auto", memory_format="auto")
 
 
 def bench_networks(quick: bool = False, device: str = "cpu", threads: int = 1, rounds: int | None = None
@@ -92,7 +87,7 @@ def bench_networks(quick: bool = False, device: str = "cpu", threads: int = 1, r
     """Records of every network in NETWORKS (QUICK with `quick`), printed as a table on the way."""
     torch.set_num_threads(threads)
     dev = torch.device(device)
-    rounds = rounds or (2 if quick else 9)
+    rounds = rounds or (2 if quick else 5)
     records = [measure(*row, dev, rounds) for row in (QUICK if quick else NETWORKS)]
     print(format_table(records), flush=True)
     return records
