@@ -191,7 +191,7 @@ def rlsuite_side(s: dict[str, Any], batches: list[Any], observation_space: Any, 
     def step(i: int) -> float:
         return agent.update(batches[i % len(batches)])["losses/action_ce"]
 
-    return {"step": step, "params": agent.parameter_count(), "attention": "rlsuite.nn.attention (CPU training with dropout; torch SDPA elsewhere)", "versions": {}}
+    return {"step": step, "params": agent.parameter_count(), "attention": "rlsuite.nn.attention", "versions": {}}
 
 
 def worker(impl: str, s: dict[str, Any], pool_path: str, plan: dict[str, Any] | None = None) -> dict[str, Any]:
