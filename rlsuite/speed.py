@@ -42,7 +42,7 @@ from torch import nn
 from rlsuite.checkpoint import atomic_write_bytes
 from rlsuite.errors import UserError
 
-AUTO_MARGIN = 1.10  # 'auto' switches only for a clear win: timing noise must not flip a run's numerics
+AUTO_MARGIN = 1.25  # 'auto' switches only for a clear win: timing noise must not flip a run's numerics
 PROBE_ROUNDS = 9
 SPEED_FILE = "speed.json"
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 /proc/cpuinfo flags of bf16 matrix/dot units

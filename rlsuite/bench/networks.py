@@ -6,7 +6,7 @@ in fp32 NCHW eager, and as ratios against it: bf16 autocast, channels_last, both
 torch.compile (fp32, and bf16). The batch is what the agent's update feeds the network (DQN:
 agent.batch_size; PPO: one minibatch; the DT: agent.batch_size windows of K steps). The last
 column is what `train.precision=auto`, `train.memory_format=auto` pick from these times
-(rlsuite.speed.fastest: the fastest eager mode, if it beats fp32 NCHW by 10%).
+(rlsuite.speed.fastest: the fastest eager mode, if it beats fp32 NCHW by AUTO_MARGIN, 25%).
 
 This answers "which mode for which network on which device" from measurement: bf16 and
 channels_last pay off for the Atari conv encoders on CPUs with bf16 units and lose on small MLPs
