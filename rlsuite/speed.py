@@ -16,7 +16,8 @@ acting. What stays fp32 is decided by construction, not by inspection:
 
 `auto` choices are measured, not assumed: one forward + backward of the agent's own network on a
 batch of its training size, fp32 against bf16 (and NCHW against NHWC for conv encoders), the modes
-taking turns for a few rounds and each keeping its fastest, on copies of the network (the real one, and every random stream, are untouched).
+taking turns for up to 9 rounds (3 once the probe has taken 2 s) and each keeping its fastest, on
+copies of the network (the real one, and every random stream, are untouched).
 bf16 is picked only when it is at least `AUTO_MARGIN` faster. The pick is printed in the start
 line and written to `<run>/speed.json`; a resume reuses it, so a run never changes precision
 half-way because the machine was busier when it restarted.
@@ -44,6 +45,7 @@ from rlsuite.errors import UserError
 
 AUTO_MARGIN = 1.25  # 'auto' switches only for a clear win: timing noise must not flip a run's numerics
 PROBE_ROUNDS = 9
+PROBE_MIN_ROUNDS, PROBE_BUDGET_S = 3, 2.0  # rounds stop after 3 once the probe has taken 2 s
 SPEED_FILE = "speed.json"
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 /proc/cpuinfo flags of bf16 matrix/dot units
 BF16_ARM_FEATURES = ("bf16",)  # aarch64 'Features' (ARMv8.6 BFDOT/BFMMLA)
@@ -250,11 +252,12 @@ def fastest(seconds: dict[tuple[str, str], float], baseline: tuple[str, str]) ->
 
 
 def time_updates(module: nn.Module, args: tuple[Any, ...], device: torch.device, modes: list[Any],
-                 rounds: int = PROBE_ROUNDS) -> dict[Any, float]:
+                 rounds: int = PROBE_ROUNDS, budget_s: float | None = PROBE_BUDGET_S) -> dict[Any, float]:
     """Seconds of one forward + backward of a copy of `module` on `args` for each mode in `modes`
     (a (precision, memory format) pair, or a whole SpeedPlan): the modes take turns, round after
     round, and each keeps its fastest round, so load from other processes (which only ever adds
-    time) biases no mode against another. The global RNG state is restored afterwards (dropout
+    time) biases no mode against another; past `budget_s` seconds (None: no limit) it stops after
+    PROBE_MIN_ROUNDS rounds. The global RNG state is restored afterwards (dropout
     draws from a fork); `module` is untouched."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         runners = {}
@@ -263,11 +266,14 @@ def time_updates(module: nn.Module, args: tuple[Any, ...], device: torch.device,
             net = plan.prepare(copy.deepcopy(module)).train()
             runners[mode] = (net, plan.wrap(net))
         best = {mode: math.inf for mode in modes}
-        for i in range(rounds + 2):  # two warm-up rounds: first-call allocations, oneDNN primitive caches
+        started = time.perf_counter()
+        for i in range(rounds + 1):  # a warm-up round: first-call allocations, oneDNN primitive caches
             for mode, (net, wrapped) in runners.items():
                 seconds = _time_once(net, wrapped, args, device)
-                if i >= 2:
+                if i >= 1:
                     best[mode] = min(best[mode], seconds)
+            if budget_s is not None and i >= PROBE_MIN_ROUNDS and time.perf_counter() - started > budget_s:
+                break  # a large network: enough rounds to compare, without a long start
     return best
 
 

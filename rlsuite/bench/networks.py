@@ -71,7 +71,7 @@ def measure(label: str, preset: str, env_id: str, device: torch.device, rounds: 
         modes = {k: v for k, v in modes.items() if "bf16" not in k}
     fp32 = SpeedPlan(device_type=device.type)
     started = time.perf_counter()
-    seconds = time_updates(module, args, device, [fp32, *modes.values()], rounds)
+    seconds = time_updates(module, args, device, [fp32, *modes.values()], rounds, budget_s=None)
     eager = {(p.precision, p.memory_format): t for p, t in seconds.items() if not p.compile}
     pick = fastest(eager, ("fp32", "contiguous"))  # what train.precision=auto, memory_format=auto take
     return {"bench": "networks", "network": label, "preset": preset, "env": env_id, "batch": batch,
