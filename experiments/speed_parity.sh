@@ -34,7 +34,7 @@ if [ ! -f "$data/noisy/manifest.json" ]; then
   rlsuite collect --from "$ROOT/tests/data/ppo-cartpole-60k.pt" --episodes 20 --epsilon 0 --seed 1 --out "$data/expert" > /dev/null
   rlsuite collect --from "$ROOT/tests/data/ppo-cartpole-60k.pt" --episodes 40 --epsilon 0.5 --seed 2 --out "$data/noisy" > /dev/null
 fi
-rlsuite sweep dt --set offline.datasets="$data/expert,$data/noisy" --grid train.precision=fp32,bf16 --seeds 1,2,3 --steps 2000 \
+rlsuite sweep dt --env CartPole-v1 --set offline.datasets="$data/expert,$data/noisy" --grid train.precision=fp32,bf16 --seeds 1,2,3 --steps 2000 \
     --set agent.model.context=10 --set agent.model.embed_dim=64 --set agent.model.n_layer=2 --set agent.model.n_head=2 \
     --set agent.model.max_timestep=512 --set agent.encoder.hidden=64 --set agent.batch_size=32 --set agent.lr=1e-3 \
     --set agent.warmup_updates=50 --set agent.eval_sample=true --set agent.eval_target=500 \
