@@ -22,13 +22,12 @@ def evals(run_dir: Path) -> list[dict]:
 # dqn-classic preset, which says it is tuned to meet it. Both variants' six runs start together
 # (two processes at a time: two cores): 8 min 14 s of CPU in all (measured), ~4 min of wall time
 # on an idle 2-core machine (13 min on the shared, loaded one).
-LEARNING_VARIANTS = {"dense": [], "gmp90": ["agent.gmp.sparsity=0.9"], "dense-bf16": ["train.precision=bf16"]}
-LEARNING_SEEDS = {"dense": [1, 2, 3], "gmp90": [1, 2, 3], "dense-bf16": [1, 2]}  # bf16: two seeds fit the time budget
-# The bf16 variant runs on any CPU: the process pretends the CPU has bf16 units (autocast then
-# emulates bf16 where they are missing: slower, the same numerics), since only the start-up check
-# refuses bf16 on such a CPU.
-BF16_MAIN = ("import sys; from rlsuite import speed; speed.cpu_flags = lambda: {'avx512_bf16'}; "
-             "from rlsuite.cli import main; sys.exit(main(sys.argv[1:]))")
+# The fast mode of this network is fp32 (train.precision=auto's pick: bf16 runs the MLP at 0.85x,
+# `rlsuite bench networks`), so these runs are its fast-mode check too. A bf16 variant (seeds 1-2,
+# both reached 500 when run by hand) doubled the pool's time and was left out of make test;
+# bf16 DQN is checked against fp32 update by update in tests/test_speed.py.
+LEARNING_VARIANTS = {"dense": [], "gmp90": ["agent.gmp.sparsity=0.9"]}
+LEARNING_SEEDS = {"dense": [1, 2, 3], "gmp90": [1, 2, 3]}
 LEARNING_STEPS = 60_000
 LEARNING_EVAL_EVERY = 2_500
 
@@ -45,8 +44,7 @@ def cartpole_learning_runs(tmp_path_factory):
         while todo and len(running) < 2:  # this machine has two cores
             variant, seed = todo.pop(0)
             run_dir = root / f"{variant}-seed{seed}"
-            entry = ["-c", BF16_MAIN] if "bf16" in variant else ["-m", "rlsuite.cli"]
-            cmd = [sys.executable, *entry, "train", "dqn-classic", "--env", "CartPole-v1",
+            cmd = [sys.executable, "-m", "rlsuite.cli", "train", "dqn-classic", "--env", "CartPole-v1",
                    "--steps", str(LEARNING_STEPS), "--seed", str(seed), "--run-dir", str(run_dir), "--no-progress",
                    "--set", "train.torch_threads=1", "--set", "train.checkpoint_every=0",
                    "--set", f"train.eval_every={LEARNING_EVAL_EVERY}",
@@ -69,8 +67,7 @@ def cartpole_learning_runs(tmp_path_factory):
 @pytest.mark.parametrize("variant", sorted(LEARNING_VARIANTS))
 def test_dqn_solves_cartpole_within_60k_steps(cartpole_learning_runs, variant):
     """Issue 2: dqn-classic reaches a 10-episode evaluation mean >= 450 on CartPole-v1 within 60k
-    env steps. Issue 4: the same with 90% gradual magnitude pruning (ERK, 20%-80% of updates). The
-    fast-mode check: the same in bf16 autocast (train.precision=bf16), on seeds 1-2.
+    env steps. Issue 4: the same with 90% gradual magnitude pruning (ERK, 20%-80% of updates).
 
     Overrides: train.eval_every=2500 (the preset's 5000 halved) and train.checkpoint_every=0.
     Evaluation draws from its own streams, so evaluating more often leaves training bit-identical

@@ -33,6 +33,9 @@ def train(run_dir: Path, *args: str) -> float:
 
 
 def test_ppo_solves_cartpole_within_100k_steps_for_2_of_3_seeds(tmp_path):
+    """Also the fast-mode check: train.precision=auto keeps fp32 for these 64-64 MLPs (bf16 0.85x,
+    `rlsuite bench networks`). bf16 passed the same bar (2 of 3 seeds >= 475) when run by hand; it
+    is checked update by update in tests/test_speed.py instead, to keep make test short."""
     best = {seed: train(tmp_path / f"s{seed}", "--seed", str(seed), "--steps", "100000",
                         "--set", "train.eval_every=10000") for seed in (1, 2, 3)}
     assert sum(value >= 475 for value in best.values()) >= 2, f"best eval return per seed: {best}"
@@ -43,13 +46,6 @@ def bf16_cpu(monkeypatch):
     """Pretend the CPU has bf16 units: autocast emulates bf16 where they are missing (slower, the
     same numerics), and only rlsuite's start-up check would refuse it."""
     monkeypatch.setattr(speed, "cpu_flags", lambda: {"avx512_bf16"})
-
-
-def test_ppo_in_bf16_solves_cartpole_within_100k_steps_for_2_of_3_seeds(tmp_path, bf16_cpu):
-    """The fast-mode check: the same bar with the forward passes in bf16 autocast."""
-    best = {seed: train(tmp_path / f"s{seed}", "--seed", str(seed), "--steps", "100000",
-                        "--set", "train.eval_every=10000", "--set", "train.precision=bf16") for seed in (1, 2, 3)}
-    assert sum(value >= 475 for value in best.values()) >= 2, f"best eval return per seed: {best}"
 
 
 def test_lstm_core_remembers_what_one_observation_hides(tmp_path):
