@@ -215,7 +215,9 @@ def test_sigint_during_eval_subprocess(dt_parent):
     before = (dt_parent / "eval.jsonl").read_text()
     proc = subprocess.Popen([sys.executable, "-m", "rlsuite", "eval", str(dt_parent), "--episodes", "100000",
                              "--num-envs", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            # a child inherits an ignored SIGINT: start it with the default, as a shell does
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(15)  # evaluating by then (imports take 2-3 s warm, several times that in a fresh clone without .pyc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
