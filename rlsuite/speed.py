@@ -124,8 +124,11 @@ class SpeedPlan:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=torch.bfloat16)
 
-    def wrap(self, module: nn.Module) -> "Accelerated":
-        """`module` called under this plan (see `Accelerated`)."""
+    def wrap(self, module: nn.Module) -> Callable[..., Any]:
+        """`module` called under this plan (see `Accelerated`); the module itself when the plan
+        changes nothing (fp32, eager), so the default acting and update paths pay no wrapper."""
+        if not (self.bf16 or self.compile or self.cudagraphs):
+            return module
         return Accelerated(module, self)
 
     def prepare(self, module: nn.Module) -> nn.Module:
