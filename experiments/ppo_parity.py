@@ -13,10 +13,10 @@ On both sides value clipping is off (SB3 cannot express CleanRL's form; see rlsu
 and every run uses one torch thread. Step counts are rounded up to whole rollouts.
 
 Final evaluation, both sides: the final policy plays 20 greedy games (most likely action) through
-the same function, `rlsuite.evaluate.evaluate`, on rlsuite's evaluation env with the same seeds
+the same function, `rlsuite.run.evaluate.evaluate`, on rlsuite's evaluation env with the same seeds
 (rlsuite: its end-of-run evaluation; SB3: `model.predict(deterministic=True)` behind an adapter).
 Summary per task and side: mean over seeds of the per-seed means, with a 95% percentile-bootstrap
-CI over seeds (`rlsuite.evaluate.bootstrap_ci`, 2000 resamples).
+CI over seeds (`rlsuite.run.evaluate.bootstrap_ci`, 2000 resamples).
 
 Each run is a separate process; results go to <out>/results.jsonl and finished runs are skipped,
 so an interrupted sweep resumes. Needs SB3 (`pip install --no-deps stable-baselines3==2.9.2`).
@@ -44,7 +44,7 @@ def _settings(task: str, steps: int, seed: int) -> dict[str, Any]:
 
 
 def rlsuite_run(task: str, steps: int, seed: int, run_dir: Path) -> dict[str, Any]:
-    from rlsuite import train as training
+    from rlsuite.loops import online as training
     from rlsuite.bench.ppo import rlsuite_config
 
     s = _settings(task, steps, seed)
@@ -71,8 +71,8 @@ def sb3_run(task: str, steps: int, seed: int) -> dict[str, Any]:
     from rlsuite.bench.ppo import rlsuite_config
     from rlsuite.bench.ppo_peers import build_sb3
     from rlsuite.envs import make as make_env
-    from rlsuite.evaluate import evaluate
-    from rlsuite.train import eval_env_seeds
+    from rlsuite.run.evaluate import evaluate
+    from rlsuite.loops.online import eval_env_seeds
 
     s = _settings(task, steps, seed)
     cfg = rlsuite_config(s)
@@ -103,7 +103,7 @@ def worker(side: str, task: str, steps: int, seed: int, out: Path) -> None:
 
 
 def summary(results: list[dict[str, Any]]) -> list[str]:
-    from rlsuite.evaluate import bootstrap_ci
+    from rlsuite.run.evaluate import bootstrap_ci
 
     lines = []
     for task, steps in dict.fromkeys((r["task"], r["steps"]) for r in results):

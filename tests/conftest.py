@@ -50,7 +50,7 @@ def cartpole_datasets(tmp_path_factory):
     import numpy as np
 
     from rlsuite.data import collect
-    from rlsuite.policy import load_policy
+    from rlsuite.trained.policy import load_policy
 
     root = tmp_path_factory.mktemp("cartpole-data")
     policy = load_policy(Path(__file__).parent / "data" / "ppo-cartpole-60k.pt", num_envs=2)

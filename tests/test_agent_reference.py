@@ -39,7 +39,6 @@ def test_the_reference_check_sees_a_changed_learning_rate(tmp_path):
     """Not blind: PPO with lr x 1.001 changes the recorded losses (exactly or within tolerance)."""
     preset, env, overrides = ref.CASES["ppo-cartpole"]
     from rlsuite import config
-
     lr = config.build_run_config(preset, env, overrides).agent.lr
     ref.CASES["ppo-cartpole"] = (preset, env, overrides + [f"agent.lr={lr * 1.001!r}"])
     try:

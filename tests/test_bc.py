@@ -17,7 +17,7 @@ import torch
 
 from rlsuite.cli import main
 from rlsuite.data import collect
-from rlsuite.policy import load_policy
+from rlsuite.trained.policy import load_policy
 
 TEACHER = Path(__file__).parent / "data" / "ppo-cartpole-60k.pt"
 

@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from rlsuite import checkpoint
+from rlsuite.run import checkpoint
 from rlsuite.errors import UserError
 
 

@@ -193,8 +193,7 @@ def test_a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint(small_ru
 
     import torch
 
-    from rlsuite import checkpoint
-
+    from rlsuite.run import checkpoint
     run_dir = tmp_path / "run"
     shutil.copytree(small_run, run_dir)
     folder = run_dir / "checkpoints"

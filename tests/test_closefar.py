@@ -14,7 +14,7 @@ import pytest
 from rlsuite.envs import EnvConfig, known_env_ids, make, resolve_env_id
 from rlsuite.envs import closefar as cf
 from rlsuite.errors import UserError
-from rlsuite.evaluate import evaluate
+from rlsuite.run.evaluate import evaluate
 
 CHAIN = "closefar:chain"
 TWO_ROOM = "closefar:tworoom"
@@ -51,7 +51,7 @@ def test_ids_resolve_and_are_listed() -> None:
 def test_start_field_accepts_only_close_and_far() -> None:
     import dataclasses
 
-    from rlsuite.fields import field_check
+    from rlsuite.config.fields import field_check
 
     start = next(f for f in dataclasses.fields(EnvConfig) if f.name == "start")
     assert start.default == "close" and tuple(field_check(start).options) == ("close", "far")

@@ -141,7 +141,7 @@ class RandomAgent:
 
 def _policy_collect(run: Path, out: Path, rec_envs: int = 3, chunk_size: int = 100,
                     **kw: Any) -> tuple[Dataset, Recorder]:
-    from rlsuite.policy import load_policy
+    from rlsuite.trained.policy import load_policy
 
     policy = load_policy(run, num_envs=rec_envs, seed=7)
     rec = Recorder(policy.env)

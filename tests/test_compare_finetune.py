@@ -1,4 +1,4 @@
-"""`rlsuite compare` of fine-tuning runs: the knowledge-retention table (rlsuite/compare_finetune.py)
+"""`rlsuite compare` of fine-tuning runs: the knowledge-retention table (rlsuite/analysis/compare_finetune.py)
 on real runs, checked against numbers recomputed here from their jsonl files."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rlsuite.cli import main
-from rlsuite.compare_finetune import far_metrics
+from rlsuite.analysis.compare_finetune import far_metrics
 
 QUIET = ["--no-progress", "--set", "train.torch_threads=1"]
 FT = ["--steps", "20000", "--set", "finetune.far_eval_every=5000", "--set", "train.eval_every=5000"]

@@ -1,4 +1,4 @@
-"""Continual metrics in `rlsuite compare` (rlsuite/continual.py), checked on hand-written run directories.
+"""Continual metrics in `rlsuite compare` (rlsuite/analysis/continual.py), checked on hand-written run directories.
 
 The fixture: tasks A, B; N = 100 steps per task; 2 cycles, so phases 0..3 train A, B, A, B.
 Fresh references: A ends at 8 and 12 (two seeds) -> R_A = 10; B ends at 20 -> R_B = 20.
@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from rlsuite.cli import main
-from rlsuite.compare import load_run
-from rlsuite.continual import (build_reference, bootstrap_ci, curve_mean, group_metrics, load_sequence,
+from rlsuite.analysis.compare import load_run
+from rlsuite.analysis.continual import (build_reference, bootstrap_ci, curve_mean, group_metrics, load_sequence,
                                run_metrics, task_mean)
 from rlsuite.errors import UserError
 

@@ -310,7 +310,7 @@ def test_gpu_resident_sampling_rate():
 def test_dqn_trains_from_a_gpu_resident_buffer(tmp_path, prioritized):
     """Issue 3: the whole buffer in GPU memory feeds a CUDA learner; losses stay finite and learn."""
     from rlsuite import config
-    from rlsuite.train import advance, build_session
+    from rlsuite.loops.online import advance, build_session
 
     overrides = ["train.device=cuda", "replay.on_device=true", f"replay.prioritized={str(prioritized).lower()}",
                  "agent.learning_starts=200", "replay.capacity=5000", "train.progress=false"]

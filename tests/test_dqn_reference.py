@@ -91,7 +91,6 @@ def test_the_tolerance_check_catches_a_1e3_change_of_the_learning_rate(tmp_path,
     name = "cartpole-explore"
     preset, env, overrides = ref.CASES[name]
     from rlsuite import config
-
     lr = config.build_run_config(preset, env, overrides).agent.lr  # the case's own learning rate
     ref.CASES[name] = (preset, env, overrides + [f"agent.lr={lr * 1.001!r}"])
     try:

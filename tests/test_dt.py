@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from rlsuite import checkpoint, native
+from rlsuite import native
+
+from rlsuite.run import checkpoint
 from rlsuite.cli import main
 from rlsuite.data import Dataset, DatasetWriter, collect
 from rlsuite.data.sequences import SequenceSampler
@@ -66,7 +68,7 @@ def test_returns_to_go_timesteps_and_padding_by_hand(tmp_path, use_native):
 def test_collect_dataset_sequences_round_trip(tmp_path):
     """A real CartPole dataset (collected by the teacher): every window's returns-to-go equal the sum of
     its episode's remaining rewards, its observations are the dataset's, in order."""
-    from rlsuite.policy import load_policy
+    from rlsuite.trained.policy import load_policy
 
     policy = load_policy(TEACHER, num_envs=2)
     ds = collect(policy.agent, policy.env, tmp_path / "d", episodes=3, epsilon=0.3, rng=np.random.default_rng(0), seed=5)
@@ -335,7 +337,7 @@ def test_expert_target_is_the_best_of_128_draws_at_temperature_075(kappa):
 def test_ddp_searches_for_unused_parameters_only_when_some_are_unused(tmp_path, placement, variant):
     """ddp_options asks DDP for find_unused_parameters exactly when a training forward (with the
     burn-in, if any) leaves a trainable parameter without gradient: the released memory's `initial`."""
-    from rlsuite import offline
+    from rlsuite.loops import offline
     from rlsuite.agents.dt import DT, DTConfig
     from rlsuite.nn.memory import MemoryConfig
 
@@ -354,8 +356,7 @@ def test_ddp_searches_for_unused_parameters_only_when_some_are_unused(tmp_path, 
 def test_process_group_waits_through_long_evaluations(monkeypatch):
     import datetime
 
-    from rlsuite import offline
-
+    from rlsuite.loops import offline
     calls = {}
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
     monkeypatch.setattr(torch.distributed, "init_process_group", lambda backend, **kw: calls.update(backend=backend, **kw))

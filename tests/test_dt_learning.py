@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlsuite import speed
+from rlsuite.run import speed
 from rlsuite.cli import main
 from rlsuite.data import collect
-from rlsuite.policy import load_policy
+from rlsuite.trained.policy import load_policy
 
 TEACHER = Path(__file__).parent / "data" / "ppo-cartpole-60k.pt"
 SETTINGS = ["agent.model.context=10", "agent.model.embed_dim=64", "agent.model.n_layer=2", "agent.model.n_head=2",

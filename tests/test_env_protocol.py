@@ -12,7 +12,7 @@ import pytest
 from rlsuite.envs import EnvConfig, VecEnv, make
 from rlsuite.envs.vector import private_rng
 from rlsuite.replay import ReplayBuffer, ReplayConfig
-from rlsuite.seeding import generator, vector_seeds
+from rlsuite.run.seeding import generator, vector_seeds
 
 GAMMA = 0.99
 # A '+async' suffix runs the backend split-phase (env.async_step): send/recv overlap the stepping.

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from rlsuite.evaluate import (
+from rlsuite.run.evaluate import (
     ATARI_RANDOM_HUMAN,
     EvalResult,
     append_jsonl,

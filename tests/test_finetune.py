@@ -11,9 +11,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rlsuite import checkpoint
+from rlsuite.run import checkpoint
 from rlsuite.cli import main
-from rlsuite.finetune import part_of
+from rlsuite.loops.finetune import part_of
 
 QUIET = ["--no-progress", "--set", "train.status_every=0"]
 
@@ -169,7 +169,6 @@ def test_recurrent_kickstarting_replays_the_teachers_own_state() -> None:
 
 def test_runs_written_with_a_renamed_key_still_load() -> None:
     from rlsuite import config
-
     cfg = config.empty_run_config("ppo")
     config.apply_file(cfg, {"finetune": {"bc": {"batch_size": 64}}}, "an old config.toml")
     assert cfg.finetune.bc.minibatch == 64
@@ -182,7 +181,7 @@ def test_critic_warmup_starts_ks_decay_and_lr_anneal_with_the_actor() -> None:
     lr (1 - j / (T - W)) (CleanRL's 1 - (iteration - 1) / N over the T - W actor rollouts), and its
     last update's KS coefficient is coef decay^(4 j + 3) (4 updates per rollout, decay after use)."""
     from tests.test_ppo import Driver, small_cfg
-    from rlsuite.finetune import set_frozen
+    from rlsuite.loops.finetune import set_frozen
     from rlsuite.retention.config import PARTS, KSConfig
     from rlsuite.retention.terms import Kickstarting
 

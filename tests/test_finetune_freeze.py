@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlsuite.finetune import part_of, set_frozen
+from rlsuite.loops.finetune import part_of, set_frozen
 from rlsuite.nn.nap import NaPConfig
 from rlsuite.nn.pruning import GMPConfig
 from rlsuite.retention.config import PARTS

@@ -16,7 +16,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rlsuite import config, preflight, train as train_module
+from rlsuite import config
+
+from rlsuite.loops import online as train_module
+
+from rlsuite.run import preflight
 from rlsuite.agents.dqn import DQN as DQNAgent
 from rlsuite.cli import main
 from rlsuite.envs import make as make_env
@@ -118,7 +122,7 @@ def test_eval_of_a_sequence_run_uses_its_own_env_interface(sequence_run, capsys)
     # breakout alone: 4 channels, 3 actions; the sequence's network: space invaders' 6 channels, all 6 actions
     import minatar
 
-    from rlsuite.policy import load_policy
+    from rlsuite.trained.policy import load_policy
 
     breakout, invaders = minatar.Environment("breakout"), minatar.Environment("space_invaders")
     assert len(breakout.minimal_action_set()) == 3 and breakout.state_shape()[2] == 4

@@ -178,7 +178,7 @@ def test_truncated_start_states_and_start_states_on_minatar(tmp_path, capsys):
         __import__("rlsuite.envs", fromlist=["EnvConfig"]).EnvConfig(id="nethack"), 1, 0),
      "pip install -e '.[nethack]'"),
     ("ale_py.roms", lambda: __import__("rlsuite.envs.config", fromlist=["x"]).resolve_env_id("pong"), "pip install -e ."),
-    ("rliable.library", lambda: __import__("rlsuite.compare", fromlist=["x"]).aggregate({}), "pip install -e ."),
+    ("rliable.library", lambda: __import__("rlsuite.analysis.compare", fromlist=["x"]).aggregate({}), "pip install -e ."),
 ])
 def test_a_missing_optional_package_is_one_line_naming_the_install(monkeypatch, module, call, install):
     from rlsuite.envs import config as env_config
@@ -197,7 +197,7 @@ def test_a_missing_optional_package_is_one_line_naming_the_install(monkeypatch, 
 
 
 def test_ctrl_c_in_eval_exits_130_and_records_nothing(dt_parent, monkeypatch, capsys):
-    import rlsuite.offline_games as games
+    import rlsuite.loops.offline_games as games
 
     before = (dt_parent / "eval.jsonl").read_text()
 

@@ -128,7 +128,7 @@ def test_dqn_with_per_updates_priorities_and_uses_importance_weights(tmp_path):
     import torch
 
     from rlsuite import config
-    from rlsuite.train import advance, build_session
+    from rlsuite.loops.online import advance, build_session
 
     cfg = config.build_run_config("dqn-classic", "CartPole-v1", TINY + ["replay.prioritized=true"])
     session = build_session(cfg, tmp_path)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from rlsuite import checkpoint
+from rlsuite.run import checkpoint
 from rlsuite.cli import main
 from rlsuite.data import Dataset
 from rlsuite.data.sequences import SequenceSampler
@@ -107,7 +107,6 @@ def test_finetune_lora_memory_trains_adapters_only_and_merged_export_matches(car
     assert merged["config"]["agent"]["lora"]["target"] == "none" and not any("lora_" in k for k in merged["agent"]["model"])
     from rlsuite.agents.dt import DT
     from rlsuite import config
-
     def build(data):
         cfg = config.empty_run_config("dt")
         config.apply_file(cfg, {k: v for k, v in data["config"].items() if k in config.SECTIONS}, "test")

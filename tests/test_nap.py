@@ -12,7 +12,7 @@ from rlsuite.agents.dqn import DQN, DQNConfig
 from rlsuite.nn.encoders import EncoderConfig
 from rlsuite.nn.nap import NORM_TYPES, NaPConfig
 from rlsuite.nn.schedules import lr_factor
-from rlsuite.train import advance, build_session
+from rlsuite.loops.online import advance, build_session
 from tests.conftest import TINY
 
 SPACES = {

@@ -1,7 +1,7 @@
 """PPO (rlsuite.agents.ppo): GAE, losses, LSTM replay, RND normalisation, exact resume, GMP/NaP
 hooks, presets, and a short CartPole learning run. Expected values are written out by hand from
 the definitions, never taken from rlsuite's own output. The agent is driven by a tiny loop over
-`rlsuite.envs.make` here (rlsuite.train is not imported)."""
+`rlsuite.envs.make` here (rlsuite.loops.online is not imported)."""
 from __future__ import annotations
 
 import copy

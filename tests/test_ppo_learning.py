@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from rlsuite import speed
+from rlsuite.run import speed
 from rlsuite.cli import main
 
 

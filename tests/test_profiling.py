@@ -6,8 +6,8 @@ import json
 import pytest
 
 from rlsuite import config
-from rlsuite.profiling import PhaseTimer
-from rlsuite.train import train
+from rlsuite.run.profiling import PhaseTimer
+from rlsuite.loops.online import train
 from tests.conftest import TINY
 
 

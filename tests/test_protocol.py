@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from rlsuite import config, seeding
+from rlsuite import config
+
+from rlsuite.run import seeding
 from rlsuite.agents.dqn import DQN
-from rlsuite.train import (advance, build_session, eval_env_seeds, run_evaluation, train,
+from rlsuite.loops.online import (advance, build_session, eval_env_seeds, run_evaluation, train,
                            train_env_seeds)
 from tests.conftest import TINY
 

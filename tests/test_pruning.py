@@ -13,7 +13,7 @@ from rlsuite.agents.dqn import DQN, DQNConfig
 from rlsuite.nn.encoders import EncoderConfig, make_encoder
 from rlsuite.nn.pruning import (GMPConfig, MagnitudePruner, erk_densities, gmp_sparsity_at, layer_sparsities,
                                 magnitude_mask, prunable_parameters)
-from rlsuite.train import advance, build_session, restore_checkpoint, save_checkpoint
+from rlsuite.loops.online import advance, build_session, restore_checkpoint, save_checkpoint
 from tests.conftest import TINY
 
 ATARI = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)

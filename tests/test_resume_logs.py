@@ -1,6 +1,6 @@
 """A resumed run supersedes what the stopped process logged after its last checkpoint: TensorBoard
 purges those points (one point per step and tag, so games are not counted twice) and eval.jsonl
-drops those records (rlsuite.rundir.forget_after)."""
+drops those records (rlsuite.run.rundir.forget_after)."""
 from __future__ import annotations
 
 import collections
@@ -8,9 +8,9 @@ import json
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rlsuite import checkpoint
+from rlsuite.run import checkpoint
 from rlsuite.cli import main
-from rlsuite.rundir import forget_after
+from rlsuite.run.rundir import forget_after
 from tests.conftest import TINY
 
 SETS = [a for item in TINY + ["train.eval_every=200", "train.checkpoint_every=200", "train.keep_checkpoints=5"]

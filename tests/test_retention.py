@@ -208,7 +208,7 @@ def test_kickstarting_decays_per_transitions_as_the_paper() -> None:
 ])
 def test_presets_that_claim_the_papers_schedule_decay_per_4096_env_steps(preset, steps_per_update) -> None:
     from rlsuite import config
-    from rlsuite.finetune import env_steps_per_update
+    from rlsuite.loops.finetune import env_steps_per_update
 
     cfg = config.build_run_config(preset, None, [])
     assert (cfg.finetune.ks.decay_per, cfg.finetune.ks.decay_transitions, cfg.finetune.ks.decay) == (

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlsuite import rundir
+from rlsuite.run import rundir
 from rlsuite.cli import main
 from tests.conftest import TINY
 

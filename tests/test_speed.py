@@ -1,4 +1,4 @@
-"""Fast modes (rlsuite.speed): bf16 autocast, channels_last, torch.compile; their checks.
+"""Fast modes (rlsuite.run.speed): bf16 autocast, channels_last, torch.compile; their checks.
 
 Every comparison is against the fp32 eager agent on the same data. bf16 runs here on any CPU:
 the tests call `accelerate` directly, or pretend the CPU has bf16 units, because autocast works
@@ -18,15 +18,17 @@ import numpy as np
 import pytest
 import torch
 
-from rlsuite import checkpoint, config, speed
+from rlsuite import config
+
+from rlsuite.run import checkpoint, speed
 from rlsuite.agents import agent_classes
 from rlsuite.agents import dqn as dqn_module
 from rlsuite.agents import ppo as ppo_module
 from rlsuite.agents.base import Transition
 from rlsuite.cli import main
 from rlsuite.envs import make as make_env
-from rlsuite.speed import SpeedPlan
-from rlsuite.train import advance, build_session, restore_checkpoint, save_checkpoint, storage_context
+from rlsuite.run.speed import SpeedPlan
+from rlsuite.loops.online import advance, build_session, restore_checkpoint, save_checkpoint, storage_context
 from tests.conftest import TINY
 
 UPDATES = 300
@@ -416,7 +418,7 @@ def test_graphed_dqn_run_from_the_cli_with_the_replay_on_the_gpu(tmp_path, capsy
 
 
 def test_eval_acts_in_the_runs_recorded_precision(tmp_path, bf16_cpu):
-    from rlsuite.policy import load_policy
+    from rlsuite.trained.policy import load_policy
 
     run_dir = tmp_path / "run"
     assert main(["train", "dqn-classic", "--env", "CartPole-v1", "--steps", "300", "--run-dir", str(run_dir),

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from rlsuite import rundir
+from rlsuite.run import rundir
 from rlsuite.cli import main
 from tests.conftest import TINY
 
@@ -205,8 +205,7 @@ def test_ray_resources_the_cluster_lacks_are_refused(tmp_path, ray_instance, cap
 def test_ray_and_slurm_get_absolute_paths(tmp_path, monkeypatch):
     """A relative --out and relative paths in the arms' overrides reach the workers absolute (ray
     issue #291: a worker's cwd is not the driver's); arm names keep the paths as the user gave them."""
-    from rlsuite import launchers
-
+    from rlsuite.launch import launchers
     monkeypatch.chdir(tmp_path)
     for name in ("a", "b", "c"):
         (tmp_path / "data" / name).mkdir(parents=True)

@@ -8,8 +8,8 @@ import pytest
 
 from rlsuite import config
 from rlsuite.cli import main
-from rlsuite.monitor import Monitor
-from rlsuite.train import advance, build_session, end_phase, restore_checkpoint, save_checkpoint, _crossed
+from rlsuite.run.monitor import Monitor
+from rlsuite.loops.online import advance, build_session, end_phase, restore_checkpoint, save_checkpoint, _crossed
 from tests.conftest import TINY
 
 SEQUENCE = ["train.tasks=minatar:breakout,minatar:space_invaders", "train.steps_per_task=400", "train.cycles=2",
@@ -35,8 +35,7 @@ def test_sequence_run_from_the_cli(tmp_path, capsys):
 
 def test_one_network_serves_every_game(tmp_path):
     cfg = config.build_run_config("dqn-minatar", None, TINY + SEQUENCE)
-    from rlsuite import tasks
-
+    from rlsuite.loops import tasks
     tasks.validate(cfg)
     s = build_session(cfg, tmp_path)
     # breakout has 4 channels and 3 actions, space invaders 6 and 4: padded to 6 channels, all 6 actions
@@ -57,8 +56,7 @@ def step_through(s, monitor, until: int) -> list[np.ndarray]:
 
 
 def session(run_dir):
-    from rlsuite import tasks
-
+    from rlsuite.loops import tasks
     cfg = config.build_run_config("dqn-minatar", None, TINY + SEQUENCE + ["train.save_replay=true"])
     tasks.validate(cfg)
     s = build_session(cfg, run_dir)
@@ -94,8 +92,7 @@ def test_bad_sequences_exit_2_with_one_line(tmp_path, capsys, bad, message):
 
 
 def test_atari_sequences_share_the_full_action_set(tmp_path):
-    from rlsuite import tasks
-
+    from rlsuite.loops import tasks
     cfg = config.build_run_config("dqn", "pong", TINY + ["train.tasks=pong,breakout", "train.steps_per_task=100",
                                                          "replay.capacity=1000"])
     tasks.validate(cfg)

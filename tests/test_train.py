@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rlsuite import config
-from rlsuite.train import advance, build_session, restore_checkpoint, save_checkpoint
+from rlsuite.loops.online import advance, build_session, restore_checkpoint, save_checkpoint
 from tests.conftest import TINY
 
 

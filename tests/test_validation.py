@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from gymnasium import spaces
 
-from rlsuite import config, fields
+from rlsuite import config
+
+from rlsuite.config import fields
 from rlsuite.agents.dqn import DQN, DQNConfig
 from rlsuite.envs.config import EnvConfig
 from rlsuite.errors import UserError

@@ -13,7 +13,7 @@ import pytest
 
 from rlsuite.envs import EnvConfig
 from rlsuite.errors import UserError
-from rlsuite.video import record_episodes
+from rlsuite.trained.video import record_episodes
 
 imageio = pytest.importorskip("imageio.v2")
 SEED = 7

@@ -1,4 +1,4 @@
-"""What the online loop (rlsuite.train) asks of an agent, and the context it gives it.
+"""What the online loop (rlsuite.loops.online) asks of an agent, and the context it gives it.
 
 The loop acts, steps the envs, logs, evaluates, checkpoints, handles signals and task
 sequences. What an agent stores (DQN: a replay buffer; PPO: a rollout) and when it learns is the
@@ -12,7 +12,7 @@ agent's own, so the loop has no per-agent branch. One vector step of training is
 and evaluation calls `agent.act(obs, epsilon, rng=...)` (a recurrent agent also gets
 `eval_reset(num_envs)` before the first step and `eval_episode_starts(done)` after each; a
 return-conditioned one also `eval_rewards(reward)` after each, before `eval_episode_starts`).
-Offline agents (`offline = True`, the Decision Transformer) are driven by rlsuite.offline instead:
+Offline agents (`offline = True`, the Decision Transformer) are driven by rlsuite.loops.offline instead:
 `plan(total_updates)`, `update(batch)`, and the same evaluation calls.
 """
 from __future__ import annotations
@@ -59,11 +59,11 @@ class StorageContext:
     frame_stack: int
     """The env's frame stack (`env.frame_stack`; 1 where frames are not stacked)."""
     phase: int
-    """Index of the phase: seeds its storage's random stream (rlsuite.seeding) so phases differ."""
+    """Index of the phase: seeds its storage's random stream (rlsuite.run.seeding) so phases differ."""
 
 
 class OnlineAgent(Protocol):
-    """The methods rlsuite.train calls. Optional ones are looked up with getattr."""
+    """The methods rlsuite.loops.online calls. Optional ones are looked up with getattr."""
 
     device: torch.device
 

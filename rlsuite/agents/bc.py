@@ -7,9 +7,9 @@ beside the DT (Chen et al. 2021, "BC"; Lee et al. 2022), and it answers the ques
 cannot answer alone: when the DT fails on a game, does plain imitation of the same data fail too
 (the data do not pin down a policy) or only the DT (the model or its conditioning)?
 
-It plugs into the offline loop (rlsuite.offline) as the DT does: the loop draws windows of
+It plugs into the offline loop (rlsuite.loops.offline) as the DT does: the loop draws windows of
 `context` = 1 step from the datasets (rlsuite.data.sequences, mixed by offline.weights) and calls
-`update(batch)`; evaluation plays each dataset's game through rlsuite.evaluate with `act`. Targets
+`update(batch)`; evaluation plays each dataset's game through rlsuite.run.evaluate with `act`. Targets
 (`--target`, agent.eval_target) do not apply: the policy is not conditioned on a return.
 
 Defaults follow the BC check of the December 2026 review (the MinAtar encoder plus a linear head,
@@ -26,13 +26,13 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
-from rlsuite import seeding
+from rlsuite.run import seeding
 from rlsuite.agents.common import gradient_step, policy_actions, zeros_batch
 from rlsuite.config import validate
 from rlsuite.errors import UserError
-from rlsuite.fields import ranged
+from rlsuite.config.fields import ranged
 from rlsuite.nn.encoders import EncoderConfig, make_encoder
-from rlsuite.speed import SpeedPlan
+from rlsuite.run.speed import SpeedPlan
 
 
 @dataclass
@@ -56,10 +56,10 @@ class BCConfig:
 
 
 class BC:
-    """A behaviour-cloning agent driven by rlsuite.offline (updates) and rlsuite.evaluate (act)."""
+    """A behaviour-cloning agent driven by rlsuite.loops.offline (updates) and rlsuite.run.evaluate (act)."""
 
     name = "bc"
-    offline = True  # rlsuite.train hands runs of this agent to the offline loop
+    offline = True  # rlsuite.loops.online hands runs of this agent to the offline loop
     return_conditioned = False  # evaluation gives it no target return
     context = 1  # steps per training window: single states
     EXPORT_KEY = "model"
@@ -86,17 +86,17 @@ class BC:
         """Nothing depends on the run length (constant learning rate)."""
 
     def speed_probe(self) -> tuple[nn.Module, tuple[Any, ...]]:
-        """The policy network and a zero batch of batch_size states that rlsuite.speed times."""
+        """The policy network and a zero batch of batch_size states that rlsuite.run.speed times."""
         return self.model, (zeros_batch(self.observation_space, self.cfg.batch_size, self.device),)
 
     def accelerate(self, plan: SpeedPlan) -> None:
-        """Run the policy network under `plan` (rlsuite.speed) in updates and when acting."""
+        """Run the policy network under `plan` (rlsuite.run.speed) in updates and when acting."""
         self.speed = plan
         plan.prepare(self.model)
         self.train_fwd, self.act_fwd = plan.wrap(self.net), plan.wrap(self.model)
 
     def distribute(self, wrapper: nn.Module, world_size: int) -> None:
-        """Train through a DistributedDataParallel wrapper of `self.model` (rlsuite.offline)."""
+        """Train through a DistributedDataParallel wrapper of `self.model` (rlsuite.loops.offline)."""
         self.net, self.world_size = wrapper, world_size
         self.train_fwd = self.speed.wrap(wrapper)
 

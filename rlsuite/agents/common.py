@@ -42,7 +42,7 @@ def example_batch(space: spaces.Space) -> Any:
 
 
 def zeros_batch(space: spaces.Space, n: int, device: torch.device) -> Any:
-    """A batch of `n` all-zero observations of `space` on `device` (rlsuite.speed's timing probes:
+    """A batch of `n` all-zero observations of `space` on `device` (rlsuite.run.speed's timing probes:
     the values do not matter, so no random stream is drawn)."""
     if isinstance(space, spaces.Dict):
         return {k: zeros_batch(s, n, device) for k, s in space.spaces.items()}

@@ -7,7 +7,7 @@ learning starts, then linearly to 0.01 over 250k steps (Dopamine's `linearly_dec
 with its warm-up). Options: double targets (van Hasselt et al. 2016), n-step returns, prioritized
 replay (Schaul et al. 2016), a dueling head (Wang et al. 2016), Huber loss, gradient clipping.
 
-The agent owns its networks, optimizer and exploration RNG. The training loop (rlsuite.train)
+The agent owns its networks, optimizer and exploration RNG. The training loop (rlsuite.loops.online)
 calls `act` every vector step and `train_step` after storing the transitions; `train_step`
 decides how many gradient updates are owed at the configured replay ratio, so vector envs of any
 width keep the same updates-per-env-step as Dopamine.
@@ -26,22 +26,22 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
-from rlsuite import seeding
+from rlsuite.run import seeding
 from rlsuite.agents.base import StorageContext, Transition
 from rlsuite.agents.common import SMALL_BATCH, SMALL_NETWORK_PARAMS, _batch_size, example_batch, single_thread_if, to_tensor, zeros_batch  # noqa: F401
 from rlsuite.config import validate
-from rlsuite.fields import choice, ranged
+from rlsuite.config.fields import choice, ranged
 from rlsuite.errors import TrainingDiverged, UserError, brief_space
 from rlsuite.nn.diagnostics import UpdateProbe, plasticity_report
 from rlsuite.nn.encoders import EncoderConfig, init_layer, make_encoder
 from rlsuite.nn.nap import NaPConfig, NormProjector, insert_norms
 from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
 from rlsuite.nn.schedules import LR_SCHEDULES, lr_factor
-from rlsuite.preflight import check_replay_slots
-from rlsuite.profiling import PhaseTimer
+from rlsuite.run.preflight import check_replay_slots
+from rlsuite.run.profiling import PhaseTimer
 from rlsuite.replay import ReplayBuffer
 from rlsuite.retention.terms import retention_loss
-from rlsuite.speed import SpeedPlan
+from rlsuite.run.speed import SpeedPlan
 
 
 @dataclass
@@ -156,7 +156,7 @@ class DQN:
     def __init__(self, cfg: DQNConfig, observation_space: spaces.Space, action_space: spaces.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
         """`seed` is the run's seed: the network init and the exploration stream are its
-        `network` and `exploration` streams (rlsuite.seeding), never the global RNGs."""
+        `network` and `exploration` streams (rlsuite.run.seeding), never the global RNGs."""
         if not isinstance(action_space, spaces.Discrete):
             raise UserError(f"DQN needs a discrete action space, got {brief_space(action_space)}")
         validate(cfg, "agent.")  # the declared field ranges, also for configs built without build_run_config
@@ -190,7 +190,7 @@ class DQN:
         self.current_epsilon = cfg.epsilon_start
         self.last_async_metrics: dict[str, torch.Tensor] | None = None  # of learn_while_stepping, for observe
         self._replay_state: dict | None = None
-        # Fine-tuning (rlsuite.finetune): the frozen pre-trained Q-network read as a policy
+        # Fine-tuning (rlsuite.loops.finetune): the frozen pre-trained Q-network read as a policy
         # softmax(Q/temperature), retention terms (rlsuite.retention), the protected replay (EM).
         self.teacher: QNetwork | None = None
         self.temperature = 1.0
@@ -199,11 +199,11 @@ class DQN:
         self.timer = PhaseTimer()  # the loop sets its own with train.profile: add, sample, update are charged to it
 
     def speed_probe(self) -> tuple[nn.Module, tuple[Any, ...]]:
-        """The network and a training-size batch that rlsuite.speed times for train.precision=auto."""
+        """The network and a training-size batch that rlsuite.run.speed times for train.precision=auto."""
         return self.online, (zeros_batch(self.observation_space, self.cfg.batch_size, self.device),)
 
     def accelerate(self, plan: SpeedPlan) -> None:
-        """Run the online and target networks under `plan` (rlsuite.speed): their forward passes in
+        """Run the online and target networks under `plan` (rlsuite.run.speed): their forward passes in
         updates and acting. The teacher, diagnostics and exports keep calling the fp32 modules."""
         self.speed = plan
         plan.prepare(self.online), plan.prepare(self.target)
@@ -479,7 +479,7 @@ class DQN:
     def sync_target(self) -> None:
         self.target.load_state_dict(self.online.state_dict())
 
-    # ------------------------------------------------------------------ fine-tuning (rlsuite.finetune)
+    # ------------------------------------------------------------------ fine-tuning (rlsuite.loops.finetune)
 
     def adopt(self, state: dict[str, Any]) -> None:
         """Start from a pre-trained agent's `state_dict`: its online network, as online and target."""
@@ -511,7 +511,7 @@ class DQN:
         return self.online
 
     def load_exported(self, weights: dict[str, torch.Tensor]) -> None:
-        """Load an export's weights (rlsuite.export) as both the online and the target network."""
+        """Load an export's weights (rlsuite.trained.export) as both the online and the target network."""
         self.online.load_state_dict(weights)
         self.target.load_state_dict(weights)
 

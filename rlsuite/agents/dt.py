@@ -1,11 +1,11 @@
 """Decision Transformer (Chen et al. 2021), and the Multi-Game DT's binned returns and expert
 return sampling (Lee et al. 2022) as options: an offline agent.
 
-The offline loop (rlsuite.offline) draws K-step windows from datasets
+The offline loop (rlsuite.loops.offline) draws K-step windows from datasets
 (rlsuite.data.sequences.SequenceSampler) and calls `update(batch)`; each update is one AdamW step
 on the cross-entropy of the dataset's actions (and, with returns 'bins', of the return bins), a
 mean over the real (unpadded) steps of the global batch. Evaluation plays real envs through
-rlsuite.evaluate: `act` keeps each env's last K steps (observations, actions, returns-to-go,
+rlsuite.run.evaluate: `act` keeps each env's last K steps (observations, actions, returns-to-go,
 timesteps) and conditions on a target return:
 
 - a number, or `data-best` (the best complete-episode return of the game's dataset): R_0 = target,
@@ -42,19 +42,19 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
-from rlsuite import seeding
+from rlsuite.run import seeding
 from rlsuite.agents.common import gradient_step, policy_actions, zeros_batch
 from rlsuite.agents.dt_sampling import burn_in_memory, expert_returns
 from rlsuite.config import validate
 from rlsuite.errors import UserError
-from rlsuite.fields import choice, matching, ranged
+from rlsuite.config.fields import choice, matching, ranged
 from rlsuite.nn.encoders import EncoderConfig, make_encoder
 from rlsuite.nn.lora import LoRAConfig, add_lora, base_state
 from rlsuite.nn.memory import MemoryConfig
 from rlsuite.nn.nap import NaPConfig, NormProjector, insert_norms
 from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
 from rlsuite.nn.transformer import DecisionTransformer, TransformerConfig
-from rlsuite.speed import SpeedPlan
+from rlsuite.run.speed import SpeedPlan
 
 TARGET_PATTERN = r"data-best|expert|[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?"
 
@@ -110,10 +110,10 @@ class DTConfig:
 
 
 class DT:
-    """A Decision Transformer agent driven by rlsuite.offline (updates) and rlsuite.evaluate (act)."""
+    """A Decision Transformer agent driven by rlsuite.loops.offline (updates) and rlsuite.run.evaluate (act)."""
 
     name = "dt"
-    offline = True  # rlsuite.train hands runs of this agent to the offline loop
+    offline = True  # rlsuite.loops.online hands runs of this agent to the offline loop
     EXPORT_KEY = "model"
 
     def __init__(self, cfg: DTConfig, observation_space: spaces.Space, action_space: spaces.Space,
@@ -160,8 +160,8 @@ class DT:
         self.clip_eval_rewards = cfg.eval_reward == "clip"
         self.target: float | str = cfg.eval_target if cfg.eval_target in ("data-best", "expert") else float(cfg.eval_target)
         carried = any(m.cfg.variant == "causal" for m in self.model.memory_modules())
-        self.context = cfg.model.context  # steps per training window (rlsuite.offline samples them)
-        self.burn_in_steps = cfg.memory.burn_in if carried else 0  # what rlsuite.offline asks the sampler for
+        self.context = cfg.model.context  # steps per training window (rlsuite.loops.offline samples them)
+        self.burn_in_steps = cfg.memory.burn_in if carried else 0  # what rlsuite.loops.offline asks the sampler for
         self._ctx: dict[str, Any] | None = None
 
     def _param_groups(self) -> list[dict[str, Any]]:
@@ -186,12 +186,12 @@ class DT:
             self.post_step_hooks.append(self.projector)
 
     def distribute(self, wrapper: nn.Module, world_size: int) -> None:
-        """Train through a DistributedDataParallel wrapper of `self.model` (rlsuite.offline)."""
+        """Train through a DistributedDataParallel wrapper of `self.model` (rlsuite.loops.offline)."""
         self.net, self.world_size = wrapper, world_size
         self.train_fwd = self.speed.wrap(wrapper)
 
     def speed_probe(self) -> tuple[nn.Module, tuple[Any, ...]]:
-        """The model and a zero batch of training windows (B, K) that rlsuite.speed times."""
+        """The model and a zero batch of training windows (B, K) that rlsuite.run.speed times."""
         b, k, d = self.cfg.batch_size, self.cfg.model.context, self.device
         obs = zeros_batch(self.observation_space, b * k, d)
         obs = obs.view(b, k, *obs.shape[1:])
@@ -199,7 +199,7 @@ class DT:
         return self.model, (obs, zeros, torch.zeros(b, k, device=d), zeros, torch.ones(b, k, dtype=torch.bool, device=d))
 
     def accelerate(self, plan: SpeedPlan) -> None:
-        """Run the model under `plan` (rlsuite.speed) in updates and when acting; the burn-in
+        """Run the model under `plan` (rlsuite.run.speed) in updates and when acting; the burn-in
         writes of DT-Mem's memory (no gradient) stay fp32 eager."""
         self.speed = plan
         plan.prepare(self.model)
@@ -282,7 +282,7 @@ class DT:
 
     def set_eval_game(self, target: float | str, clip_rewards: bool) -> None:
         """The return to condition on (a number, or 'expert') and the reward rule for the game about
-        to be evaluated (rlsuite.offline resolves 'data-best' per game)."""
+        to be evaluated (rlsuite.loops.offline resolves 'data-best' per game)."""
         if target == "data-best":
             raise ValueError("resolve 'data-best' to a number before evaluation")
         self.target, self.clip_eval_rewards = target, clip_rewards
@@ -328,7 +328,7 @@ class DT:
             ctx["memory"][i:i + 1] = self.model.memory.write(ctx["memory"][i:i + 1], tokens)
 
     def eval_rewards(self, rewards: np.ndarray) -> None:
-        """The rewards the last actions earned (rlsuite.evaluate calls it after every env step)."""
+        """The rewards the last actions earned (rlsuite.run.evaluate calls it after every env step)."""
         r = np.asarray(rewards, np.float64)
         self._ctx["reward"] = np.sign(r) if self.clip_eval_rewards else r
 

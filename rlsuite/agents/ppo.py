@@ -3,7 +3,7 @@
 Defaults are CleanRL's ppo_atari_envpool.py where it has the setting: rollouts of 128 steps per
 env, 4 epochs x 4 minibatches, Adam (lr 2.5e-4 annealed linearly to 0, eps 1e-5), clip 0.1 for
 the ratio and the value, normalised advantages, entropy 0.01, value 0.5, gradient clip 0.5,
-gamma 0.99, lambda 0.95. The loop (rlsuite.train) drives it through rlsuite.agents.base: `step`
+gamma 0.99, lambda 0.95. The loop (rlsuite.loops.online) drives it through rlsuite.agents.base: `step`
 acts (sampling from the policy on the run's `exploration` stream), `observe` stores the vector
 step and, when the rollout is full, bootstraps, computes GAE and runs the epochs of clipped
 surrogate updates.
@@ -44,7 +44,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from rlsuite import seeding
+from rlsuite.run import seeding
 from rlsuite.agents.base import StorageContext, Transition
 from rlsuite.agents.common import zeros_batch
 from rlsuite.agents.ppo_parts import (ActorCritic, Rollout, batch_size, check_split, clone, copy_obs_row,
@@ -52,14 +52,14 @@ from rlsuite.agents.ppo_parts import (ActorCritic, Rollout, batch_size, check_sp
                                       sample_actions, to_tensor, check_minibatch)
 from rlsuite.config import validate
 from rlsuite.errors import TrainingDiverged, UserError, brief_space
-from rlsuite.fields import choice, ranged
+from rlsuite.config.fields import choice, ranged
 from rlsuite.nn.diagnostics import UpdateProbe, plasticity_report
 from rlsuite.nn.encoders import EncoderConfig
 from rlsuite.nn.nap import NaPConfig, NormProjector
 from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
 from rlsuite.nn.rnd import RNDConfig, RNDNetworks
 from rlsuite.retention.terms import actor_trains, retention_loss
-from rlsuite.speed import SpeedPlan
+from rlsuite.run.speed import SpeedPlan
 
 
 @dataclass
@@ -116,7 +116,7 @@ class PPOConfig:
 
 
 class PPO:
-    """A PPO agent driven by rlsuite.train through the OnlineAgent protocol (rlsuite.agents.base)."""
+    """A PPO agent driven by rlsuite.loops.online through the OnlineAgent protocol (rlsuite.agents.base)."""
 
     name = "ppo"
     EXPORT_KEY = "online"  # the state_dict entry `rlsuite export` packs: the actor-critic
@@ -153,14 +153,14 @@ class PPO:
         self.state = self.eval_state = self.next_start = self._pending = self._restored = None
         self.last_metrics: dict[str, Any] = {}
         self.diagnostics_batch = 1024
-        # Fine-tuning (rlsuite.finetune): the frozen pre-trained policy, its recurrent state while
+        # Fine-tuning (rlsuite.loops.finetune): the frozen pre-trained policy, its recurrent state while
         # acting, and the knowledge-retention terms added to the loss (rlsuite.retention).
         self.teacher: ActorCritic | None = None
         self.teacher_state = self.teacher_initial = None
         self.retention: list[Any] = []
 
     def speed_probe(self) -> tuple[nn.Module, tuple[Any, ...]]:
-        """The network and one minibatch (from the first phase's rollout shape) that rlsuite.speed
+        """The network and one minibatch (from the first phase's rollout shape) that rlsuite.run.speed
         times for train.precision=auto; recurrent: whole env sequences from a zero state."""
         c, envs = self.cfg, self.num_envs or 1
         if self.online.hidden:
@@ -173,7 +173,7 @@ class PPO:
 
     @property
     def bf16_caution(self) -> str | None:
-        """Why bf16 may cost this agent learning (rlsuite.speed: auto then keeps fp32, an explicit
+        """Why bf16 may cost this agent learning (rlsuite.run.speed: auto then keeps fp32, an explicit
         bf16 gets a warning), or None. Measured (docs/speed.md): an LSTM reading low-dimensional
         observations through bf16 features learned far less on velocity-masked CartPole."""
         if self.online.hidden and isinstance(self.observation_space, spaces.Box) and len(self.observation_space.shape) == 1:
@@ -182,7 +182,7 @@ class PPO:
         return None
 
     def accelerate(self, plan: SpeedPlan) -> None:
-        """Run the actor-critic under `plan` (rlsuite.speed) when acting and updating; RND's
+        """Run the actor-critic under `plan` (rlsuite.run.speed) when acting and updating; RND's
         networks, the teacher and diagnostics keep calling their fp32 modules."""
         self.speed = plan
         plan.prepare(self.online)
@@ -423,7 +423,7 @@ class PPO:
         """Forget Adam's moments and step counts (an option at task switches)."""
         self.optimizer.state.clear()
 
-    # ------------------------------------------------------------------ fine-tuning (rlsuite.finetune)
+    # ------------------------------------------------------------------ fine-tuning (rlsuite.loops.finetune)
 
     def adopt(self, state: dict[str, Any]) -> None:
         """Start from a pre-trained agent's `state_dict`: its actor-critic and, with RND, its target,

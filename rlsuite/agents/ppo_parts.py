@@ -15,7 +15,7 @@ from rlsuite.errors import UserError
 from rlsuite.nn.encoders import make_encoder
 from rlsuite.nn.nap import insert_norms
 from rlsuite.nn.schedules import lr_factor
-from rlsuite.speed import fp32_region
+from rlsuite.run.speed import fp32_region
 
 # ----------------------------------------------------------------------------- observations
 
@@ -82,7 +82,7 @@ class Trunk(nn.Module):
         if self.lstm is None:
             return x, None
         steps, envs = starts.shape
-        x = x.float().view(steps, envs, -1)  # the core runs in fp32 even under bf16 autocast (rlsuite.speed)
+        x = x.float().view(steps, envs, -1)  # the core runs in fp32 even under bf16 autocast (rlsuite.run.speed)
         h, c = state[0:1], state[1:2]
         outs = []
         # One fused nn.LSTM call per stretch of steps in which no env starts an episode (a Python

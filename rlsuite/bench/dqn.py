@@ -2,7 +2,7 @@
 
 The rules (they hold for every task in `TASKS`, and for any bench added the same way):
 
-- Both sides run their real training entry points: rlsuite's `rlsuite.train.train(cfg, run_dir)`
+- Both sides run their real training entry points: rlsuite's `rlsuite.loops.online.train(cfg, run_dir)`
   (what `rlsuite train` calls: TensorBoard logging and plasticity diagnostics on, as configured;
   progress bar off) and SB3's `DQN(...).learn(total_timesteps=N)`.
 - Identical algorithm settings, from one place (`settings`): Huber loss (SB3's smooth L1), global
@@ -130,7 +130,6 @@ def rlsuite_config(s: dict[str, Any], extra: tuple[str, ...] | list[str] = ()) -
     """rlsuite's RunConfig for settings `s`: the task's preset with every shared setting overridden
     (then `extra`: a mode's keys, see bench.modes)."""
     from rlsuite import config
-
     hidden = ",".join(str(h) for h in s["hidden"])
     overrides = [
         "agent.loss=" + s["loss"], f"agent.double={s['double']}", "agent.dueling=false", "agent.n_step=1",
@@ -270,12 +269,12 @@ def warm_imports(s: dict[str, Any]) -> None:
     family, _ = resolve_env_id(s["env"])
     extra = {"classic": ["rlsuite.envs.classic"], "minatar": ["rlsuite.envs.minatar", "minatar"],
              "atari": ["rlsuite.envs.atari", "ale_py", "cv2"]}.get(family, [])
-    for name in ["rlsuite.train", "rlsuite.envs.gym_backend", "torch.utils.tensorboard", "tqdm", *extra]:
+    for name in ["rlsuite.loops.online", "rlsuite.envs.gym_backend", "torch.utils.tensorboard", "tqdm", *extra]:
         importlib.import_module(name)
 
 
 def rlsuite_worker(task: str, steps: int, algo: Algo = Algo(), fast: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Time `rlsuite.train.train(cfg, run_dir)` over `steps` env steps, in this process (`fast`:
+    """Time `rlsuite.loops.online.train(cfg, run_dir)` over `steps` env steps, in this process (`fast`:
     the mode's extra config keys)."""
     s = settings(task, steps, algo)
     cfg = rlsuite_config(s, fast)
@@ -284,12 +283,11 @@ def rlsuite_worker(task: str, steps: int, algo: Algo = Algo(), fast: tuple[str, 
 
 
 def time_train(cfg: Any, prefix: str) -> dict[str, Any]:
-    """Run `rlsuite.train.train(cfg, run_dir)` in a temporary run directory and time it end to end
+    """Run `rlsuite.loops.online.train(cfg, run_dir)` in a temporary run directory and time it end to end
     and around its loop (the timing record of every `rlsuite bench` of a training entry point)."""
     import torch
 
-    from rlsuite import train as training
-
+    from rlsuite.loops import online as training
     run_dir = Path(tempfile.mkdtemp(prefix=prefix))
     marks: dict[str, Any] = {}
     real_loop = training.loop

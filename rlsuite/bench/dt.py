@@ -149,7 +149,6 @@ def rlsuite_config(s: dict[str, Any], extra: tuple[str, ...] | list[str] = ()) -
     """rlsuite's RunConfig for settings `s`: the dt preset with every shared setting overridden
     (then `extra`: --fast keys, read by `fast_plan`)."""
     from rlsuite import config
-
     overrides = [
         f"agent.model.embed_dim={s['embed_dim']}", f"agent.model.n_layer={s['n_layer']}",
         f"agent.model.n_head={s['n_head']}", f"agent.model.context={s['context']}",
@@ -181,7 +180,7 @@ def rlsuite_side(s: dict[str, Any], batches: list[Any], observation_space: Any, 
     """The worker's rlsuite side: DT.update on pool batch i (under `plan`), its parameter count."""
     agent = build_rlsuite(s, observation_space, action_space)
     if plan is not None:  # resolved and applied as train() does (auto: measured on this agent's network)
-        from rlsuite import speed
+        from rlsuite.run import speed
         from rlsuite.config import TrainConfig
 
         resolved = speed.resolve(TrainConfig(**plan["requested"]), agent.device, agent.speed_probe)

@@ -17,7 +17,7 @@ device, torch threads, CPU model, the CPU's bf16-relevant flags, the GPU on CUDA
 
 Keys are checked before anything runs (`validate`: unknown keys, bad values and CUDA graphs
 without CUDA are one line, exit 2). `rlsuite bench dt` calls the model directly, not train(), so
-its fast mode is `direct_plan`, handed to the DT agent's own `accelerate` (rlsuite.speed), as
+its fast mode is `direct_plan`, handed to the DT agent's own `accelerate` (rlsuite.run.speed), as
 train() would.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rlsuite.errors import UserError
-from rlsuite.speed import bf16_problem, cpu_flags
+from rlsuite.run.speed import bf16_problem, cpu_flags
 
 DEFAULT_FAST = ("train.precision=auto", "train.memory_format=auto")
 CUDA_FAST = ("train.compile=true", "train.cudagraphs=true")
@@ -104,7 +104,7 @@ def direct_plan(fast: tuple[str, ...], build: Callable[[tuple[str, ...]], Any], 
                 ) -> dict[str, Any] | None:
     """The fast mode of a bench that calls rlsuite's model itself instead of train() (None: no fast
     mode), from the `--fast` keys; `build(keys)` is the bench's RunConfig with them. Only the four
-    train.* speed keys apply; 'auto' is resolved in the worker by rlsuite.speed, exactly as train()
+    train.* speed keys apply; 'auto' is resolved in the worker by rlsuite.run.speed, exactly as train()
     resolves it (measured on the agent's own network), and the record says what it picked."""
     import dataclasses
 
@@ -169,7 +169,7 @@ def machine(device: str = "cpu") -> dict[str, Any]:
 
 
 def machine_flags() -> list[str]:
-    """`BF16_FLAGS` this CPU reports (rlsuite.speed.cpu_flags: /proc/cpuinfo); [] when none."""
+    """`BF16_FLAGS` this CPU reports (rlsuite.run.speed.cpu_flags: /proc/cpuinfo); [] when none."""
     flags = cpu_flags()
     return [f for f in BF16_FLAGS if f in flags]
 

@@ -1,12 +1,12 @@
 """`rlsuite bench networks`: what each fast mode does to each agent's network, on this machine.
 
 For the network of each preset below, built exactly as a run builds it, one training forward +
-backward (rlsuite.speed.time_updates: the modes take turns, each keeps its fastest of 5 rounds)
+backward (rlsuite.run.speed.time_updates: the modes take turns, each keeps its fastest of 5 rounds)
 in fp32 NCHW eager, and as ratios against it: bf16 autocast, channels_last, both, and
 torch.compile (fp32, and bf16). The batch is what the agent's update feeds the network (DQN:
 agent.batch_size; PPO: one minibatch; the DT: agent.batch_size windows of K steps). The last
 column is what `train.precision=auto`, `train.memory_format=auto` pick from these times
-(rlsuite.speed.fastest: the fastest eager mode, if it beats fp32 NCHW by AUTO_MARGIN, 25%).
+(rlsuite.run.speed.fastest: the fastest eager mode, if it beats fp32 NCHW by AUTO_MARGIN, 25%).
 
 This answers "which mode for which network on which device" from measurement: bf16 and
 channels_last pay off for the Atari conv encoders on CPUs with bf16 units and lose on small MLPs
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from rlsuite.speed import SpeedPlan, bf16_problem, fastest, has_conv, time_updates
+from rlsuite.run.speed import SpeedPlan, bf16_problem, fastest, has_conv, time_updates
 
 # (label, agent preset, env id, the networks' role in one update)
 NETWORKS = (

@@ -173,8 +173,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     import numpy as np
 
     from rlsuite.data import DEFAULT_CHUNK_SIZE, collect
-    from rlsuite.policy import load_policy
-    from rlsuite.seeding import stream
+    from rlsuite.trained.policy import load_policy
+    from rlsuite.run.seeding import stream
 
     _check(args)
     policy = load_policy(args.source, env_id=args.env, overrides=args.overrides, num_envs=args.num_envs,
@@ -285,7 +285,7 @@ def cmd_export_minari(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from rlsuite.data import Dataset
-    from rlsuite.evaluate import format_table
+    from rlsuite.run.evaluate import format_table
 
     ds = Dataset(args.path)
     m, stats = ds.manifest, ds.stats()

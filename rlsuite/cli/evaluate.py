@@ -39,9 +39,9 @@ def add(sub: Any) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from rlsuite.evaluate import append_jsonl, evaluate, format_table
-    from rlsuite.monitor import log_record
-    from rlsuite.policy import load_policy
+    from rlsuite.run.evaluate import append_jsonl, evaluate, format_table
+    from rlsuite.run.monitor import log_record
+    from rlsuite.trained.policy import load_policy
 
     if args.episodes < 1:
         raise UserError(f"--episodes must be at least 1, got {args.episodes}")
@@ -54,8 +54,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if _is_offline_run(args.target):
         return eval_offline(args)
     if args.target_return is not None or args.game is not None:
-        from rlsuite import checkpoint
-
+        from rlsuite.run import checkpoint
         checkpoint.find(args.target)  # no checkpoint (yet): say that, not that the run is online
         raise UserError("--target and --game apply to offline runs (dt, bc) only")
     policy = load_policy(args.target, env_id=args.env, overrides=args.overrides, num_envs=args.num_envs)
@@ -88,8 +87,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _is_offline_run(target: str) -> bool:
-    from rlsuite import checkpoint
-    from rlsuite.offline import is_offline
+    from rlsuite.run import checkpoint
+    from rlsuite.loops.offline import is_offline
 
     try:
         return is_offline(str(checkpoint.load(checkpoint.find(target)).get("algo", "")))
@@ -99,9 +98,9 @@ def _is_offline_run(target: str) -> bool:
 
 def eval_offline(args: argparse.Namespace) -> int:
     """`rlsuite eval` of an offline run (dt, bc): each game of its datasets (the DT return-conditioned)."""
-    from rlsuite.evaluate import append_jsonl, format_table
-    from rlsuite.monitor import log_record
-    from rlsuite.offline_games import evaluate_checkpoint
+    from rlsuite.run.evaluate import append_jsonl, format_table
+    from rlsuite.run.monitor import log_record
+    from rlsuite.loops.offline_games import evaluate_checkpoint
 
     if args.env or args.video:
         raise UserError("--env and --video do not apply to offline (dt, bc) runs: they are evaluated on the "
@@ -122,8 +121,8 @@ def eval_offline(args: argparse.Namespace) -> int:
 
 
 def record_video(policy: Any, args: argparse.Namespace, epsilon: float) -> None:
-    """`--video DIR`: record games of the loaded policy (rlsuite.video) and say where they are."""
-    from rlsuite.video import record_episodes
+    """`--video DIR`: record games of the loaded policy (rlsuite.trained.video) and say where they are."""
+    from rlsuite.trained.video import record_episodes
 
     out = Path(args.video)
     files = record_episodes(policy.agent, policy.cfg.env, out, args.video_episodes, epsilon, seed=args.seed)

@@ -86,12 +86,12 @@ def build_config(args: argparse.Namespace) -> tuple[Any, Path]:
     """The fine-tuning run's config: PRESET (or the parent's saved agent, replay and train settings),
     the task's env, the finetune keys; validated, nothing written."""
     from rlsuite import config
-    from rlsuite.finetune import load_parent
+    from rlsuite.loops.finetune import load_parent
 
     path, data = load_parent(args.parent)
     saved = data.get("config", {})
     from rlsuite.agents import agent_classes
-    from rlsuite.offline import is_offline
+    from rlsuite.loops.offline import is_offline
 
     offline = is_offline(str(data.get("algo", "")))
     if offline and not args.dataset:
@@ -129,7 +129,7 @@ def build_config(args: argparse.Namespace) -> tuple[Any, Path]:
                         f"(dqn, ppo); {path} is an offline {data.get('algo')} agent: fine-tune it on --dataset, "
                         "all of it or its adapters (--lora)")
     if not offline:
-        from rlsuite.finetune import check_config
+        from rlsuite.loops.finetune import check_config
 
         check_config(cfg)
     return cfg, path
@@ -137,13 +137,13 @@ def build_config(args: argparse.Namespace) -> tuple[Any, Path]:
 
 def check_inputs(cfg: Any, args: argparse.Namespace) -> None:
     """The data the run will read, against its env, before the run directory is made: an offline
-    parent's datasets (rlsuite.offline_checks), an online parent's finetune.data."""
+    parent's datasets (rlsuite.loops.offline_checks), an online parent's finetune.data."""
     from rlsuite.cli.train import check_start
 
     check_start(cfg, args.env if args.dataset else None)
     if cfg.finetune.data and not args.dataset:  # an online parent (an offline one needs --dataset)
-        from rlsuite.finetune import far_env_config
-        from rlsuite.offline_checks import check_dataset_env
+        from rlsuite.loops.finetune import far_env_config
+        from rlsuite.loops.offline_checks import check_dataset_env
 
         check_dataset_env(cfg.finetune.data, far_env_config(cfg), "finetune.data")
 
@@ -157,9 +157,9 @@ def default_run_dir(cfg: Any) -> Path:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from rlsuite import rundir
+    from rlsuite.run import rundir
     from rlsuite.cli.train import holds_run
-    from rlsuite.train import train
+    from rlsuite.loops.online import train
 
     cfg, _ = build_config(args)
     check_inputs(cfg, args)

@@ -96,7 +96,7 @@ def check_launcher_options(args: argparse.Namespace) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from rlsuite import config
-    from rlsuite.sweep import absolute_paths, default_jobs, parse_grid, plan_jobs, run_sweep
+    from rlsuite.launch.sweep import absolute_paths, default_jobs, parse_grid, plan_jobs, run_sweep
 
     if args.status:
         return sweep_status(args)
@@ -119,8 +119,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         results = run_sweep(args.agent, args.env, args.grid, seeds, Path(args.out), args.overrides, args.steps,
                             args.jobs or default_jobs())
     else:
-        from rlsuite import launchers
-
+        from rlsuite.launch import launchers
         launchers.need(args.launcher)  # the missing-dependency error, before anything is written
         # Absolute: a Ray worker or a SLURM job may start in another directory than this one (the
         # run directories, and any path in the arms' overrides; arm names keep the paths as given).
@@ -144,8 +143,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def submit(args: argparse.Namespace, plan: list, cpus: int, gpus: int) -> int:
     import shutil
 
-    from rlsuite import launchers
-
+    from rlsuite.launch import launchers
     cluster = args.slurm_executor or "slurm"
     if cluster == "slurm" and shutil.which("sbatch") is None:
         raise UserError("--launcher slurm submits with sbatch, which is not on PATH here; "
@@ -162,8 +160,8 @@ def submit(args: argparse.Namespace, plan: list, cpus: int, gpus: int) -> int:
 
 
 def sweep_status(args: argparse.Namespace) -> int:
-    from rlsuite.evaluate import format_table
-    from rlsuite.launchers import status_rows
+    from rlsuite.run.evaluate import format_table
+    from rlsuite.launch.launchers import status_rows
 
     given = [name for name in ("agent", "env", "ray_address", "slurm_time", "slurm_partition", "slurm_mem")
              if getattr(args, name)] + (["grid"] if args.grid else [])
@@ -187,8 +185,8 @@ def add_runs(sub: Any) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from rlsuite.evaluate import format_table
-    from rlsuite.rundir import find_runs, run_summary
+    from rlsuite.run.evaluate import format_table
+    from rlsuite.run.rundir import find_runs, run_summary
 
     found = find_runs(Path(args.dir))
     if not found:
@@ -235,7 +233,7 @@ def add_compare(sub: Any) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from rlsuite.compare import compare
+    from rlsuite.analysis.compare import compare
 
     if args.iteration_steps is not None and args.score != "train":
         raise UserError("--iteration-steps sets the iteration of --score train; it does nothing with --score eval")

@@ -94,7 +94,7 @@ def _source(args: argparse.Namespace, source: Path) -> tuple[Any, Actor, dict]:
             raise UserError(f"bad actions file {source}: action {max(actions)} is not below {allowed}, "
                             f"the number of actions of {args.env}")
         return cfg, _replay(actions), {"kind": "actions", "file": str(source), "actions": len(actions)}
-    from rlsuite.policy import load_policy
+    from rlsuite.trained.policy import load_policy
 
     policy = load_policy(source, env_id=args.env, num_envs=1, seed=args.seed)
     policy.env.close()  # built on the run's backend (maybe envpool): we need the ALE itself

@@ -23,14 +23,14 @@ def add_export(sub: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from rlsuite.evaluate import format_table
-    from rlsuite.export import export_sparse
+    from rlsuite.run.evaluate import format_table
+    from rlsuite.trained.export import export_sparse
 
     if args.sparse == args.merge_lora:
         raise UserError("choose what to export: --sparse (pruned weights) or --merge-lora (LoRA adapters merged)")
     base = Path(args.target) if Path(args.target).is_dir() else Path(args.target).parent
     if args.merge_lora:
-        from rlsuite.export import export_merged_lora
+        from rlsuite.trained.export import export_merged_lora
 
         out = Path(args.out) if args.out else base / "export" / "merged.pt"
         report = export_merged_lora(args.target, out)

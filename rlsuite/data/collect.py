@@ -19,19 +19,19 @@ def collect(agent: Any, env: Any, out: str | Path, *, steps: int | None = None, 
     dataset at `out`; returns it opened.
 
     Exactly one of `steps` (transitions to store) or `episodes` (whole episodes to store). Both are
-    split over the envs in advance as rlsuite.evaluate.episode_quotas does (env i records its
+    split over the envs in advance as rlsuite.run.evaluate.episode_quotas does (env i records its
     first quota[i] steps or episodes, then nothing more), so neither fast-finishing envs nor short
     games are over-sampled. With `episodes` every stored episode is complete; with `steps` the
     episode each env is in when its budget runs out is kept, marked complete=False.
 
-    A recurrent agent's evaluation state is driven as rlsuite.evaluate.evaluate does (`eval_reset`,
+    A recurrent agent's evaluation state is driven as rlsuite.run.evaluate.evaluate does (`eval_reset`,
     `eval_episode_starts`). `seed` seeds the env reset; `rng` is the exploration stream (None: the
     agent's own). The manifest gets `manifest` plus epsilon, num_envs, the stopping rule and the
     format's statistics.
     """
     import torch
 
-    from rlsuite.evaluate import episode_quotas
+    from rlsuite.run.evaluate import episode_quotas
 
     if (steps is None) == (episodes is None):
         raise ValueError("give exactly one of steps or episodes")

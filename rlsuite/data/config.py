@@ -2,13 +2,13 @@
 from, how batches mix them, and which envs evaluate it. Inert in online runs.
 
 An offline run counts `train.total_steps`, `train.eval_every`, `train.checkpoint_every` and
-`train.log_every` in gradient updates, not env steps (rlsuite.offline).
+`train.log_every` in gradient updates, not env steps (rlsuite.loops.offline).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rlsuite.fields import ranged, unchecked
+from rlsuite.config.fields import ranged, unchecked
 
 
 @dataclass

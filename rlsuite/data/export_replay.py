@@ -73,7 +73,8 @@ class _Field:
 
 def _run_spaces(run: Path) -> tuple[Any, Any, Any]:
     """(run config, env config, a 1-env training env's (observation space, action space)) of a run."""
-    from rlsuite import config, tasks
+    from rlsuite import config
+    from rlsuite.loops import tasks
     from rlsuite.envs import make
 
     cfg = config.build_run_config(config_file=run / "config.toml")

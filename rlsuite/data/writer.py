@@ -129,7 +129,7 @@ class DatasetWriter:
             table = np.zeros(0, dtype=self._episode_dtype())
         np.save(self.path / "episodes.npy", table)
         manifest = {**_jsonable(self.user_manifest), **self._format_manifest(table)}
-        from rlsuite.checkpoint import atomic_write_bytes
+        from rlsuite.run.checkpoint import atomic_write_bytes
 
         data = (json.dumps(manifest, indent=1, allow_nan=False) + "\n").encode()
         atomic_write_bytes(self.path / MANIFEST, lambda fh: fh.write(data))

@@ -10,7 +10,7 @@ from typing import Sequence
 from rlsuite.envs.config import ATARI, BACKENDS, CLASSIC, CLOSEFAR, MINATAR, NETHACK, EnvConfig, known_env_ids, resolve_env_id
 from rlsuite.envs.vector import VecEnv
 from rlsuite.errors import UserError
-from rlsuite.seeding import vector_seeds
+from rlsuite.run.seeding import vector_seeds
 
 __all__ = ["EnvConfig", "VecEnv", "make", "resolve_env_id", "known_env_ids"]
 
@@ -18,7 +18,7 @@ __all__ = ["EnvConfig", "VecEnv", "make", "resolve_env_id", "known_env_ids"]
 
 def make(cfg: EnvConfig, num_envs: int, seed: int | Sequence[int], *, evaluation: bool = False) -> VecEnv:
     """Build `num_envs` copies of `cfg.id`. `seed` is one int per env (env i gets seed[i]) or an int
-    root whose SeedSequence children seed the envs (`rlsuite.seeding.vector_seeds`); it seeds the
+    root whose SeedSequence children seed the envs (`rlsuite.run.seeding.vector_seeds`); it seeds the
     first reset.
 
     With `evaluation=True` episodes never end on a lost life and rewards are never clipped, so

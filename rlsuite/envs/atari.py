@@ -327,7 +327,7 @@ class AtariGame(gym.Env):
 
     def render_rgb(self) -> np.ndarray:
         """The full-resolution RGB screen of the last emulated frame, uint8 (210, 160, 3) — the real
-        game picture, not the downsampled grayscale observation (for videos, `rlsuite.video`)."""
+        game picture, not the downsampled grayscale observation (for videos, `rlsuite.trained.video`)."""
         return self.ale.getScreenRGB()
 
     def close(self) -> None:

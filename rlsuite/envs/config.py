@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from rlsuite.fields import checked, choice, ranged
+from rlsuite.config.fields import checked, choice, ranged
 from rlsuite.errors import UserError, require
 
 # The env backends; rlsuite.envs.make dispatches on these names.

@@ -12,7 +12,7 @@ time limit was reached at this step. Both are true when the game ends on the tim
 limit must never hide a real end (DQN would bootstrap from a terminal state).
 
 Seeding: `make(cfg, n, seed)` and `reset(seed=...)` take an int root or a sequence of n per-env
-ints, expanded by `rlsuite.seeding.vector_seeds` (env i gets the i-th value, or the i-th
+ints, expanded by `rlsuite.run.seeding.vector_seeds` (env i gets the i-th value, or the i-th
 SeedSequence child of an int root, never seed + i, so runs with neighbouring seeds share no env).
 Randomness an env draws itself (reset no-ops, NetHack game seeds) comes from `private_rng`, a
 keyed child of its seed, so it is never the `default_rng(seed)` stream an agent might also use.
@@ -49,7 +49,7 @@ from typing import Any, Sequence
 import gymnasium as gym
 import numpy as np
 
-from rlsuite.seeding import vector_seeds
+from rlsuite.run.seeding import vector_seeds
 
 Obs = Any  # np.ndarray, or dict[str, np.ndarray] for NetHack
 
@@ -162,7 +162,7 @@ class VecEnv:
 
     # -- public API ----------------------------------------------------------------------
     def reset(self, seed: int | Sequence[int] | None = None, options: dict | None = None) -> tuple[Obs, dict]:
-        """Reset every env; `seed`: an int root or one int per env (see `rlsuite.seeding.vector_seeds`).
+        """Reset every env; `seed`: an int root or one int per env (see `rlsuite.run.seeding.vector_seeds`).
         A step still in flight (`send` without `recv`) is finished first and its results discarded."""
         if self._in_flight:
             self._in_flight = False

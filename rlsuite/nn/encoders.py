@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlsuite.fields import choice, ranged
+from rlsuite.config.fields import choice, ranged
 from rlsuite.errors import UserError, brief_space
 
 KINDS = ("auto", "nature", "impala", "minatar", "mlp", "nethack")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rlsuite.fields import choice, ranged
+from rlsuite.config.fields import choice, ranged
 
 TARGETS = ("none", "memory", "all")
 

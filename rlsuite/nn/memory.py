@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rlsuite.fields import choice, ranged
+from rlsuite.config.fields import choice, ranged
 
 
 @dataclass

@@ -44,7 +44,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from rlsuite.fields import choice, ranged
+from rlsuite.config.fields import choice, ranged
 from rlsuite.errors import UserError
 
 NORMS = ("none", "layer", "rms")

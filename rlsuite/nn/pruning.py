@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlsuite.fields import choice, ranged, unchecked
+from rlsuite.config.fields import choice, ranged, unchecked
 from rlsuite.errors import UserError
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from rlsuite.errors import UserError, brief_space
-from rlsuite.fields import ranged
+from rlsuite.config.fields import ranged
 
 
 @dataclass

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlsuite.fields import choice, ranged
+from rlsuite.config.fields import choice, ranged
 from rlsuite.nn.attention import Dropout, causal_attention, residual_dropout
 from rlsuite.nn.memory import MemoryConfig, WorkingMemory
 

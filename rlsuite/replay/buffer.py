@@ -17,9 +17,9 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from rlsuite.fields import ranged
+from rlsuite.config.fields import ranged
 from rlsuite.errors import UserError
-from rlsuite.preflight import check_replay_slots
+from rlsuite.run.preflight import check_replay_slots
 from rlsuite.replay import kernels, ops, persist
 from rlsuite.replay.resident import DeviceStorage
 from rlsuite.replay.storage import StreamStorage

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from rlsuite.errors import UserError
-from rlsuite.checkpoint import fsync_path
+from rlsuite.run.checkpoint import fsync_path
 
 FORMAT_VERSION = 1
 CHUNK_BYTES = 64 << 20

@@ -25,8 +25,6 @@ import torch
 from torch import Tensor
 
 from rlsuite import native
-
-
 class Priorities(Protocol):
     """What a write needs of a prioritized sampler (see rlsuite.replay.sumtree)."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rlsuite.fields import checked, choice, ranged, unchecked
+from rlsuite.config.fields import checked, choice, ranged, unchecked
 
 METHODS = ("ewc", "bc", "ks", "em")
 """Knowledge-retention methods: elastic weight consolidation, behavioural cloning (distillation on a
@@ -19,7 +19,7 @@ memory (DQN: protected replay of the teacher's transitions)."""
 PARTS = ("encoder", "core", "policy", "value")
 """What `finetune.freeze` can name: the observation encoder, the LSTM core, the policy head (DQN: its
 Q head) and the value head(s). Encoder and core are the actor's (or the shared) trunk's; a separate
-critic's own trunk (PPO shared_trunk=false) counts as 'value' (rlsuite.finetune.part_of)."""
+critic's own trunk (PPO shared_trunk=false) counts as 'value' (rlsuite.loops.finetune.part_of)."""
 
 
 def _methods_problem(value: str) -> str | None:

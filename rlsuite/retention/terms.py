@@ -12,7 +12,7 @@ and adds the result to its RL loss. What a term asks of the agent:
   the teacher's logits on the same states (with the teacher's own recurrent state);
 - `agent.actor_parameters()`: the parameters retention acts on (everything but the value head).
 
-While no actor parameter trains (a critic warm-up, rlsuite.finetune) `retention_loss` adds nothing
+While no actor parameter trains (a critic warm-up, rlsuite.loops.finetune) `retention_loss` adds nothing
 and advances no schedule: KS's decay starts when the actor starts training.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ class Kickstarting:
     """KS: KL(pi* || pi) on the online batch. After k gradient updates of the actor the coefficient is
     max(floor, coef * decay^k) (decay_per 'update'), or max(floor, coef * decay^(k * env_steps_per_update
     / decay_transitions)) (decay_per 'transitions'; `env_steps_per_update` from the caller, see
-    rlsuite.finetune.env_steps_per_update)."""
+    rlsuite.loops.finetune.env_steps_per_update)."""
 
     name = "ks"
 

@@ -51,7 +51,7 @@ def collect_cartpole_data(root: Path) -> list[Path]:
     import numpy as np
 
     from rlsuite.data import collect
-    from rlsuite.policy import load_policy
+    from rlsuite.trained.policy import load_policy
 
     policy = load_policy(TEACHER, num_envs=2)
     manifest = {"env_id": "CartPole-v1", "env": dataclasses.asdict(policy.cfg.env)}
@@ -82,7 +82,6 @@ def run_case(name: str, run_dir: Path) -> dict:
     import torch
 
     from rlsuite import cli, config
-
     preset, env, overrides = CASES[name]
     losses: list[list[float]] = []
     if preset == "dt":
@@ -99,7 +98,7 @@ def run_case(name: str, run_dir: Path) -> dict:
             setattr(cls, method, original)
     else:
         from rlsuite.agents.ppo import PPO as cls
-        from rlsuite.train import train
+        from rlsuite.loops.online import train
 
         method = "_minibatch_step"
         cfg = config.build_run_config(preset, env, overrides + COMMON)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rlsuite.errors import UserError
-from rlsuite.fields import checked, choice, field_check, matching, ranged
+from rlsuite.config.fields import checked, choice, field_check, matching, ranged
 from rlsuite.retention.config import FinetuneConfig
 from rlsuite.data.config import OfflineConfig
 
@@ -48,7 +48,7 @@ class TrainConfig:
     num_envs: int = ranged(1, ge=1)
     """Parallel training environments stepped as one vector."""
     seed: int = ranged(1, ge=0)
-    """The run's seed: the root of a numpy SeedSequence from which every random stream is derived (each train and eval env, exploration, replay sampling, network init, each task phase; rlsuite.seeding), so runs with different seeds share no stream."""
+    """The run's seed: the root of a numpy SeedSequence from which every random stream is derived (each train and eval env, exploration, replay sampling, network init, each task phase; rlsuite.run.seeding), so runs with different seeds share no stream."""
     device: str = matching("auto", r"auto|cpu|cuda(:[0-9]+)?", "cpu, cuda, auto, cuda:N")
     """'cpu', 'cuda', 'cuda:N' (GPU number N) or 'auto' (cuda when available)."""
     torch_threads: int = ranged(2, ge=1)

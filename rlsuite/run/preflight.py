@@ -99,7 +99,7 @@ def check_processes(cfg: Any) -> None:
 def check(cfg: Any) -> None:
     """Every check above for a training run (UserError on the first that fails). Builds one env of
     the run's (first) task to learn its observation space, and closes it."""
-    from rlsuite import tasks
+    from rlsuite.loops import tasks
     from rlsuite.agents import agent_classes
     from rlsuite.envs import make as make_env
 

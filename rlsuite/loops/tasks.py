@@ -10,7 +10,7 @@
 - **At every switch** (and at the end) every task is evaluated, one `eval.jsonl` record each
   with ``task``, ``phase`` and ``source="switch"``; periodic evaluations during a phase cover the
   task being trained (``source="periodic"``). `rlsuite compare` turns these into the Continual
-  World metrics (`rlsuite.continual`).
+  World metrics (`rlsuite.analysis.continual`).
 - **What a switch resets** is configurable (`train.reset_*`): by default the replay buffer (the
   old game's transitions would be trained on with the new game's targets) and the exploration
   schedule, so a revisited task is explored exactly as a fresh agent explores it; the optimizer's
@@ -22,7 +22,7 @@ import dataclasses
 import functools
 from typing import Any
 
-from rlsuite import seeding
+from rlsuite.run import seeding
 from rlsuite.envs import make as make_env
 from rlsuite.envs.config import ATARI, MINATAR, EnvConfig, resolve_env_id
 from rlsuite.errors import UserError

@@ -5,7 +5,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlsuite import checkpoint, config, speed, tasks
+from rlsuite import config
+
+from rlsuite.loops import tasks
+
+from rlsuite.run import checkpoint, speed
 from rlsuite.agents import agent_classes
 from rlsuite.envs import make as make_env
 from rlsuite.errors import UserError
@@ -26,7 +30,7 @@ def load_policy(target: str | Path, env_id: str | None = None, overrides: list[s
     """Rebuild the agent a checkpoint was trained as, on evaluation envs (`evaluation=True`).
 
     The env interface is the run's own: a task-sequence run (train.tasks) is evaluated with the
-    sequence's full action set and padded observation channels (rlsuite.tasks.env_config), on the
+    sequence's full action set and padded observation channels (rlsuite.loops.tasks.env_config), on the
     task it was training at the checkpoint's step unless `env_id` names another game. Raises
     UserError for an env whose spaces the network cannot take.
     """
@@ -54,12 +58,12 @@ def load_policy(target: str | Path, env_id: str | None = None, overrides: list[s
     agent = agent_cls(cfg.agent, env.single_observation_space, env.single_action_space, device, seed=seed)
     packed = data["agent"].get("packed", data["agent"].get("online_packed"))  # (the latter: older exports)
     if packed is not None:  # a `rlsuite export --sparse` file: the acting network's weights only
-        from rlsuite.export import unpack
+        from rlsuite.trained.export import unpack
 
         agent.load_exported(unpack(packed))
     else:
         agent.load_state_dict(data["agent"])
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
-    if hasattr(agent, "accelerate"):  # act in the run's recorded precision (rlsuite.speed)
+    if hasattr(agent, "accelerate"):  # act in the run's recorded precision (rlsuite.run.speed)
         agent.accelerate(speed.evaluation_plan(run_dir, agent.device))
     return LoadedPolicy(cfg, agent, env, int(data["step"]), path, run_dir)

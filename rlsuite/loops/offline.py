@@ -2,12 +2,12 @@
 
     sampler.sample_sequences -> agent.update -> log / evaluate in real envs / checkpoint
 
-It counts gradient updates where the online loop (rlsuite.train) counts env steps:
+It counts gradient updates where the online loop (rlsuite.loops.online) counts env steps:
 `train.total_steps`, `eval_every`, `checkpoint_every` and `log_every` are in updates. Everything
 else is the online loop's own code: the run-directory lock, config checks and resume rules
-(rlsuite.rundir), the checkpoint files (rlsuite.checkpoint), signals (SIGINT / SIGTERM finish the
-update, write a checkpoint and return), evaluation (rlsuite.evaluate, with the eval env seeds and
-exploration streams of rlsuite.train), TensorBoard and the progress bar (rlsuite.monitor).
+(rlsuite.run.rundir), the checkpoint files (rlsuite.run.checkpoint), signals (SIGINT / SIGTERM finish the
+update, write a checkpoint and return), evaluation (rlsuite.run.evaluate, with the eval env seeds and
+exploration streams of rlsuite.loops.online), TensorBoard and the progress bar (rlsuite.run.monitor).
 
 Evaluation plays each dataset's game on evaluation envs built from the env config the dataset
 was collected with (its manifest), conditioned on the agent's target return. eval.jsonl gets one
@@ -35,13 +35,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlsuite import checkpoint, config, rundir, seeding, speed
+from rlsuite import config
+
+from rlsuite.run import checkpoint, rundir, seeding, speed
 from rlsuite.agents import agent_classes
 from rlsuite.data.sequences import SequenceSampler
 from rlsuite.errors import TrainingDiverged, UserError
-from rlsuite.evaluate import append_jsonl, format_table
-from rlsuite.monitor import Monitor, log_record
-from rlsuite.offline_games import EvalGame, evaluate_game, open_datasets, parent_games, resolve_games
+from rlsuite.run.evaluate import append_jsonl, format_table
+from rlsuite.run.monitor import Monitor, log_record
+from rlsuite.loops.offline_games import EvalGame, evaluate_game, open_datasets, parent_games, resolve_games
 
 
 def is_offline(algo: str) -> bool:
@@ -54,7 +56,7 @@ def is_offline(algo: str) -> bool:
 
 def evaluate_all(s: "OfflineSession", monitor: Monitor | None) -> dict[str, Any]:
     """Evaluate every game at this update; eval.jsonl record, TensorBoard, and the summary."""
-    from rlsuite.train import eval_env_seeds, eval_scalars
+    from rlsuite.loops.online import eval_env_seeds, eval_scalars
 
     cfg, started = s.cfg, time.perf_counter()
     per_game: dict[str, dict[str, Any]] = {}
@@ -138,7 +140,7 @@ def ddp_options(agent: Any) -> dict[str, Any]:
 def build_session(cfg: config.RunConfig, run_dir: Path, fresh: bool = True) -> OfflineSession:
     """The session of a run; a fresh fine-tuning run (finetune.parent) starts from its parent's
     weights (a resumed one gets its own from its checkpoint)."""
-    from rlsuite.train import pick_device, seed_everything
+    from rlsuite.loops.online import pick_device, seed_everything
 
     t = cfg.train
     rank, world = distributed()
@@ -220,7 +222,7 @@ def _stop_everywhere(s: OfflineSession) -> bool:
 
 
 def loop(s: OfflineSession, monitor: Monitor | None) -> str:
-    from rlsuite.train import _crossed
+    from rlsuite.loops.online import _crossed
 
     t = s.cfg.train
     k = s.agent.context  # steps per training window (behaviour cloning: 1)
@@ -250,7 +252,7 @@ def loop(s: OfflineSession, monitor: Monitor | None) -> str:
 
 
 def train_offline(cfg: config.RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
-    """Train (or resume) an offline run in `run_dir` (rank 0 holds the run lock: rlsuite.train.train
+    """Train (or resume) an offline run in `run_dir` (rank 0 holds the run lock: rlsuite.loops.online.train
     calls this inside it); returns the final evaluation summary."""
     try:
         return _train_offline(cfg, run_dir, resume)
@@ -262,7 +264,7 @@ def train_offline(cfg: config.RunConfig, run_dir: Path, resume: bool = False) ->
 
 
 def _train_offline(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
-    from rlsuite.train import _install_signal_handlers, already_finished, pick_device
+    from rlsuite.loops.online import _install_signal_handlers, already_finished, pick_device
 
     rank, _ = distributed()
     say = print if rank == 0 else (lambda *_: None)

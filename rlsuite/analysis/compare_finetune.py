@@ -1,6 +1,6 @@
 """`rlsuite compare` of fine-tuning runs: knowledge-retention metrics per method (Wołczyk et al., ICML 2024).
 
-Used when any compared run has a `far.jsonl` (written by `rlsuite finetune`, see rlsuite/finetune.py).
+Used when any compared run has a `far.jsonl` (written by `rlsuite finetune`, see rlsuite/loops/finetune.py).
 Runs are grouped by method: `finetune.retention` joined with '+' ('bc', 'bc+ks'), 'vanilla' when
 it is empty, and 'scratch' for runs without a `finetune.parent` (ordinary `rlsuite train` runs). When
 the runs of one method differ in other config keys (not the seed, the parent checkpoint, the
@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from rlsuite.compare import IGNORED, Run, group_runs, label_env_steps, save_png
+from rlsuite.analysis.compare import IGNORED, Run, group_runs, label_env_steps, save_png
 
 # keys that say how FAR was measured or where the teacher came from, not what is learned
 SAME_METHOD = IGNORED | {"finetune.parent", "finetune.data", "finetune.far_eval_every", "train.eval_every",
@@ -89,7 +89,7 @@ def method(run: Run) -> str:
 def score_variance(record: dict[str, Any], metric: str) -> tuple[float, int]:
     """(v, n) of one FAR record: the variance v of a single game's score and the number of games n.
     success_mean: the binomial p(1 - p); mean: the sample variance (ddof 1) of `episode_returns`,
-    or `std` (ddof 0, see rlsuite.evaluate.summarize) rescaled by n / (n - 1); nan for n < 2."""
+    or `std` (ddof 0, see rlsuite.run.evaluate.summarize) rescaled by n / (n - 1); nan for n < 2."""
     if metric == "success_mean":
         p = float(record["success_mean"])
         n = len(record["episode_success"]) if "episode_success" in record else int(record["episodes"])
@@ -224,7 +224,7 @@ def plot(groups: dict[str, list[Run]], metric: str, out: Path, reps: int = 1000)
 def finetune_report(runs: list[Run], out: Path, group_by: list[str] | None = None,
                     tags: list[str] | None = None) -> tuple[str, Path]:
     """The table (also written to <out>/compare.md) and the figure's path."""
-    from rlsuite.compare import scalars_table
+    from rlsuite.analysis.compare import scalars_table
 
     metric = far_metric(runs)
     groups = method_groups(runs, group_by)

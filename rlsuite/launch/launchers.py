@@ -1,11 +1,11 @@
 """Where the runs of `rlsuite sweep` execute: this machine, a Ray cluster, or SLURM.
 
 Every launcher runs the same `python -m rlsuite.cli train ...` command line as the local one
-(`rlsuite.sweep.command`) and writes the same run directory `<out>/<arm>/s<seed>`, so
+(`rlsuite.launch.sweep.command`) and writes the same run directory `<out>/<arm>/s<seed>`, so
 `rlsuite runs / eval / compare` work on the result whatever ran it. The run directory must be
 on a filesystem that the driver and every worker see.
 
-- local (rlsuite.sweep.run_sweep): `--jobs` processes on this machine.
+- local (rlsuite.launch.sweep.run_sweep): `--jobs` processes on this machine.
 - ray (`run_ray`): one Ray task per run, asking for `--cpus-per-run` CPUs and `--gpus-per-run`
   GPUs, on the cluster at `--ray-address` or on a local instance of `--jobs` runs' worth of
   CPUs. The task takes the run directory's lock on the worker's machine (the driver may be
@@ -43,9 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from rlsuite import rundir
+from rlsuite.run import rundir
 from rlsuite.errors import UserError
-from rlsuite.sweep import Job, command, job_state
+from rlsuite.launch.sweep import Job, command, job_state
 
 JOBS_FILE = "slurm_jobs.json"
 # SLURM states of a job that will still run (or runs): its run is not submitted again.

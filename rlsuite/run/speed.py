@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from rlsuite.checkpoint import atomic_write_bytes
+from rlsuite.run.checkpoint import atomic_write_bytes
 from rlsuite.errors import UserError
 
 AUTO_MARGIN = 1.25  # 'auto' switches only for a clear win: timing noise must not flip a run's numerics

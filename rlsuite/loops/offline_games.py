@@ -1,4 +1,4 @@
-"""The games an offline run is evaluated on, and their evaluation (rlsuite.offline's periodic and
+"""The games an offline run is evaluated on, and their evaluation (rlsuite.loops.offline's periodic and
 final evaluations, and `rlsuite eval` of an offline run).
 
 Each dataset names its game and the env config it was collected with (its manifest); the run
@@ -16,13 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from rlsuite import checkpoint, config, seeding
+from rlsuite import config
+
+from rlsuite.run import checkpoint, seeding
 from rlsuite.agents import agent_classes
 from rlsuite.data.dataset import Dataset
 from rlsuite.envs import EnvConfig
 from rlsuite.envs import make as make_env
 from rlsuite.errors import UserError
-from rlsuite.evaluate import evaluate
+from rlsuite.run.evaluate import evaluate
 
 
 @dataclass

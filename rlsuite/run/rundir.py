@@ -208,8 +208,8 @@ def resume_changes(run_dir: Path, cfg: Any) -> dict[str, tuple[Any, Any]]:
     Raises UserError (before anything is written) when a key outside RESUMABLE differs, or
     train.total_steps would shrink: the checkpoint belongs to the saved network and schedule.
     """
-    from rlsuite import config, tasks
-
+    from rlsuite import config
+    from rlsuite.loops import tasks
     saved = config.build_run_config(config_file=run_dir / "config.toml")
     tasks.validate(saved)
     old, new = flat(saved), flat(cfg)
@@ -248,8 +248,7 @@ def forget_after(run_dir: Path, step: int) -> list[str]:
     stopped process after its last checkpoint; the resumed run logs those steps again) and lines cut
     by a crash mid-write, from each of RECORD_LOGS. Each file is replaced atomically, and only when
     something is dropped. Returns the names of the files rewritten."""
-    from rlsuite import checkpoint
-
+    from rlsuite.run import checkpoint
     rewritten = []
     for name in RECORD_LOGS:
         path = Path(run_dir) / name
@@ -290,8 +289,7 @@ def final_eval_recorded(run_dir: Path, total_steps: int) -> bool:
 
 def checkpoint_step(run_dir: Path) -> int:
     """The env step of the run's latest checkpoint (UserError when there is none or it is damaged)."""
-    from rlsuite import checkpoint
-
+    from rlsuite.run import checkpoint
     return int(checkpoint.load(checkpoint.find(run_dir))["step"])
 
 
@@ -312,8 +310,7 @@ def find_runs(root: Path) -> list[Path]:
 
 def latest_step(run_dir: Path) -> int:
     """Steps done, from the latest checkpoint's name (ckpt_<step>.pt): no checkpoint is loaded."""
-    from rlsuite import checkpoint
-
+    from rlsuite.run import checkpoint
     try:
         name = checkpoint.find(run_dir).stem
     except UserError:

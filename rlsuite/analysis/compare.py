@@ -19,8 +19,8 @@ and the table header says why.
 Per group: IQM, mean and median over runs x tasks with stratified-bootstrap 95% CIs from rliable
 (Agarwal et al. 2021, the field's standard). Curves: the per-step mean over runs with a 95%
 percentile-bootstrap band. Task-sequence runs (config `train.tasks`) get continual-learning metrics
-instead, relative to `--reference` fresh single-task runs: see rlsuite/continual.py. Fine-tuning
-runs (any run with a far.jsonl) get knowledge-retention metrics per method: see rlsuite/compare_finetune.py.
+instead, relative to `--reference` fresh single-task runs: see rlsuite/analysis/continual.py. Fine-tuning
+runs (any run with a far.jsonl) get knowledge-retention metrics per method: see rlsuite/analysis/compare_finetune.py.
 """
 from __future__ import annotations
 
@@ -36,10 +36,10 @@ import numpy as np
 from rlsuite.config import read_toml
 from rlsuite.envs.config import ATARI, resolve_env_id
 from rlsuite.errors import UserError
-from rlsuite.evaluate import atari_game_name, human_normalized
+from rlsuite.run.evaluate import atari_game_name, human_normalized
 
 SCORES = ("eval", "train")
-TRAIN_RETURN_TAG = "charts/episodic_return"  # one point per finished training game (rlsuite/monitor.py)
+TRAIN_RETURN_TAG = "charts/episodic_return"  # one point per finished training game (rlsuite/run/monitor.py)
 
 
 @dataclass
@@ -425,17 +425,17 @@ def compare(paths: list[str], out: Path, group_by: list[str] | None = None,
         raise UserError("--tags tabulates single-task runs; task-sequence runs report continual metrics only")
     if tags:
         check_tags(runs, tags)
-    from rlsuite.compare_finetune import finetune_report, is_finetune_comparison
+    from rlsuite.analysis.compare_finetune import finetune_report, is_finetune_comparison
 
-    if is_finetune_comparison(runs):  # fine-tuning runs (far.jsonl): rlsuite/compare_finetune.py
+    if is_finetune_comparison(runs):  # fine-tuning runs (far.jsonl): rlsuite/analysis/compare_finetune.py
         if score != "eval" or sequences:
             raise UserError("fine-tuning runs (with far.jsonl) are compared on their evaluations and FAR "
                             "metrics; --score train and task sequences (--reference) do not apply")
         return finetune_report(runs, out, group_by, tags)
-    if sequences:  # task sequences: rlsuite/continual.py
+    if sequences:  # task sequences: rlsuite/analysis/continual.py
         if score != "eval":
             raise UserError("--score train is for single-task runs; task-sequence metrics use switch evaluations")
-        from rlsuite.continual import continual_report
+        from rlsuite.analysis.continual import continual_report
 
         return continual_report(runs, find_runs(reference) if reference else [], out, group_by)
     sizes = use_training_score(runs, iteration) if score == "train" else []

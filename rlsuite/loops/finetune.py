@@ -1,5 +1,5 @@
 """Fine-tuning a pre-trained agent with knowledge retention (Wołczyk et al., ICML 2024), as an
-extension of the online loop (rlsuite.train): the loop calls `start`, `after_step` and `finish`,
+extension of the online loop (rlsuite.loops.online): the loop calls `start`, `after_step` and `finish`,
 and this module does the rest.
 
 A fine-tuning run is an ordinary run whose `[finetune]` section names its parent checkpoint. When it
@@ -25,12 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlsuite import checkpoint, config, seeding
+from rlsuite import config
+
+from rlsuite.run import checkpoint, seeding
 from rlsuite.errors import UserError
 from rlsuite.retention.config import PARTS
 from rlsuite.retention.losses import diagonal_fisher, kl_teacher_student
 from rlsuite.retention.terms import EWC, BehaviourCloning, Kickstarting
-from rlsuite.train import _crossed as crossed
+from rlsuite.loops.online import _crossed as crossed
 
 
 
@@ -99,7 +101,7 @@ def parent_weights(data: dict[str, Any]) -> dict[str, torch.Tensor]:
     agent = data["agent"]
     packed = agent.get("packed", agent.get("online_packed"))
     if packed is not None:
-        from rlsuite.export import unpack
+        from rlsuite.trained.export import unpack
 
         return unpack(packed)
     return agent["online"]
@@ -215,8 +217,8 @@ class FineTuning:
         """Whole episodes from FAR starts (env seeds and exploration on the run's far_eval streams at
         this step), recorded in <run>/far.jsonl and as far/* scalars."""
         from rlsuite.envs import make as make_env
-        from rlsuite.evaluate import append_jsonl, evaluate
-        from rlsuite.monitor import log_record
+        from rlsuite.run.evaluate import append_jsonl, evaluate
+        from rlsuite.run.monitor import log_record
 
         t = s.cfg.train
         if self.far_env is None:

@@ -28,7 +28,7 @@ def check_world(algo: str, batch_size: int | None, world: int) -> None:
     """torchrun: only offline agents are data-parallel, and their global batch splits evenly."""
     if world <= 1:
         return
-    from rlsuite.offline import is_offline
+    from rlsuite.loops.offline import is_offline
 
     if not is_offline(algo):
         raise UserError(f"torchrun trains offline agents (dt, bc) data-parallel; '{algo}' is an online agent, "
@@ -118,7 +118,7 @@ def check_sizes(cfg: Any, datasets: list[Any]) -> list[str]:
 def check_offline_run(cfg: Any, env_flag: str | None = None, world: int = 1) -> list[str]:
     """Every check above for an offline run (UserError on the first that fails); returns warnings.
     `env_flag`: the --env the user gave, if any."""
-    from rlsuite.offline_games import open_datasets
+    from rlsuite.loops.offline_games import open_datasets
 
     check_world(cfg.algo, cfg.agent.batch_size, world)
     datasets = open_datasets(cfg)

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from rlsuite import checkpoint
+from rlsuite.run import checkpoint
 from rlsuite.errors import UserError
 
 

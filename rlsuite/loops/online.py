@@ -28,14 +28,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlsuite import checkpoint, config, preflight, rundir, seeding, speed, tasks
+from rlsuite import config
+
+from rlsuite.loops import tasks
+
+from rlsuite.run import checkpoint, preflight, rundir, seeding, speed
 from rlsuite.agents import agent_classes
 from rlsuite.agents.base import StorageContext, Transition
 from rlsuite.envs import make as make_env
 from rlsuite.errors import TrainingDiverged, UserError
-from rlsuite.evaluate import append_jsonl, evaluate, format_table
-from rlsuite.monitor import Monitor, log_record
-from rlsuite.profiling import PhaseTimer
+from rlsuite.run.evaluate import append_jsonl, evaluate, format_table
+from rlsuite.run.monitor import Monitor, log_record
+from rlsuite.run.profiling import PhaseTimer
 
 
 def pick_device(name: str) -> torch.device:
@@ -48,7 +52,7 @@ def pick_device(name: str) -> torch.device:
 
 def seed_everything(seed: int, threads: int) -> None:
     """Seed the global RNGs from the run's own `global` stream. rlsuite's streams never draw from
-    them (each has its own generator, rlsuite.seeding); this only pins what a library might use."""
+    them (each has its own generator, rlsuite.run.seeding); this only pins what a library might use."""
     derived = seeding.int_seed(seed, "global")
     random.seed(derived)
     np.random.seed(derived)
@@ -73,7 +77,7 @@ class Session:
     phase: int = 0  # task sequences: the index of the task segment being trained
     phase_start: int = 0  # env step at which the current phase began
     eval_seconds: float = 0.0  # wall time spent evaluating: not training, so not in steps/s
-    extensions: list[Any] = field(default_factory=list)  # e.g. rlsuite.finetune.FineTuning: start / after_step / finish
+    extensions: list[Any] = field(default_factory=list)  # e.g. rlsuite.loops.finetune.FineTuning: start / after_step / finish
     timer: PhaseTimer = field(default_factory=PhaseTimer)  # train.profile: where the loop's time goes (off: no-op)
 
     @property
@@ -84,7 +88,7 @@ class Session:
 def build_session(cfg: config.RunConfig, run_dir: Path, fresh: bool = True) -> Session:
     """Envs, agent and loop extensions of a run; `fresh=False` when a checkpoint will be loaded
     into it (a fine-tuning run then takes its weights from the checkpoint, not its parent)."""
-    from rlsuite.finetune import extensions_for
+    from rlsuite.loops.finetune import extensions_for
 
     t = cfg.train
     seed_everything(t.seed, t.torch_threads)
@@ -300,7 +304,7 @@ def advance(s: Session) -> StepResult:
     With env.async_step the envs step in their own threads while an agent that can
     (`learn_while_stepping`, DQN) does the updates owed by the step from the transitions already
     stored; `observe` then only stores (the learner sees each transition one vector step later).
-    With train.profile each part is timed (rlsuite.profiling); "learn" is the part of `observe`
+    With train.profile each part is timed (rlsuite.run.profiling); "learn" is the part of `observe`
     the agent does not charge to a phase of its own (DQN: add, sample, update)."""
     with s.timer.phase("act"):
         actions = s.agent.step(s.obs, s.step, _exploration_step(s))
@@ -361,12 +365,12 @@ def loop(s: Session, monitor: Monitor) -> str:
 def train(cfg: config.RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Train (or resume) one run in `run_dir`; returns the final evaluation summary.
 
-    Holds the run directory's lock throughout (rlsuite.rundir; RunInUse when another process
+    Holds the run directory's lock throughout (rlsuite.run.rundir; RunInUse when another process
     has it). A resume writes nothing until the checkpoint has loaded into the new config, and
-    refuses (UserError) config changes outside rlsuite.rundir.RESUMABLE. Resuming a finished
+    refuses (UserError) config changes outside rlsuite.run.rundir.RESUMABLE. Resuming a finished
     run returns {"outcome": "already finished"} and writes nothing.
     """
-    from rlsuite.offline import distributed
+    from rlsuite.loops.offline import distributed
 
     if distributed()[0] > 0:  # torchrun: rank 0 holds the lock and writes; the other ranks only train
         return _train_locked(cfg, run_dir, resume)
@@ -404,9 +408,9 @@ def already_finished(cfg: config.RunConfig, run_dir: Path, say: Any, unit: str =
 
 
 def _train_locked(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
-    from rlsuite.offline import is_offline, train_offline
+    from rlsuite.loops.offline import is_offline, train_offline
 
-    if is_offline(cfg.algo):  # agents that learn from datasets: the offline loop (rlsuite.offline)
+    if is_offline(cfg.algo):  # agents that learn from datasets: the offline loop (rlsuite.loops.offline)
         return train_offline(cfg, run_dir, resume)
     say = print
     tasks.validate(cfg)
@@ -492,7 +496,7 @@ def print_summary(s: Session, summary: dict[str, Any], sps: float, train_return:
     keys = ["episodes", "mean", "median", "iqm", "iqm_ci_lo", "iqm_ci_hi", "min", "max", "hns_mean", "hns_iqm"]
     # Domain metrics (NetHack score/depth/xp/turns, Montezuma rooms): evaluation reports their means.
     keys += [k for k in summary if k.endswith("_mean") and k not in ("length_mean", "hns_mean")]
-    keys += ["far_return", "far_success", "far_kl"]  # fine-tuning runs (rlsuite.finetune)
+    keys += ["far_return", "far_success", "far_kl"]  # fine-tuning runs (rlsuite.loops.finetune)
     for key in keys:
         if summary.get(key) is not None:
             value = summary[key]

@@ -27,11 +27,11 @@ class Monitor:
         logged after that step is superseded: TensorBoard's points from step start_step + 1 on are
         purged (SummaryWriter's purge_step; the points at start_step were logged before the
         checkpoint was written) and so are the eval.jsonl / far.jsonl records after start_step
-        (rlsuite.rundir.forget_after). Otherwise those steps would carry two points each."""
+        (rlsuite.run.rundir.forget_after). Otherwise those steps would carry two points each."""
         from torch.utils.tensorboard import SummaryWriter
 
         if resumed:
-            from rlsuite.rundir import forget_after
+            from rlsuite.run.rundir import forget_after
 
             forget_after(run_dir, start_step)
         self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=start_step + 1 if resumed else None)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from rlsuite import checkpoint, rundir
+from rlsuite.run import checkpoint, rundir
 from rlsuite.errors import UserError
 
 

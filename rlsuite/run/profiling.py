@@ -149,7 +149,7 @@ class PhaseTimer:
 
     def format_table(self, title: str = "where the time goes") -> str:
         """The report as a text table, with the loop time and the time spent apart below it."""
-        from rlsuite.evaluate import format_table
+        from rlsuite.run.evaluate import format_table
 
         rows = [{"phase": name, "seconds": f"{r['seconds']:.2f}", "share": f"{100 * r['fraction']:.1f}%",
                  "calls": f"{r['calls']:,}" if r["calls"] else "-",

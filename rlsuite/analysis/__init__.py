@@ -1,0 +1,1 @@
+"""Reading finished runs: group comparisons with rliable, fine-tuning and continual-learning reports."""

@@ -1,0 +1,1 @@
+"""What is done with a trained agent: load it as a policy, record videos of it, export it."""
