@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's CPU-scale NetHack and Montezuma runs (issue 13): 2 seeds each, all four at once on
+# The CPU-scale NetHack and Montezuma runs (docs/results/retention.md): 2 seeds each, all four at once on
 # this 2-core machine at the lowest priority, each stopped by SIGINT after WALL (train checkpoints
 # and exits), then each final checkpoint evaluated with `rlsuite eval`.
 #   bash experiments/cpu_scale_runs.sh [WALL=80m] [OUT=runs/cpu-scale]

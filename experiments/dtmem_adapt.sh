@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DT-Mem's second and third claims at MinAtar scale (issue 16; DTMEM_RETENTION.md §1.10 (b), (c)).
+# DT-Mem's second and third claims at MinAtar scale (DTMEM_RETENTION.md §1.10 (b), (c)).
 # Stage 1 is claim 1 (experiments/dtmem_minatar.sh, run it first): DT-Mem (dtmem-s<seed>) and the
 # parameter-matched plain DT (mgdt-matched-s<seed>) trained on Breakout and Asterix. Stage 2: Space
 # Invaders, held out, from 2,000 steps of each quality (6,000 transitions: 10% of the 60,000 of its

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DT-Mem's first claim at MinAtar scale (issue 16; DTMEM_RETENTION.md §1.10 (a)): multi-game offline
+# DT-Mem's first claim at MinAtar scale (DTMEM_RETENTION.md §1.10 (a)): multi-game offline
 # training, DT-Mem (dtmem-minatar) against a parameter-matched plain DT (mgdt-minatar-matched) and the
 # released code's memory (dtmem-minatar, memory.variant=released), on the Breakout and Asterix datasets
 # of experiments/dt_minatar.sh (run that first; Space Invaders is held out for claims 2 and 3, whose

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 4's small-scale check of the GMP claim (Obando-Ceron et al. 2024), sized for this 2-core CPU
+# The small-scale check of the GMP claim (Obando-Ceron et al. 2024), sized for this 2-core CPU
 # machine: MinAtar Breakout, DQN (MinAtar settings, Adam) with the Impala ResNet at width x1 and x3,
 # dense vs 95% GMP (ERK, 20%-80% of updates, masks every 1000 updates), 3 seeds per arm, 150k env steps
 # for every arm, epsilon 1 -> 0.1 over 50k steps, 20-episode evaluations every 25k steps.

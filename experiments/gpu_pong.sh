@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 17, "the GPU path, measured": Dopamine DQN (the `dqn` preset) on Pong end to end on one GPU,
+# The GPU path, measured (docs/speed.md): Dopamine DQN (the `dqn` preset) on Pong end to end on one GPU,
 # with the replay on the GPU (replay.on_device), envpool stepping the game and the update on the GPU,
 # profiled (train.profile): env steps/s, where the time goes (env, act, add, sample, update, learn,
 # other; evaluation apart) and the time 10M frames would take at the measured rates.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 5's MinAtar task-sequence check of NaP (Lyle et al. 2024), sized for this 2-core CPU machine:
+# The MinAtar task-sequence check of NaP (Lyle et al. 2024), sized for this 2-core CPU machine:
 # three games, STEPS_PER_TASK env steps each (default 50k), the sequence played twice, 3 seeds per arm;
 # arms DQN, DQN + LayerNorm, DQN + NaP (LayerNorm + projection), constant learning rate. Epsilon decays
 # over the first half of every task (the schedule restarts at each switch). The fresh references are

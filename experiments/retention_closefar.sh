@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 14's retention comparison on closefar:chain (DTMEM_RETENTION.md §2.7; Wołczyk et al., ICML 2024):
+# The retention comparison on closefar:chain (DTMEM_RETENTION.md §2.7; Wołczyk et al., ICML 2024):
 # one PPO teacher pre-trained from FAR starts (the lock) for 300k steps, then fine-tuned from CLOSE
 # starts (the corridor) for STEPS env steps with each method, SEEDS seeds each:
 #   PPO: scratch (no teacher), vanilla FT, FT+EWC (lambda 1e2, 1e3, 1e4: the spec's sweep, and 1e6, 1e8), FT+BC, FT+KS;

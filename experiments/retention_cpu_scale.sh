@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 14's short NetHack and Montezuma fine-tunes, from the CPU-scale PPO teachers of
+# The short NetHack and Montezuma fine-tunes, from the CPU-scale PPO teachers of
 # experiments/cpu_scale_runs.sh (seed 1 of each), vanilla FT against the paper's best method for the
 # game, all four at once on this 2-core machine:
 #   NetHack: ppo-finetune-nethack (encoder frozen, entropy 0), vanilla vs KS; NLE cannot restore a saved

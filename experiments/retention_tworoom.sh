@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 14's retention comparison on closefar:tworoom (two MiniGrid rooms joined by a door, the goal in
+# The retention comparison on closefar:tworoom (two MiniGrid rooms joined by a door, the goal in
 # the second, FAR, room): a PPO teacher pre-trained from FAR starts (room 2) for 100k steps, then
 # fine-tuned from CLOSE starts (room 1) for STEPS steps: scratch, vanilla FT, FT+EWC (lambda 1e3),
 # FT+BC, FT+KS, SEEDS seeds each; FAR success every 5k steps. Resumable (experiments/common.sh).
