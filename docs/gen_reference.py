@@ -20,6 +20,8 @@ import mkdocs_gen_files
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "rlsuite"
+# The shipped presets: the package folder that holds agents/*.toml and envs/*.toml.
+PRESETS = next(p for p in sorted(PACKAGE.rglob("presets")) if (p / "agents").is_dir() and (p / "envs").is_dir())
 
 
 def find(name: str) -> Any:
@@ -94,7 +96,10 @@ def tables(obj: Any, prefix: str, intro: str, lines: list[str], level: int) -> N
                          f"(section below) | | {cell(docs.get(f.name, ''))} |")
             continue
         check = field_check(f)
-        accepted = check.describe() if check is not None else "true, false" if isinstance(value, bool) else "any value"
+        if check is not None:
+            accepted = check.describe()
+        else:
+            accepted = "true, false" if isinstance(value, bool) else "any value"
         lines.append(f"| {code(key)} | {cell(type_name(hints.get(f.name, type(value))))} | "
                      f"{code(value_text(value))} | {cell(accepted)} | {cell(docs.get(f.name, ''))} |")
     for key, value, doc in nested:
@@ -123,7 +128,7 @@ def leading_comment(path: Path) -> str:
 
 
 def preset_table(kind: str, lines: list[str]) -> None:
-    folder = PACKAGE / "presets" / kind
+    folder = PRESETS / kind
     lines += ["| preset | description |", "|---|---|"]
     for path in sorted(folder.glob("*.toml")):
         lines.append(f"| {code(path.stem)} | {cell(leading_comment(path)) or '—'} |")
