@@ -76,12 +76,15 @@ def code(text: str) -> str:
     return f"`` {text} ``" if "`" in text else f"`{text}`"
 
 
-def tables(obj: Any, prefix: str, intro: str, lines: list[str], level: int) -> None:
-    """One table for the dataclass instance `obj` (keys `prefix.field`), then one per nested one."""
+def tables(obj: Any, prefix: str, intro: str, lines: list[str], level: int, heading: bool = True) -> None:
+    """One table for the dataclass instance `obj` (keys `prefix.field`), under a heading of `level`
+    unless the caller wrote one, then one table per nested dataclass one level down."""
     cls = type(obj)
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
-    lines += ["", "#" * level + f" `{prefix}`", ""]
+    if heading:
+        lines += ["", "#" * level + f" `{prefix}`"]
+    lines += [""]
     intro = intro or class_doc(cls)
     if intro:
         lines += [cell(intro), ""]
@@ -154,12 +157,12 @@ def main() -> None:
             for algo in AGENTS:
                 cfg = empty_run_config(algo)
                 lines += ["", f"## `agent` of `{algo}`"]
-                tables(cfg.agent, "agent", class_doc(type(cfg.agent)), lines, 3)
+                tables(cfg.agent, "agent", class_doc(type(cfg.agent)), lines, 2, heading=False)
             continue
         cfg = empty_run_config("dqn")
         obj = getattr(cfg, section)
         lines += ["", f"## `{section}`"]
-        tables(obj, section, class_doc(type(obj)), lines, 3)
+        tables(obj, section, class_doc(type(obj)), lines, 2, heading=False)
     lines += ["", "## Presets", "",
               "Presets are TOML recipes shipped inside the package; `rlsuite list` prints their names. "
               "An agent preset (`agents/<name>.toml`) names the agent and its settings; an env preset "
