@@ -25,15 +25,16 @@ PRESETS = next(p for p in sorted(PACKAGE.rglob("presets")) if (p / "agents").is_
 
 
 def find(name: str) -> Any:
-    """The top-level function or constant `name` defined somewhere in the rlsuite package."""
+    """The top-level function or constant `name` defined in exactly one module of the package."""
     pattern = re.compile(rf"^(def {name}\(|{name}\s*(:[^=]*)?=)", re.M)
+    modules = []
     for path in sorted(PACKAGE.rglob("*.py")):
         if pattern.search(path.read_text(encoding="utf-8")):
             parts = path.relative_to(ROOT).with_suffix("").parts
-            module = importlib.import_module(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
-            if hasattr(module, name):
-                return getattr(module, name)
-    raise LookupError(f"rlsuite defines no top-level {name!r}")
+            modules.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    if len(modules) != 1:
+        raise LookupError(f"expected one rlsuite module to define {name!r}, found {modules or 'none'}")
+    return getattr(importlib.import_module(modules[0]), name)
 
 
 field_docs = find("field_docs")
