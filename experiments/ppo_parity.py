@@ -44,12 +44,12 @@ def _settings(task: str, steps: int, seed: int) -> dict[str, Any]:
 
 
 def rlsuite_run(task: str, steps: int, seed: int, run_dir: Path) -> dict[str, Any]:
-    from rlsuite.loops import online as training
+    from rlsuite.loops.train import train
     from rlsuite.bench.ppo import rlsuite_config
 
     s = _settings(task, steps, seed)
     start = time.perf_counter()
-    training.train(rlsuite_config(s), run_dir)
+    train(rlsuite_config(s), run_dir)
     wall = time.perf_counter() - start
     final = json.loads((run_dir / "eval.jsonl").read_text().splitlines()[-1])
     assert final["episodes"] == EPISODES and final["epsilon"] == 0.0 and final["step"] == s["steps"], final
@@ -72,7 +72,7 @@ def sb3_run(task: str, steps: int, seed: int) -> dict[str, Any]:
     from rlsuite.bench.ppo_peers import build_sb3
     from rlsuite.envs import make as make_env
     from rlsuite.run.evaluate import evaluate
-    from rlsuite.loops.online import eval_env_seeds
+    from rlsuite.run.evaluate import eval_env_seeds
 
     s = _settings(task, steps, seed)
     cfg = rlsuite_config(s)

@@ -19,6 +19,7 @@ import pytest
 from rlsuite import config
 
 from rlsuite.loops import online as train_module
+from rlsuite.loops.train import train
 
 from rlsuite.run import preflight
 from rlsuite.agents.dqn import DQN as DQNAgent
@@ -170,7 +171,7 @@ def test_steps_per_second_leaves_evaluation_time_out(tmp_path, monkeypatch):
     cfg = config.build_run_config("dqn-classic", "CartPole-v1", [
         "train.total_steps=400", "agent.learning_starts=100", "train.eval_every=200", "train.eval_episodes=1",
         "train.progress=false", "train.torch_threads=1"])
-    result = train_module.train(cfg, tmp_path / "r")
+    result = train(cfg, tmp_path / "r")
     assert result["eval_seconds"] >= 3.0  # two evaluations (step 200 and the end), each slept 1.5 s
     assert result["steps_per_second"] == pytest.approx(400 / result["train_seconds"])
 

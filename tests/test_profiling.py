@@ -7,7 +7,7 @@ import pytest
 
 from rlsuite import config
 from rlsuite.run.profiling import PhaseTimer
-from rlsuite.loops.online import train
+from rlsuite.loops.train import train
 from tests.conftest import TINY
 
 

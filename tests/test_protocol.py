@@ -15,8 +15,9 @@ from rlsuite import config
 
 from rlsuite.run import seeding
 from rlsuite.agents.dqn import DQN
-from rlsuite.loops.online import (advance, build_session, eval_env_seeds, run_evaluation, train,
-                           train_env_seeds)
+from rlsuite.loops.online import advance, build_session, run_evaluation, train_env_seeds
+from rlsuite.loops.train import train
+from rlsuite.run.evaluate import eval_env_seeds
 from tests.conftest import TINY
 
 # ----------------------------------------------------------------------------- fault 4: epsilon

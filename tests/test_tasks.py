@@ -9,7 +9,8 @@ import pytest
 from rlsuite import config
 from rlsuite.cli import main
 from rlsuite.run.monitor import Monitor
-from rlsuite.loops.online import advance, build_session, end_phase, restore_checkpoint, save_checkpoint, _crossed
+from rlsuite.loops.online import advance, build_session, end_phase, restore_checkpoint, save_checkpoint
+from rlsuite.run.lifecycle import crossed as _crossed
 from tests.conftest import TINY
 
 SEQUENCE = ["train.tasks=minatar:breakout,minatar:space_invaders", "train.steps_per_task=400", "train.cycles=2",

@@ -2,7 +2,7 @@
 
 The rules (they hold for every task in `TASKS`, and for any bench added the same way):
 
-- Both sides run their real training entry points: rlsuite's `rlsuite.loops.online.train(cfg, run_dir)`
+- Both sides run their real training entry points: rlsuite's `rlsuite.loops.train.train(cfg, run_dir)`
   (what `rlsuite train` calls: TensorBoard logging and plasticity diagnostics on, as configured;
   progress bar off) and SB3's `DQN(...).learn(total_timesteps=N)`.
 - Identical algorithm settings, from one place (`settings`): Huber loss (SB3's smooth L1), global
@@ -269,12 +269,12 @@ def warm_imports(s: dict[str, Any]) -> None:
     family, _ = resolve_env_id(s["env"])
     extra = {"classic": ["rlsuite.envs.classic"], "minatar": ["rlsuite.envs.minatar", "minatar"],
              "atari": ["rlsuite.envs.atari", "ale_py", "cv2"]}.get(family, [])
-    for name in ["rlsuite.loops.online", "rlsuite.envs.gym_backend", "torch.utils.tensorboard", "tqdm", *extra]:
+    for name in ["rlsuite.loops.train", "rlsuite.envs.gym_backend", "torch.utils.tensorboard", "tqdm", *extra]:
         importlib.import_module(name)
 
 
 def rlsuite_worker(task: str, steps: int, algo: Algo = Algo(), fast: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Time `rlsuite.loops.online.train(cfg, run_dir)` over `steps` env steps, in this process (`fast`:
+    """Time `rlsuite.loops.train.train(cfg, run_dir)` over `steps` env steps, in this process (`fast`:
     the mode's extra config keys)."""
     s = settings(task, steps, algo)
     cfg = rlsuite_config(s, fast)
@@ -283,31 +283,32 @@ def rlsuite_worker(task: str, steps: int, algo: Algo = Algo(), fast: tuple[str, 
 
 
 def time_train(cfg: Any, prefix: str) -> dict[str, Any]:
-    """Run `rlsuite.loops.online.train(cfg, run_dir)` in a temporary run directory and time it end to end
+    """Run `rlsuite.loops.train.train(cfg, run_dir)` in a temporary run directory and time it end to end
     and around its loop (the timing record of every `rlsuite bench` of a training entry point)."""
     import torch
 
-    from rlsuite.loops import online as training
+    from rlsuite.loops.train import train
+    from rlsuite.run import lifecycle
     run_dir = Path(tempfile.mkdtemp(prefix=prefix))
     marks: dict[str, Any] = {}
-    real_loop = training.loop
+    real_loop = lifecycle.loop
 
-    def timed_loop(session: Any, monitor: Any) -> str:  # the instrument: two clock reads around the loop
+    def timed_loop(kind: Any, session: Any, monitor: Any) -> str:  # the instrument: two clock reads around it
         marks["loop_start"] = time.perf_counter()
         try:
-            return real_loop(session, monitor)
+            return real_loop(kind, session, monitor)
         finally:
             marks.update(loop_end=time.perf_counter(), updates=session.agent.num_updates, steps=session.step)
 
-    training.loop = timed_loop
+    lifecycle.loop = timed_loop
     try:
         with contextlib.redirect_stdout(sys.stderr):  # train()'s tables; stdout carries the result
             start = time.perf_counter()
-            training.train(cfg, run_dir)
+            train(cfg, run_dir)
             end = time.perf_counter()
         plan = _read_json(run_dir / "speed.json")  # the run's resolved fast modes, where train() wrote them
     finally:
-        training.loop = real_loop
+        lifecycle.loop = real_loop
         shutil.rmtree(run_dir, ignore_errors=True)
     result = _timing(start, marks["loop_start"], marks["loop_end"], end, marks["steps"], marks["updates"],
                      {"torch": torch.__version__})

@@ -2,7 +2,7 @@
 
 The rules are `rlsuite bench dqn`'s (rlsuite/bench/dqn.py), for PPO:
 
-- Both sides run their real training entry points: rlsuite's `rlsuite.loops.online.train(cfg, run_dir)`
+- Both sides run their real training entry points: rlsuite's `rlsuite.loops.train.train(cfg, run_dir)`
   (what `rlsuite train` calls: TensorBoard logging and plasticity diagnostics on, as configured;
   progress bar off) and SB3's `PPO(...).learn(total_timesteps=N)`.
 - Identical algorithm settings, from one place (`settings`): CleanRL's PPO settings as the task's
@@ -202,12 +202,12 @@ def warm_imports(s: dict[str, Any]) -> None:
     extra = {"classic": ["rlsuite.envs.classic"], "minatar": ["rlsuite.envs.minatar", "minatar"],
              "atari": ["rlsuite.envs.atari", "ale_py", "cv2"] + (["envpool"] if s["backend"] == "envpool" else [])
              }.get(family, [])
-    for name in ["rlsuite.loops.online", "rlsuite.envs.gym_backend", "torch.utils.tensorboard", "tqdm", *extra]:
+    for name in ["rlsuite.loops.train", "rlsuite.envs.gym_backend", "torch.utils.tensorboard", "tqdm", *extra]:
         importlib.import_module(name)
 
 
 def rlsuite_worker(task: str, steps: int, algo: Algo = Algo(), fast: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Time `rlsuite.loops.online.train(cfg, run_dir)` over `steps` env steps, in this process (`fast`:
+    """Time `rlsuite.loops.train.train(cfg, run_dir)` over `steps` env steps, in this process (`fast`:
     the mode's extra config keys)."""
     s = settings(task, steps, algo)
     cfg = rlsuite_config(s, fast)

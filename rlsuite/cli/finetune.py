@@ -159,7 +159,7 @@ def default_run_dir(cfg: Any) -> Path:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from rlsuite.run import rundir
     from rlsuite.cli.train import holds_run
-    from rlsuite.loops.online import train
+    from rlsuite.loops.train import train
 
     cfg, _ = build_config(args)
     check_inputs(cfg, args)

@@ -58,7 +58,7 @@ def config_help() -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from rlsuite import config
     from rlsuite.run import rundir
-    from rlsuite.loops.online import train
+    from rlsuite.loops.train import train
 
     overrides = train_overrides(args)
     if args.resume:
@@ -68,7 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     env_flag = args.env if args.dataset else None  # an offline run's env comes from its datasets
     if args.dataset and not args.env and not args.config:
         args.env = dataset_env(args.dataset.split(",")[0].strip())  # the env family of the data
-    from rlsuite.loops.offline import distributed
+    from rlsuite.run.lifecycle import distributed
 
     rank, _ = distributed()
     cfg = every_rank(lambda: config.build_run_config(args.agent, args.env, overrides, args.config))
@@ -104,7 +104,8 @@ def check_start(cfg: Any, env_flag: str | None = None) -> None:
     """What can be checked before a run directory is made: under torchrun, the agent and its
     global batch; for an offline agent, its datasets against the config (rlsuite.loops.offline_checks),
     printing their warnings once (rank 0)."""
-    from rlsuite.loops.offline import distributed, is_offline
+    from rlsuite.loops.offline import is_offline
+    from rlsuite.run.lifecycle import distributed
     from rlsuite.loops.offline_checks import check_offline_run, check_world
 
     rank, world = distributed()
@@ -156,7 +157,7 @@ def resume_run(args: argparse.Namespace, overrides: list[str]) -> int:
     (rlsuite.run.rundir.RESUMABLE); arguments a resume would ignore are refused, not dropped."""
     from rlsuite import config
     from rlsuite.run import rundir
-    from rlsuite.loops.online import train
+    from rlsuite.loops.train import train
 
     ignored = [name for name, value in (("an agent", args.agent), ("--env", args.env), ("--config", args.config),
                                         ("--run-dir", args.run_dir), ("--dataset", args.dataset)) if value]
@@ -166,7 +167,7 @@ def resume_run(args: argparse.Namespace, overrides: list[str]) -> int:
                         "given with it (change resumable keys with --set, or start a new run with --config)")
     if not (run_dir / "config.toml").is_file():
         raise UserError(f"{run_dir} is not a run directory (no config.toml)")
-    from rlsuite.loops.offline import distributed
+    from rlsuite.run.lifecycle import distributed
 
     if distributed()[0] > 0:  # torchrun: rank 0 holds the lock
         cfg = every_rank(lambda: config.build_run_config(config_file=run_dir / "config.toml", overrides=overrides))

@@ -26,13 +26,12 @@ import numpy as np
 import torch
 
 from rlsuite import config
-
-from rlsuite.run import checkpoint, seeding
 from rlsuite.errors import UserError
 from rlsuite.retention.config import PARTS
 from rlsuite.retention.losses import diagonal_fisher, kl_teacher_student
 from rlsuite.retention.terms import EWC, BehaviourCloning, Kickstarting
-from rlsuite.loops.online import _crossed as crossed
+from rlsuite.run import checkpoint, seeding
+from rlsuite.run.lifecycle import crossed
 
 
 

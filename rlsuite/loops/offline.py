@@ -4,10 +4,10 @@
 
 It counts gradient updates where the online loop (rlsuite.loops.online) counts env steps:
 `train.total_steps`, `eval_every`, `checkpoint_every` and `log_every` are in updates. Everything
-else is the online loop's own code: the run-directory lock, config checks and resume rules
-(rlsuite.run.rundir), the checkpoint files (rlsuite.run.checkpoint), signals (SIGINT / SIGTERM finish the
-update, write a checkpoint and return), evaluation (rlsuite.run.evaluate, with the eval env seeds and
-exploration streams of rlsuite.loops.online), TensorBoard and the progress bar (rlsuite.run.monitor).
+else is the one lifecycle of every run (rlsuite.run.lifecycle): the run-directory lock, config
+checks and resume rules, checkpoints, signals (SIGINT / SIGTERM finish the update, write a
+checkpoint and return), the monitor; evaluation is rlsuite.run.evaluate's, with the same eval env
+seeds and exploration streams as online runs. `OfflineRun` is what an offline run brings to it.
 
 Evaluation plays each dataset's game on evaluation envs built from the env config the dataset
 was collected with (its manifest), conditioned on the agent's target return. eval.jsonl gets one
@@ -36,17 +36,18 @@ import numpy as np
 import torch
 
 from rlsuite import config
-
-from rlsuite.run import checkpoint, rundir, seeding, speed
 from rlsuite.agents import agent_classes
 from rlsuite.data.sequences import SequenceSampler
-from rlsuite.errors import TrainingDiverged, UserError
-from rlsuite.run.evaluate import append_jsonl, format_table
-from rlsuite.run.monitor import Monitor, log_record
+from rlsuite.errors import UserError
 from rlsuite.loops.offline_games import EvalGame, evaluate_game, open_datasets, parent_games, resolve_games
+from rlsuite.run import checkpoint, lifecycle, seeding, speed
+from rlsuite.run.evaluate import append_jsonl, eval_env_seeds, eval_scalars, format_table
+from rlsuite.run.lifecycle import Say, crossed
+from rlsuite.run.monitor import Monitor, log_record
 
 
 def is_offline(algo: str) -> bool:
+    """Whether agents of `algo` learn from datasets (their class sets `offline = True`)."""
     agent_cls, _ = agent_classes(algo)
     return bool(getattr(agent_cls, "offline", False))
 
@@ -56,8 +57,6 @@ def is_offline(algo: str) -> bool:
 
 def evaluate_all(s: "OfflineSession", monitor: Monitor | None) -> dict[str, Any]:
     """Evaluate every game at this update; eval.jsonl record, TensorBoard, and the summary."""
-    from rlsuite.loops.online import eval_env_seeds, eval_scalars
-
     cfg, started = s.cfg, time.perf_counter()
     per_game: dict[str, dict[str, Any]] = {}
     for index, game in enumerate(s.games):
@@ -85,22 +84,14 @@ def evaluate_all(s: "OfflineSession", monitor: Monitor | None) -> dict[str, Any]
 # ----------------------------------------------------------------------------- session
 
 
-@dataclass
-class OfflineSession:
-    cfg: config.RunConfig
-    run_dir: Path
-    agent: Any
+@dataclass(kw_only=True)
+class OfflineSession(lifecycle.Session):
+    """The live objects of one offline run."""
+
     sampler: SequenceSampler
     games: list[EvalGame]
     rng: np.random.Generator
     """The sampler's stream ('replay' of the run's seed): the same on every rank."""
-    rank: int = 0
-    world_size: int = 1
-    step: int = 0
-    stop_requested: bool = False
-    last_checkpoint: Path | None = None
-    last_eval: dict[str, Any] | None = None
-    eval_seconds: float = 0.0
 
     @property
     def signature(self) -> dict[str, str]:
@@ -109,11 +100,6 @@ class OfflineSession:
     def say(self, message: str) -> None:
         if self.rank == 0:
             print(message)
-
-
-def distributed() -> tuple[int, int]:
-    """(rank, world size) under torchrun (WORLD_SIZE > 1), else (0, 1)."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=6)
@@ -140,12 +126,10 @@ def ddp_options(agent: Any) -> dict[str, Any]:
 def build_session(cfg: config.RunConfig, run_dir: Path, fresh: bool = True) -> OfflineSession:
     """The session of a run; a fresh fine-tuning run (finetune.parent) starts from its parent's
     weights (a resumed one gets its own from its checkpoint)."""
-    from rlsuite.loops.online import pick_device, seed_everything
-
     t = cfg.train
-    rank, world = distributed()
-    seed_everything(t.seed, t.torch_threads)
-    device = pick_device(t.device)
+    rank, world = lifecycle.distributed()
+    lifecycle.seed_everything(t.seed, t.torch_threads)
+    device = lifecycle.pick_device(t.device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if cfg.agent.batch_size % world:
@@ -170,7 +154,8 @@ def build_session(cfg: config.RunConfig, run_dir: Path, fresh: bool = True) -> O
     games = resolve_games(cfg, datasets)
     if cfg.finetune.parent and fresh and cfg.offline.eval_parent_games:
         games += parent_games(cfg.finetune.parent, games)
-    return OfflineSession(cfg, run_dir, agent, sampler, games, seeding.generator(t.seed, "replay"), rank, world)
+    return OfflineSession(cfg=cfg, run_dir=run_dir, agent=agent, sampler=sampler, games=games,
+                          rng=seeding.generator(t.seed, "replay"), rank=rank, world_size=world)
 
 
 def _adopt_parent(agent: Any, parent: str) -> None:
@@ -184,32 +169,6 @@ def _adopt_parent(agent: Any, parent: str) -> None:
         raise UserError(f"the weights of {path} do not fit this model ({str(exc).splitlines()[0][:160]})") from None
 
 
-def save_checkpoint(s: OfflineSession) -> Path | None:
-    if s.rank != 0:
-        return None
-    payload = {"algo": s.cfg.algo, "signature": s.signature, "config": config.to_dict(s.cfg), "step": s.step,
-               "agent": s.agent.state_dict(), "rng": checkpoint.rng_state(),
-               "sampler_rng": s.rng.bit_generator.state, "games": [dataclasses.asdict(g) for g in s.games]}
-    s.last_checkpoint = checkpoint.save(s.run_dir, s.step, payload, keep=s.cfg.train.keep_checkpoints)
-    return s.last_checkpoint
-
-
-def restore_checkpoint(s: OfflineSession) -> None:
-    path = checkpoint.find(s.run_dir)
-    data = checkpoint.load(path)
-    checkpoint.check_compatible(data, s.cfg.algo, s.signature, path)
-    s.agent.load_state_dict(data["agent"])
-    s.step = int(data["step"])
-    s.rng.bit_generator.state = data["sampler_rng"]
-    if s.cfg.offline.eval_parent_games:  # the parent's games, as the run's first checkpoint found them
-        s.games += [EvalGame(**g) for g in data.get("games", []) if g.get("earlier")]
-    checkpoint.set_rng_state(data["rng"])
-    s.say(f"resumed from {path} at update {s.step:,} (exact)")
-
-
-# ----------------------------------------------------------------------------- the loop
-
-
 def _stop_everywhere(s: OfflineSession) -> bool:
     """Whether any rank was asked to stop (every rank stops after the same update)."""
     if s.world_size == 1:
@@ -221,41 +180,93 @@ def _stop_everywhere(s: OfflineSession) -> bool:
     return bool(flag.item())
 
 
-def loop(s: OfflineSession, monitor: Monitor | None) -> str:
-    from rlsuite.loops.online import _crossed
+# ----------------------------------------------------------------------------- the run kind
 
-    t = s.cfg.train
-    k = s.agent.context  # steps per training window (behaviour cloning: 1)
-    last_log = s.step
-    if s.step == 0 and s.cfg.finetune.parent and monitor is not None:  # the parent's own scores: the baseline
-        summary = evaluate_all(s, monitor)                                # of adaptation and of forgetting
-        monitor.write(f"eval @ update 0 (the parent): mean {summary['mean']:.2f}")
-    while s.step < t.total_steps:
-        batch = s.sampler.sample_sequences(s.cfg.agent.batch_size, k, s.rng, s.rank, s.world_size,
+
+class OfflineRun:
+    """What an offline run brings to the lifecycle (rlsuite.run.lifecycle.RunKind): gradient updates."""
+
+    unit = "update"
+
+    def __init__(self) -> None:
+        self.last_log = 0
+
+    def check(self, cfg: config.RunConfig) -> None:
+        pass  # the datasets are checked against the config by the CLI (rlsuite.loops.offline_checks)
+
+    def preflight(self, cfg: config.RunConfig, say: Say) -> None:
+        pass
+
+    def build(self, cfg: config.RunConfig, run_dir: Path, fresh: bool) -> OfflineSession:
+        return build_session(cfg, run_dir, fresh)
+
+    def signature(self, s: OfflineSession) -> dict[str, str]:
+        return s.signature
+
+    def checkpoint_payload(self, s: OfflineSession) -> dict[str, Any]:
+        return {"sampler_rng": s.rng.bit_generator.state, "games": [dataclasses.asdict(g) for g in s.games]}
+
+    def restore(self, s: OfflineSession, data: dict[str, Any], say: Say) -> bool:
+        s.agent.load_state_dict(data["agent"])
+        s.step = int(data["step"])
+        s.rng.bit_generator.state = data["sampler_rng"]
+        if s.cfg.offline.eval_parent_games:  # the parent's games, as the run's first checkpoint found them
+            s.games += [EvalGame(**g) for g in data.get("games", []) if g.get("earlier")]
+        return True
+
+    def start(self, s: OfflineSession, say: Say) -> None:
+        cfg = s.cfg
+        say(f"run {s.run_dir}  |  {cfg.algo} on {len(s.sampler):,} steps of {len(s.games)} game(s) "
+            f"({', '.join(g.name for g in s.games)})  |  {s.agent.parameter_count():,} parameters"
+            + (f", {s.agent.trainable_count():,} trainable" if s.agent.trainable_count() != s.agent.parameter_count()
+               else "")
+            + (f"  |  from {cfg.finetune.parent}" if cfg.finetune.parent else "")
+            + (f"  |  {s.world_size} processes" if s.world_size > 1 else "")
+            + f"  |  {s.agent.speed.describe()}")
+
+    def before_loop(self, s: OfflineSession, monitor: Monitor | None) -> None:
+        self.last_log = s.step
+        if s.step == 0 and s.cfg.finetune.parent and monitor is not None:  # the parent's own scores: the
+            summary = evaluate_all(s, monitor)                             # baseline of adaptation and forgetting
+            monitor.write(f"eval @ update 0 (the parent): mean {summary['mean']:.2f}")
+
+    def advance(self, s: OfflineSession, monitor: Monitor | None) -> int:
+        """One gradient update on a batch of windows; its losses, and an evaluation when due (rank 0)."""
+        t = s.cfg.train
+        batch = s.sampler.sample_sequences(s.cfg.agent.batch_size, s.agent.context, s.rng, s.rank, s.world_size,
                                            getattr(s.agent, "burn_in_steps", 0))
         metrics = s.agent.update(batch)
         s.step += 1
         if monitor is not None:
-            if s.step - last_log >= t.log_every or s.step == 1:
-                last_log = s.step
+            if s.step - self.last_log >= t.log_every or s.step == 1:
+                self.last_log = s.step
                 monitor.scalars(s.step, metrics)
             monitor.tick(s.step, 1, f"ce {metrics['losses/action_ce']:.3f}")
-            if _crossed(s.step, 1, t.eval_every) and s.step < t.total_steps:
+            if crossed(s.step, 1, t.eval_every) and s.step < t.total_steps:
                 summary = evaluate_all(s, monitor)
                 monitor.write(f"eval @ update {s.step:,}: mean {summary['mean']:.2f}")
                 monitor.restart_rate(s.step)
-        if _crossed(s.step, 1, t.checkpoint_every):
-            save_checkpoint(s)
-        if _stop_everywhere(s):
-            return "interrupted"
-    return "finished"
+        return 1
+
+    def stop_now(self, s: OfflineSession) -> bool:
+        return _stop_everywhere(s)
+
+    def final_evaluation(self, s: OfflineSession, monitor: Monitor) -> dict[str, Any]:
+        return evaluate_all(s, monitor)
+
+    def report(self, s: OfflineSession, summary: dict[str, Any], seconds: float, done: int,
+               monitor: Monitor) -> dict[str, Any]:
+        monitor.close()
+        ups = done / max(seconds, 1e-9)
+        print_summary(s, summary, ups)
+        return {"updates_per_second": ups}
 
 
 def train_offline(cfg: config.RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
-    """Train (or resume) an offline run in `run_dir` (rank 0 holds the run lock: rlsuite.loops.online.train
-    calls this inside it); returns the final evaluation summary."""
+    """Train (or resume) an offline run in `run_dir` through the lifecycle, and leave the process
+    group (torchrun) whatever happens."""
     try:
-        return _train_offline(cfg, run_dir, resume)
+        return lifecycle.run(OfflineRun(), cfg, run_dir, resume)
     finally:
         import torch.distributed as dist
 
@@ -263,69 +274,8 @@ def train_offline(cfg: config.RunConfig, run_dir: Path, resume: bool = False) ->
             dist.destroy_process_group()
 
 
-def _train_offline(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
-    from rlsuite.loops.online import _install_signal_handlers, already_finished, pick_device
-
-    rank, _ = distributed()
-    say = print if rank == 0 else (lambda *_: None)
-    speed.check(cfg.train, pick_device(cfg.train.device))  # unsupported fast modes: before anything is written
-    changes = rundir.resume_changes(run_dir, cfg) if resume and rank == 0 else {}
-    finished = already_finished(cfg, run_dir, say, "updates") if resume else None
-    if finished is not None:
-        return finished
-    s = build_session(cfg, run_dir, fresh=not resume)
-    if resume:
-        try:
-            restore_checkpoint(s)
-        except RuntimeError as exc:
-            raise UserError(f"the checkpoint of {run_dir} does not fit this config ({str(exc).splitlines()[0][:160]})") from None
-        if rank == 0:
-            rundir.record_resume(run_dir, s.step, changes)
-    if rank == 0:
-        checkpoint.atomic_write_bytes(run_dir / "config.toml", lambda fh: fh.write(config.dumps_toml(cfg).encode()))
-        speed.save(run_dir, s.agent.speed)
-    if resume:
-        say(f"compute: {s.agent.speed.describe()}")
-    else:
-        say(f"run {run_dir}  |  {cfg.algo} on {len(s.sampler):,} steps of {len(s.games)} game(s) "
-            f"({', '.join(g.name for g in s.games)})  |  {s.agent.parameter_count():,} parameters"
-            + (f", {s.agent.trainable_count():,} trainable" if s.agent.trainable_count() != s.agent.parameter_count()
-               else "")
-            + (f"  |  from {cfg.finetune.parent}" if cfg.finetune.parent else "")
-            + (f"  |  {s.world_size} processes" if s.world_size > 1 else "")
-            + f"  |  {s.agent.speed.describe()}")
-    previous = _install_signal_handlers(s)
-    monitor = (Monitor(run_dir, cfg.train.total_steps, s.step, cfg.train.progress, cfg.train.status_every,
-                       unit="update", resumed=resume) if rank == 0 else None)
-    started, start_step = time.perf_counter(), s.step
-    try:
-        outcome = loop(s, monitor)
-    except TrainingDiverged as exc:
-        if monitor is not None:
-            monitor.close()
-        raise TrainingDiverged(f"training stopped: {exc}; last good checkpoint: {s.last_checkpoint or 'none'}") from None
-    finally:
-        import signal
-
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    save_checkpoint(s)
-    if outcome == "interrupted" or rank != 0:
-        if monitor is not None:
-            monitor.close()
-        say(f"interrupted at update {s.step:,}; checkpoint {s.last_checkpoint}; continue with: "
-            f"rlsuite train --resume {run_dir}")
-        return {"outcome": outcome, "step": s.step}
-    summary = evaluate_all(s, monitor)
-    monitor.close()
-    seconds = time.perf_counter() - started - s.eval_seconds
-    ups = (s.step - start_step) / max(seconds, 1e-9)
-    print_summary(s, summary, ups)
-    return {"outcome": outcome, "step": s.step, **summary, "updates_per_second": ups,
-            "train_seconds": seconds, "eval_seconds": s.eval_seconds}
-
-
 def print_summary(s: OfflineSession, summary: dict[str, Any], ups: float) -> None:
+    """The table printed at the end of a run: each game's final evaluation beside its data's best."""
     games = summary.get("games") or {summary.get("game", "?"): summary}
     rows = [{"game": name + (" (earlier)" if g.get("earlier") else ""),
              **({"target": g["target"]} if g.get("target") is not None else {}), "episodes": g.get("episodes"), "mean": g.get("mean"),

@@ -1,84 +1,54 @@
-"""The online training loop, for every online agent: act, step, let the agent store and learn,
-log, checkpoint, evaluate.
+"""The online run, for every online agent: act, step, let the agent store and learn, log,
+evaluate. It counts env steps.
 
-    obs -> agent.step -> env.step -> agent.observe(Transition) -> log / eval / ckpt
+    obs -> agent.step -> env.step -> agent.observe(Transition) -> log / eval
 
 What an agent stores (DQN: a replay buffer; PPO: a rollout) and when it updates is the agent's
-own (the protocol is rlsuite.agents.base); this loop has no per-agent branch.
+own (the protocol is rlsuite.agents.base); this loop has no per-agent branch. Task sequences
+(`train.tasks`) switch envs at phase ends, and fine-tuning (rlsuite.loops.finetune) extends the
+loop. Locking, resume, checkpoints, signals and the summary are the lifecycle's
+(rlsuite.run.lifecycle); `OnlineRun` is what an online run brings to it.
 
-One `Session` holds everything a run touches. `train(cfg, run_dir)` starts a run,
-`train(cfg, run_dir, resume=True)` continues it from its latest checkpoint. Exact resume needs
-the agent's storage (DQN's replay buffer, `train.save_replay`) and an env backend that can save its state (the
-gymnasium backends); otherwise the resumed run is correct but not bit-identical, and says so.
-
-SIGINT / SIGTERM finish the current vector step, write a checkpoint and return normally.
-A NaN/inf loss stops the run before the bad update is applied to any checkpoint.
+Exact resume needs the agent's storage (DQN's replay buffer, `train.save_replay`) and an env
+backend that can save its state (the gymnasium backends); otherwise the resumed run is correct
+but not bit-identical, and says so.
 """
 from __future__ import annotations
 
 import json
 import math
-import random
-import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from rlsuite import config
-
-from rlsuite.loops import tasks
-
-from rlsuite.run import checkpoint, preflight, rundir, seeding, speed
 from rlsuite.agents import agent_classes
 from rlsuite.agents.base import StorageContext, Transition
 from rlsuite.envs import make as make_env
-from rlsuite.errors import TrainingDiverged, UserError
-from rlsuite.run.evaluate import append_jsonl, evaluate, format_table
+from rlsuite.errors import UserError
+from rlsuite.loops import tasks
+from rlsuite.loops.finetune import extensions_for
+from rlsuite.run import checkpoint, lifecycle, preflight, seeding, speed
+from rlsuite.run.evaluate import append_jsonl, eval_env_seeds, eval_scalars, evaluate, format_table
+from rlsuite.run.lifecycle import Say, crossed
 from rlsuite.run.monitor import Monitor, log_record
 from rlsuite.run.profiling import PhaseTimer
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device '{name}' requested but torch sees no GPU; use --set train.device=cpu")
-    return torch.device(name)
+@dataclass(kw_only=True)
+class Session(lifecycle.Session):
+    """The live objects of one online run."""
 
-
-def seed_everything(seed: int, threads: int) -> None:
-    """Seed the global RNGs from the run's own `global` stream. rlsuite's streams never draw from
-    them (each has its own generator, rlsuite.run.seeding); this only pins what a library might use."""
-    derived = seeding.int_seed(seed, "global")
-    random.seed(derived)
-    np.random.seed(derived)
-    torch.manual_seed(derived)
-    torch.set_num_threads(max(1, threads))
-
-
-@dataclass
-class Session:
-    """The live objects of one run."""
-
-    cfg: config.RunConfig
-    run_dir: Path
     env: Any
     eval_env: Any
-    agent: Any
-    step: int = 0
     obs: Any = None
-    stop_requested: bool = False
-    last_checkpoint: Path | None = None
-    last_eval: dict[str, Any] | None = None
-    phase: int = 0  # task sequences: the index of the task segment being trained
-    phase_start: int = 0  # env step at which the current phase began
-    eval_seconds: float = 0.0  # wall time spent evaluating: not training, so not in steps/s
-    extensions: list[Any] = field(default_factory=list)  # e.g. rlsuite.loops.finetune.FineTuning: start / after_step / finish
-    timer: PhaseTimer = field(default_factory=PhaseTimer)  # train.profile: where the loop's time goes (off: no-op)
+    phase: int = 0
+    """Task sequences: the index of the task segment being trained."""
+    phase_start: int = 0
+    """Env step at which the current phase began."""
 
     @property
     def signature(self) -> dict[str, str]:
@@ -88,11 +58,9 @@ class Session:
 def build_session(cfg: config.RunConfig, run_dir: Path, fresh: bool = True) -> Session:
     """Envs, agent and loop extensions of a run; `fresh=False` when a checkpoint will be loaded
     into it (a fine-tuning run then takes its weights from the checkpoint, not its parent)."""
-    from rlsuite.loops.finetune import extensions_for
-
     t = cfg.train
-    seed_everything(t.seed, t.torch_threads)
-    device = pick_device(t.device)
+    lifecycle.seed_everything(t.seed, t.torch_threads)
+    device = lifecycle.pick_device(t.device)
     if t.tasks:
         env, eval_env = tasks.make_task_envs(cfg, phase=0)
     else:
@@ -107,18 +75,14 @@ def build_session(cfg: config.RunConfig, run_dir: Path, fresh: bool = True) -> S
     speed.apply(agent, t, device, run_dir, resume=not fresh)  # after begin: PPO's probe needs the rollout shape
     timer = PhaseTimer(t.profile, device)
     agent.timer = timer  # the agent charges its own phases to it (DQN: add, sample, update)
-    return Session(cfg, run_dir, env, eval_env, agent, extensions=extensions_for(cfg, agent, fresh), timer=timer)
+    return Session(cfg=cfg, run_dir=run_dir, env=env, eval_env=eval_env, agent=agent,
+                   extensions=extensions_for(cfg, agent, fresh), timer=timer)
 
 
 def train_env_seeds(cfg: config.RunConfig, phase: int, *restart: int) -> list[int]:
     """Per-env seeds of the training envs of a phase (`restart`: the step of a resume that
     could not restore the envs, so the restarted episodes are new ones)."""
     return seeding.env_seeds(cfg.train.seed, "train_env", phase, *restart, n=cfg.train.num_envs)
-
-
-def eval_env_seeds(cfg: config.RunConfig, step: int, task: int = 0) -> list[int]:
-    """Per-env seeds of the evaluation at env step `step` of task `task` (index in the sequence)."""
-    return seeding.env_seeds(cfg.train.seed, "eval_env", step, task, n=cfg.train.eval_num_envs)
 
 
 def storage_context(cfg: config.RunConfig, env: Any, phase: int) -> StorageContext:
@@ -129,28 +93,15 @@ def storage_context(cfg: config.RunConfig, env: Any, phase: int) -> StorageConte
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(s: Session) -> Path:
-    """The agent's bulky storage first (the replay: its own atomic directory), then the checkpoint
-    that refers to it."""
+def checkpoint_payload(s: Session) -> dict[str, Any]:
+    """The agent's bulky storage first (the replay: its own atomic directory, which the checkpoint
+    refers to), then the envs' state and the current observation."""
     s.agent.save_storage(s.run_dir / "replay")
-    payload = {
-        "algo": s.cfg.algo,
-        "signature": s.signature,
-        "config": config.to_dict(s.cfg),
-        "step": s.step,
-        "agent": s.agent.state_dict(),
-        "rng": checkpoint.rng_state(),
-        "env": s.env.state_dict() if hasattr(s.env, "state_dict") else None,
-        "obs": s.obs,
-    }
-    s.last_checkpoint = checkpoint.save(s.run_dir, s.step, payload, keep=s.cfg.train.keep_checkpoints)
-    return s.last_checkpoint
+    return {"env": s.env.state_dict() if hasattr(s.env, "state_dict") else None, "obs": s.obs}
 
 
-def restore_checkpoint(s: Session, say: Any) -> None:
-    path = checkpoint.find(s.run_dir)
-    data = checkpoint.load(path)
-    checkpoint.check_compatible(data, s.cfg.algo, s.signature, path)
+def restore(s: Session, data: dict[str, Any], say: Say) -> bool:
+    """Load a checkpoint into the session; returns whether the resume is exact."""
     state = data["agent"]
     if data.get("buffer") is not None and state.get("replay") is None:  # checkpoints before the agent owned its replay
         state = {**state, "replay": data["buffer"]}
@@ -169,8 +120,17 @@ def restore_checkpoint(s: Session, say: Any) -> None:
         exact = False
         s.obs, _ = s.env.reset(seed=train_env_seeds(s.cfg, s.phase, s.step))
         say("note: this env backend cannot save its state; episodes restart on resume")
-    checkpoint.set_rng_state(data["rng"])
-    say(f"resumed from {path} at step {s.step:,}" + (" (exact)" if exact else ""))
+    return exact
+
+
+def save_checkpoint(s: Session) -> Path | None:
+    """Write a checkpoint of the session now (the lifecycle's, with this kind's payload)."""
+    return lifecycle.save_checkpoint(RUN, s)
+
+
+def restore_checkpoint(s: Session, say: Say) -> None:
+    """Load the run directory's latest checkpoint into the session (the lifecycle's)."""
+    lifecycle.restore_checkpoint(RUN, s, say)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -191,6 +151,7 @@ def evaluate_now(s: Session, env: Any, task: int = 0) -> dict[str, Any]:
 
 
 def run_evaluation(s: Session, monitor: Monitor | None) -> dict[str, Any]:
+    """Evaluate now on the run's eval envs: eval.jsonl record, TensorBoard, and the summary."""
     cfg = s.cfg
     summary = evaluate_now(s, s.eval_env, tasks.task_index(cfg, s.phase) if cfg.train.tasks else 0)
     where = {"task": tasks.task_of(cfg, s.phase), "phase": s.phase, "source": "periodic"} if cfg.train.tasks else {}
@@ -266,28 +227,13 @@ def end_phase(s: Session, monitor: Monitor) -> None:
         monitor.new_task(tasks.task_of(s.cfg, s.phase))
 
 
-def _exploration_step(s: Session) -> int:
+def exploration_step(s: Session) -> int:
     """The step the epsilon schedule sees: counted from the phase start when it restarts per task."""
     t = s.cfg.train
     return s.step - s.phase_start if t.tasks and t.reset_exploration else s.step
 
 
-# ----------------------------------------------------------------------------- the loop
-
-
-def _install_signal_handlers(s: Session) -> dict[int, Any]:
-    def request_stop(signum: int, _frame: Any) -> None:
-        s.stop_requested = True
-
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, request_stop)
-    return previous
-
-
-def _crossed(step: int, advanced: int, period: int) -> bool:
-    """Did the step counter pass a multiple of `period` during the last vector step?"""
-    return period > 0 and step // period > (step - advanced) // period
+# ----------------------------------------------------------------------------- one vector step
 
 
 @dataclass
@@ -307,7 +253,7 @@ def advance(s: Session) -> StepResult:
     With train.profile each part is timed (rlsuite.run.profiling); "learn" is the part of `observe`
     the agent does not charge to a phase of its own (DQN: add, sample, update)."""
     with s.timer.phase("act"):
-        actions = s.agent.step(s.obs, s.step, _exploration_step(s))
+        actions = s.agent.step(s.obs, s.step, exploration_step(s))
     if getattr(s.env, "asynchronous", False):  # env.async_step: learn while the env threads step
         s.env.send(actions)
         learn_ahead = getattr(s.agent, "learn_while_stepping", None)
@@ -327,169 +273,104 @@ def advance(s: Session) -> StepResult:
     return StepResult(actions, info, metrics)
 
 
-def loop(s: Session, monitor: Monitor) -> str:
-    """Run until total_steps, an interrupt, or divergence. Returns how it ended."""
-    t = s.cfg.train
-    n = s.env.num_envs
-    last_log = last_diagnostics = s.step
-    if t.tasks:
-        monitor.new_task(tasks.task_of(s.cfg, s.phase))
-    while s.step < t.total_steps:
-        result = advance(s)
-        episode = result.info.get("episode")
-        if episode is not None and episode["done"].any():
-            monitor.episodes_done(s.step, episode)
-        if result.metrics is not None and s.step - last_log >= t.log_every:
-            last_log = s.step
-            monitor.scalars(s.step, {**result.metrics, **s.agent.scalars(s.step)})
-        if result.metrics is not None and s.step - last_diagnostics >= t.diagnostics_every > 0:
-            last_diagnostics = s.step
-            monitor.scalars(s.step, s.agent.diagnostics(s.step))
-        monitor.tick(s.step, n, s.agent.status(s.step))
-        if t.tasks and _crossed(s.step, n, t.steps_per_task):
-            end_phase(s, monitor)
-            monitor.restart_rate(s.step)
-        elif _crossed(s.step, n, t.eval_every) and s.step < t.total_steps:
-            summary = run_evaluation(s, monitor)
-            monitor.write(f"eval @ {s.step:,}: mean {summary['mean']:.2f}  iqm {summary['iqm']:.2f}")
-            monitor.restart_rate(s.step)
-        for extension in s.extensions:
-            extension.after_step(s, monitor)
-        if _crossed(s.step, n, t.checkpoint_every):
-            save_checkpoint(s)
-        if s.stop_requested:
-            return "interrupted"
-    return "finished"
+# ----------------------------------------------------------------------------- the run kind
 
 
-def train(cfg: config.RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
-    """Train (or resume) one run in `run_dir`; returns the final evaluation summary.
+class OnlineRun:
+    """What an online run brings to the lifecycle (rlsuite.run.lifecycle.RunKind): env steps."""
 
-    Holds the run directory's lock throughout (rlsuite.run.rundir; RunInUse when another process
-    has it). A resume writes nothing until the checkpoint has loaded into the new config, and
-    refuses (UserError) config changes outside rlsuite.run.rundir.RESUMABLE. Resuming a finished
-    run returns {"outcome": "already finished"} and writes nothing.
-    """
-    from rlsuite.loops.offline import distributed
+    unit = "step"
 
-    if distributed()[0] > 0:  # torchrun: rank 0 holds the lock and writes; the other ranks only train
-        return _train_locked(cfg, run_dir, resume)
-    with rundir.locked(run_dir) as lock:
-        if lock.stale:
-            print(f"note: took over the lock of {rundir.describe_holder(lock.stale)}, which is no longer running")
-        return _train_locked(cfg, run_dir, resume)
+    def __init__(self) -> None:
+        self.last_log = self.last_diagnostics = 0
 
+    def check(self, cfg: config.RunConfig) -> None:
+        tasks.validate(cfg)
 
-def _start(cfg: config.RunConfig, run_dir: Path, resume: bool, changes: dict[str, Any], say: Any) -> Session:
-    """Build the session and restore it on resume; only then write config.toml (and resume.log),
-    so a resume that fails leaves the run directory as it was."""
-    s = build_session(cfg, run_dir, fresh=not resume)
-    if resume:
-        try:
-            restore_checkpoint(s, say)
-        except RuntimeError as exc:  # load_state_dict: shapes or keys of another network
-            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"the checkpoint of {run_dir} does not fit this config ({first})") from None
-        rundir.record_resume(run_dir, s.step, changes)
-    checkpoint.atomic_write_bytes(run_dir / "config.toml", lambda fh: fh.write(config.dumps_toml(cfg).encode()))
-    speed.save(run_dir, s.agent.speed)
-    return s
+    def preflight(self, cfg: config.RunConfig, say: Say) -> None:
+        preflight.check(cfg)  # memory, process limits, replay slots: before any env or buffer is built
+        line = preflight.waiting_line(cfg)
+        if line:
+            say(line)
 
+    def build(self, cfg: config.RunConfig, run_dir: Path, fresh: bool) -> Session:
+        return build_session(cfg, run_dir, fresh)
 
-def already_finished(cfg: config.RunConfig, run_dir: Path, say: Any, unit: str = "steps") -> dict[str, Any] | None:
-    """A resume of a run that reached its length and recorded its final evaluation does nothing:
-    says so and returns the outcome (None when there is work left). `unit`: steps or updates."""
-    step = rundir.checkpoint_step(run_dir)
-    if not rundir.is_finished(run_dir, step, cfg.train.total_steps):
-        return None
-    say(f"{run_dir} is finished ({step:,} of {cfg.train.total_steps:,} {unit}, final evaluation recorded); "
-        "nothing to do (extend it with --steps N)")
-    return {"outcome": "already finished", "step": step}
+    def signature(self, s: Session) -> dict[str, str]:
+        return s.signature
 
+    def checkpoint_payload(self, s: Session) -> dict[str, Any]:
+        return checkpoint_payload(s)
 
-def _train_locked(cfg: config.RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
-    from rlsuite.loops.offline import is_offline, train_offline
+    def restore(self, s: Session, data: dict[str, Any], say: Say) -> bool:
+        return restore(s, data, say)
 
-    if is_offline(cfg.algo):  # agents that learn from datasets: the offline loop (rlsuite.loops.offline)
-        return train_offline(cfg, run_dir, resume)
-    say = print
-    tasks.validate(cfg)
-    speed.check(cfg.train, pick_device(cfg.train.device))  # unsupported fast modes: before anything is written
-    changes = rundir.resume_changes(run_dir, cfg) if resume else {}  # refuses before anything is written
-    finished = already_finished(cfg, run_dir, say) if resume else None
-    if finished is not None:
-        return finished
-    preflight.check(cfg)  # memory, process limits, replay slots: before any env or buffer is built
-    line = preflight.waiting_line(cfg)
-    if line:
-        say(line)
-    s = _start(cfg, run_dir, resume, changes, say)
-    if not resume:
+    def start(self, s: Session, say: Say) -> None:
+        cfg = s.cfg
         s.obs, _ = s.env.reset(seed=train_env_seeds(cfg, 0))
         storage = getattr(s.agent, "storage_description", lambda: "")()
-        say(f"run {run_dir}  |  {cfg.algo} on {s.env.game} ({s.env.family}, {cfg.train.num_envs} envs)  |  "
+        say(f"run {s.run_dir}  |  {cfg.algo} on {s.env.game} ({s.env.family}, {cfg.train.num_envs} envs)  |  "
             f"{s.agent.parameter_count():,} parameters" + (f"  |  {storage}" if storage else "")
             + f"  |  {s.agent.speed.describe()}")
         for warning in plan_warnings(s):
             say(f"warning: {warning}")
-        for extension in s.extensions:
-            extension.start(s, say)
-    else:
-        say(f"compute: {s.agent.speed.describe()}")
-    previous = _install_signal_handlers(s)
-    monitor = Monitor(run_dir, cfg.train.total_steps, s.step, cfg.train.progress, cfg.train.status_every,
-                      resumed=resume)
-    for extension in s.extensions:
-        extension.begin(s, monitor)
-    started, start_step = time.perf_counter(), s.step
-    s.timer.start()
-    try:
-        outcome = loop(s, monitor)
-    except TrainingDiverged as exc:
+
+    def before_loop(self, s: Session, monitor: Monitor | None) -> None:
+        self.last_log = self.last_diagnostics = s.step
+        if s.cfg.train.tasks and monitor is not None:
+            monitor.new_task(tasks.task_of(s.cfg, s.phase))
+
+    def advance(self, s: Session, monitor: Monitor | None) -> int:
+        """One vector step, its episodes and losses to the monitor, then a phase end or an evaluation when due."""
+        t, n = s.cfg.train, s.env.num_envs
+        result = advance(s)
+        episode = result.info.get("episode")
+        if episode is not None and episode["done"].any():
+            monitor.episodes_done(s.step, episode)
+        if result.metrics is not None and s.step - self.last_log >= t.log_every:
+            self.last_log = s.step
+            monitor.scalars(s.step, {**result.metrics, **s.agent.scalars(s.step)})
+        if result.metrics is not None and s.step - self.last_diagnostics >= t.diagnostics_every > 0:
+            self.last_diagnostics = s.step
+            monitor.scalars(s.step, s.agent.diagnostics(s.step))
+        monitor.tick(s.step, n, s.agent.status(s.step))
+        if t.tasks and crossed(s.step, n, t.steps_per_task):
+            end_phase(s, monitor)
+            monitor.restart_rate(s.step)
+        elif crossed(s.step, n, t.eval_every) and s.step < t.total_steps:
+            summary = run_evaluation(s, monitor)
+            monitor.write(f"eval @ {s.step:,}: mean {summary['mean']:.2f}  iqm {summary['iqm']:.2f}")
+            monitor.restart_rate(s.step)
+        return n
+
+    def stop_now(self, s: Session) -> bool:
+        return s.stop_requested
+
+    def final_evaluation(self, s: Session, monitor: Monitor) -> dict[str, Any]:
+        # A task sequence's last switch evaluation (every task, at the final step) is its final one.
+        return s.last_eval if s.cfg.train.tasks and s.last_eval else run_evaluation(s, monitor)
+
+    def report(self, s: Session, summary: dict[str, Any], seconds: float, done: int,
+               monitor: Monitor) -> dict[str, Any]:
+        profile = s.timer.report()  # {} unless train.profile
+        if profile:
+            monitor.scalars(s.step, {f"profile/{phase}_fraction": row["fraction"] for phase, row in profile.items()})
+            checkpoint.atomic_write_bytes(s.run_dir / "profile.json",
+                                          lambda fh: fh.write(json.dumps(profile, indent=1).encode()))
         monitor.close()
-        kept = s.last_checkpoint or "none written yet"
-        raise TrainingDiverged(f"training stopped: {exc}; last good checkpoint: {kept}") from None
-    finally:
-        s.timer.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    save_checkpoint(s)
-    if outcome == "interrupted":
-        monitor.close()
-        say(f"interrupted at step {s.step:,}; checkpoint {s.last_checkpoint}; "
-            f"continue with: rlsuite train --resume {run_dir}")
-        return {"outcome": outcome, "step": s.step}
-    # A task sequence's last switch evaluation (every task, at the final step) is its final one.
-    summary = s.last_eval if cfg.train.tasks and s.last_eval else run_evaluation(s, monitor)
-    for extension in s.extensions:
-        summary.update(extension.finish(s, monitor))
-    profile = s.timer.report()  # {} unless train.profile
-    if profile:
-        monitor.scalars(s.step, {f"profile/{phase}_fraction": row["fraction"] for phase, row in profile.items()})
-        checkpoint.atomic_write_bytes(run_dir / "profile.json",
-                                      lambda fh: fh.write(json.dumps(profile, indent=1).encode()))
-    monitor.close()
-    training_seconds = time.perf_counter() - started - s.eval_seconds  # steps/s of training alone
-    sps = (s.step - start_step) / max(training_seconds, 1e-9)
-    print_summary(s, summary, sps, monitor.recent_return())
-    if profile:
-        print(s.timer.format_table(f"where the time goes ({s.step - start_step:,} env steps on {s.agent.device})"))
-    return {"outcome": outcome, "step": s.step, **summary, "steps_per_second": sps,
-            "train_seconds": training_seconds, "eval_seconds": s.eval_seconds, **({"profile": profile} if profile else {})}
+        sps = done / max(seconds, 1e-9)
+        print_summary(s, summary, sps, monitor.recent_return())
+        if profile:
+            print(s.timer.format_table(f"where the time goes ({done:,} env steps on {s.agent.device})"))
+        return {"steps_per_second": sps, **({"profile": profile} if profile else {})}
 
 
-def eval_scalars(summary: dict[str, Any]) -> dict[str, float]:
-    """TensorBoard scalars of an evaluation: return statistics, human-normalised scores and every
-    domain metric's mean (charts/eval_score, charts/eval_depth, charts/eval_rooms, ...)."""
-    out = {f"charts/eval_{k}": summary[k] for k in ("mean", "median", "iqm", "hns_iqm", "hns_mean")
-           if isinstance(summary.get(k), (int, float))}
-    for key, value in summary.items():
-        if key.endswith("_mean") and key not in ("length_mean", "hns_mean") and isinstance(value, (int, float)):
-            out[f"charts/eval_{key[:-len('_mean')]}"] = value
-    return out
+RUN = OnlineRun()
+"""The kind that save_checkpoint / restore_checkpoint above use (a checkpoint needs no loop state)."""
 
 
 def print_summary(s: Session, summary: dict[str, Any], sps: float, train_return: float) -> None:
+    """The table printed at the end of a run: steps, speed, recent training return, final evaluation."""
     rows = [{"metric": "env steps", "value": f"{s.step:,}"},
             {"metric": "steps/s (without eval)", "value": f"{sps:,.0f}"},
             {"metric": "recent train return", "value": "-" if math.isnan(train_return) else f"{train_return:.2f}"}]

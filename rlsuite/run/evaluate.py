@@ -20,6 +20,8 @@ import numpy as np
 import scipy.stats
 import torch
 
+from rlsuite.run import seeding
+
 # --------------------------------------------------------------------------------------------
 # statistics
 
@@ -362,3 +364,21 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     line = json.dumps(_jsonable(record), sort_keys=False) + "\n"
     with open(path, "a", encoding="utf-8") as f:
         f.write(line)
+
+
+def eval_env_seeds(cfg: Any, step: int, task: int = 0) -> list[int]:
+    """Per-env seeds of the evaluation envs of a run (`cfg`: a RunConfig) at step `step` (env step
+    or update) of task `task` (index in a sequence, or of a game): the run's `eval_env` stream, so
+    evaluating never moves a training stream and two evaluations never share an env seed."""
+    return seeding.env_seeds(cfg.train.seed, "eval_env", step, task, n=cfg.train.eval_num_envs)
+
+
+def eval_scalars(summary: dict[str, Any]) -> dict[str, float]:
+    """TensorBoard scalars of an evaluation: return statistics, human-normalised scores and every
+    domain metric's mean (charts/eval_score, charts/eval_depth, charts/eval_rooms, ...)."""
+    out = {f"charts/eval_{k}": summary[k] for k in ("mean", "median", "iqm", "hns_iqm", "hns_mean")
+           if isinstance(summary.get(k), (int, float))}
+    for key, value in summary.items():
+        if key.endswith("_mean") and key not in ("length_mean", "hns_mean") and isinstance(value, (int, float)):
+            out[f"charts/eval_{key[:-len('_mean')]}"] = value
+    return out

@@ -98,7 +98,7 @@ def run_case(name: str, run_dir: Path) -> dict:
             setattr(cls, method, original)
     else:
         from rlsuite.agents.ppo import PPO as cls
-        from rlsuite.loops.online import train
+        from rlsuite.loops.train import train
 
         method = "_minibatch_step"
         cfg = config.build_run_config(preset, env, overrides + COMMON)

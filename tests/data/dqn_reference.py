@@ -69,7 +69,7 @@ def run_case(name: str, run_dir: Path) -> dict:
 
     from rlsuite import config
     from rlsuite.agents.dqn import DQN
-    from rlsuite.loops.online import train
+    from rlsuite.loops.train import train
 
     preset, env, overrides = CASES[name]
     cfg = config.build_run_config(preset, env, overrides + ["train.torch_threads=1", "train.progress=false",
