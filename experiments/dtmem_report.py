@@ -1,4 +1,4 @@
-"""Report of DT-Mem's three claims at MinAtar scale (issue 16; DTMEM_RETENTION.md §1.10):
+"""Report of DT-Mem's three claims at MinAtar scale (DTMEM_RETENTION.md §1.10):
 
 1. runs/dtmem-minatar/<arm>-s<seed> (experiments/dtmem_minatar.sh): multi-game offline training,
    DT-Mem against the parameter-matched DT and the released memory: normalised score against

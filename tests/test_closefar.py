@@ -1,4 +1,4 @@
-"""Close-far tasks (issue 14; DTMEM_RETENTION.md §2.7): the rules checked against the spec.
+"""Close-far tasks (DTMEM_RETENTION.md §2.7): the rules checked against the spec.
 
 Expected values come from the definition (the fixed codes are read from the module's constants,
 rewards and limits from the spec), never from the env's own output.

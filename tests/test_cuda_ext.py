@@ -281,7 +281,7 @@ def test_gpu_resident_buffer_matches_host(prioritized):
 
 @gpu
 def test_gpu_resident_sampling_rate():
-    """The issue's GPU target: >= 1M samples/s at batch 256 from a 1M-transition buffer in GPU memory."""
+    """The GPU target: >= 1M samples/s at batch 256 from a 1M-transition buffer in GPU memory."""
     import time
 
     from gymnasium import spaces
@@ -308,7 +308,7 @@ def test_gpu_resident_sampling_rate():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 @pytest.mark.parametrize("prioritized", [False, True])
 def test_dqn_trains_from_a_gpu_resident_buffer(tmp_path, prioritized):
-    """Issue 3: the whole buffer in GPU memory feeds a CUDA learner; losses stay finite and learn."""
+    """The whole buffer in GPU memory feeds a CUDA learner; losses stay finite and learn."""
     from rlsuite import config
     from rlsuite.loops.online import advance, build_session
 

@@ -209,19 +209,9 @@ def test_the_readme_is_short_and_links_into_the_docs() -> None:
 TRACKER = re.compile(r"\b[Ii]ssues?\s+#?\d+|(?<![\w/&#.-])#\d+\b|\b[Rr]ound\s+\d+\b"
                      r"|\b(?:[Ff]inding|[Tt]icket|PR)\s+#?\d+\b")
 
-# Occurrences left in code that its owners are to reword, as (file name, matched text); any other
-# match fails. Another project's tracker is fine (Ray's "issue #291").
+# Another project's tracker is fine (Ray's "issue #291"), as (file name, matched text).
 KNOWN = {
     ("test_sweep_launchers.py", "issue #291"),  # Ray's tracker
-    ("dtmem.py", "issue 16"),
-    ("closefar.py", "issue 14"),
-    ("test_closefar.py", "issue 14"),
-    ("test_cuda_ext.py", "Issue 3"),
-    ("test_learning.py", "issues 2"),
-    ("test_learning.py", "issue 2"),
-    ("test_learning.py", "Issue 2"),
-    ("test_learning.py", "Issue 4"),
-    ("dtmem_report.py", "issue 16"),
 }
 
 

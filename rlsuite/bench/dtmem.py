@@ -1,6 +1,6 @@
 """`rlsuite bench dt --memory`: DT-Mem's training cost against the plain DT of the same size.
 
-The two sides are the presets the DT-Mem study trains (issue 16): `dtmem-minatar` (the DT with a
+The two sides are the presets the DT-Mem study trains: `dtmem-minatar` (the DT with a
 working memory, 16 slots, 1 write per step, once per model) and `mgdt-minatar-matched` (the plain
 DT widened to d 140, parameters within 0.5%), built as `rlsuite train` builds them, each with
 `agent.warmup_updates=0`. What is timed is `DT.update` on a real batch (forward, cross-entropy,

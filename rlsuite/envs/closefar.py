@@ -1,4 +1,4 @@
-"""Close-far tasks for the knowledge-retention study (issue 14).
+"""Close-far tasks for the knowledge-retention study.
 
 Wołczyk et al., ICML 2024, "Fine-tuning Reinforcement Learning Models is Secretly a Forgetting
 Mitigation Problem", show that fine-tuning a pre-trained policy forgets what it knew about FAR states
@@ -49,7 +49,7 @@ TIME_LIMIT = 60  # agent steps per episode (at most; a smaller EnvConfig.max_epi
 
 # -- the two-phase chain ---------------------------------------------------------------------------
 CORRIDOR_LEN, LOCK_LEN, NUM_ACTIONS, NUM_DISTRACTORS = 10, 6, 4, 4
-# Drawn once with np.random.default_rng(14).integers(4, size=16) (14: the issue; corridor
+# Drawn once with np.random.default_rng(14).integers(4, size=16) (14: a fixed seed; corridor
 # first, then lock) and written out,
 # so the task never depends on a numpy version or an env seed.
 CORRIDOR_CODE = (0, 3, 2, 1, 0, 2, 1, 3, 1, 2)  # the forward action of each corridor cell
