@@ -16,7 +16,7 @@ sb3 = pytest.importorskip("stable_baselines3")
 from stable_baselines3.common.utils import LinearSchedule  # noqa: E402
 
 from rlsuite.agents import agent_classes  # noqa: E402
-from rlsuite.agents.dqn import linear_epsilon  # noqa: E402
+from rlsuite.agents.dqn.exploration import linear_epsilon  # noqa: E402
 from rlsuite.bench import dqn_peers, modes  # noqa: E402
 from rlsuite.bench.dqn import TASKS, rlsuite_config, settings  # noqa: E402
 from rlsuite.envs import make as make_env  # noqa: E402

@@ -14,7 +14,7 @@ import torch
 sb3 = pytest.importorskip("stable_baselines3")
 
 from rlsuite.agents import agent_classes  # noqa: E402
-from rlsuite.agents.ppo_parts import value_loss  # noqa: E402
+from rlsuite.agents.ppo.objective import value_loss  # noqa: E402
 from rlsuite.bench import ppo_peers  # noqa: E402
 from rlsuite.bench.ppo import TASKS, rlsuite_config, settings  # noqa: E402
 from rlsuite.envs import make as make_env  # noqa: E402

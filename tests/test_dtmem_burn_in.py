@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from rlsuite.agents.dt import DT, DTConfig
-from rlsuite.agents.dt_sampling import burn_in_memory
+from rlsuite.agents.dt.burn_in import burn_in_memory
 from rlsuite.cli import main
 from rlsuite.data.sequences import SequenceSampler
 from rlsuite.nn.encoders import EncoderConfig

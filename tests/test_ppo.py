@@ -17,7 +17,7 @@ from rlsuite import config, envs
 from rlsuite.agents import agent_classes
 from rlsuite.agents.base import StorageContext, Transition
 from rlsuite.agents.ppo import PPO, PPOConfig
-from rlsuite.agents.ppo_parts import clipped_surrogate, gae, value_loss
+from rlsuite.agents.ppo.objective import clipped_surrogate, gae, value_loss
 from rlsuite.errors import TrainingDiverged
 from rlsuite.nn.encoders import EncoderConfig
 from rlsuite.nn.nap import NaPConfig
@@ -458,7 +458,7 @@ def test_dict_observations_with_lstm_nethack_preset():
 
 
 def test_sample_actions_follow_the_policy():
-    from rlsuite.agents.ppo_parts import sample_actions
+    from rlsuite.agents.ppo.network import sample_actions
 
     logits = torch.log(torch.tensor([[0.2, 0.8, 0.0 + 1e-12], [0.5, 0.25, 0.25]])).repeat(10_000, 1)
     actions = sample_actions(logits, np.random.default_rng(0)).reshape(10_000, 2)

@@ -22,8 +22,8 @@ from rlsuite import config
 
 from rlsuite.run import checkpoint, speed
 from rlsuite.agents import agent_classes
-from rlsuite.agents import dqn as dqn_module
-from rlsuite.agents import ppo as ppo_module
+from rlsuite.agents.dqn import agent as dqn_module
+from rlsuite.agents.ppo import agent as ppo_module
 from rlsuite.agents.base import Transition
 from rlsuite.cli import main
 from rlsuite.envs import make as make_env

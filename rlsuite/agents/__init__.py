@@ -1,4 +1,4 @@
-"""Agents, one file each. `agent_classes(name)` maps a CLI name to (agent class, config class)."""
+"""Agents, one package (or file) each. `agent_classes(name)` maps a CLI name to (agent class, config class)."""
 from __future__ import annotations
 
 import importlib

@@ -156,7 +156,7 @@ def evaluate_checkpoint(target: str | Path, episodes: int, num_envs: int, seed: 
     checkpoint's data, one summary per game); nothing is trained or written here."""
     import re
 
-    from rlsuite.agents.dt import TARGET_PATTERN
+    from rlsuite.agents.dt.config import TARGET_PATTERN
 
     path = checkpoint.find(target)
     data = checkpoint.load(path)

@@ -11,143 +11,44 @@ The agent owns its networks, optimizer and exploration RNG. The training loop (r
 calls `act` every vector step and `train_step` after storing the transitions; `train_step`
 decides how many gradient updates are owed at the configured replay ratio, so vector envs of any
 width keep the same updates-per-env-step as Dopamine.
+
+One job per file beside this one (the package's __init__ lists them): the config, the Q-network,
+the TD loss, the epsilon schedule; DQN inherits its reporting and fine-tuning methods.
 """
 from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
 from rlsuite.run import seeding
 from rlsuite.agents.base import StorageContext, Transition
-from rlsuite.agents.common import SMALL_BATCH, SMALL_NETWORK_PARAMS, _batch_size, example_batch, single_thread_if, to_tensor, zeros_batch  # noqa: F401
+from rlsuite.agents.common import SMALL_BATCH, SMALL_NETWORK_PARAMS, batch_size_of, single_thread_if, to_tensor, zeros_batch
+from rlsuite.agents.dqn.config import DQNConfig
+from rlsuite.agents.dqn.exploration import linear_epsilon
+from rlsuite.agents.dqn.finetune import DQNFineTuning
+from rlsuite.agents.dqn.loss import td_loss, td_targets
+from rlsuite.agents.dqn.network import QNetwork
+from rlsuite.agents.dqn.reporting import DQNReporting
 from rlsuite.config import validate
-from rlsuite.config.fields import choice, ranged
 from rlsuite.errors import TrainingDiverged, UserError, brief_space
-from rlsuite.nn.diagnostics import UpdateProbe, plasticity_report
-from rlsuite.nn.encoders import EncoderConfig, init_layer, make_encoder
-from rlsuite.nn.nap import NaPConfig, NormProjector, insert_norms
-from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
-from rlsuite.nn.schedules import LR_SCHEDULES, lr_factor
-from rlsuite.run.preflight import check_replay_slots
+from rlsuite.nn.diagnostics import UpdateProbe
+from rlsuite.nn.nap import NormProjector
+from rlsuite.nn.pruning import MagnitudePruner
+from rlsuite.nn.schedules import lr_factor
 from rlsuite.run.profiling import PhaseTimer
 from rlsuite.replay import ReplayBuffer
 from rlsuite.retention.terms import retention_loss
 from rlsuite.run.speed import SpeedPlan
 
 
-@dataclass
-class DQNConfig:
-    """DQN hyperparameters (defaults: Dopamine JAX DQN, the GMP paper's Table 2)."""
-
-    gamma: float = ranged(0.99, ge=0, le=1)
-    """Discount factor."""
-    n_step: int = ranged(1, ge=1)
-    """Rewards summed before bootstrapping (Dopamine DQN: 1; Rainbow: 3)."""
-    double: bool = False
-    """Double-DQN targets: the online net picks the next action, the target net values it."""
-    dueling: bool = False
-    """Dueling head: Q = V + A - mean(A)."""
-    loss: str = choice("mse", "mse", "huber")
-    """TD loss: 'mse' (Dopamine JAX default) or 'huber' (Nature DQN, CleanRL's smooth L1)."""
-    lr: float = ranged(6.25e-5, gt=0)
-    """Adam learning rate (the start of the schedule)."""
-    lr_schedule: str = choice("constant", *LR_SCHEDULES)
-    """'constant', 'linear' or 'cosine' decay over the run's gradient updates, from lr to lr * lr_final. NaP removes the implicit decay that weight-norm growth gives, so single-task NaP runs want 'linear' (Lyle et al. 2024, Fig. 4)."""
-    lr_final: float = ranged(0.0, ge=0)
-    """Multiplier of lr reached at the last update by the 'linear' and 'cosine' schedules."""
-    adam_eps: float = ranged(1.5e-4, gt=0)
-    """Adam epsilon (the GMP paper's Table 2; its appendix's 1.5e-5 is a typo)."""
-    batch_size: int = ranged(32, ge=1)
-    """Transitions per gradient update."""
-    learning_starts: int = ranged(20_000, ge=0)
-    """Env steps collected before the first gradient update (Dopamine min_replay_history, CleanRL learning_starts, SB3 learning_starts). Whether epsilon stays at epsilon_start until then is epsilon_decay_start's business."""
-    train_freq: int = ranged(4, ge=1)
-    """Env steps between rounds of gradient updates (Dopamine update_period, SB3 train_freq); a round runs once the step count passes a multiple of train_freq beyond learning_starts."""
-    gradient_steps: int = ranged(1, ge=1)
-    """Gradient updates per round, i.e. every train_freq env steps (SB3 gradient_steps; rl-zoo's CartPole recipe: 128 every 256). Replay ratio = gradient_steps / train_freq."""
-    target_update_period: int = ranged(8_000, ge=1)
-    """Env steps (not gradient updates) between copies of the online net into the target net, as Dopamine (training_steps), CleanRL (global_step) and SB3 (target_update_interval) count it; checked after each vector step's updates."""
-    epsilon_start: float = ranged(1.0, ge=0, le=1)
-    """Exploration epsilon until epsilon_decay_start."""
-    epsilon_end: float = ranged(0.01, ge=0, le=1)
-    """Exploration epsilon after the decay."""
-    epsilon_decay_start: int = ranged(0, ge=0)
-    """Env step at which the linear decay begins: Dopamine holds epsilon = 1 for its min_replay_history (= learning_starts, 20k) and decays after it; CleanRL and SB3 decay from step 0."""
-    epsilon_decay_steps: int = ranged(250_000, ge=0)
-    """Env steps over which epsilon decays linearly, from epsilon_decay_start (Dopamine epsilon_decay_period, CleanRL exploration_fraction x total steps)."""
-    eval_epsilon: float = ranged(0.001, ge=0, le=1)
-    """Epsilon used by evaluation (Dopamine: 0.001)."""
-    max_grad_norm: float = ranged(0.0, ge=0)
-    """Clip the global gradient norm to this value (0 = no clipping; SB3 uses 10)."""
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    """The torso that maps observations to features (see the encoder.* keys)."""
-    gmp: GMPConfig = field(default_factory=GMPConfig)
-    """Gradual magnitude pruning of the online network (Obando-Ceron et al. 2024; see the gmp.* keys)."""
-    nap: NaPConfig = field(default_factory=NaPConfig)
-    """Normalize-and-Project (Lyle et al. 2024): norm layers before every ReLU and weight projection (see the nap.* keys)."""
-
-
-def linear_epsilon(step: int, start: float, end: float, decay_steps: int, decay_start: int = 0) -> float:
-    """`start` until `decay_start`, then linear to `end` over `decay_steps` env steps, then flat.
-    Dopamine's `linearly_decaying_epsilon(decay_period, step, warmup_steps, epsilon)` is the case
-    start = 1, decay_start = warmup_steps; CleanRL's `linear_schedule` the case decay_start = 0."""
-    if decay_steps <= 0:
-        return end if step >= decay_start else start
-    fraction = min(1.0, max(0.0, (step - decay_start) / decay_steps))
-    return start + fraction * (end - start)
-
-
-class QNetwork(nn.Module):
-    """Encoder followed by a linear Q head, or a dueling head."""
-
-    def __init__(self, cfg: DQNConfig, observation_space: spaces.Space, num_actions: int) -> None:
-        super().__init__()
-        self.encoder = make_encoder(cfg.encoder, observation_space)
-        # NaP's norms go in before the heads exist: the encoder ends in the last ReLU.
-        self.norms = insert_norms(self.encoder, example_batch(observation_space), cfg.nap.norm)
-        features = self.encoder.output_dim
-        self.dueling = cfg.dueling
-        if cfg.dueling:
-            self.value = nn.Linear(features, 1)
-            self.advantage = nn.Linear(features, num_actions)
-        else:
-            self.head = nn.Linear(features, num_actions)
-        for head in self.output_layers()[: 2 if cfg.dueling else 1]:
-            init_layer(head, cfg.encoder.init)  # Dopamine's heads are Xavier-uniform too; CleanRL's, PyTorch's
-
-    def output_layers(self) -> list[nn.Module]:
-        """The layers that set the Q-value scale: the head(s) and the norm feeding them.
-        NaP leaves these unprojected unless nap.project_head is set."""
-        heads = [self.value, self.advantage] if self.dueling else [self.head]
-        return heads + self.norms[-1:]
-
-    def forward(self, obs: Any) -> torch.Tensor:
-        features = self.encoder(obs)
-        if not self.dueling:
-            return self.head(features)
-        advantage = self.advantage(features)
-        return self.value(features) + advantage - advantage.mean(dim=1, keepdim=True)
-
-
-def td_loss(q_taken: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None, kind: str) -> torch.Tensor:
-    """Mean element-wise TD loss, importance-weighted when `weights` are given (PER)."""
-    if kind == "mse":
-        elementwise = (q_taken - target).pow(2)
-    else:
-        elementwise = F.smooth_l1_loss(q_taken, target, reduction="none")
-    return (elementwise if weights is None else weights * elementwise).mean()
-
-
-class DQN:
+class DQN(DQNReporting, DQNFineTuning):
     """A DQN agent: `act`, `train_step` / `update`, `state_dict` / `load_state_dict`."""
 
     name = "dqn"
@@ -231,51 +132,6 @@ class DQN:
         if self.projector is not None and self.projector not in self.post_step_hooks:
             self.post_step_hooks.append(self.projector)
 
-    def plan_warnings(self, total_env_steps: int, fresh_replay_every: int = 0) -> list[str]:
-        """What this run, as planned, will not do (one line each; train prints them at the start):
-        no gradient update, no mask update, pruning that stops short of gmp.sparsity, an epsilon
-        schedule that does not finish. `fresh_replay_every`: env steps between replay resets (task
-        sequences with train.reset_replay), each of which pauses updates for learning_starts steps."""
-        c, out = self.cfg, []
-        horizon = min(total_env_steps, fresh_replay_every or total_env_steps)
-        if self.updates_due(horizon) == 0 or horizon <= c.learning_starts:
-            where = f"each task's {horizon:,} steps" if fresh_replay_every else f"{total_env_steps:,} steps"
-            out.append(f"no gradient update will run: {where} do not pass agent.learning_starts={c.learning_starts:,} "
-                       "(the result will be an untrained network)")
-        if self.pruner is not None and not out:  # (with no update at all, nothing else needs saying)
-            reached = self.pruner.planned_final_sparsity()
-            if reached == 0.0:
-                out.append(f"no mask update will run: pruning window = updates {self.pruner.start_update:,}-"
-                           f"{self.pruner.end_update:,} of {self.total_updates:,}, masks every gmp.update_freq="
-                           f"{c.gmp.update_freq:,}; the network stays dense (lower gmp.update_freq or train longer)")
-            elif reached < c.gmp.sparsity - 1e-3:
-                out.append(f"pruning will stop at sparsity {reached:.3f}, not gmp.sparsity={c.gmp.sparsity}: the last "
-                           f"mask update before the window ends is short of it (lower gmp.update_freq or train longer)")
-        decay_end = c.epsilon_decay_start + c.epsilon_decay_steps
-        if decay_end > horizon and c.epsilon_start != c.epsilon_end:
-            end_eps = self.epsilon(horizon)
-            out.append(f"epsilon will still be {end_eps:.3f} at the end (it reaches epsilon_end={c.epsilon_end} "
-                       f"at step {decay_end:,})")
-        return out
-
-    def record_extras(self) -> dict[str, float]:
-        """Values each evaluation record keeps besides the returns: the achieved sparsity of a pruned
-        network (compare flags arms that never reached gmp.sparsity)."""
-        return {"sparsity": self.pruner.report()["sparsity/overall"]} if self.pruner is not None else {}
-
-    def parameter_count(self) -> int:
-        """Parameters of the online Q-network (encoder + head), as printed at the start of a run."""
-        return sum(p.numel() for p in self.online.parameters())
-
-    def diagnostics_on(self, states: Any = None) -> dict[str, float]:
-        """plasticity/ scalars on `states` (none without states), learning rate, and sparsity/."""
-        out = {} if states is None else plasticity_report(self.online, self.online.encoder,
-                                                          to_tensor(states, self.device))
-        out.update(self.probe.last)
-        self.probe.arm()  # the next update measures per-layer grad norm and effective learning rate
-        out["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
-        return {**out, **(self.pruner.report() if self.pruner is not None else {})}
-
     # ------------------------------------------------------------------ the loop's protocol (rlsuite.agents.base)
 
     def begin(self, ctx: StorageContext) -> None:
@@ -313,26 +169,6 @@ class DQN:
         progress = min(1.0, env_step / max(1, total))
         return replay.beta_start + progress * (replay.beta_end - replay.beta_start)
 
-    def scalars(self, env_step: int) -> dict[str, float]:
-        return {"charts/epsilon": self.current_epsilon}
-
-    def status(self, env_step: int) -> str:
-        return f"eps {self.current_epsilon:.3f}"
-
-    def storage_description(self) -> str:
-        gb = self.storage_bytes(self.ctx.cfg, self.ctx.observation_space, self.ctx.frame_stack) / 1e9
-        return f"replay {self.ctx.cfg.replay.capacity:,} transitions ≈ {gb:.2f} GB"
-
-    @staticmethod
-    def storage_bytes(run: Any, observation_space: spaces.Space, frame_stack: int, transitions: int | None = None) -> int:
-        """Memory of the replay buffer holding `transitions` (default: its capacity)."""
-        return ReplayBuffer.projected_bytes(transitions or run.replay.capacity, observation_space, frame_stack)
-
-    @staticmethod
-    def check_storage(run: Any, num_envs: int, frame_stack: int) -> None:
-        """Refuse a replay capacity that leaves an env too few slots (before any env is built)."""
-        check_replay_slots(run.replay.capacity, num_envs, frame_stack, run.agent.n_step)
-
     def save_storage(self, directory: Path) -> bool:
         """With train.save_replay: the replay buffer's contents, for exact resume."""
         if not self.ctx.cfg.train.save_replay:
@@ -349,17 +185,6 @@ class DQN:
         self.buffer.load_state_dict(state)
         return True
 
-    def diagnostics(self, env_step: int = 0) -> dict[str, float]:
-        """plasticity/ (dormant units, srank, norms) on `train.diagnostics_batch` states drawn from
-        the replay on the run's diagnostics stream (srank on a 32-state training batch could never
-        exceed 32; a stream of its own leaves training untouched), and sparsity/ when pruning."""
-        states = None
-        if getattr(self, "buffer", None) is not None and len(self.buffer) > 0:
-            run = self.ctx.cfg
-            states = self.buffer.sample_states(run.train.diagnostics_batch,
-                                               seeding.int_seed(run.train.seed, "diagnostics", env_step))
-        return self.diagnostics_on(states)
-
     # ------------------------------------------------------------------ acting
 
     def epsilon(self, env_step: int) -> float:
@@ -371,7 +196,7 @@ class DQN:
         Draws from `rng` when given (evaluation passes its own stream, so evaluating never moves
         the training exploration stream), else from the agent's exploration stream."""
         rng = self.rng if rng is None else rng
-        batch = _batch_size(obs)
+        batch = batch_size_of(obs)
         actions = rng.integers(self.num_actions, size=batch)
         greedy = rng.random(batch) >= epsilon
         if greedy.any():  # skip the forward pass entirely while acting at random
@@ -426,7 +251,8 @@ class DQN:
         obs = to_tensor(batch.obs, self.device)
         next_obs = to_tensor(batch.next_obs, self.device)
         with torch.no_grad():
-            target = batch.reward + batch.discount * self._next_values(next_obs)
+            target = td_targets(batch.reward, batch.discount, next_obs, self.target_fwd, self.online_fwd,
+                                self.cfg.double)
         q_all = self.online_fwd(obs)
         q_taken = q_all.gather(1, batch.action.view(-1, 1)).squeeze(1)
         loss = td_loss(q_taken, target, batch.weights if prioritized else None, self.cfg.loss)
@@ -469,40 +295,8 @@ class DQN:
         """Forget Adam's moments and step counts (an option at task switches)."""
         self.optimizer.state.clear()
 
-    def _next_values(self, next_obs: Any) -> torch.Tensor:
-        next_q = self.target_fwd(next_obs)
-        if self.cfg.double:
-            best = self.online_fwd(next_obs).argmax(dim=1, keepdim=True)
-            return next_q.gather(1, best).squeeze(1)
-        return next_q.max(dim=1).values
-
     def sync_target(self) -> None:
         self.target.load_state_dict(self.online.state_dict())
-
-    # ------------------------------------------------------------------ fine-tuning (rlsuite.loops.finetune)
-
-    def adopt(self, state: dict[str, Any]) -> None:
-        """Start from a pre-trained agent's `state_dict`: its online network, as online and target."""
-        self.load_exported(state["online"])
-
-    def set_teacher(self, weights: dict[str, torch.Tensor] | None = None) -> None:
-        """Keep a frozen copy of the Q-network as the teacher (weights = `weights`, or the current ones)."""
-        self.teacher = copy.deepcopy(self.online).requires_grad_(False)
-        if weights is not None:
-            self.teacher.load_state_dict(weights)
-
-    def policy_logits(self, obs: Any, teacher: bool = False) -> torch.Tensor:
-        """(B, A) logits Q/temperature of the student (or the teacher): the Q-network read as a policy
-        for distillation (Rusu et al. 2016)."""
-        return (self.teacher if teacher else self.online)(obs) / self.temperature
-
-    def teacher_logits_on(self, batch: dict[str, Any]) -> torch.Tensor:
-        with torch.no_grad():
-            return self.policy_logits(batch["obs"], teacher=True)
-
-    def actor_parameters(self) -> list[nn.Parameter]:
-        """The whole Q-network: it is the policy."""
-        return list(self.online.parameters())
 
     # ------------------------------------------------------------------ state
 
@@ -549,9 +343,3 @@ class DQN:
             term.load_state_dict(term_state)
         if self.memory is not None and state.get("memory") is not None:
             self.memory.load_state_dict(state["memory"])
-
-
-# A forward pass on a handful of observations is too small to split across threads: the
-# OpenMP barrier then waits on a thread that envpool's workers or another process pushed off
-# its core (measured here: a batch-1 Nature CNN forward took 1 ms on one thread, 15-70 ms on
-# two under load). Switching the thread count costs well under a microsecond.

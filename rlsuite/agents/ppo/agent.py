@@ -32,11 +32,13 @@ Departures from CleanRL: the torso is an rlsuite encoder (encoder.init 'orthogon
 layer_init, gain sqrt 2, zero bias, used by ppo-classic and ppo-atari; encoder.activation 'relu' by
 default, 'tanh' as CleanRL's classic-control MLPs and ppo-classic); the heads are orthogonal as CleanRL's
 (policy 0.01, value 1); actions are sampled on the run's `exploration` stream, never torch's global RNG.
+
+One job per file beside this one (the package's __init__ lists them): the config, the
+actor-critic, the objective, the rollout storage; PPO inherits its checkpoint, reporting and
+fine-tuning methods.
 """
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -46,76 +48,26 @@ from torch import nn
 
 from rlsuite.run import seeding
 from rlsuite.agents.base import StorageContext, Transition
-from rlsuite.agents.common import zeros_batch
-from rlsuite.agents.ppo_parts import (ActorCritic, Rollout, batch_size, check_split, clone, copy_obs_row,
-                                      explained_variance, frame_stack_of, gae, learning_rate, map_obs, ppo_objective,
-                                      sample_actions, to_tensor, check_minibatch)
+from rlsuite.agents.common import batch_size_of, zeros_batch
+from rlsuite.agents.ppo.checkpoint import PPOCheckpoint
+from rlsuite.agents.ppo.config import PPOConfig, check_split
+from rlsuite.agents.ppo.finetune import PPOFineTuning
+from rlsuite.agents.ppo.network import ActorCritic, sample_actions
+from rlsuite.agents.ppo.objective import explained_variance, gae, learning_rate, ppo_objective
+from rlsuite.agents.ppo.observations import copy_obs_row, frame_stack_of, map_obs, to_tensor
+from rlsuite.agents.ppo.reporting import PPOReporting
+from rlsuite.agents.ppo.rollout import Rollout
 from rlsuite.config import validate
 from rlsuite.errors import TrainingDiverged, UserError, brief_space
-from rlsuite.config.fields import choice, ranged
-from rlsuite.nn.diagnostics import UpdateProbe, plasticity_report
-from rlsuite.nn.encoders import EncoderConfig
-from rlsuite.nn.nap import NaPConfig, NormProjector
-from rlsuite.nn.pruning import GMPConfig, MagnitudePruner
-from rlsuite.nn.rnd import RNDConfig, RNDNetworks
+from rlsuite.nn.diagnostics import UpdateProbe
+from rlsuite.nn.nap import NormProjector
+from rlsuite.nn.pruning import MagnitudePruner
+from rlsuite.nn.rnd import RNDNetworks
 from rlsuite.retention.terms import actor_trains, retention_loss
 from rlsuite.run.speed import SpeedPlan
 
 
-@dataclass
-class PPOConfig:
-    """PPO hyperparameters (defaults: CleanRL ppo_atari_envpool.py)."""
-
-    num_steps: int = ranged(128, ge=1)
-    """Rollout length per env: vector steps collected between two rounds of updates."""
-    num_minibatches: int = ranged(4, ge=1)
-    """Minibatches per epoch; with core 'lstm' they are groups of whole env sequences, so num_envs must be a multiple."""
-    update_epochs: int = ranged(4, ge=1)
-    """Passes over each rollout."""
-    lr: float = ranged(2.5e-4, gt=0)
-    """Adam learning rate (the start of the annealing)."""
-    anneal_lr: bool = True
-    """Anneal the learning rate linearly to 0 over the run's rollouts (CleanRL's anneal_lr); rollouts whose updates find the actor frozen (finetune.critic_warmup) keep lr, and the anneal runs over the rest."""
-    gamma: float = ranged(0.99, ge=0, le=1)
-    """Discount factor (of the extrinsic return, with RND)."""
-    gae_lambda: float = ranged(0.95, ge=0, le=1)
-    """GAE lambda."""
-    clip_coef: float = ranged(0.1, gt=0)
-    """Clip range eps of the probability ratio (and of the value change with clip_vloss)."""
-    clip_vloss: bool = True
-    """Clip the value loss around the rollout's values (CleanRL's clip_vloss)."""
-    norm_adv: bool = True
-    """Normalise advantages per minibatch (mean 0, std 1)."""
-    ent_coef: float = ranged(0.01, ge=0)
-    """Entropy bonus coefficient."""
-    vf_coef: float = ranged(0.5, ge=0)
-    """Value loss coefficient."""
-    max_grad_norm: float = ranged(0.5, ge=0)
-    """Clip the global gradient norm to this value (0 = no clipping)."""
-    target_kl: float = ranged(0.0, ge=0)
-    """Stop a rollout's epochs early once approx_kl exceeds this, checked after each epoch as CleanRL (0 = off)."""
-    adam_eps: float = ranged(1e-5, gt=0)
-    """Adam epsilon."""
-    eval_sample: bool = False
-    """Evaluation samples actions from the policy instead of taking its most likely action."""
-    shared_trunk: bool = True
-    """One encoder (and LSTM) for actor and critic; false: a separate trunk each."""
-    core: str = choice("none", "none", "lstm")
-    """'lstm': a single-layer LSTM after the encoder (CleanRL ppo_atari_lstm.py); 'none': feed-forward."""
-    lstm_hidden: int = ranged(128, ge=1)
-    """LSTM hidden units (CleanRL ppo_atari_lstm.py: 128)."""
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    """The torso that maps observations to features (see the encoder.* keys)."""
-    gmp: GMPConfig = field(default_factory=GMPConfig)
-    """Gradual magnitude pruning of the actor-critic, counted in gradient updates = rollouts x epochs x minibatches (see the gmp.* keys)."""
-    nap: NaPConfig = field(default_factory=NaPConfig)
-    """Normalize-and-Project (Lyle et al. 2024) on the actor-critic (see the nap.* keys)."""
-    rnd: RNDConfig = field(default_factory=RNDConfig)
-    """Random Network Distillation exploration bonus (Burda et al. 2019; see the rnd.* keys)."""
-    check_run = staticmethod(check_minibatch)  # rules with other sections' keys (config.validate calls it)
-
-
-class PPO:
+class PPO(PPOCheckpoint, PPOReporting, PPOFineTuning):
     """A PPO agent driven by rlsuite.loops.online through the OnlineAgent protocol (rlsuite.agents.base)."""
 
     name = "ppo"
@@ -232,25 +184,7 @@ class PPO:
         train_cfg = getattr(ctx.cfg, "train", None)
         self.diagnostics_batch = getattr(train_cfg, "diagnostics_batch", self.diagnostics_batch)
         self._attach_hooks()
-        self._restore_storage()  # a checkpoint loaded before this phase was (re)entered
-
-    def plan_warnings(self, total_env_steps: int, fresh_storage_every: int = 0) -> list[str]:
-        """What this run, as planned, will not do (one line each)."""
-        c, out = self.cfg, []
-        if self.num_envs is None:
-            return out
-        horizon = min(total_env_steps, fresh_storage_every or total_env_steps)
-        if self.rollouts_due(horizon, self.num_envs) == 0:
-            need = c.num_steps + (c.rnd.obs_norm_init_steps if c.rnd.enabled else 0)
-            out.append(f"no update will run: {horizon:,} env steps over {self.num_envs} envs do not complete a "
-                       f"rollout ({need:,} vector steps incl. RND's normaliser init)")
-        if self.pruner is not None and not out:
-            reached = self.pruner.planned_final_sparsity()
-            if reached < c.gmp.sparsity - 1e-3:
-                out.append(f"pruning will stop at sparsity {reached:.3f}, not gmp.sparsity={c.gmp.sparsity} "
-                           f"(window = updates {self.pruner.start_update:,}-{self.pruner.end_update:,} of "
-                           f"{self.total_updates:,}, masks every gmp.update_freq={c.gmp.update_freq:,})")
-        return out
+        self.restore_storage()  # a checkpoint loaded before this phase was (re)entered
 
     # ------------------------------------------------------------------ acting
 
@@ -258,7 +192,7 @@ class PPO:
         """Actions sampled from the policy (uniform while RND's normaliser initialises)."""
         self._restored = None  # from now on a begin() starts fresh storage
         if self.init_steps_left > 0:
-            return self.rng.integers(self.num_actions, size=batch_size(obs))
+            return self.rng.integers(self.num_actions, size=batch_size_of(obs))
         if self.rollout.pos == 0 and self.state is not None:
             self.rollout.initial_state = self.state.clone()
         obs_t = to_tensor(obs, self.device)
@@ -278,7 +212,7 @@ class PPO:
         """Evaluation actions: the most likely (or, with eval_sample, a sampled) action, uniform with
         probability epsilon; a recurrent policy carries its own evaluation state (`eval_reset`)."""
         rng = self.rng if rng is None else rng
-        n = batch_size(obs)
+        n = batch_size_of(obs)
         if self.online.hidden and (self.eval_state is None or self.eval_state.shape[2] != n):
             self.eval_reset(n)
         with torch.no_grad():
@@ -422,157 +356,6 @@ class PPO:
     def reset_optimizer(self) -> None:
         """Forget Adam's moments and step counts (an option at task switches)."""
         self.optimizer.state.clear()
-
-    # ------------------------------------------------------------------ fine-tuning (rlsuite.loops.finetune)
-
-    def adopt(self, state: dict[str, Any]) -> None:
-        """Start from a pre-trained agent's `state_dict`: its actor-critic and, with RND, its target,
-        predictor and normalisers, so the observation normaliser is not initialised again (the
-        running intrinsic returns restart: these are new envs)."""
-        self.online.load_state_dict(state["online"])
-        if self.rnd is not None and state.get("rnd") is not None:
-            self.rnd.load_state_dict(state["rnd"])
-            self.rnd.int_return, self.init_steps_left = None, 0
-
-    def set_teacher(self, weights: dict[str, torch.Tensor] | None = None) -> None:
-        """Keep a frozen copy of the actor-critic as the teacher pi* (its weights = `weights`, or the
-        current ones); it never trains and travels in `state_dict`."""
-        self.teacher = copy.deepcopy(self.online).requires_grad_(False)
-        if weights is not None:
-            self.teacher.load_state_dict(weights)
-        self.teacher_state = clone(self.state)  # it starts where the student is (zero at a run's start)
-
-    def policy_logits(self, obs: Any, teacher: bool = False) -> torch.Tensor:
-        """(B, A) logits of the student (or the teacher) on single states; a recurrent network starts
-        each from a zero state."""
-        net, n = (self.teacher if teacher else self.online), batch_size(obs)
-        state = net.initial_state(n, self.device)
-        return net(obs, state, None if state is None else torch.ones(1, n, device=self.device))[0]
-
-    def teacher_logits_on(self, batch: dict[str, Any]) -> torch.Tensor:
-        """The teacher's logits on a minibatch's states (sequences replayed from the teacher's own
-        recurrent state at the rollout's start)."""
-        with torch.no_grad():
-            return self.teacher(batch["obs"], batch.get("teacher_state"), batch.get("starts"))[0]
-
-    def actor_parameters(self) -> list[nn.Parameter]:
-        """Everything but the value heads (and a separate critic trunk): what retention acts on."""
-        return [p for name, p in self.online.named_parameters()
-                if not name.startswith(("value.", "value_int.", "critic_trunk."))]
-
-    # ------------------------------------------------------------------ reporting
-
-    def scalars(self, env_step: int) -> dict[str, float]:
-        return {"charts/rollouts": float(self.rollouts_done)}
-
-    def status(self, env_step: int) -> str:
-        if self.init_steps_left > 0:
-            return f"rnd init {self.init_steps_left}"
-        kl = self.last_metrics.get("losses/approx_kl")
-        return "" if kl is None else f"kl {float(kl):.3f}"
-
-    def diagnostics(self, env_step: int) -> dict[str, float]:
-        """plasticity/ on up to train.diagnostics_batch observations of the rollout buffer (drawn on
-        the run's diagnostics stream), the last update's per-layer probe, and sparsity/."""
-        out: dict[str, float] = {}
-        r = self.rollout
-        filled = (r.num_steps if r.complete else r.pos) * r.num_envs if r is not None else 0
-        if filled:
-            rng = seeding.generator(self.seed, "diagnostics", env_step)  # a stream of its own: training is untouched
-            rows = torch.from_numpy(rng.choice(filled, min(filled, self.diagnostics_batch), replace=False))
-            obs = map_obs(lambda v: v.flatten(0, 1)[rows.to(self.device)], r.obs)
-            out.update(plasticity_report(self.online, self.online.actor_trunk.encoder, obs))
-        out.update(self.probe.last)
-        self.probe.arm()
-        out["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
-        return {**out, **(self.pruner.report() if self.pruner is not None else {})}
-
-    def record_extras(self) -> dict[str, float]:
-        return {"sparsity": self.pruner.report()["sparsity/overall"]} if self.pruner is not None else {}
-
-    def storage_description(self) -> str:
-        c = self.cfg
-        return f"rollout {c.num_steps} x {self.num_envs} steps" + (" + RND" if c.rnd.enabled else "")
-
-    @staticmethod
-    def check_storage(run: Any, num_envs: int, frame_stack: int) -> None:
-        """Refuse minibatch splits that do not divide the rollout (before any env is built)."""
-        check_split(run.agent, num_envs)
-
-    def parameter_count(self) -> int:
-        """Parameters of the actor-critic (RND's networks not included)."""
-        return sum(p.numel() for p in self.online.parameters())
-
-    # ------------------------------------------------------------------ state
-
-    def state_dict(self) -> dict[str, Any]:
-        """Weights, optimizer, counters, RNG streams, hook states, the partial rollout, the LSTM
-        states and RND's normalisers: enough to resume mid-rollout exactly (between observe and step)."""
-        return {
-            "online": self.online.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": self.rng.bit_generator.state,
-            "batch_rng": self.batch_rng.bit_generator.state,
-            "counters": {"rollouts_done": self.rollouts_done, "num_updates": self.num_updates,
-                         "init_steps_left": self.init_steps_left, "warmup_rollouts": self.warmup_rollouts},
-            "constraints": [hook.state_dict() for hook in self.post_step_hooks],
-            "rollout": None if self.rollout is None else self.rollout.state_dict(),
-            "lstm": {"state": clone(self.state), "next_start": clone(self.next_start)},
-            "rnd": None if self.rnd is None else self.rnd.state_dict(),  # networks and normalisers
-            "last_metrics": dict(self.last_metrics),
-            "teacher": None if self.teacher is None else {
-                "weights": self.teacher.state_dict(), "state": clone(self.teacher_state),
-                "initial": clone(self.teacher_initial)},
-            "retention": [term.state_dict() for term in self.retention],
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore `state_dict`; storage and hook states only where `begin` / `plan` built them
-        (a policy loaded for evaluation needs the weights alone)."""
-        self.online.load_state_dict(state["online"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.rng.bit_generator.state = state["rng"]
-        self.batch_rng.bit_generator.state = state["batch_rng"]
-        counters = state["counters"]
-        self.rollouts_done, self.num_updates, self.init_steps_left, self.warmup_rollouts = (
-            counters["rollouts_done"], counters["num_updates"], counters["init_steps_left"],
-            counters.get("warmup_rollouts", 0))
-        for hook, hook_state in zip(self.post_step_hooks, state.get("constraints", [])):
-            hook.load_state_dict(hook_state)
-        self._restored = {"rollout": state["rollout"], **state["lstm"]}  # until the next step()
-        self._restore_storage()
-        if self.rnd is not None and state["rnd"] is not None:
-            self.rnd.load_state_dict(state["rnd"])
-        self.last_metrics = dict(state.get("last_metrics", {}))
-        if state.get("teacher") is not None:
-            self.set_teacher(state["teacher"]["weights"])
-            self.teacher_state, self.teacher_initial = clone(state["teacher"]["state"]), clone(state["teacher"]["initial"])
-        for term, term_state in zip(self.retention, state.get("retention", [])):
-            term.load_state_dict(term_state)
-
-    def _restore_storage(self) -> None:
-        """Put a loaded rollout and LSTM states into the storage, whether `begin` ran before the
-        load or runs after it (a task-sequence resume re-enters its phase)."""
-        saved, r = self._restored, self.rollout
-        if saved is None or r is None or saved["rollout"] is None or saved["next_start"].shape[0] != r.num_envs:
-            return
-        r.load_state_dict(saved["rollout"])
-        self.state, self.next_start, self._pending = clone(saved["state"]), clone(saved["next_start"]), None
-
-    def acting_network(self) -> nn.Module:
-        """The network that chooses actions (what export packs and eval reports sparsity of)."""
-        return self.online
-
-    def load_exported(self, weights: dict[str, torch.Tensor]) -> None:
-        self.online.load_state_dict(weights)
-
-    def save_storage(self, directory: Any) -> bool:
-        return False  # the rollout is small: it travels in state_dict
-
-    def load_storage(self, directory: Any) -> bool:
-        """Nothing bulky to read: the rollout in progress came back with load_state_dict, so the
-        resume is exact (True)."""
-        return True
 
 
 def _rows(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
