@@ -1,4 +1,4 @@
-"""DT-Mem's training burn-in (rlsuite.data.sequences burn-in stretches, rlsuite.agents.dt_sampling
+"""DT-Mem's training burn-in (rlsuite.data.sequences burn-in stretches, rlsuite.agents.dt.burn_in
 .burn_in_memory): the memory a training window starts from has absorbed earlier steps of its own
 episode, as evaluation's carried memory has.
 

@@ -18,7 +18,7 @@ likely as another, whatever its size).
 Burn-in (DT-Mem, `burn_in` > 0): each window also gets a stretch of the steps just before it in
 its own episode (`SequenceBatch.burn_in`), of a length drawn uniformly from 0 to min(burn_in, the
 steps its episode has before the start), with the same generator, after the starts. A model with
-a working memory writes it before the window (rlsuite.agents.dt_sampling). Without a burn-in
+a working memory writes it before the window (rlsuite.agents.dt.burn_in). Without a burn-in
 nothing extra is drawn, so a plain DT's stream of batches is unchanged.
 
 Data-parallel training draws the same global batch on every rank from the one `generator` and

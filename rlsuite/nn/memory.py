@@ -20,7 +20,7 @@ write nothing. The state after a window is the memory an evaluation carries to t
 the same episode; `initial_state` starts an episode. Carrying the state step by step gives
 exactly the memory recomputed over the whole prefix (tested).
 
-Training with `burn_in` > 0 (rlsuite.agents.dt_sampling.burn_in_memory) writes a random-length
+Training with `burn_in` > 0 (rlsuite.agents.dt.burn_in.burn_in_memory) writes a random-length
 stretch of the episode's steps before each window into the memory, without gradient, so training
 windows start from memories that have absorbed earlier steps, as evaluation's do.
 
