@@ -44,24 +44,14 @@ def cartpole_datasets(tmp_path_factory):
     """Two real CartPole-v1 datasets for the offline tests, collected once from the committed PPO
     teacher (tests/data/ppo-cartpole-60k.pt): `expert` (2 greedy episodes) and `noisy` (4 episodes
     at epsilon 0.5), with the manifest rlsuite collect writes. Returns their parent directory."""
-    import dataclasses
+    import sys
     from pathlib import Path
 
-    import numpy as np
-
-    from rlsuite.data import collect
-    from rlsuite.trained.policy import load_policy
+    sys.path.insert(0, str(Path(__file__).parent / "data"))
+    from agent_reference import collect_cartpole_data  # the same recipe the agent references record
 
     root = tmp_path_factory.mktemp("cartpole-data")
-    policy = load_policy(Path(__file__).parent / "data" / "ppo-cartpole-60k.pt", num_envs=2)
-    manifest = {"env_id": "CartPole-v1", "env": dataclasses.asdict(policy.cfg.env)}
-    try:
-        collect(policy.agent, policy.env, root / "expert", episodes=2, rng=np.random.default_rng(0), seed=1,
-                manifest=manifest)
-        collect(policy.agent, policy.env, root / "noisy", episodes=4, epsilon=0.5, rng=np.random.default_rng(1),
-                seed=2, manifest=manifest)
-    finally:
-        policy.env.close()
+    collect_cartpole_data(root)
     return root
 
 

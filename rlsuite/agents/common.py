@@ -79,6 +79,16 @@ def gradient_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: 
     return grad_norm
 
 
+def after_optimizer_step(agent: Any) -> None:
+    """What follows every optimizer step of an online agent (DQN, PPO), in this order: its
+    weight-space hooks (GMP masks, NaP's projection), the plasticity probe when armed, the count."""
+    for hook in agent.post_step_hooks:
+        hook(agent)
+    if agent.probe.armed:
+        agent.probe.after_update()
+    agent.num_updates += 1
+
+
 def policy_actions(logits: torch.Tensor, sample: bool, epsilon: float, rng: np.random.Generator) -> np.ndarray:
     """Evaluation actions (B,) int64 from action logits (B, A): sampled from their softmax or the
     most likely, then uniformly random with probability `epsilon`, all drawn from `rng`."""

@@ -29,7 +29,8 @@ from torch import nn
 
 from rlsuite.run import seeding
 from rlsuite.agents.base import StorageContext, Transition
-from rlsuite.agents.common import SMALL_BATCH, SMALL_NETWORK_PARAMS, batch_size_of, single_thread_if, to_tensor, zeros_batch
+from rlsuite.agents.common import (SMALL_BATCH, SMALL_NETWORK_PARAMS, after_optimizer_step, batch_size_of,
+                                    single_thread_if, to_tensor, zeros_batch)
 from rlsuite.agents.dqn.config import DQNConfig
 from rlsuite.agents.dqn.exploration import linear_epsilon
 from rlsuite.agents.dqn.finetune import DQNFineTuning
@@ -274,11 +275,7 @@ class DQN(DQNReporting, DQNFineTuning):
             nn.utils.clip_grad_norm_(self.online.parameters(), self.cfg.max_grad_norm, foreach=True)
         self._set_learning_rate()
         self.optimizer.step()
-        for hook in self.post_step_hooks:
-            hook(self)
-        if self.probe.armed:
-            self.probe.after_update()
-        self.num_updates += 1
+        after_optimizer_step(self)
         if prioritized:
             buffer.update_priorities(batch.indices, (q_taken - target).detach().abs())
         return {"losses/td": loss.detach(), "losses/q_values": q_taken.detach().mean(), **extra_metrics}

@@ -48,7 +48,7 @@ from torch import nn
 
 from rlsuite.run import seeding
 from rlsuite.agents.base import StorageContext, Transition
-from rlsuite.agents.common import batch_size_of, zeros_batch
+from rlsuite.agents.common import after_optimizer_step, batch_size_of, zeros_batch
 from rlsuite.agents.ppo.checkpoint import PPOCheckpoint
 from rlsuite.agents.ppo.config import PPOConfig, check_split
 from rlsuite.agents.ppo.finetune import PPOFineTuning
@@ -346,11 +346,7 @@ class PPO(PPOCheckpoint, PPOReporting, PPOFineTuning):
         if c.max_grad_norm > 0:
             nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], c.max_grad_norm)
         self.optimizer.step()
-        for hook in self.post_step_hooks:
-            hook(self)
-        if self.probe.armed:
-            self.probe.after_update()
-        self.num_updates += 1
+        after_optimizer_step(self)
         return out
 
     def reset_optimizer(self) -> None:
