@@ -13,8 +13,8 @@ from rlsuite.nn.encoders import (
     NetHackEncoder,
     auto_kind,
     make_encoder,
-    normalize_blstats,
 )
+from rlsuite.nn.nethack import normalize_blstats
 
 ATARI = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
 MINATAR = gym.spaces.Box(0, 1, (4, 10, 10), bool)
@@ -209,7 +209,7 @@ SAME_CASES = [
 
 @pytest.mark.parametrize("kernel,stride,h,hpad,w,wpad", SAME_CASES)
 def test_same_padding_equals_a_hand_padded_valid_conv(kernel, stride, h, hpad, w, wpad) -> None:
-    from rlsuite.nn.encoders import SamePad2d, same_pads
+    from rlsuite.nn.conv import SamePad2d, same_pads
 
     assert same_pads(h, kernel, stride) == hpad and same_pads(w, kernel, stride) == wpad
     torch.manual_seed(0)
@@ -225,7 +225,7 @@ def test_same_padding_equals_a_hand_padded_valid_conv(kernel, stride, h, hpad, w
 def test_impala_pool_is_flax_same_max_pool(size: int, pads: tuple[int, int]) -> None:
     """3x3 stride-2 max-pool, Flax 'SAME': -inf padding, the odd pixel after (PyTorch's padding=1
     would put one on each side and shift the windows on even sizes)."""
-    from rlsuite.nn.encoders import MaxPool2dSame
+    from rlsuite.nn.conv import MaxPool2dSame
 
     x = torch.randn(2, 3, size, size)
     want = torch.nn.functional.max_pool2d(torch.nn.functional.pad(x, pads * 2, value=float("-inf")), 3, 2)

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from rlsuite.nn.encoders import STREAM_ATTR
+from rlsuite.nn.conv import STREAM_ATTR
 
 
 def parameter_norm(model: nn.Module) -> float:
@@ -61,7 +61,7 @@ def relu_layers(network: nn.Module, forward: Callable[[Any], Any], obs: Any) -> 
       twice) carries no unit identity, so each call is its own layer;
     - except a call whose input is the same tensor as an earlier ReLU call's input or output:
       those are the same units, counted once (skipped);
-    - ReLUs tagged with the same residual stream (`rlsuite.nn.encoders.ResidualStream`, the
+    - ReLUs tagged with the same residual stream (`rlsuite.nn.conv.ResidualStream`, the
       Impala encoder's pre-block ReLUs and its final ReLU) read the same C channels at several
       depths: they form one layer, their outputs concatenated along the batch axis (so a unit's
       score is its mean |activation| over the batch and every place the stream is read).

@@ -24,7 +24,7 @@ of one-hot, which keeps their first layers small. At the defaults (NetHackScore'
 encoder has 2.45M parameters, the screen's FC (3840 -> 256) about 1M of them.
 
 Module conventions are those of `rlsuite.nn.encoders`: plain Conv2d/Linear kernels (GMP) and
-ReLU modules (NaP); the residual blocks are that module's `ResidualBlock`.
+ReLU modules (NaP); the residual blocks are rlsuite.nn.conv's `ResidualBlock`.
 """
 from __future__ import annotations
 
@@ -36,21 +36,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlsuite.nn.encoders import (
-    STREAM_ATTR,
-    EncoderConfig,
-    ResidualBlock,
-    ResidualStream,
-    _dense_units,
-    _flat_dim,
-    init_layer,
-    normalize_blstats,
-)
+from rlsuite.nn.conv import STREAM_ATTR, ResidualBlock, ResidualStream, flat_dim
+from rlsuite.nn.encoder_config import EncoderConfig, dense_units
+from rlsuite.nn.init import init_layer
 
 OBS_KEYS = ("tty_chars", "tty_colors", "tty_cursor", "blstats", "message", "prev_action")
 """Observation keys the encoder reads (`NetHackGame` provides all of them)."""
 MAP_ROWS = slice(1, 22)  # terminal rows 1..21: the dungeon map; row 0 is the message line
 STATUS_ROWS = slice(22, 24)  # the two bottom status lines
+
+
+def normalize_blstats(b: torch.Tensor) -> torch.Tensor:
+    """sign(x) * log1p(|x|) on the 27 bottom-line stats.
+
+    The fields span wildly different, unbounded ranges (score and turn counter in the 10^4-10^5s,
+    gold, HP up to hundreds, AC can be negative, flags 0/1). A fixed per-field scale would need
+    constants tied to NLE's field order and still saturate on long games; the signed log keeps
+    every field O(1..12), preserves order and sign, and needs no statistics.
+    """
+    b = b.float()
+    return torch.sign(b) * torch.log1p(b.abs())
 
 
 def egocentric_crop(tty: torch.Tensor, cursor: torch.Tensor, size: int, pad: int = 0) -> torch.Tensor:
@@ -109,7 +114,7 @@ class NetHackEncoder(nn.Module):
         self.crop = cfg.nethack_crop
         k, e = cfg.width, cfg.nethack_char_dim + cfg.nethack_color_dim
         channels = [e] + [c * k for c in cfg.nethack_screen_channels]
-        hidden = _dense_units(cfg, cfg.nethack_hidden)
+        hidden = dense_units(cfg, cfg.nethack_hidden)
         self.char_emb = nn.Embedding(256, cfg.nethack_char_dim)  # shared by screen, crop and text lines
         self.color_emb = nn.Embedding(n_colors, cfg.nethack_color_dim)
 
@@ -118,7 +123,7 @@ class NetHackEncoder(nn.Module):
         setattr(final, STREAM_ATTR, getattr(stages[-1][1].body[0], STREAM_ATTR))
         self.screen = nn.Sequential(*stages, final, nn.Flatten())
         map_rows = len(range(rows)[MAP_ROWS])
-        self.screen_fc = nn.Sequential(nn.Linear(_flat_dim(self.screen, (e, map_rows, cols)), hidden), nn.ReLU())
+        self.screen_fc = nn.Sequential(nn.Linear(flat_dim(self.screen, (e, map_rows, cols)), hidden), nn.ReLU())
 
         crop_ch = channels[1]
         self.crop_net = nn.Sequential(
