@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from rlsuite.data.format import FORMAT, MANIFEST, STEP_ARRAYS, VERSION, Obs, _obs_files, space_from_json
+from rlsuite.data.format import FORMAT, MANIFEST, STEP_ARRAYS, VERSION, Obs, obs_files, space_from_json
 from rlsuite.errors import UserError
 
 
@@ -69,7 +69,7 @@ class Dataset:
 
     def _gather(self, prefix: str, chunks: np.ndarray, rows: np.ndarray) -> Obs:
         out: dict[str | None, np.ndarray] = {}
-        for key, file in _obs_files(prefix, self.keys).items():
+        for key, file in obs_files(prefix, self.keys).items():
             space = self.observation_space if key is None else self.observation_space[key]
             result = np.empty((len(rows), *space.shape), space.dtype)
             for c in np.unique(chunks):

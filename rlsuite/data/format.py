@@ -104,24 +104,27 @@ def space_from_json(spec: dict[str, Any]) -> gym.Space:
     raise ValueError(f"unknown space type {kind!r}")
 
 
-def _obs_keys(space: gym.Space) -> list[str] | None:
+def obs_keys(space: gym.Space) -> list[str] | None:
+    """The keys of a dict observation space, stored one file each; None for an array space."""
     return list(space.spaces) if isinstance(space, gym.spaces.Dict) else None
 
 
-def _obs_files(prefix: str, keys: list[str] | None) -> dict[str | None, str]:
+def obs_files(prefix: str, keys: list[str] | None) -> dict[str | None, str]:
     """{key: file name} for an observation set ('obs' or 'final_obs'); key None for array obs."""
     if keys is None:
         return {None: f"{prefix}.npy"}
     return {k: f"{prefix}.{k}.npy" for k in keys}
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """`value` as plain JSON data: numpy arrays and scalars to lists and numbers, paths to strings,
+    non-finite floats to None (JSON has no NaN)."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, Path):
@@ -131,7 +134,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _slice(value: Any, a: int, b: int) -> Any:
+def slice_rows(value: Any, a: int, b: int) -> Any:
     """Rows a:b of an array, or of every array of a dict."""
     if isinstance(value, dict):
         return {k: v[a:b] for k, v in value.items()}

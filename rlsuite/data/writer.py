@@ -12,8 +12,8 @@ import numpy as np
 
 from rlsuite.errors import UserError
 
-from rlsuite.data.format import (DEFAULT_CHUNK_SIZE, FORMAT, MANIFEST, STEP_ARRAYS, VERSION, Obs, _jsonable, _obs_files,
-                                 _obs_keys, _slice, space_to_json)
+from rlsuite.data.format import (DEFAULT_CHUNK_SIZE, FORMAT, MANIFEST, STEP_ARRAYS, VERSION, Obs, jsonable, obs_files,
+                                 obs_keys, slice_rows, space_to_json)
 
 
 class DatasetWriter:
@@ -34,7 +34,7 @@ class DatasetWriter:
             raise UserError(f"dataset output {self.path} is {what}; choose a new directory")
         self.path.mkdir(parents=True, exist_ok=True)
         self.observation_space, self.action_space = observation_space, action_space
-        self.keys = _obs_keys(observation_space)
+        self.keys = obs_keys(observation_space)
         self.user_manifest = dict(manifest or {})
         self.chunk_size = int(chunk_size)
         self._envs: dict[int, list[tuple]] = {}  # env -> [(obs row, action, reward, term, trunc)]
@@ -128,7 +128,7 @@ class DatasetWriter:
         else:
             table = np.zeros(0, dtype=self._episode_dtype())
         np.save(self.path / "episodes.npy", table)
-        manifest = {**_jsonable(self.user_manifest), **self._format_manifest(table)}
+        manifest = {**jsonable(self.user_manifest), **self._format_manifest(table)}
         from rlsuite.run.checkpoint import atomic_write_bytes
 
         data = (json.dumps(manifest, indent=1, allow_nan=False) + "\n").encode()
@@ -187,12 +187,12 @@ class DatasetWriter:
                 ep = self._pending[0]
                 m = len(ep["actions"])
                 take = min(m, n - taken)
-                parts.append({k: _slice(v, 0, take) for k, v in ep.items() if k != "final_obs"})
+                parts.append({k: slice_rows(v, 0, take) for k, v in ep.items() if k != "final_obs"})
                 if take == m:  # the episode's last step is in this chunk: so is its final obs
                     finals.append((self._written + taken + m - 1, ep["final_obs"]))
                     self._pending.pop(0)
                 else:
-                    self._pending[0] = {k: (v if k == "final_obs" else _slice(v, take, m)) for k, v in ep.items()}
+                    self._pending[0] = {k: (v if k == "final_obs" else slice_rows(v, take, m)) for k, v in ep.items()}
                 taken += take
             self._write_chunk(parts, finals)
             self._pending_steps -= n
@@ -202,12 +202,12 @@ class DatasetWriter:
         name = f"chunk_{len(self._chunks):05d}"
         folder = self.path / name
         folder.mkdir()
-        for key, file in _obs_files("obs", self.keys).items():
+        for key, file in obs_files("obs", self.keys).items():
             np.save(folder / file, np.concatenate([p["obs"] if key is None else p["obs"][key] for p in parts]))
         for array, dtype in STEP_ARRAYS.items():
             np.save(folder / f"{array}.npy", np.concatenate([p[array] for p in parts]).astype(dtype, copy=False))
         rows = [f for _, f in finals]
-        for key, file in _obs_files("final_obs", self.keys).items():
+        for key, file in obs_files("final_obs", self.keys).items():
             space = self.observation_space if key is None else self.observation_space[key]
             values = [r if key is None else r[key] for r in rows]
             stacked = np.stack(values) if values else np.zeros((0, *space.shape), space.dtype)

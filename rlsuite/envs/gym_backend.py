@@ -17,7 +17,7 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
-from rlsuite.envs.vector import Obs, RawStep, VecEnv, _alloc
+from rlsuite.envs.vector import Obs, RawStep, VecEnv, alloc
 
 GameFactory = Callable[[], gym.Env]
 
@@ -40,7 +40,7 @@ class _GameVec(VecEnv):
         frame_space = probe.observation_space
         n = num_envs
         self._raw = RawStep(
-            frames=_alloc(frame_space, n), final_frames=_alloc(frame_space, n),
+            frames=alloc(frame_space, n), final_frames=alloc(frame_space, n),
             reward=np.zeros(n, np.float64), terminated=np.zeros(n, bool), truncated=np.zeros(n, bool),
             game_over=np.zeros(n, bool), metrics={k: np.zeros(n, np.int64) for k in self.metric_keys},
         )

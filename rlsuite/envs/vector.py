@@ -73,7 +73,8 @@ def private_rng(seed: int, purpose: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(zlib.crc32(purpose.encode()),)))
 
 
-def _alloc(space: gym.Space, n: int) -> Obs:
+def alloc(space: gym.Space, n: int) -> Obs:
+    """Zeroed buffers for `n` observations of `space` (one array per key of a dict space)."""
     if isinstance(space, gym.spaces.Dict):
         return {k: np.zeros((n, *s.shape), s.dtype) for k, s in space.spaces.items()}
     return np.zeros((n, *space.shape), space.dtype)
@@ -94,8 +95,8 @@ class _Out:
     """One set of output arrays (two of them alternate)."""
 
     def __init__(self, space: gym.Space, n: int, metric_keys: list[str]) -> None:
-        self.obs = _alloc(space, n)
-        self.final_obs = _alloc(space, n)
+        self.obs = alloc(space, n)
+        self.final_obs = alloc(space, n)
         self.reward = np.zeros(n, np.float32)
         self.terminated = np.zeros(n, bool)
         self.truncated = np.zeros(n, bool)
