@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from rlsuite.cli import main
-from rlsuite.analysis.compare import load_run
+from rlsuite.analysis.runs import load_run
 from rlsuite.analysis.continual import (build_reference, bootstrap_ci, curve_mean, group_metrics, load_sequence,
                                run_metrics, task_mean)
 from rlsuite.errors import UserError

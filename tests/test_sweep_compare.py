@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from rlsuite.cli import main
-from rlsuite.analysis.compare import load_run
+from rlsuite.analysis.runs import load_run
 from rlsuite.launch.sweep import arm_name, parse_grid
 from tests.conftest import TINY
 
@@ -92,7 +92,7 @@ def test_env_step_axis_reads_50k_and_1_5M():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rlsuite.analysis.compare import label_env_steps
+    from rlsuite.analysis.figures import label_env_steps
 
     fig, ax = plt.subplots()
     label_env_steps(ax)
@@ -182,7 +182,7 @@ def trained(tmp_path):
 
 
 def test_training_score_is_the_last_iterations_mean(trained, capsys):
-    from rlsuite.analysis.compare import training_curve
+    from rlsuite.analysis.training_score import training_curve
 
     s1 = load_run(trained / "r" / "s1")
     # per iteration: (1+3)/2, (5+7)/2, (10+20)/2; a game at 100 or 200 ends the iteration it closes

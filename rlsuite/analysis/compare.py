@@ -21,236 +21,27 @@ Per group: IQM, mean and median over runs x tasks with stratified-bootstrap 95% 
 percentile-bootstrap band. Task-sequence runs (config `train.tasks`) get continual-learning metrics
 instead, relative to `--reference` fresh single-task runs: see rlsuite/analysis/continual.py. Fine-tuning
 runs (any run with a far.jsonl) get knowledge-retention metrics per method: see rlsuite/analysis/compare_finetune.py.
+
+This module is the single-task report and the dispatch between the three; what they share is in
+rlsuite.analysis.runs (reading and grouping runs), scalars (TensorBoard tags), training_score
+(`--score train`) and figures.
 """
 from __future__ import annotations
 
-import functools
-import json
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from rlsuite.config import read_toml
-from rlsuite.envs.config import ATARI, resolve_env_id
+from rlsuite.analysis.compare_finetune import finetune_report, is_finetune_comparison
+from rlsuite.analysis.continual import continual_report
+from rlsuite.analysis.figures import label_env_steps, save_png
+from rlsuite.analysis.runs import Run, check_group_by, find_runs, group_runs, human_game
+from rlsuite.analysis.scalars import check_tags, scalars_table
+from rlsuite.analysis.training_score import use_training_score
 from rlsuite.errors import UserError
-from rlsuite.run.evaluate import atari_game_name, human_normalized
+from rlsuite.run.evaluate import human_normalized
 
 SCORES = ("eval", "train")
-TRAIN_RETURN_TAG = "charts/episodic_return"  # one point per finished training game (rlsuite/run/monitor.py)
-
-
-@dataclass
-class Run:
-    path: Path
-    config: dict[str, Any]
-    task: str  # canonical "family:game", see `canonical_task`
-    evals: list[dict[str, Any]]
-    curve: list[tuple[int, float]] = field(default_factory=list)
-    """(env step, score) of the score being compared: the eval returns unless `use_training_score`."""
-
-    @property
-    def final(self) -> float:
-        """The last evaluation's mean return (what continual metrics and `--score eval` use)."""
-        return float(self.evals[-1]["mean"])
-
-    @property
-    def score(self) -> float:
-        return float(self.curve[-1][1])
-
-
-@functools.lru_cache(maxsize=None)  # called per eval record; an unknown id costs a close-match search
-def canonical_task(env_id: Any) -> str:
-    """The task 'family:game' of an env id in any spelling, so runs on one game are one task however
-    the id was typed; an id this version cannot resolve (an env it no longer knows) is kept as typed."""
-    try:
-        family, game = resolve_env_id(str(env_id))
-    except UserError:
-        return str(env_id)
-    return f"{family}:{game}"
-
-
-def human_game(task: str) -> str | None:
-    """The human-score table's game for a canonical task; None unless it is an Atari game in the table."""
-    family, _, game = task.partition(":")
-    return atari_game_name(game) if family == ATARI else None
-
-
-def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for key, value in table.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def load_run(path: Path) -> Run:
-    if not (path / "config.toml").is_file():
-        raise UserError(f"{path} is not a run directory (no config.toml)")
-    evals = [json.loads(line) for line in (path / "eval.jsonl").read_text().splitlines()
-             if line.strip()] if (path / "eval.jsonl").is_file() else []
-    evals = [e for e in evals if e.get("source") != "rlsuite eval"]  # training evaluations only
-    if not evals:
-        raise UserError(f"{path} has no evaluation yet (eval.jsonl is empty)")
-    config = {**_defaults(str(read_toml(path / "config.toml").get("algo"))), **_flatten(read_toml(path / "config.toml"))}
-    if not config.get("finetune.parent"):  # the [finetune] section is inert outside fine-tuning runs
-        config = {k: v for k, v in config.items() if not k.startswith("finetune.")}
-    if not config.get("offline.datasets"):  # likewise [offline] outside offline (dt) runs
-        config = {k: v for k, v in config.items() if not k.startswith("offline.")}
-    curve = [(int(e["step"]), float(e["mean"])) for e in evals]
-    return Run(path, config, canonical_task(config.get("env.id")), evals, curve)
-
-
-@functools.lru_cache(maxsize=None)
-def _defaults(algo: str) -> dict[str, Any]:
-    """Today's defaults for a config, flattened: a run written before a key existed ran with the
-    behaviour that key's default keeps, so it still groups with runs that state the default."""
-    from rlsuite.config import empty_run_config, to_dict
-
-    try:
-        return _flatten(to_dict(empty_run_config(algo)))
-    except UserError:  # an agent this version does not know: compare it on what it states
-        return {}
-
-
-def find_runs(paths: list[str]) -> list[Run]:
-    """Run directories given directly, or found below the given folders (e.g. a sweep)."""
-    dirs: list[Path] = []
-    for p in map(Path, paths):
-        if (p / "config.toml").is_file():
-            dirs.append(p)
-        elif p.is_dir():
-            dirs.extend(sorted(c.parent for c in p.rglob("config.toml")))
-        else:
-            raise UserError(f"no such run directory: {p}")
-    if not dirs:
-        raise UserError(f"no runs found in {', '.join(paths)}")
-    if len(dirs) > 1:  # a sweep still running: compare the finished runs, say what was left out
-        waiting = [d for d in dirs if not _finished(d)]
-        if waiting and len(waiting) < len(dirs):
-            print(f"note: {len(waiting)} run(s) have not finished and are left out "
-                  f"(e.g. {waiting[0]})", file=sys.stderr)
-            dirs = [d for d in dirs if d not in waiting]
-    return [load_run(d) for d in dirs]
-
-
-def _finished(path: Path) -> bool:
-    """Has the run evaluated at its last step? (Its final score is that evaluation.)"""
-    jsonl = path / "eval.jsonl"
-    if not jsonl.is_file():
-        return False
-    steps = [json.loads(line).get("step", 0) for line in jsonl.read_text().splitlines() if line.strip()]
-    total = read_toml(path / "config.toml").get("train", {}).get("total_steps", 0)
-    return bool(steps) and max(steps) >= total
-
-
-# Keys that never define a group: the seed, and bookkeeping that does not change what is learned.
-IGNORED = {"train.seed", "presets", "env.id", "train.progress", "train.torch_threads", "train.device",
-           "train.checkpoint_every", "train.keep_checkpoints", "train.save_replay", "train.log_every",
-           "train.eval_num_envs"}
-
-
-def group_runs(runs: list[Run], group_by: list[str] | None = None) -> dict[str, list[Run]]:
-    """Label each run by the config keys that tell the groups apart (or by `group_by`). Only keys
-    every run has count, so runs from older versions with fewer keys still group sensibly."""
-    shared = set.intersection(*[set(r.config) for r in runs]) - IGNORED
-    keys = group_by or sorted(k for k in shared if len({str(r.config[k]) for r in runs}) > 1)
-    groups: dict[str, list[Run]] = {}
-    for run in runs:
-        label = ",".join(f"{k.split('.')[-1]}={run.config.get(k)}" for k in keys) or "all"
-        groups.setdefault(label, []).append(run)
-    return groups
-
-
-def _close(name: str, known: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    return f"; did you mean {', '.join(close)}?" if close else ""
-
-
-def check_group_by(runs: list[Run], group_by: list[str] | None) -> None:
-    """Refuse a --group-by key no run's config has (it would group every run as 'None')."""
-    known = sorted(set().union(*[set(r.config) for r in runs]))
-    for key in group_by or []:
-        if key not in known:
-            raise UserError(f"--group-by {key!r}: no run's config has this key{_close(key, known)} "
-                            "(keys are section.name as in config.toml, e.g. agent.lr)")
-
-
-def check_tags(runs: list[Run], tags: list[str]) -> None:
-    """Refuse a --tags tag no run has logged, naming the logged tags closest to it."""
-    logged = sorted(set().union(*[set(_events(r).Tags()["scalars"]) for r in runs]))
-    for tag in tags:
-        if tag not in logged:
-            hint = _close(tag, logged) or (f"; logged tags include {', '.join(logged[:8])}" if logged
-                                           else "; these runs logged no TensorBoard scalars")
-            raise UserError(f"--tags {tag!r}: no run logged this TensorBoard tag{hint}")
-
-
-# ----------------------------------------------------------------------------- the training score
-
-
-def _events(run: Run) -> Any:
-    """Every scalar the run logged to TensorBoard (size_guidance 0: keep all points, not a sample)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run.path), size_guidance={"scalars": 0})
-    events.Reload()
-    return events
-
-
-def training_returns(run: Run) -> tuple[np.ndarray, np.ndarray]:
-    """(env step at which each training game ended, its raw return), from TensorBoard."""
-    events = _events(run)
-    if TRAIN_RETURN_TAG not in events.Tags()["scalars"]:
-        raise UserError(f"{run.path} has no training returns (TensorBoard tag {TRAIN_RETURN_TAG}); "
-                        f"--score train needs them, --score eval does not")
-    points = events.Scalars(TRAIN_RETURN_TAG)
-    return np.array([p.step for p in points], dtype=np.int64), np.array([p.value for p in points])
-
-
-def iteration_steps(run: Run, override: int | None, reached: int) -> int:
-    """Env steps per iteration: the override, else train.eval_every (the dqn presets set it to one
-    Dopamine iteration, 250k steps), else the whole run as one iteration."""
-    return int(override or run.config.get("train.eval_every") or reached)
-
-
-def training_curve(run: Run, length: int | None = None) -> tuple[list[tuple[int, float]], int]:
-    """Dopamine's training-return curve: per complete iteration k (env steps (kL, (k+1)L]), the mean
-    raw return of the training games that ended in it (NaN when none did), at step (k+1)L; and L.
-    An iteration is complete when the run trained through its last step; a trailing partial one
-    is left out, as Dopamine reports whole iterations only."""
-    steps, values = training_returns(run)
-    reached = max([int(steps.max(initial=0))] + [int(e["step"]) for e in run.evals])
-    size = iteration_steps(run, length, reached)
-    complete = reached // size
-    if complete == 0:
-        raise UserError(f"{run.path} trained {reached:,} steps, less than one iteration of {size:,}; "
-                        f"pass a smaller --iteration-steps")
-    index = (steps - 1) // size  # a game ending at step (k+1)L still belongs to iteration k
-    keep = (index >= 0) & (index < complete)
-    sums = np.bincount(index[keep], weights=values[keep], minlength=complete)
-    counts = np.bincount(index[keep], minlength=complete)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = sums / counts
-    return [((k + 1) * size, float(means[k])) for k in range(complete)], size
-
-
-def use_training_score(runs: list[Run], length: int | None = None) -> list[int]:
-    """Score every run by its training-return curve (sets `Run.curve`); returns the iteration lengths used."""
-    sizes = []
-    for run in runs:
-        run.curve, size = training_curve(run, length)
-        if not np.isfinite(run.score):
-            raise UserError(f"{run.path}: no training game ended in its last iteration (env steps "
-                            f"{run.curve[-1][0] - size:,}-{run.curve[-1][0]:,}); pass a longer --iteration-steps")
-        sizes.append(size)
-    return sorted(set(sizes))
 
 
 def score_description(runs: list[Run], score: str, sizes: list[int]) -> str:
@@ -321,17 +112,6 @@ def markdown_table(rows: list[dict], score: str, raw: list[str]) -> str:
     return "\n".join(lines)
 
 
-def label_env_steps(ax: Any) -> None:
-    """Write an env-step x axis as 50k / 1.5M: full numbers run into each other on a narrow subplot."""
-    from matplotlib.ticker import FuncFormatter
-
-    def short(x: float, _pos: int) -> str:
-        return f"{x / 1e6:g}M" if abs(x) >= 1e6 else f"{x / 1e3:g}k" if abs(x) >= 1e3 else f"{x:g}"
-
-    ax.xaxis.set_major_formatter(FuncFormatter(short))
-    ax.set_xlabel("env steps")
-
-
 def learning_curves(groups: dict[str, list[Run]], out: Path, reps: int = 1000,
                     ylabel: str = "eval return") -> Path:
     """Each group's `Run.curve` (eval returns, or per-iteration training returns) at the steps all its runs share."""
@@ -356,44 +136,6 @@ def learning_curves(groups: dict[str, list[Run]], out: Path, reps: int = 1000,
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_png(fig, out / "curves.png")
-
-
-def save_png(fig: Any, path: Path) -> Path:
-    """Lay out, write (120 dpi) and close a matplotlib figure; returns `path`."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def final_scalars(run: Run, tags: list[str]) -> dict[str, float]:
-    """The last logged value of each TensorBoard tag in a run directory (tags it lacks are left out)."""
-    events = _events(run)
-    logged = set(events.Tags()["scalars"])
-    return {tag: float(events.Scalars(tag)[-1].value) for tag in tags if tag in logged}
-
-
-def scalars_table(groups: dict[str, list[Run]], tags: list[str], reps: int = 2000) -> str:
-    """Per group, the mean over runs of each tag's final value with a 95% percentile-bootstrap CI:
-    how the mechanistic signatures (parameter norm, dormant units, srank, sparsity) end up."""
-    rng = np.random.default_rng(0)
-    lines = ["Final logged values (mean over runs [95% bootstrap CI])", "",
-             "| group | " + " | ".join(tags) + " |", "|---|" + "---|" * len(tags)]
-    for label, runs in groups.items():
-        finals = [final_scalars(r, tags) for r in runs]
-        cells = []
-        for tag in tags:
-            values = np.array([f[tag] for f in finals if tag in f])
-            if values.size == 0:
-                cells.append("n/a")
-                continue
-            boot = values[rng.integers(values.size, size=(reps, values.size))].mean(axis=1)
-            lo, hi = np.percentile(boot, [2.5, 97.5])
-            cells.append(f"{values.mean():.3g} [{lo:.3g}, {hi:.3g}]")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def sparsity_shortfalls(groups: dict[str, list[Run]], tolerance: float = 0.01) -> list[str]:
@@ -425,8 +167,6 @@ def compare(paths: list[str], out: Path, group_by: list[str] | None = None,
         raise UserError("--tags tabulates single-task runs; task-sequence runs report continual metrics only")
     if tags:
         check_tags(runs, tags)
-    from rlsuite.analysis.compare_finetune import finetune_report, is_finetune_comparison
-
     if is_finetune_comparison(runs):  # fine-tuning runs (far.jsonl): rlsuite/analysis/compare_finetune.py
         if score != "eval" or sequences:
             raise UserError("fine-tuning runs (with far.jsonl) are compared on their evaluations and FAR "
@@ -435,8 +175,6 @@ def compare(paths: list[str], out: Path, group_by: list[str] | None = None,
     if sequences:  # task sequences: rlsuite/analysis/continual.py
         if score != "eval":
             raise UserError("--score train is for single-task runs; task-sequence metrics use switch evaluations")
-        from rlsuite.analysis.continual import continual_report
-
         return continual_report(runs, find_runs(reference) if reference else [], out, group_by)
     sizes = use_training_score(runs, iteration) if score == "train" else []
     groups = group_runs(runs, group_by)

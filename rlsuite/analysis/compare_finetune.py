@@ -46,7 +46,9 @@ from typing import Any
 
 import numpy as np
 
-from rlsuite.analysis.compare import IGNORED, Run, group_runs, label_env_steps, save_png
+from rlsuite.analysis.figures import label_env_steps, save_png
+from rlsuite.analysis.runs import IGNORED, Run, group_runs
+from rlsuite.analysis.scalars import scalars_table
 
 # keys that say how FAR was measured or where the teacher came from, not what is learned
 SAME_METHOD = IGNORED | {"finetune.parent", "finetune.data", "finetune.far_eval_every", "train.eval_every",
@@ -224,8 +226,6 @@ def plot(groups: dict[str, list[Run]], metric: str, out: Path, reps: int = 1000)
 def finetune_report(runs: list[Run], out: Path, group_by: list[str] | None = None,
                     tags: list[str] | None = None) -> tuple[str, Path]:
     """The table (also written to <out>/compare.md) and the figure's path."""
-    from rlsuite.analysis.compare import scalars_table
-
     metric = far_metric(runs)
     groups = method_groups(runs, group_by)
     table = markdown_table(aggregate(groups, metric), metric)

@@ -5,7 +5,7 @@ task `tasks[k % len(tasks)]` during env steps [kN, (k+1)N). At the end of every 
 task (eval.jsonl records with `source = "switch"`, `phase = k`, `task`); during training it evaluates the
 task being trained (`source = "periodic"`). Reference runs are single-task runs of the same agent: a
 fresh network trained for N steps on one task (several seeds). Tasks are matched by their canonical
-"family:game" (`rlsuite.analysis.compare.canonical_task`), so a reference run on 'MinAtar/Breakout-v1' serves the
+"family:game" (`rlsuite.analysis.runs.canonical_task`), so a reference run on 'MinAtar/Breakout-v1' serves the
 sequence task 'minatar:breakout'; the report names tasks that way.
 
 All metrics use the normalized performance p_i = return_i / R_i, where R_i is the mean over reference
@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rlsuite.analysis.compare import Run, canonical_task, group_runs, label_env_steps
+from rlsuite.analysis.figures import label_env_steps
+from rlsuite.analysis.runs import Run, canonical_task, group_runs
 from rlsuite.errors import UserError
 
 METRICS = {"final": "final p", "forgetting": "forgetting", "transfer": "forward transfer",
