@@ -26,13 +26,13 @@ from torch import nn
 
 from rlsuite.errors import UserError, brief_space
 from rlsuite.nn.conv import impala_cnn, input_scale, minatar_cnn, nature_cnn
-from rlsuite.nn.encoder_config import ACTIVATIONS, INITS, KINDS, PADDINGS, EncoderConfig
+from rlsuite.nn.encoder_config import INITS, KINDS, PADDINGS, EncoderConfig
 from rlsuite.nn.init import init_all, init_layer
 from rlsuite.nn.nethack import OBS_KEYS, NetHackEncoder
 
 # Names the agents import from here with the encoder: its config, the heads' init, the NetHack encoder.
-__all__ = ["ACTIVATIONS", "INITS", "KINDS", "PADDINGS", "EncoderConfig", "MLPEncoder", "NetHackEncoder",
-           "auto_kind", "init_layer", "make_encoder"]
+__all__ = ["INITS", "KINDS", "PADDINGS", "EncoderConfig", "MLPEncoder", "NetHackEncoder", "auto_kind", "init_layer",
+           "make_encoder"]
 
 
 # --------------------------------------------------------------------------------------------
