@@ -14,7 +14,8 @@ import torch
 
 pytest.importorskip("transformers")
 
-from rlsuite.bench.dt import PARAM_TOLERANCE, SIZES, build_rlsuite, make_pool, rlsuite_config, settings  # noqa: E402
+from rlsuite.bench.dt import make_pool  # noqa: E402
+from rlsuite.bench.dt_settings import PARAM_TOLERANCE, SIZES, build_rlsuite, rlsuite_config, settings  # noqa: E402
 from rlsuite.bench import modes  # noqa: E402
 from rlsuite.bench.dt_peers import (build_hf, hf_config, hf_inputs, hf_loss, hf_update,  # noqa: E402
                                     parameter_counts)

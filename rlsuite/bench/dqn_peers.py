@@ -14,13 +14,14 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from rlsuite.bench.dqn import Algo, _timing, rlsuite_config, settings, warm_imports
+from rlsuite.bench.dqn_settings import Algo, rlsuite_config, settings, warm_imports
+from rlsuite.bench.harness import timing
 from rlsuite.envs import resolve_env_id
 from rlsuite.envs.config import ATARI, CLASSIC, MINATAR
 
 
 class MinAtarCNN(BaseFeaturesExtractor):
-    """rlsuite's MinAtar encoder (rlsuite.nn.encoders.minatar_cnn) for SB3: one 3x3 conv of 16,
+    """rlsuite's MinAtar encoder (rlsuite.nn.conv.minatar_cnn) for SB3: one 3x3 conv of 16,
     ReLU, flatten, Linear 128, ReLU. MinAtar's 0/1 uint8 planes are not an image to SB3 (high is 1),
     so it feeds them as floats unscaled, as rlsuite does (input scale 1)."""
 
@@ -114,6 +115,6 @@ def sb3_worker(task: str, steps: int, algo: Algo = Algo()) -> dict[str, Any]:
     learn_start = time.perf_counter()
     model.learn(total_timesteps=steps)
     end = time.perf_counter()
-    result = _timing(start, learn_start, end, end, model.num_timesteps, model._n_updates,
+    result = timing(start, learn_start, end, end, model.num_timesteps, model._n_updates,
                      {"torch": torch.__version__, "stable_baselines3": stable_baselines3.__version__})
     return {**result, "total_timesteps": model._total_timesteps}

@@ -31,7 +31,7 @@ per step) per update.
   pool is on the device before the clock (DT.update's `batch.to(device)` is then a no-op).
 - Method (the house rules of rlsuite/bench/dqn.py and ppo.py): every measurement in a fresh
   process (`python -m rlsuite.bench.dt IMPL SETTINGS_JSON POOL [PLAN_JSON]`), same torch thread count
-  (torch.set_num_threads and OMP/MKL_NUM_THREADS) and the tuned malloc thresholds (dqn.MALLOC_ENV)
+  (torch.set_num_threads and OMP/MKL_NUM_THREADS) and the tuned malloc thresholds (harness.MALLOC_ENV)
   on both sides; module imports, model construction and `warmup` updates before the clock; then
   `updates` timed updates (CUDA: synchronised before and after). A run's rate is its timed
   updates' tokens over their wall time. R repeats, interleaved (rlsuite-fp32, hf, rlsuite-fast,
@@ -55,7 +55,8 @@ per step) per update.
   (`warmup_s_median` reports it), unlike `bench dqn`/`ppo`, which time train() end to end.
 
 Where the two architectures cannot be the same: rlsuite/bench/dt_peers.py (the HF side) lists the
-departures; `parameter_counts` there holds the parameter counts within `PARAM_TOLERANCE`.
+departures; `parameter_counts` there holds the parameter counts within
+`dt_settings.PARAM_TOLERANCE`.
 """
 from __future__ import annotations
 
@@ -71,40 +72,12 @@ from pathlib import Path
 from typing import Any
 
 from rlsuite.bench import modes
-from rlsuite.bench.dqn import MALLOC_ENV, RESULT
+from rlsuite.bench.dt_settings import build_rlsuite, rlsuite_config, settings
+from rlsuite.bench.harness import MALLOC_ENV, RESULT
 from rlsuite.errors import UserError
 
-PARAM_TOLERANCE = 0.01
-"""Largest relative difference of the two models' parameter counts that the test accepts."""
-
-SIZES: dict[str, dict[str, Any]] = {
-    # the `dt` preset (rlsuite/presets/agents/dt.toml): d 128, 3 layers, 4 heads, K 20, batch 64
-    "default": {"embed_dim": 128, "n_layer": 3, "n_head": 4, "context": 20, "batch_size": 64,
-                "warmup": 5, "updates": 30},
-    # a quick run (and the test's size)
-    "small": {"embed_dim": 64, "n_layer": 2, "n_head": 2, "context": 10, "batch_size": 16,
-              "warmup": 2, "updates": 10},
-}
-COMMON: dict[str, Any] = {
-    "env": "CartPole-v1", "dataset_steps": 4_000, "pool": 8, "seed": 0, "dropout": 0.1,
-    "max_timestep": 10_000,  # rlsuite's TransformerConfig default (the preset leaves it)
-    "lr": 3e-4, "betas": (0.9, 0.95), "weight_decay": 0.1, "max_grad_norm": 1.0, "threads": 2,
-}
-
-
-def settings(size: str = "default", *, updates: int | None = None, device: str = "cpu",
-             threads: int | None = None) -> dict[str, Any]:
-    """The one description of a measurement that both sides are built from."""
-    if size not in SIZES:
-        raise UserError(f"unknown bench dt size {size!r}; choose from {', '.join(SIZES)}")
-    s = {**COMMON, **SIZES[size], "size": size, "device": device}
-    if updates is not None:
-        s["updates"] = int(updates)
-    if threads is not None:
-        s["threads"] = int(threads)
-    s["tokens_per_update"] = 3 * s["context"] * s["batch_size"]
-    return s
-
+# settings, rlsuite_config and build_rlsuite are also this bench's interface (tests).
+__all__ = ["bench_dt", "build_rlsuite", "main", "make_pool", "rlsuite_config", "settings", "worker"]
 
 # ----------------------------------------------------------------------------- data
 
@@ -140,36 +113,6 @@ def make_pool(s: dict[str, Any], folder: str | Path, env_cfg: Any = None) -> dic
     batches = [sampler.sample_sequences(s["batch_size"], s["context"], rng) for _ in range(s["pool"])]
     return {"batches": batches, "observation_space": data.observation_space, "action_space": data.action_space,
             "dataset_steps": len(sampler)}
-
-
-# ----------------------------------------------------------------------------- the two sides
-
-
-def rlsuite_config(s: dict[str, Any], extra: tuple[str, ...] | list[str] = ()) -> Any:
-    """rlsuite's RunConfig for settings `s`: the dt preset with every shared setting overridden
-    (then `extra`: --fast keys, read by `fast_plan`)."""
-    from rlsuite import config
-    overrides = [
-        f"agent.model.embed_dim={s['embed_dim']}", f"agent.model.n_layer={s['n_layer']}",
-        f"agent.model.n_head={s['n_head']}", f"agent.model.context={s['context']}",
-        f"agent.model.dropout={s['dropout']}", f"agent.model.max_timestep={s['max_timestep']}",
-        "agent.model.returns=continuous", "agent.model.return_scale=1.0",
-        f"agent.batch_size={s['batch_size']}", f"agent.lr={s['lr']}", "agent.lr_schedule=constant",
-        "agent.warmup_updates=0", f"agent.weight_decay={s['weight_decay']}",
-        "agent.betas=" + ",".join(str(v) for v in s["betas"]), f"agent.max_grad_norm={s['max_grad_norm']}",
-        "agent.encoder.kind=mlp", "agent.encoder.hidden=", "agent.encoder.width=1",
-        "agent.gmp.sparsity=0", "agent.nap.norm=none", "agent.nap.project=false",
-        f"train.seed={s['seed']}", f"train.device={s['device']}", f"train.torch_threads={s['threads']}",
-    ]
-    return config.build_run_config("dt", s["env"], overrides + list(extra))
-
-
-def build_rlsuite(s: dict[str, Any], observation_space: Any, action_space: Any) -> Any:
-    """The DT agent `rlsuite train dt` would build for settings `s`."""
-    from rlsuite.agents.dt import DT
-
-    cfg = rlsuite_config(s)
-    return DT(cfg.agent, observation_space, action_space, device=s["device"], seed=s["seed"])
 
 
 # ----------------------------------------------------------------------------- the worker

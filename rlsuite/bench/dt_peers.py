@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rlsuite.bench.dt import build_rlsuite
+from rlsuite.bench.dt_settings import build_rlsuite
 
 
 def hf_inputs(batch: Any, num_actions: int, max_timestep: int) -> dict[str, Any]:

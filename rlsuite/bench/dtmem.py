@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rlsuite.bench.dqn import MALLOC_ENV, RESULT
+from rlsuite.bench.harness import MALLOC_ENV, RESULT
 from rlsuite.errors import UserError
 
 PRESETS = {"dtmem": "dtmem-minatar", "dt-matched": "mgdt-minatar-matched"}

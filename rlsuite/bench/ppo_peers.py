@@ -15,9 +15,9 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 from torch import nn
 
-from rlsuite.bench.dqn import _timing
 from rlsuite.bench.dqn_peers import MinAtarCNN
-from rlsuite.bench.ppo import Algo, rlsuite_config, settings, warm_imports
+from rlsuite.bench.harness import timing
+from rlsuite.bench.ppo_settings import Algo, rlsuite_config, settings, warm_imports
 from rlsuite.envs import resolve_env_id
 from rlsuite.envs.config import ATARI, CLASSIC, MINATAR
 
@@ -131,7 +131,7 @@ def sb3_worker(task: str, steps: int, algo: Algo = Algo()) -> dict[str, Any]:
     learn_start = time.perf_counter()
     model.learn(total_timesteps=s["steps"])
     end = time.perf_counter()
-    result = _timing(start, learn_start, end, end, model.num_timesteps, gradient_steps(model),
+    result = timing(start, learn_start, end, end, model.num_timesteps, gradient_steps(model),
                      {"torch": torch.__version__, "stable_baselines3": stable_baselines3.__version__})
     model.get_env().close()
     return {**result, "total_timesteps": model._total_timesteps}
