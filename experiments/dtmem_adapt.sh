@@ -3,8 +3,10 @@
 # Stage 1 is claim 1 (experiments/dtmem_minatar.sh, run it first): DT-Mem (dtmem-s<seed>) and the
 # parameter-matched plain DT (mgdt-matched-s<seed>) trained on Breakout and Asterix. Stage 2: Space
 # Invaders, held out, from 2,000 steps of each quality (6,000 transitions: 10% of the 60,000 of its
-# three full datasets), ADAPT updates, five arms per seed:
+# three full datasets), ADAPT updates, six arms per seed:
 #   lora-memory: rlsuite finetune --lora memory   (rank 4, alpha 1: the paper's method)
+#   lora-memory-lr<K>: the same with the adapters at K x the rate (agent.lora.lr_scale=K, default
+#                K=10), as LoRA practice trains adapters faster than full fine-tuning
 #   lora-all:    rlsuite finetune --lora all      (the blocks' and the memory's linears: the released code's GPT stack)
 #   full:        rlsuite finetune                  (every weight trains)
 #   scratch:     rlsuite train dtmem-minatar on the 10% data alone
@@ -46,6 +48,8 @@ for seed in $SEEDS; do  # stage 2 (stage 1: claim 1)
   finetune_once runs/dtmem-adapt/lora-all-s$seed --from "$pre" --lora all "${common[@]}" &
   finetune_once runs/dtmem-adapt/full-s$seed --from "$pre" "${common[@]}" &
   wait
+  finetune_once runs/dtmem-adapt/lora-memory-lr${LORA_LR_SCALE:-10}-s$seed --from "$pre" --lora memory "${common[@]}" \
+      --set agent.lora.lr_scale="${LORA_LR_SCALE:-10}" &
   finetune_once runs/dtmem-adapt/dt-full-s$seed --from runs/dtmem-minatar/mgdt-matched-s$seed "${common[@]}" &
   once runs/dtmem-adapt/scratch-s$seed rlsuite train dtmem-minatar "${common[@]}" &
   wait

@@ -136,3 +136,23 @@ def test_lora_bad_input(cartpole, tmp_path, capsys):
         assert main(args + (["--run-dir", str(tmp_path / "x")] if args[0] == "finetune" else [])) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_adapter_learning_rate_scale(cartpole, tmp_path):
+    """agent.lora.lr_scale puts the adapters in an AdamW group of their own at that multiple of the
+    rate. Adam's first step moves a parameter by lr * g / (|g| + eps), so after one update from the
+    same parent and batch the adapters' B (zero at the start) is exactly 10x further at scale 10."""
+    parent = tmp_path / "parent"
+    assert main(["train", "dt", "--dataset", str(cartpole["a"]), "--steps", "5", "--run-dir", str(parent),
+                 "--no-progress", *_sets(TINY)]) == 0
+    moved = {}
+    for scale in (1, 10):
+        child = tmp_path / f"child-{scale}"
+        assert main(["finetune", "--from", str(parent), "--dataset", str(cartpole["b"]), "--lora", "memory",
+                     "--steps", "1", "--run-dir", str(child), "--no-progress",
+                     "--set", f"agent.lora.lr_scale={scale}"]) == 0
+        state = checkpoint.load(checkpoint.find(child))["agent"]
+        assert len(state["optimizer"]["param_groups"]) == (2 if scale == 1 else 3)  # scale 1: the parent's groups
+        moved[scale] = torch.cat([v.flatten() for k, v in sorted(state["model"].items()) if k.endswith("lora_B")])
+    assert moved[1].abs().max() > 0
+    torch.testing.assert_close(moved[10], 10 * moved[1], rtol=1e-4, atol=1e-12)

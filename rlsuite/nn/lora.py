@@ -38,6 +38,8 @@ class LoRAConfig:
     """r: rank of the update B A (DT-Mem: 4)."""
     alpha: float = ranged(1.0, gt=0)
     """alpha: the update is scaled by alpha / r (DT-Mem: 1, so 0.25 at rank 4)."""
+    lr_scale: float = ranged(1.0, gt=0, le=1000)
+    """The adapters' learning rate as a multiple of agent.lr (the schedule applies to both). LoRA practice trains adapters at a larger rate than full fine-tuning, since B starts at zero and (alpha / r) shrinks each step (Hu et al. 2021 used 2e-4 to 5e-4 for GPT-scale models); DT-Mem's released code uses the parent's rate (1)."""
 
 
 class LoRALinear(nn.Module):

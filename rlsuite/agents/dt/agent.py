@@ -114,14 +114,23 @@ class DT:
         self._ctx: dict[str, Any] | None = None
 
     def _param_groups(self) -> list[dict[str, Any]]:
-        decay, no_decay = [], []
+        """AdamW's groups: decayed linear and conv weights, the rest undecayed, and with
+        lora.lr_scale != 1 the adapters in a group of their own at that multiple of the rate."""
+        decay, no_decay, adapters = [], [], []
+        separate = self.cfg.lora.target != "none" and self.cfg.lora.lr_scale != 1.0
         for module in self.model.modules():
             for name, p in module.named_parameters(recurse=False):
                 if not p.requires_grad:  # frozen under LoRA: the optimizer never sees it
                     continue
                 is_weight = name == "weight" and isinstance(module, (nn.Linear, nn.Conv2d))
-                (decay if is_weight else no_decay).append(p)
-        return [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+                if separate and name.startswith("lora_"):
+                    adapters.append(p)
+                else:
+                    (decay if is_weight else no_decay).append(p)
+        groups = [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if adapters:
+            groups.append({"params": adapters, "weight_decay": 0.0, "lr_scale": self.cfg.lora.lr_scale})
+        return groups
 
     # ------------------------------------------------------------------ planning
 
@@ -189,7 +198,7 @@ class DT:
         batch = batch.to(self.device)
         self.net.train()
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr_at(self.num_updates)
+            group["lr"] = self.lr_at(self.num_updates) * group.get("lr_scale", 1.0)
         losses = self.losses(batch)
         loss = losses["action_ce"] + self.cfg.return_loss_coef * losses.get("return_ce", 0.0)
         grad_norm = gradient_step(loss, self.optimizer, self.model.parameters(), self.cfg.max_grad_norm,
