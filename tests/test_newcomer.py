@@ -132,11 +132,13 @@ def _default_dir(command: str) -> str:
     return default_run_dir(cfg).as_posix()
 
 
-@pytest.mark.parametrize("source", ["help", "README.md"])
+@pytest.mark.parametrize("source", ["help", "docs/cli.md"])
 def test_example_run_paths_are_the_ones_train_produces(source):
+    """The run directories the examples name (in --help, and the command-line page's first block)
+    are the ones `rlsuite train` makes for the commands beside them."""
     from rlsuite.cli import EXAMPLES
 
-    text = EXAMPLES if source == "help" else (ROOT / "README.md").read_text().split("## The CLI")[1].split("```")[1]
+    text = EXAMPLES if source == "help" else (ROOT / source).read_text().split("## At a glance")[1].split("```")[1]
     produced = {_default_dir(cmd) for cmd in _train_lines(text)}
     assert "runs/dqn-pong-s1" in produced
     used = set(re.findall(r"runs/dqn[\w.:-]*-s\d+", text))
