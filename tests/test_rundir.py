@@ -98,7 +98,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, capsys):
 def test_lock_of_a_killed_process_is_released_by_the_kernel(tmp_path):
     run_dir = tmp_path / "killed"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from rlsuite import rundir; rundir.acquire(Path(sys.argv[1])); "
+                               "from rlsuite.run import rundir; rundir.acquire(Path(sys.argv[1])); "
                                "print('held', flush=True); time.sleep(120)", str(run_dir)],
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
