@@ -19,6 +19,8 @@
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 ADAPT=${ADAPT:-500}
+STAGE1=${STAGE1:-runs/dtmem-minatar-20k}  # claim 1's runs (the first run of this study: runs/dtmem-minatar)
+RUNS=${RUNS:-runs/dtmem-adapt-$(basename "$STAGE1")}
 SEEDS=${SEEDS:-"1 2 3"}
 held=space_invaders
 for q in "expert 0.05" "medium 0.3" "random 1.0"; do
@@ -39,19 +41,19 @@ finetune_once() {  # dir, finetune args...
   fi
   echo "done: $dir"
 }
-mkdir -p runs/dtmem-adapt
+mkdir -p "$RUNS"
 for seed in $SEEDS; do  # stage 2 (stage 1: claim 1)
-  pre=runs/dtmem-minatar/dtmem-s$seed
+  pre=$STAGE1/dtmem-s$seed
   common=(--dataset "$new_data" --seed "$seed" --steps "$ADAPT" --set train.eval_every=$((ADAPT / 2))
           --set train.torch_threads=1 --set agent.warmup_updates=50)
-  finetune_once runs/dtmem-adapt/lora-memory-s$seed --from "$pre" --lora memory "${common[@]}" &
-  finetune_once runs/dtmem-adapt/lora-all-s$seed --from "$pre" --lora all "${common[@]}" &
-  finetune_once runs/dtmem-adapt/full-s$seed --from "$pre" "${common[@]}" &
+  finetune_once $RUNS/lora-memory-s$seed --from "$pre" --lora memory "${common[@]}" &
+  finetune_once $RUNS/lora-all-s$seed --from "$pre" --lora all "${common[@]}" &
+  finetune_once $RUNS/full-s$seed --from "$pre" "${common[@]}" &
   wait
-  finetune_once runs/dtmem-adapt/lora-memory-lr${LORA_LR_SCALE:-10}-s$seed --from "$pre" --lora memory "${common[@]}" \
+  finetune_once $RUNS/lora-memory-lr${LORA_LR_SCALE:-10}-s$seed --from "$pre" --lora memory "${common[@]}" \
       --set agent.lora.lr_scale="${LORA_LR_SCALE:-10}" &
-  finetune_once runs/dtmem-adapt/dt-full-s$seed --from runs/dtmem-minatar/mgdt-matched-s$seed "${common[@]}" &
-  once runs/dtmem-adapt/scratch-s$seed rlsuite train dtmem-minatar "${common[@]}" &
+  finetune_once $RUNS/dt-full-s$seed --from $STAGE1/mgdt-matched-s$seed "${common[@]}" &
+  once $RUNS/scratch-s$seed rlsuite train dtmem-minatar "${common[@]}" &
   wait
 done
-if [ "${REPORT:-1}" = 1 ]; then .venv/bin/python experiments/dtmem_report.py --data data/minatar; fi
+if [ "${REPORT:-1}" = 1 ]; then .venv/bin/python experiments/dtmem_report.py --data data/minatar --claim1 "$STAGE1" --adapt "$RUNS"; fi
