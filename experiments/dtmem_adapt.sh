@@ -14,7 +14,8 @@
 # Claim (b) compares the first four on Space Invaders. Claim (c), the sequential probe, reads the
 # Breakout and Asterix scores every fine-tune keeps evaluating (offline.eval_parent_games: update 0
 # is the parent, the last evaluation after stage 2): full (DT-Mem) against dt-full (DT).
-# Fine-tunes keep the parent's optimiser settings (lr 3e-4, as the released code's LoRA path).
+# Fine-tunes keep the parent's optimiser settings (lr 3e-4, as the released code's LoRA path), in bf16
+# as their parents (PRECISION=fp32 to change).
 # Re-running resumes interrupted runs and skips finished ones. Report: experiments/dtmem_report.py.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -45,7 +46,7 @@ mkdir -p "$RUNS"
 for seed in $SEEDS; do  # stage 2 (stage 1: claim 1)
   pre=$STAGE1/dtmem-s$seed
   common=(--dataset "$new_data" --seed "$seed" --steps "$ADAPT" --set train.eval_every=$((ADAPT / 2))
-          --set train.torch_threads=1 --set agent.warmup_updates=50)
+          --set train.torch_threads=1 --set agent.warmup_updates=50 --set train.precision="${PRECISION:-bf16}")
   finetune_once $RUNS/lora-memory-s$seed --from "$pre" --lora memory "${common[@]}" &
   finetune_once $RUNS/lora-all-s$seed --from "$pre" --lora all "${common[@]}" &
   finetune_once $RUNS/full-s$seed --from "$pre" "${common[@]}" &
