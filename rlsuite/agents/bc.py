@@ -59,7 +59,7 @@ class BC:
     """A behaviour-cloning agent driven by rlsuite.loops.offline (updates) and rlsuite.run.evaluate (act)."""
 
     name = "bc"
-    offline = True  # rlsuite.loops.online hands runs of this agent to the offline loop
+    offline = True  # rlsuite.loops.train runs this agent with the offline loop
     return_conditioned = False  # evaluation gives it no target return
     context = 1  # steps per training window: single states
     EXPORT_KEY = "model"

@@ -62,7 +62,7 @@ class DT:
     """A Decision Transformer agent driven by rlsuite.loops.offline (updates) and rlsuite.run.evaluate (act)."""
 
     name = "dt"
-    offline = True  # rlsuite.loops.online hands runs of this agent to the offline loop
+    offline = True  # rlsuite.loops.train runs this agent with the offline loop
     EXPORT_KEY = "model"
 
     def __init__(self, cfg: DTConfig, observation_space: spaces.Space, action_space: spaces.Space,
