@@ -1,7 +1,7 @@
 """Adam with critical momenta (Adam+CM): AdamW plus a small priority buffer of past momenta.
 
 Paper: Malviya et al., "Promoting Exploration in Memory-Augmented Adam using Critical Momenta",
-arXiv 2307.09638 (TMLR 2024). Written from the equations of /work/shared/papers/SECONDARY.md, section 1.
+arXiv 2307.09638 (TMLR 2024), with the update as the official `Adam_CM` (chandar-lab/CMOptimizer) runs it.
 
 The optimizer keeps, per parameter group, a buffer B of at most C past momenta, each with a priority key
 (the gradient norm at the time it was stored, decayed every step). The buffer mean is added to the
