@@ -97,10 +97,6 @@ class OfflineSession(lifecycle.Session):
     def signature(self) -> dict[str, str]:
         return checkpoint.space_signature(self.sampler.observation_space, self.sampler.action_space)
 
-    def say(self, message: str) -> None:
-        if self.rank == 0:
-            print(message)
-
 
 PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=6)
 """How long a rank waits in a collective. Only rank 0 evaluates, while the others wait in the stop
@@ -199,9 +195,6 @@ class OfflineRun:
 
     def build(self, cfg: config.RunConfig, run_dir: Path, fresh: bool) -> OfflineSession:
         return build_session(cfg, run_dir, fresh)
-
-    def signature(self, s: OfflineSession) -> dict[str, str]:
-        return s.signature
 
     def checkpoint_payload(self, s: OfflineSession) -> dict[str, Any]:
         return {"sampler_rng": s.rng.bit_generator.state, "games": [dataclasses.asdict(g) for g in s.games]}

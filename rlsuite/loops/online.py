@@ -296,9 +296,6 @@ class OnlineRun:
     def build(self, cfg: config.RunConfig, run_dir: Path, fresh: bool) -> Session:
         return build_session(cfg, run_dir, fresh)
 
-    def signature(self, s: Session) -> dict[str, str]:
-        return s.signature
-
     def checkpoint_payload(self, s: Session) -> dict[str, Any]:
         return checkpoint_payload(s)
 

@@ -60,6 +60,11 @@ class Session:
     timer: PhaseTimer = field(default_factory=PhaseTimer)
     """train.profile: where the loop's time goes (off: no-op)."""
 
+    @property
+    def signature(self) -> dict[str, str]:
+        """The observation and action spaces a checkpoint must match (rlsuite.run.checkpoint)."""
+        raise NotImplementedError
+
 
 class RunKind(Protocol):
     """What a kind of run supplies to the lifecycle."""
@@ -75,9 +80,6 @@ class RunKind(Protocol):
 
     def build(self, cfg: config.RunConfig, run_dir: Path, fresh: bool) -> Session:
         """The session; `fresh=False` when a checkpoint will be loaded into it."""
-
-    def signature(self, s: Session) -> dict[str, str]:
-        """The observation and action spaces a checkpoint must match (rlsuite.run.checkpoint)."""
 
     def checkpoint_payload(self, s: Session) -> dict[str, Any]:
         """What a checkpoint holds beyond algo, signature, config, step, agent and the global RNGs."""
@@ -152,7 +154,7 @@ def save_checkpoint(kind: RunKind, s: Session) -> Path | None:
     """The common payload plus the kind's own; rank 0 only (the others hold the same state)."""
     if s.rank != 0:
         return None
-    payload = {"algo": s.cfg.algo, "signature": kind.signature(s), "config": config.to_dict(s.cfg), "step": s.step,
+    payload = {"algo": s.cfg.algo, "signature": s.signature, "config": config.to_dict(s.cfg), "step": s.step,
                "agent": s.agent.state_dict(), "rng": checkpoint.rng_state(), **kind.checkpoint_payload(s)}
     s.last_checkpoint = checkpoint.save(s.run_dir, s.step, payload, keep=s.cfg.train.keep_checkpoints)
     return s.last_checkpoint
@@ -162,7 +164,7 @@ def restore_checkpoint(kind: RunKind, s: Session, say: Say) -> None:
     """Load the run's latest checkpoint into the session; UserError when it does not fit the config."""
     path = checkpoint.find(s.run_dir)
     data = checkpoint.load(path)
-    checkpoint.check_compatible(data, s.cfg.algo, kind.signature(s), path)
+    checkpoint.check_compatible(data, s.cfg.algo, s.signature, path)
     try:
         exact = kind.restore(s, data, say)
     except RuntimeError as exc:  # load_state_dict: shapes or keys of another network
