@@ -131,11 +131,14 @@ def test_lora_bad_input(cartpole, tmp_path, capsys):
     capsys.readouterr()
     cases = [(["finetune", "--from", str(plain), "--dataset", str(cartpole["b"]), "--lora", "memory"], "no working memory"),
              (["finetune", "--from", str(plain), "--lora", "all"], "--dataset"),
-             (["export", str(plain), "--merge-lora"], "no LoRA adapters")]
+             (["export", str(plain), "--merge-lora"], "no LoRA adapters"),
+             (["finetune", "--from", str(plain), "--dataset", str(cartpole["b"]), "--lora", "all",
+               "--set", "agent.lora.lr_scale=0"], "agent.lora.lr_scale")]
     for args, message in cases:
         assert main(args + (["--run-dir", str(tmp_path / "x")] if args[0] == "finetune" else [])) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "x").exists()  # refused before anything is written
 
 
 def test_adapter_learning_rate_scale(cartpole, tmp_path):
