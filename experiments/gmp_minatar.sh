@@ -15,8 +15,12 @@ PATH="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin:$PATH"  # the CLI that `make d
 OUT=${OUT:-runs}
 STEPS=${STEPS:-500000}
 SWEEP="$OUT/gmp-minatar-breakout-$((STEPS / 1000))k"
-nice -n 19 rlsuite sweep dqn-minatar --env minatar:breakout --grid agent.encoder.width=3,1 --grid agent.gmp.sparsity=0.95,0 \
-    --set agent.encoder.kind=impala --set train.eval_every=50000 --set train.eval_episodes=20 \
-    --set train.checkpoint_every=25000 --set train.save_replay=true --set train.torch_threads=1 \
-    --set train.precision="${PRECISION:-bf16}" --seeds "${SEEDS:-1,2,3,4,5}" --steps "$STEPS" --jobs "${JOBS:-1}" --out "$SWEEP"
+# Seed by seed (every arm's seed 1, then every arm's seed 2, ...), so that a study interrupted across
+# sessions always holds whole seeds of all four arms.
+for seed in ${SEEDS:-1 2 3 4 5}; do
+  nice -n 19 rlsuite sweep dqn-minatar --env minatar:breakout --grid agent.encoder.width=3,1 --grid agent.gmp.sparsity=0.95,0 \
+      --set agent.encoder.kind=impala --set train.eval_every=50000 --set train.eval_episodes=20 \
+      --set train.checkpoint_every=25000 --set train.save_replay=true --set train.torch_threads=1 \
+      --set train.precision="${PRECISION:-bf16}" --seeds "$seed" --steps "$STEPS" --jobs "${JOBS:-1}" --out "$SWEEP"
+done
 rlsuite compare "$SWEEP" --tags plasticity/param_norm,plasticity/dormant_fraction,plasticity/srank,sparsity/overall
