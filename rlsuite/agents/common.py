@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from rlsuite.nn.temperature import adaptive_logits
+
 # A forward pass on a handful of observations is too small to split across threads: the
 # OpenMP barrier then waits on a thread that envpool's workers or another process pushed off
 # its core (measured here: a batch-1 Nature CNN forward took 1 ms on one thread, 15-70 ms on
@@ -89,10 +91,55 @@ def after_optimizer_step(agent: Any) -> None:
     agent.num_updates += 1
 
 
-def policy_actions(logits: torch.Tensor, sample: bool, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+EVAL_TEMPERATURES = ("fixed", "adaptive")
+"""agent.eval_temperature's choices: the policy's own logits, or the adaptive temperature of
+Veličković et al. (arXiv 2410.01104; rlsuite.nn.temperature) applied to them at evaluation."""
+
+
+def evaluation_logits(logits: torch.Tensor, temperature: str = "fixed") -> torch.Tensor:
+    """The action logits (B, A) an evaluation acts on: `logits` as they are ('fixed'), or
+    beta * logits in fp32 with the entropy-chosen inverse temperature beta >= 1 of each row
+    ('adaptive', rlsuite.nn.temperature.adaptive_logits). The one place every agent's
+    agent.eval_temperature is applied (the DT through `policy_actions`, PPO before its own sampler).
+    Raises ValueError on another name (the config's choice() refuses it first)."""
+    if temperature == "fixed":
+        return logits
+    if temperature == "adaptive":
+        return adaptive_logits(logits, dim=-1)
+    raise ValueError(f"unknown evaluation temperature {temperature!r}; one of {', '.join(EVAL_TEMPERATURES)}")
+
+
+def check_eval_temperature(run: Any) -> None:
+    """The cross-field rule of agent.eval_temperature (a config's check_run calls it before anything
+    is written): 'adaptive' needs agent.eval_sample, since a greedy action (argmax) is the same at
+    every temperature and the option would silently change nothing. Raises UserError."""
+    from rlsuite.errors import UserError
+
+    agent = run.agent
+    if getattr(agent, "eval_temperature", "fixed") == "adaptive" and not agent.eval_sample:
+        raise UserError("agent.eval_temperature=adaptive needs agent.eval_sample=true: a greedy evaluation takes "
+                        "the argmax, which no temperature changes")
+
+
+def refuse_teacher_temperature(run: Any) -> None:
+    """finetune.temperature_rule shapes DQN's distillation teacher softmax(Q*/tau) only; an agent whose
+    retention distils its own policy logits (PPO, the DT) refuses 'adaptive' rather than ignore it
+    (its config's check_run calls this). Raises UserError."""
+    from rlsuite.errors import UserError
+
+    rule = getattr(getattr(run, "finetune", None), "temperature_rule", "fixed")
+    if rule != "fixed":
+        raise UserError(f"finetune.temperature_rule={rule} applies to DQN's distillation softmax(Q/tau) only; "
+                        f"agent '{run.algo}' distils its policy's own logits (leave it 'fixed')")
+
+
+def policy_actions(logits: torch.Tensor, sample: bool, epsilon: float, rng: np.random.Generator,
+                   temperature: str = "fixed") -> np.ndarray:
     """Evaluation actions (B,) int64 from action logits (B, A): sampled from their softmax or the
-    most likely, then uniformly random with probability `epsilon`, all drawn from `rng`."""
+    most likely, then uniformly random with probability `epsilon`, all drawn from `rng`.
+    `temperature`: agent.eval_temperature, applied to the logits first (`evaluation_logits`)."""
     num_actions = logits.shape[-1]
+    logits = evaluation_logits(logits, temperature)
     if sample:
         probs = torch.softmax(logits.float(), -1).numpy().astype(np.float64)
         actions = np.array([rng.choice(num_actions, p=p / p.sum()) for p in probs], np.int64)

@@ -22,6 +22,11 @@ Q head) and the value head(s). Encoder and core are the actor's (or the shared) 
 critic's own trunk (PPO shared_trunk=false) counts as 'value' (rlsuite.loops.finetune.part_of)."""
 
 
+TEMPERATURE_RULES = ("fixed", "adaptive")
+"""finetune.temperature_rule's choices: DQN's distillation teacher at tau, or at tau / beta with the
+adaptive inverse temperature beta of rlsuite.nn.temperature."""
+
+
 def _methods_problem(value: str) -> str | None:
     return None if value in METHODS else f"must be one of {', '.join(METHODS)} (or empty for none)"
 
@@ -101,6 +106,8 @@ class FinetuneConfig:
     """For this many env steps at the start only the critic trains (the value head(s), and with separate trunks the critic's own trunk), so the critic fits the pre-trained policy before the actor moves (the paper pre-trains NetHack's critic this way)."""
     temperature: float = ranged(1.0, gt=0)
     """DQN's distillation temperature tau: BC and KS compare softmax(Q*/tau) with softmax(Q/tau) (Rusu et al. 2016)."""
+    temperature_rule: str = choice("fixed", *TEMPERATURE_RULES)
+    """DQN's distillation target: 'fixed' = the teacher's softmax(Q*/tau); 'adaptive' = softmax(beta Q*/tau) with beta >= 1 chosen per state from that distribution's entropy (Veličković et al. 2024, arXiv 2410.01104; rlsuite.nn.temperature), the TEACHER's only (the student and EWC's Fisher keep Q/tau; far/kl then measures against the same sharpened target). The paper applies the rule at inference; using it on a distillation target is rlsuite's. With few actions it is a no-op: beta = 1 while the entropy is <= 0.85 nats (always with 2 actions, H <= ln 2). DQN only (PPO and the DT refuse it)."""
     far: tuple[str, ...] = unchecked(("auto",), "'auto', or env overrides such as env.start=far or env.start_states=states/room7")
     """The env overrides that make the task's env start in FAR states (close-far tasks: env.start=far; Atari: env.start_states=DIR). The teacher's data is collected there, and FAR skill is measured there. 'auto': env.start=far on close-far tasks, none elsewhere (FAR evaluation is then from the normal start); empty: none."""
     far_eval_every: int = ranged(0, ge=0)

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from rlsuite.nn.temperature import adaptive_logits
+
 
 def kl_teacher_student(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
     """Mean over states of KL(pi* || pi) = sum_a pi*(a|s) (log pi*(a|s) - log pi(a|s)).
@@ -45,9 +47,18 @@ def ewc_penalty(params: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor],
     return total
 
 
-def distillation_logits(q_values: torch.Tensor, temperature: float) -> torch.Tensor:
-    """A Q-network read as a policy for distillation (Rusu et al. 2016): softmax(Q / tau)."""
-    return q_values / temperature
+def distillation_logits(q_values: torch.Tensor, temperature: float, rule: str = "fixed") -> torch.Tensor:
+    """A Q-network read as a policy for distillation (Rusu et al. 2016): the logits Q / tau of
+    softmax(Q / tau), (B, A) -> (B, A). `rule` (finetune.temperature_rule): 'fixed' as said;
+    'adaptive' multiplies each row by the entropy-chosen inverse temperature beta >= 1 of
+    softmax(Q / tau) (Veličković et al., arXiv 2410.01104; rlsuite.nn.temperature), in fp32: meant
+    for the teacher's target only. ValueError on another rule."""
+    logits = q_values / temperature
+    if rule == "fixed":
+        return logits
+    if rule == "adaptive":
+        return adaptive_logits(logits, dim=-1)
+    raise ValueError(f"unknown distillation temperature rule {rule!r} (fixed or adaptive)")
 
 
 def diagonal_fisher(logits_fn: Callable[[torch.Tensor], torch.Tensor], params: Sequence[torch.Tensor],

@@ -352,7 +352,7 @@ class DT:
             if "memory_inputs" in out:
                 rows = np.arange(len(pos))
                 self._ctx["acts"][rows, pos] = out["memory_inputs"][rows, :, pos].cpu()
-        actions = policy_actions(logits, self.cfg.eval_sample, epsilon, rng)
+        actions = policy_actions(logits, self.cfg.eval_sample, epsilon, rng, self.cfg.eval_temperature)
         self._ctx["actions"][np.arange(len(pos)), pos] = torch.as_tensor(actions)
         return actions
 

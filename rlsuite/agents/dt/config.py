@@ -4,7 +4,9 @@ of an evaluation return target (TARGET_PATTERN: a number, data-best or expert)."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from rlsuite.agents.common import EVAL_TEMPERATURES, check_eval_temperature, refuse_teacher_temperature
 from rlsuite.config.fields import choice, matching, ranged
 from rlsuite.nn.encoders import EncoderConfig
 from rlsuite.nn.lora import LoRAConfig
@@ -14,6 +16,14 @@ from rlsuite.nn.pruning import GMPConfig
 from rlsuite.nn.transformer import TransformerConfig
 
 TARGET_PATTERN = r"data-best|expert|[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?"
+
+
+def check_dt_run(run: Any) -> None:
+    """The DT's rules with other keys, checked by `config.validate` before anything is written
+    (DTConfig.check_run): agent.eval_temperature=adaptive needs agent.eval_sample, and
+    finetune.temperature_rule is DQN's only (rlsuite.agents.common)."""
+    check_eval_temperature(run)
+    refuse_teacher_temperature(run)
 
 
 @dataclass
@@ -56,6 +66,8 @@ class DTConfig:
     """eval_target 'expert': the return logits (with kappa's tilt) are multiplied by this before sampling (MGDT's colab: return_temperature = 0.75, a multiplier as in its sample_from_logits)."""
     eval_sample: bool = False
     """Sample evaluation actions from the policy (DT Atari) instead of taking the most likely one."""
+    eval_temperature: str = choice("fixed", *EVAL_TEMPERATURES)
+    """Evaluation only: 'fixed' samples from softmax(logits); 'adaptive' from softmax(beta * logits), beta >= 1 chosen per step from the entropy of the action distribution (Veličković et al. 2024, arXiv 2410.01104: an inference-time fix for softmax dispersing over many items; rlsuite.nn.temperature). It changes nothing with 2 actions or fewer than ~3 likely ones (entropy <= 0.85 nats). Needs eval_sample=true (argmax ignores temperature)."""
     eval_epsilon: float = ranged(0.0, ge=0, le=1)
     """Evaluation epsilon: a uniformly random action with this probability."""
     eval_reward: str = choice("auto", "auto", "raw", "clip")
@@ -64,3 +76,4 @@ class DTConfig:
     """Gradual magnitude pruning of the transformer, counted in updates (see the gmp.* keys)."""
     nap: NaPConfig = field(default_factory=NaPConfig)
     """Normalize-and-Project on the transformer (see the nap.* keys)."""
+    check_run = staticmethod(check_dt_run)  # rules with other sections' keys (config.validate calls it)

@@ -48,7 +48,7 @@ from torch import nn
 
 from rlsuite.run import seeding
 from rlsuite.agents.base import StorageContext, Transition
-from rlsuite.agents.common import after_optimizer_step, batch_size_of, zeros_batch
+from rlsuite.agents.common import after_optimizer_step, batch_size_of, evaluation_logits, zeros_batch
 from rlsuite.agents.ppo.checkpoint import PPOCheckpoint
 from rlsuite.agents.ppo.config import PPOConfig, check_split
 from rlsuite.agents.ppo.finetune import PPOFineTuning
@@ -219,6 +219,7 @@ class PPO(PPOCheckpoint, PPOReporting, PPOFineTuning):
             logits, _, _, new_state = self.online_fwd(to_tensor(obs, self.device), self.eval_state,
                                                   torch.zeros(1, n, device=self.device))
         self.eval_state = new_state
+        logits = evaluation_logits(logits, self.cfg.eval_temperature)  # agent.eval_temperature: evaluation only
         actions = sample_actions(logits, rng) if self.cfg.eval_sample else logits.argmax(1).cpu().numpy()
         explore = rng.random(n) < epsilon
         actions[explore] = rng.integers(self.num_actions, size=int(explore.sum()))

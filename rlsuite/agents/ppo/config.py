@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlsuite.agents.common import EVAL_TEMPERATURES, check_eval_temperature, refuse_teacher_temperature
 from rlsuite.config.fields import choice, ranged
 from rlsuite.errors import UserError
 from rlsuite.nn.encoders import EncoderConfig
@@ -36,6 +37,15 @@ def check_minibatch(run: Any) -> None:
                         f"agent.num_minibatches = {envs} x {a.num_steps} / {a.num_minibatches} = {size:g} sample(s) "
                         "per minibatch, and agent.norm_adv needs at least 2: lower agent.num_minibatches, raise "
                         "agent.num_steps or train.num_envs, or set agent.norm_adv=false)")
+
+
+def check_ppo_run(run: Any) -> None:
+    """Every PPO rule with other sections' keys (PPOConfig.check_run): the minibatch size above, then
+    agent.eval_temperature=adaptive needs agent.eval_sample, and finetune.temperature_rule is DQN's
+    only (rlsuite.agents.common)."""
+    check_minibatch(run)
+    check_eval_temperature(run)
+    refuse_teacher_temperature(run)
 
 
 @dataclass
@@ -74,6 +84,8 @@ class PPOConfig:
     """Adam epsilon."""
     eval_sample: bool = False
     """Evaluation samples actions from the policy instead of taking its most likely action."""
+    eval_temperature: str = choice("fixed", *EVAL_TEMPERATURES)
+    """Evaluation only (training rollouts always sample softmax(logits)): 'fixed' samples from softmax(logits); 'adaptive' from softmax(beta * logits), beta >= 1 chosen per step from the entropy of the action distribution (Veličković et al. 2024, arXiv 2410.01104; rlsuite.nn.temperature). It changes nothing with 2 actions or fewer than ~3 likely ones (entropy <= 0.85 nats). Needs eval_sample=true (argmax ignores temperature)."""
     shared_trunk: bool = True
     """One encoder (and LSTM) for actor and critic; false: a separate trunk each."""
     core: str = choice("none", "none", "lstm")
@@ -88,4 +100,4 @@ class PPOConfig:
     """Normalize-and-Project (Lyle et al. 2024) on the actor-critic (see the nap.* keys)."""
     rnd: RNDConfig = field(default_factory=RNDConfig)
     """Random Network Distillation exploration bonus (Burda et al. 2019; see the rnd.* keys)."""
-    check_run = staticmethod(check_minibatch)  # rules with other sections' keys (config.validate calls it)
+    check_run = staticmethod(check_ppo_run)  # rules with other sections' keys (config.validate calls it)
