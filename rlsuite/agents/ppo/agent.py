@@ -12,7 +12,9 @@ Episode ends. `terminated`: no bootstrap. `truncated` (a time limit, not a real 
 of that step gets gamma V(final obs) added, V evaluated at acting time on `Transition.final_obs`
 (as SB3 does); then the episode counts as ended for GAE. Either way GAE is cut there.
 
-LSTM core (`core = "lstm"`). Every env's (h, c) is carried across rollouts and zeroed before the
+LSTM core (`core = "lstm"`; the LRU core, `core = "lru"`, rlsuite.nn.lru, is carried, stored and
+replayed the same way with its state (Re x, Im x)).
+Every env's (h, c) is carried across rollouts and zeroed before the
 first observation of an episode. The state before a rollout's first step is stored with it, and
 minibatches are groups of whole env sequences replayed from that state with the same resets, so
 the update's forward pass is the rollout's forward pass (tested to 1e-6).
@@ -87,7 +89,8 @@ class PPO(PPOCheckpoint, PPOReporting, PPOFineTuning):
             if cfg.rnd.enabled:
                 self.rnd = RNDNetworks(observation_space, frame_stack_of(observation_space), cfg.rnd.gamma_int, self.device)
         self.accelerate(SpeedPlan(device_type=self.device.type))  # fp32 eager until the run's plan arrives
-        trained = list(self.online.parameters()) + (list(self.rnd.predictor.parameters()) if self.rnd else [])
+        # parameter groups: one, or with an LRU core a second for its recurrent part at half the lr (network.py)
+        trained = self.online.parameter_groups(list(self.rnd.predictor.parameters()) if self.rnd else [], cfg.lr)
         self.optimizer = torch.optim.Adam(trained, lr=cfg.lr, eps=cfg.adam_eps)
         self.rng = seeding.generator(seed, "exploration")  # training actions
         self.batch_rng = seeding.generator(seed, "replay")  # minibatch shuffles, RND's predictor mask
@@ -300,7 +303,7 @@ class PPO(PPOCheckpoint, PPOReporting, PPOFineTuning):
         self.warmup_rollouts = self.warmup_rollouts if actor_trains(self) else self.rollouts_done + 1
         lr = learning_rate(c, self.rollouts_done, self.total_rollouts, self.warmup_rollouts)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         recurrent = self.online.hidden > 0
         data = {"actions": r.actions, "logprobs": r.logprobs, "values": r.values, "values_int": r.values_int,
                 "advantages": advantages, "returns": returns,

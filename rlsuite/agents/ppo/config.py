@@ -17,9 +17,9 @@ from rlsuite.nn.rnd import RNDConfig
 
 
 def check_split(c: Any, num_envs: int) -> None:
-    """Refuse minibatches that do not split the rollout evenly (LSTM: whole env sequences)."""
-    if c.core == "lstm" and num_envs % c.num_minibatches:
-        raise UserError(f"agent.core=lstm splits envs into minibatches: num_envs={num_envs} is not a "
+    """Refuse minibatches that do not split the rollout evenly (LSTM, LRU: whole env sequences)."""
+    if c.core in ("lstm", "lru") and num_envs % c.num_minibatches:
+        raise UserError(f"agent.core={c.core} splits envs into minibatches: num_envs={num_envs} is not a "
                         f"multiple of agent.num_minibatches={c.num_minibatches}")
     if (c.num_steps * num_envs) % c.num_minibatches:
         raise UserError(f"the rollout of {c.num_steps} x {num_envs} steps does not split into "
@@ -39,11 +39,26 @@ def check_minibatch(run: Any) -> None:
                         "agent.num_steps or train.num_envs, or set agent.norm_adv=false)")
 
 
+def check_lru(run: Any) -> None:
+    """agent.core=lru: the init ring needs lru_r_min < lru_r_max; and finetune.freeze cannot name
+    'core' or 'policy' yet (rlsuite.loops.finetune.part_of knows the LSTM's parameters as the core,
+    so the LRU's would count as the policy's)."""
+    a = run.agent
+    if a.core == "lru" and a.lru_r_min >= a.lru_r_max:
+        raise UserError(f"bad value for agent.lru_r_min: {a.lru_r_min} (must be < agent.lru_r_max = {a.lru_r_max}: "
+                        "the ring of |lambda| at init is r_min <= r <= r_max)")
+    frozen = {"core", "policy"} & set(getattr(getattr(run, "finetune", None), "freeze", ()) or ())
+    if a.core == "lru" and frozen:
+        raise UserError(f"finetune.freeze={','.join(sorted(frozen))} is not supported with agent.core=lru yet "
+                        "(freeze encoder or value, or fine-tune an LSTM or feed-forward agent)")
+
+
 def check_ppo_run(run: Any) -> None:
     """Every PPO rule with other sections' keys (PPOConfig.check_run): the minibatch size above, then
     agent.eval_temperature=adaptive needs agent.eval_sample, and finetune.temperature_rule is DQN's
     only (rlsuite.agents.common)."""
     check_minibatch(run)
+    check_lru(run)
     check_eval_temperature(run)
     refuse_teacher_temperature(run)
 
@@ -55,7 +70,7 @@ class PPOConfig:
     num_steps: int = ranged(128, ge=1)
     """Rollout length per env: vector steps collected between two rounds of updates."""
     num_minibatches: int = ranged(4, ge=1)
-    """Minibatches per epoch; with core 'lstm' they are groups of whole env sequences, so num_envs must be a multiple."""
+    """Minibatches per epoch; with core 'lstm' or 'lru' they are groups of whole env sequences, so num_envs must be a multiple."""
     update_epochs: int = ranged(4, ge=1)
     """Passes over each rollout."""
     lr: float = ranged(2.5e-4, gt=0)
@@ -88,10 +103,18 @@ class PPOConfig:
     """Evaluation only (training rollouts always sample softmax(logits)): 'fixed' samples from softmax(logits); 'adaptive' from softmax(beta * logits), beta >= 1 chosen per step from the entropy of the action distribution (Veličković et al. 2024, arXiv 2410.01104; rlsuite.nn.temperature). It changes nothing with 2 actions or fewer than ~3 likely ones (entropy <= 0.85 nats). Needs eval_sample=true (argmax ignores temperature)."""
     shared_trunk: bool = True
     """One encoder (and LSTM) for actor and critic; false: a separate trunk each."""
-    core: str = choice("none", "none", "lstm")
-    """'lstm': a single-layer LSTM after the encoder (CleanRL ppo_atari_lstm.py); 'none': feed-forward."""
+    core: str = choice("none", "none", "lstm", "lru")
+    """'lstm': a single-layer LSTM after the encoder (CleanRL ppo_atari_lstm.py); 'lru': a Linear Recurrent Unit block after the encoder (Orvieto et al. 2023; rlsuite.nn.lru, docs/components/lru.md); 'none': feed-forward."""
     lstm_hidden: int = ranged(128, ge=1)
     """LSTM hidden units (CleanRL ppo_atari_lstm.py: 128)."""
+    lru_state: int = ranged(128, ge=1)
+    """core 'lru': complex state units N (the state is stored as 2 x N reals; minimal-LRU: 128)."""
+    lru_r_min: float = ranged(0.0, ge=0, lt=1)
+    """core 'lru': smallest |lambda| of the ring init (must be < lru_r_max; minimal-LRU: 0; long memory: ~0.9)."""
+    lru_r_max: float = ranged(1.0, gt=0, le=1)
+    """core 'lru': largest |lambda| of the ring init (minimal-LRU: 1; long memory: ~0.999)."""
+    lru_max_phase: float = ranged(6.28, gt=0, le=6.2832)
+    """core 'lru': the phases of lambda at init are uniform in [0, lru_max_phase] radians (minimal-LRU: 6.28)."""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     """The torso that maps observations to features (see the encoder.* keys)."""
     gmp: GMPConfig = field(default_factory=GMPConfig)
