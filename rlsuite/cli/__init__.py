@@ -1,4 +1,4 @@
-"""`rlsuite train | finetune | eval | collect | dataset | export | sweep | runs | compare | states | list | bench`
+"""`rlsuite train | finetune | eval | collect | dataset | export | merge | sweep | runs | compare | states | list | bench`
 — the command line.
 
 One module per command group (train.py, evaluate.py, runs.py, states.py, tools.py); this one holds the
@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 from rlsuite.errors import TrainingDiverged, UserError
 
-from rlsuite.cli import collect, evaluate, finetune, runs, states, tools, train
+from rlsuite.cli import collect, evaluate, finetune, merge, runs, states, tools, train
 from rlsuite.cli.common import EXAMPLES, Parser
 from rlsuite.cli.train import default_run_dir, train_overrides  # noqa: F401  (tests, scripts)
 
@@ -128,6 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     sub = parser.add_subparsers(metavar="command", parser_class=Parser)
     for add in (train.add, evaluate.add, tools.add_list, tools.add_export, runs.add_sweep, runs.add_runs,
-                runs.add_compare, tools.add_bench, states.add, collect.add, finetune.add):
+                runs.add_compare, tools.add_bench, states.add, collect.add, finetune.add, merge.add):
         add(sub)
     return parser
