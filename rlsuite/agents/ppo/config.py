@@ -109,10 +109,10 @@ class PPOConfig:
     """LSTM hidden units (CleanRL ppo_atari_lstm.py: 128)."""
     lru_state: int = ranged(128, ge=1)
     """core 'lru': complex state units N (the state is stored as 2 x N reals; minimal-LRU: 128)."""
-    lru_r_min: float = ranged(0.0, ge=0, lt=1)
-    """core 'lru': smallest |lambda| of the ring init (must be < lru_r_max; minimal-LRU: 0; long memory: ~0.9)."""
-    lru_r_max: float = ranged(1.0, gt=0, le=1)
-    """core 'lru': largest |lambda| of the ring init (minimal-LRU: 1; long memory: ~0.999)."""
+    lru_r_min: float = ranged(0.9, ge=0, lt=1)
+    """core 'lru': smallest |lambda| of the ring init (must be < lru_r_max; 0.9: the LRU paper's long-memory ring, which learned masked CartPole where minimal-LRU's 0 did less well, docs/components/lru.md)."""
+    lru_r_max: float = ranged(0.999, gt=0, le=1)
+    """core 'lru': largest |lambda| of the ring init (the LRU paper's long-memory ring: 0.999; minimal-LRU: 1)."""
     lru_max_phase: float = ranged(6.28, gt=0, le=6.2832)
     """core 'lru': the phases of lambda at init are uniform in [0, lru_max_phase] radians (minimal-LRU: 6.28)."""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
