@@ -246,11 +246,12 @@ def merge_runs(sources: list[dict[str, Any]], method: str, gamma: float, states:
         if observations is not None:
             observations = observations.to(policies[0].agent.device)
         merged, report = merge_networks(networks, observations, method, gamma)
-        ref, data = policies[0], sources[0]["data"]
-        cfg = config.empty_run_config(ref.cfg.algo)
+        reference, data = policies[0], sources[0]["data"]
+        cfg = config.empty_run_config(reference.cfg.algo)
         config.apply_file(cfg, {k: v for k, v in data["config"].items() if k in config.SECTIONS}, str(sources[0]["path"]))
-        cfg.finetune = config.empty_run_config(ref.cfg.algo).finetune  # the merge is not a fine-tune in progress
-        agent = agent_classes(cfg.algo)[0](cfg.agent, ref.env.single_observation_space, ref.env.single_action_space,
+        cfg.finetune = config.empty_run_config(reference.cfg.algo).finetune  # the merge is not a fine-tune in progress
+        space, actions = reference.env.single_observation_space, reference.env.single_action_space
+        agent = agent_classes(cfg.algo)[0](cfg.agent, space, actions,
                                            "cpu", seed=cfg.train.seed)
         agent.load_exported(merged)
         step = int(data.get("step", 0))
