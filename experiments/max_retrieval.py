@@ -134,13 +134,18 @@ def main() -> None:
 
     print(f"max retrieval: trained at n={s.train_size}, {s.steps} steps x {s.batch} sets, width {s.width}, "
           f"{s.classes} classes; seeds {seeds}; {args.rows} test sets per n; {cpu:.0f} CPU-s")
-    print("| n | sharpness softmax | sharpness adaptive | accuracy softmax | accuracy adaptive |")
-    print("|---|---|---|---|---|")
+    def gains(n: int, key: str) -> str:  # paired per seed: the same model and test sets
+        g = [a[key] - b[key] for a, b in zip(results[("adaptive", n)], results[("softmax", n)])]
+        return f"{min(g):+.3f} .. {max(g):+.3f}"
+
+    print("| n | sharpness softmax | sharpness adaptive | accuracy softmax | accuracy adaptive "
+          "| sharpness gain per seed | accuracy gain per seed |")
+    print("|---|---|---|---|---|---|---|")
     for n in TEST_SIZES:
         cells = [f"{mean(m, n, k):.3f} ± {spread(m, n, k) / 2:.3f}" for k in ("sharpness", "accuracy")
                  for m in ("softmax", "adaptive")]
-        print(f"| {n} | " + " | ".join(cells) + " |")
-    print("(mean over seeds ± half the range across seeds)")
+        print(f"| {n} | " + " | ".join(cells + [gains(n, "sharpness"), gains(n, "accuracy")]) + " |")
+    print("(mean over seeds ± half the range across seeds; gains: adaptive - softmax, lowest .. highest seed)")
     if args.figure:
         import matplotlib
 
