@@ -1,13 +1,15 @@
 # Sourced by the experiment scripts: `once DIR COMMAND...` starts a run in DIR, or resumes it when DIR
-# already holds checkpoints (`rlsuite train --resume`; a finished run is a no-op), so re-running a
-# script skips finished runs and continues interrupted ones.
+# already holds checkpoints (`rlsuite train --resume`, under the same prefix such as `nice -n 19`; a
+# finished run is a no-op), so re-running a script skips finished runs and continues interrupted ones.
 PATH="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv/bin:$PATH"
 once() {
   local dir=$1; shift
+  local prefix=()  # what runs before `rlsuite` (e.g. `nice -n 19`): a resume keeps it
+  while [ $# -gt 0 ] && [ "$1" != rlsuite ]; do prefix+=("$1"); shift; done
   if [ -d "$dir/checkpoints" ] && [ -n "$(ls -A "$dir/checkpoints")" ]; then
-    rlsuite train --resume "$dir" --no-progress > /dev/null
+    "${prefix[@]}" rlsuite train --resume "$dir" --no-progress > /dev/null
   else
-    rm -rf "$dir"; "$@" --run-dir "$dir" --no-progress > /dev/null
+    rm -rf "$dir"; "${prefix[@]}" "$@" --run-dir "$dir" --no-progress > /dev/null
   fi
   echo "done: $dir"
 }
