@@ -192,12 +192,13 @@ def test_toy_classification_cca_beats_permute_beats_average(one_thread):
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    """Two tiny CartPole DQN runs of one architecture, seeds 1 and 2."""
+    """Two tiny CartPole DQN runs of one architecture, seeds 1 and 2; run 2 saves its replay buffer."""
     root = tmp_path_factory.mktemp("merge-runs")
     sets = [a for item in TINY for a in ("--set", item)]
     for seed in (1, 2):
+        replay = ["--set", "train.save_replay=true"] if seed == 2 else []
         assert main(["train", "dqn-classic", "--env", "CartPole-v1", "--steps", "300", "--seed", str(seed),
-                     "--run-dir", str(root / f"s{seed}"), *sets]) == 0
+                     "--run-dir", str(root / f"s{seed}"), *sets, *replay]) == 0
     return root
 
 
@@ -211,6 +212,15 @@ def test_merged_run_is_accepted_by_eval_export_and_finetune(two_runs, tmp_path, 
     report = json.loads((out / "merge.json").read_text())
     assert report["method"] == "cca" and report["gamma"] == 0.1 and len(report["correlation"]) == 1
     assert report["points"] == ["encoder.net.2", "encoder.net.4"]
+    assert report["states"] == "replay buffers of 1 run(s)"  # run 2's saved replay, not a rollout
+    # checkpoint files outside a run directory have no replay: the reference policy plays for the states
+    files = []
+    for seed in (1, 2):
+        files.append(tmp_path / f"s{seed}.pt")
+        files[-1].write_bytes(next((two_runs / f"s{seed}" / "checkpoints").glob("ckpt_*.pt")).read_bytes())
+    assert main(["merge", *map(str, files), "--method", "permute", "--states", "64", "--out", str(tmp_path / "p")]) == 0
+    played = json.loads((tmp_path / "p" / "merge.json").read_text())
+    assert played["states"] == "64 steps of the reference policy in 1 env(s)" and played["gamma"] is None
     assert main(["eval", str(out), "--episodes", "2", "--num-envs", "2"]) == 0
     assert (out / "eval.jsonl").is_file()
     assert main(["export", str(out), "--sparse", "-o", str(tmp_path / "merged.pt")]) == 0
