@@ -30,8 +30,9 @@ from rlsuite.run import seeding
 from rlsuite.agents.common import gradient_step, policy_actions, zeros_batch
 from rlsuite.config import validate
 from rlsuite.errors import UserError
-from rlsuite.config.fields import ranged
+from rlsuite.config.fields import choice, ranged
 from rlsuite.nn.encoders import EncoderConfig, make_encoder
+from rlsuite.nn.optim import OPTIMIZERS, CMConfig, make_optimizer, optimizer_report
 from rlsuite.run.speed import SpeedPlan
 
 
@@ -47,6 +48,10 @@ class BCConfig:
     """Adam learning rate (constant)."""
     weight_decay: float = ranged(0.0, ge=0)
     """AdamW weight decay of every weight (0 = plain Adam, the review's BC)."""
+    optimizer: str = choice("adam", *OPTIMIZERS)
+    """'adam': torch AdamW, or 'adam_cm': Adam with critical momenta (Malviya et al. 2024), the same rate, betas, epsilon and decay plus a buffer of past momenta (see the cm.* keys)."""
+    cm: CMConfig = field(default_factory=CMConfig)
+    """Adam with critical momenta's buffer, used when optimizer is 'adam_cm' (see the cm.* keys)."""
     max_grad_norm: float = ranged(0.0, ge=0)
     """Clip the global gradient norm (0 = no clipping)."""
     eval_sample: bool = False
@@ -78,7 +83,8 @@ class BC:
         self.model.to(self.device)
         self.net: nn.Module = self.model  # what training calls: the model, or its DDP wrapper
         self.accelerate(SpeedPlan(device_type=self.device.type))  # fp32 eager until the run's plan arrives
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = make_optimizer(cfg.optimizer, cfg.cm, seed, self.model.parameters(), torch.optim.AdamW,
+                                        lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.rng = seeding.generator(seed, "exploration")  # evaluation sampling when no rng is passed
         self.num_updates, self.world_size = 0, 1
 
@@ -117,7 +123,7 @@ class BC:
                                   self.num_updates)
         self.num_updates += 1
         return {"losses/action_ce": float(loss.detach()) / self.world_size, "losses/grad_norm": float(grad_norm),
-                "charts/learning_rate": self.cfg.lr}
+                "charts/learning_rate": self.cfg.lr, **optimizer_report(self.optimizer)}
 
     def status(self, update: int) -> str:
         return ""

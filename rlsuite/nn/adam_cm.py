@@ -30,7 +30,7 @@ Departures from the official `Adam_CM`:
   applied, and then inserted.
 - top_c = 0 works (the official class crashes when the buffer is off); amsgrad is not offered.
 - The critical_test draw comes from a caller-owned `torch.Generator` (never the global RNG); its state
-  is not part of `state_dict()`, so the caller saves and restores it with the run's other RNGs.
+  travels in `state_dict()` (key `cm_generator`), so a checkpointed run resumes the same draws.
 - Synced mode with a tensor that has no gradient at some step: that tensor's buffer slot keeps its old
   content (it has no new momentum); each tensor averages only the slots it has filled.
 
@@ -215,10 +215,21 @@ class AdamCM(torch.optim.Optimizer):
             "cm/key_mean": sum(float(o["cm_keys"][: o["cm_size"]].mean()) for o in owners if o["cm_size"]) / n,
         }
 
+    def state_dict(self) -> dict[str, Any]:
+        """As torch's, plus the critical_test generator's state (`cm_generator`) when there is one."""
+        out = super().state_dict()
+        if self._generator is not None:
+            out["cm_generator"] = self._generator.get_state()
+        return out
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """As torch's, but the buffer tensors keep their saved dtypes: torch casts every state tensor to
         the parameter dtype, which would turn the bool masks into floats, round the float64 keys and
-        undo `buffer_dtype`."""
+        undo `buffer_dtype`. The generator (if both sides have one) continues from the saved state."""
+        state_dict = dict(state_dict)
+        generator_state = state_dict.pop("cm_generator", None)
+        if generator_state is not None and self._generator is not None:
+            self._generator.set_state(generator_state)
         super().load_state_dict(state_dict)
         params = [p for g in self.param_groups for p in g["params"]]
         saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]

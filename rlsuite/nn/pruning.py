@@ -197,8 +197,10 @@ class MagnitudePruner:
             param.mul_(self.masks[name])
             if self.cfg.mask_gradients and self.optimizer is not None:
                 for moment in self.optimizer.state.get(param, {}).values():
-                    if torch.is_tensor(moment) and moment.shape == param.shape:
-                        moment.mul_(self.masks[name])
+                    # Adam's moments (param-shaped) and Adam+CM's buffered momenta (C, *param shape)
+                    stacked = moment.dim() == param.dim() + 1 if torch.is_tensor(moment) else False
+                    if torch.is_tensor(moment) and moment.shape[stacked:] == param.shape:
+                        moment.mul_(self.masks[name].to(moment.dtype))
 
     def report(self) -> dict[str, float]:
         """Achieved sparsity, overall and per layer, and the number of weights alive."""

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 STREAMS = ("train_env", "eval_env", "exploration", "eval_exploration", "replay", "network", "diagnostics", "global",
-           "retention", "far_eval_env", "far_eval_exploration")
+           "retention", "far_eval_env", "far_eval_exploration", "optimizer")
 """The named streams of a run; a name's spawn-key id is its crc32, so adding a stream moves no other."""
 
 _MASK31 = 0x7FFF_FFFF

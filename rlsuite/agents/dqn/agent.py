@@ -41,6 +41,7 @@ from rlsuite.config import validate
 from rlsuite.errors import TrainingDiverged, UserError, brief_space
 from rlsuite.nn.diagnostics import UpdateProbe
 from rlsuite.nn.nap import NormProjector
+from rlsuite.nn.optim import make_optimizer
 from rlsuite.nn.pruning import MagnitudePruner
 from rlsuite.nn.schedules import lr_factor
 from rlsuite.run.profiling import PhaseTimer
@@ -73,7 +74,8 @@ class DQN(DQNReporting, DQNFineTuning):
         self.accelerate(SpeedPlan(device_type=self.device.type))  # fp32 eager until the run's plan arrives
         # One fused kernel per step instead of a Python loop over parameters: the update of a
         # small Q-network is dominated by per-op overhead on CPU.
-        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=True)
+        self.optimizer = make_optimizer(cfg.optimizer, cfg.cm, seed, self.online.parameters(), torch.optim.Adam,
+                                        lr=cfg.lr, eps=cfg.adam_eps, fused=True)
         # Updates of a small network are per-op overhead, not arithmetic: a second thread gains
         # nothing when the machine is quiet and stalls every op when it is not (see SMALL_BATCH).
         small_network = sum(p.numel() for p in self.online.parameters()) < SMALL_NETWORK_PARAMS

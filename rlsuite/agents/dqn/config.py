@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from rlsuite.config.fields import choice, ranged
 from rlsuite.nn.encoders import EncoderConfig
 from rlsuite.nn.nap import NaPConfig
+from rlsuite.nn.optim import OPTIMIZERS, CMConfig
 from rlsuite.nn.pruning import GMPConfig
 from rlsuite.nn.schedules import LR_SCHEDULES
 
@@ -33,6 +34,10 @@ class DQNConfig:
     """Multiplier of lr reached at the last update by the 'linear' and 'cosine' schedules."""
     adam_eps: float = ranged(1.5e-4, gt=0)
     """Adam epsilon (the GMP paper's Table 2; its appendix's 1.5e-5 is a typo)."""
+    optimizer: str = choice("adam", *OPTIMIZERS)
+    """'adam': torch Adam (Dopamine's optimizer), or 'adam_cm': Adam with critical momenta (Malviya et al. 2024), the same rate, betas, epsilon and decay plus a buffer of past momenta (see the cm.* keys)."""
+    cm: CMConfig = field(default_factory=CMConfig)
+    """Adam with critical momenta's buffer, used when optimizer is 'adam_cm' (see the cm.* keys)."""
     batch_size: int = ranged(32, ge=1)
     """Transitions per gradient update."""
     learning_starts: int = ranged(20_000, ge=0)

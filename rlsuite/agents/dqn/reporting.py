@@ -9,6 +9,7 @@ from gymnasium import spaces
 
 from rlsuite.agents.common import to_tensor
 from rlsuite.nn.diagnostics import plasticity_report
+from rlsuite.nn.optim import optimizer_report
 from rlsuite.replay import ReplayBuffer
 from rlsuite.run import seeding
 from rlsuite.run.preflight import check_replay_slots
@@ -64,7 +65,8 @@ class DQNReporting:
         check_replay_slots(run.replay.capacity, num_envs, frame_stack, run.agent.n_step)
 
     def scalars(self, env_step: int) -> dict[str, float]:
-        return {"charts/epsilon": self.current_epsilon}
+        # Adam+CM's buffer (accepted / rejected momenta) rides with the losses, every train.log_every steps.
+        return {"charts/epsilon": self.current_epsilon, **optimizer_report(self.optimizer)}
 
     def status(self, env_step: int) -> str:
         return f"eps {self.current_epsilon:.3f}"

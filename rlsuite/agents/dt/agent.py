@@ -53,6 +53,7 @@ from rlsuite.errors import UserError
 from rlsuite.nn.encoders import make_encoder
 from rlsuite.nn.lora import add_lora, base_state
 from rlsuite.nn.nap import NormProjector, insert_norms
+from rlsuite.nn.optim import make_optimizer, optimizer_report
 from rlsuite.nn.pruning import MagnitudePruner
 from rlsuite.nn.transformer import DecisionTransformer
 from rlsuite.run.speed import SpeedPlan
@@ -98,7 +99,8 @@ class DT:
         self.model.to(self.device)
         self.net: nn.Module = self.model  # what training calls: the model, or its DDP wrapper
         self.accelerate(SpeedPlan(device_type=self.device.type))  # fp32 eager until the run's plan arrives
-        self.optimizer = torch.optim.AdamW(self._param_groups(), lr=cfg.lr, betas=tuple(cfg.betas))
+        self.optimizer = make_optimizer(cfg.optimizer, cfg.cm, seed, self._param_groups(), torch.optim.AdamW,
+                                        lr=cfg.lr, betas=tuple(cfg.betas))
         self.rng = seeding.generator(seed, "exploration")  # evaluation sampling when no rng is passed
         self.num_updates, self.total_updates = 0, 1
         self.world_size = 1
@@ -211,6 +213,7 @@ class DT:
         metrics.update({"losses/grad_norm": float(grad_norm), "charts/learning_rate": self.lr_at(self.num_updates - 1)})
         if self.pruner is not None:
             metrics.update(self.pruner.report())
+        metrics.update(optimizer_report(self.optimizer))  # Adam+CM's buffer: accepted / rejected momenta
         return metrics
 
     def status(self, update: int) -> str:

@@ -12,6 +12,7 @@ from rlsuite.nn.encoders import EncoderConfig
 from rlsuite.nn.lora import LoRAConfig
 from rlsuite.nn.memory import MemoryConfig
 from rlsuite.nn.nap import NaPConfig
+from rlsuite.nn.optim import OPTIMIZERS, CMConfig
 from rlsuite.nn.pruning import GMPConfig
 from rlsuite.nn.transformer import TransformerConfig
 
@@ -52,6 +53,10 @@ class DTConfig:
     """AdamW weight decay of linear and conv weights (biases, LayerNorms and embeddings get none, as minGPT)."""
     betas: tuple[float, ...] = ranged((0.9, 0.95), ge=0, lt=1)
     """AdamW betas (DT Atari / minGPT: 0.9, 0.95)."""
+    optimizer: str = choice("adam", *OPTIMIZERS)
+    """'adam': torch AdamW (minGPT's optimizer), or 'adam_cm': Adam with critical momenta (Malviya et al. 2024), the same rate, betas, epsilon and decay plus a buffer of past momenta (see the cm.* keys)."""
+    cm: CMConfig = field(default_factory=CMConfig)
+    """Adam with critical momenta's buffer, used when optimizer is 'adam_cm' (see the cm.* keys)."""
     max_grad_norm: float = ranged(1.0, ge=0)
     """Clip the global gradient norm (0 = no clipping)."""
     return_loss_coef: float = ranged(1.0, ge=0)

@@ -63,6 +63,7 @@ from rlsuite.config import validate
 from rlsuite.errors import TrainingDiverged, UserError, brief_space
 from rlsuite.nn.diagnostics import UpdateProbe
 from rlsuite.nn.nap import NormProjector
+from rlsuite.nn.optim import make_optimizer
 from rlsuite.nn.pruning import MagnitudePruner
 from rlsuite.nn.rnd import RNDNetworks
 from rlsuite.retention.terms import actor_trains, retention_loss
@@ -91,7 +92,7 @@ class PPO(PPOCheckpoint, PPOReporting, PPOFineTuning):
         self.accelerate(SpeedPlan(device_type=self.device.type))  # fp32 eager until the run's plan arrives
         # parameter groups: one, or with an LRU core a second for its recurrent part at half the lr (network.py)
         trained = self.online.parameter_groups(list(self.rnd.predictor.parameters()) if self.rnd else [], cfg.lr)
-        self.optimizer = torch.optim.Adam(trained, lr=cfg.lr, eps=cfg.adam_eps)
+        self.optimizer = make_optimizer(cfg.optimizer, cfg.cm, seed, trained, torch.optim.Adam, lr=cfg.lr, eps=cfg.adam_eps)
         self.rng = seeding.generator(seed, "exploration")  # training actions
         self.batch_rng = seeding.generator(seed, "replay")  # minibatch shuffles, RND's predictor mask
         self.rollouts_done = self.num_updates = self.warmup_rollouts = 0  # warm-up: rollouts with the actor frozen

@@ -12,6 +12,7 @@ from rlsuite.config.fields import choice, ranged
 from rlsuite.errors import UserError
 from rlsuite.nn.encoders import EncoderConfig
 from rlsuite.nn.nap import NaPConfig
+from rlsuite.nn.optim import OPTIMIZERS, CMConfig
 from rlsuite.nn.pruning import GMPConfig
 from rlsuite.nn.rnd import RNDConfig
 
@@ -97,6 +98,10 @@ class PPOConfig:
     """Stop a rollout's epochs early once approx_kl exceeds this, checked after each epoch as CleanRL (0 = off)."""
     adam_eps: float = ranged(1e-5, gt=0)
     """Adam epsilon."""
+    optimizer: str = choice("adam", *OPTIMIZERS)
+    """'adam': torch Adam (CleanRL's optimizer), or 'adam_cm': Adam with critical momenta (Malviya et al. 2024), the same rate, betas, epsilon and decay plus a buffer of past momenta (see the cm.* keys)."""
+    cm: CMConfig = field(default_factory=CMConfig)
+    """Adam with critical momenta's buffer, used when optimizer is 'adam_cm' (see the cm.* keys)."""
     eval_sample: bool = False
     """Evaluation samples actions from the policy instead of taking its most likely action."""
     eval_temperature: str = choice("fixed", *EVAL_TEMPERATURES)

@@ -10,6 +10,7 @@ import torch
 from rlsuite.agents.ppo.config import check_split
 from rlsuite.agents.ppo.observations import map_obs
 from rlsuite.nn.diagnostics import plasticity_report
+from rlsuite.nn.optim import optimizer_report
 from rlsuite.run import seeding
 
 
@@ -49,7 +50,8 @@ class PPOReporting:
         check_split(run.agent, num_envs)
 
     def scalars(self, env_step: int) -> dict[str, float]:
-        return {"charts/rollouts": float(self.rollouts_done)}
+        # Adam+CM's buffer (accepted / rejected momenta) rides with the losses, every train.log_every steps.
+        return {"charts/rollouts": float(self.rollouts_done), **optimizer_report(self.optimizer)}
 
     def status(self, env_step: int) -> str:
         if self.init_steps_left > 0:
