@@ -32,8 +32,11 @@ Analysis", ICML 2024, arXiv 2407.05385):
            largest summed activation correlation, Hungarian algorithm), then average. For runs
            trained from different initialisations, whose units are the same features in another order.
   cca      align linear combinations of units instead (canonical correlation analysis of the two runs'
-           activations, regularised by --gamma), then average. The paper's method: it beats permute
-           when features are spread over several units, most of all when merging more than two runs.
+           activations, regularised by --gamma), then average. The paper's method, for features
+           spread over several units; the paper finds it ahead of permutation methods, most of all
+           when merging more than two runs. The command prints each merge point's mean canonical
+           correlation: values far below 1 at the default gamma mean the activations are small next
+           to gamma (common in small RL networks); try --gamma 0.01 or 0.001 and evaluate.
 The runs are aligned pairwise to a reference (--ref) and averaged with weight 1/N. permute and cca take
 activation statistics at every hidden activation on --states observations: sampled from the runs' saved
 replay buffers (train.save_replay) when they have one, else played by the reference policy in each
@@ -234,6 +237,8 @@ def merge_runs(sources: list[dict[str, Any]], method: str, gamma: float, states:
     from rlsuite.trained.merge import merge_networks
     from rlsuite.trained.policy import load_policy
 
+    import gymnasium as gym
+
     load_seq, states_seq = merge_seed(sources).spawn(2)
     load_seed = int(load_seq.generate_state(1)[0] & 0x7FFF_FFFF)  # the envs' construction seed; play reseeds them
     policies = []
@@ -241,6 +246,9 @@ def merge_runs(sources: list[dict[str, Any]], method: str, gamma: float, states:
         for source in sources:
             policies.append(load_policy(source["path"], num_envs=4, seed=load_seed))
         networks = [p.agent.acting_network() for p in policies]
+        if method != "average" and not isinstance(policies[0].env.single_observation_space, gym.spaces.Box):
+            raise UserError(f"--method {method} aligns networks that read one observation array; these runs' "
+                            "observations are a dict (NetHack); use --method average")
         observations, origin = (None, "none (average needs no states)") if method == "average" else \
             gather_states(sources, policies, states, states_seq)
         if observations is not None:
@@ -251,8 +259,7 @@ def merge_runs(sources: list[dict[str, Any]], method: str, gamma: float, states:
         config.apply_file(cfg, {k: v for k, v in data["config"].items() if k in config.SECTIONS}, str(sources[0]["path"]))
         cfg.finetune = config.empty_run_config(reference.cfg.algo).finetune  # the merge is not a fine-tune in progress
         space, actions = reference.env.single_observation_space, reference.env.single_action_space
-        agent = agent_classes(cfg.algo)[0](cfg.agent, space, actions,
-                                           "cpu", seed=cfg.train.seed)
+        agent = agent_classes(cfg.algo)[0](cfg.agent, space, actions, "cpu", seed=cfg.train.seed)
         agent.load_exported(merged)
         step = int(data.get("step", 0))
     finally:
