@@ -18,11 +18,14 @@ from tests.conftest import TINY
 
 
 def _init(net: nn.Module, gen: torch.Generator) -> nn.Module:
-    """PyTorch's default uniform init, drawn from `gen` (no global RNG)."""
+    """PyTorch's default init of Linear / Conv2d layers (weights and biases uniform in +-1/sqrt(fan_in)),
+    drawn from `gen` (no global RNG); norms keep gain 1, offset 0."""
     with torch.no_grad():
-        for p in net.parameters():
-            bound = 1 / (p.shape[1] if p.dim() > 1 else p.shape[0]) ** 0.5
-            p.uniform_(-bound, bound, generator=gen)
+        for m in net.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                bound = 1 / m.weight[0].numel() ** 0.5
+                m.weight.uniform_(-bound, bound, generator=gen)
+                m.bias.uniform_(-bound, bound, generator=gen)
     return net
 
 
@@ -152,8 +155,8 @@ def _clusters(gen: torch.Generator, centers: torch.Tensor, n: int) -> tuple[torc
 def test_toy_classification_cca_beats_permute_beats_average(one_thread):
     """Three 16-32-32-10 ReLU MLPs from different seeds on 10 unit-variance Gaussian clusters in 16-d
     (200 Adam steps each). Measured when written (4,000 test points): each model 0.940-0.942, the
-    ensemble 0.944, average 0.338, permute 0.915, cca (gamma 0.1) 0.938: the paper's ordering, with a
-    margin of 0.02 between cca and permute (about 5 standard errors) and 0.58 above averaging."""
+    ensemble of the three 0.947, average 0.347, permute 0.920, cca 0.938 at gamma 0.1 (0.926 at 0.01,
+    0.941 at 1): the paper's ordering, cca 0.019 above permute and permute 0.57 above averaging."""
     gen = torch.Generator().manual_seed(0)
     centers = torch.randn(10, 16, generator=gen)
     x_train, y_train = _clusters(gen, centers, 4000)
@@ -184,7 +187,7 @@ def test_toy_classification_cca_beats_permute_beats_average(one_thread):
     with torch.no_grad():
         assert min(float((n(x_test).argmax(1) == y_test).float().mean()) for n in nets) > 0.9
     average, permute, cca = accuracy("average"), accuracy("permute"), accuracy("cca")
-    assert cca >= permute + 0.005 and permute >= average + 0.3, (average, permute, cca)
+    assert cca >= permute + 0.01 and permute >= average + 0.3, (average, permute, cca)
 
 
 # ---------------------------------------------------------------------------------- the command
