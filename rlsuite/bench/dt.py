@@ -53,6 +53,11 @@ per step) per update.
   marked before each update). train.memory_format has nothing to act on (no convolutions) and
   other keys are refused. Compilation happens in the warm-up updates, before the clock
   (`warmup_s_median` reports it), unlike `bench dqn`/`ppo`, which time train() end to end.
+- Structured FFNs: `--fast` may also carry the model keys of dt_settings.FFN_KEYS (agent.model.ffn,
+  ffn_rank, ffn_blocks, ffn_first_dense, sgt_ratio, sgt_schedule); the fast mode then builds that
+  FFN (fp32 unless speed keys are given too) and `ratio_vs_fp32` is structured over dense. The agent
+  is planned for warmup + updates updates, so sgt_ratio guides that share of them. Each record's
+  `ffn` says which FFN it ran (HF: dense).
 
 Where the two architectures cannot be the same: rlsuite/bench/dt_peers.py (the HF side) lists the
 departures; `parameter_counts` there holds the parameter counts within
@@ -72,7 +77,7 @@ from pathlib import Path
 from typing import Any
 
 from rlsuite.bench import modes
-from rlsuite.bench.dt_settings import build_rlsuite, rlsuite_config, settings
+from rlsuite.bench.dt_settings import build_rlsuite, rlsuite_config, settings, split_ffn
 from rlsuite.bench.harness import MALLOC_ENV, RESULT
 from rlsuite.errors import UserError
 
@@ -121,7 +126,9 @@ def make_pool(s: dict[str, Any], folder: str | Path, env_cfg: Any = None) -> dic
 def rlsuite_side(s: dict[str, Any], batches: list[Any], observation_space: Any, action_space: Any,
                  plan: dict[str, Any] | None) -> dict[str, Any]:
     """The worker's rlsuite side: DT.update on pool batch i (under `plan`), its parameter count."""
-    agent = build_rlsuite(s, observation_space, action_space)
+    ffn = tuple(plan.get("model", ())) if plan is not None else ()
+    agent = build_rlsuite(s, observation_space, action_space, ffn)
+    agent.plan(s["warmup"] + s["updates"])  # as a run of that length (self-guided training's share)
     if plan is not None:  # resolved and applied as train() does (auto: measured on this agent's network)
         from rlsuite.run import speed
         from rlsuite.config import TrainConfig
@@ -133,7 +140,8 @@ def rlsuite_side(s: dict[str, Any], batches: list[Any], observation_space: Any, 
     def step(i: int) -> float:
         return agent.update(batches[i % len(batches)])["losses/action_ce"]
 
-    return {"step": step, "params": agent.parameter_count(), "attention": "rlsuite.nn.attention", "versions": {}}
+    return {"step": step, "params": agent.parameter_count(), "attention": "rlsuite.nn.attention", "versions": {},
+            "ffn": agent.cfg.model.ffn}
 
 
 def worker(impl: str, s: dict[str, Any], pool_path: str, plan: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -175,7 +183,7 @@ def worker(impl: str, s: dict[str, Any], pool_path: str, plan: dict[str, Any] | 
             "step_median_tokens_per_s": round(s["tokens_per_update"] / step_s, 1),
             "s_per_update": round(elapsed / s["updates"], 5), "timed_s": round(elapsed, 3),
             "warmup_s": round(marks[0] - start, 3), "params": side["params"], "attention": side["attention"],
-            "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4),
+            "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4), "ffn": side.get("ffn", "dense"),
             "versions": {"torch": torch.__version__, **side["versions"]}, **speed, **modes.machine(s["device"])}
 
 
@@ -205,7 +213,12 @@ def bench_dt(size: str | None = None, repeats: int | None = None, updates: int |
     if device not in ("cpu", "cuda"):
         raise UserError(f"bench dt --device must be cpu or cuda, not {device!r}")
     s = settings(size, updates=updates, device=device, threads=threads)
-    plan = modes.direct_plan(tuple(fast), lambda f: rlsuite_config(s, f), s["device"], "bench dt")
+    speed_keys, ffn = split_ffn(tuple(fast))
+    plan = modes.direct_plan(speed_keys or (("train.precision=fp32",) if ffn else ()),
+                             lambda f: rlsuite_config(s, f), s["device"], "bench dt")
+    if ffn:  # a structured FFN in the fast mode; its keys checked (one line) before anything runs
+        modes.validate(ffn, lambda f: rlsuite_config(s, f), s["device"])
+        plan["model"] = list(ffn)
     import importlib.util
 
     if importlib.util.find_spec("transformers") is None:
@@ -256,7 +269,7 @@ def _summarise(impl: str, mode: str, s: dict[str, Any], runs: list[dict[str, Any
                   step_median_tokens_per_s=round(statistics.median(r["step_median_tokens_per_s"] for r in good), 1),
                   s_per_update_median=round(statistics.median(r["s_per_update"] for r in good), 5),
                   warmup_s_median=round(statistics.median(r["warmup_s"] for r in good), 3),
-                  params=last["params"], attention=last["attention"],
+                  params=last["params"], attention=last["attention"], ffn=last.get("ffn", "dense"),
                   loss_first_last=[last["loss_first"], last["loss_last"]], versions=last["versions"],
                   dataset_steps=dataset_steps, settings=s)
     return record
@@ -282,7 +295,8 @@ def format_table(records: list[dict[str, Any]]) -> str:
             lines.append(f"{label:<13} failed: {r.get('error')}")
             continue
         span = f"({rate['min']:,.0f} - {rate['max']:,.0f})"
-        lines.append(f"{label:<13} {modes.describe_speed(r):<34} {r['params']:>9,} {r['attention']:<22} "
+        speed = modes.describe_speed(r) + (f" ffn={r['ffn']}" if r.get("ffn", "dense") != "dense" else "")
+        lines.append(f"{label:<13} {speed:<34} {r['params']:>9,} {r['attention']:<22} "
                      f"{rate['median']:>15,.0f} {span:>19} {1000 * r['s_per_update_median']:>9.1f} "
                      f"{r['step_median_tokens_per_s']:>11,.0f} {r.get('ratio_vs_hf', ''):>6} {r.get('ratio_vs_fp32', ''):>7}")
     for r in records:

@@ -58,9 +58,21 @@ def rlsuite_config(s: dict[str, Any], extra: tuple[str, ...] | list[str] = ()) -
     return config.build_run_config("dt", s["env"], overrides + list(extra))
 
 
-def build_rlsuite(s: dict[str, Any], observation_space: Any, action_space: Any) -> Any:
-    """The DT agent `rlsuite train dt` would build for settings `s`."""
+FFN_KEYS = ("agent.model.ffn", "agent.model.ffn_rank", "agent.model.ffn_blocks", "agent.model.ffn_first_dense",
+            "agent.model.sgt_ratio", "agent.model.sgt_schedule")
+"""The model keys `--fast` may carry beside the speed keys: a structured FFN (rlsuite.nn.structured)
+for the fast mode, measured against the fp32 mode's dense FFN (`--fast agent.model.ffn=lowrank`)."""
+
+
+def split_ffn(fast: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`--fast` assignments split into (speed keys, structured-FFN keys: FFN_KEYS)."""
+    ffn = tuple(a for a in fast if a.split("=", 1)[0].strip() in FFN_KEYS)
+    return tuple(a for a in fast if a not in ffn), ffn
+
+
+def build_rlsuite(s: dict[str, Any], observation_space: Any, action_space: Any, extra: tuple[str, ...] = ()) -> Any:
+    """The DT agent `rlsuite train dt` would build for settings `s` (with `extra` overrides: FFN keys)."""
     from rlsuite.agents.dt import DT
 
-    cfg = rlsuite_config(s)
+    cfg = rlsuite_config(s, extra)
     return DT(cfg.agent, observation_space, action_space, device=s["device"], seed=s["seed"])

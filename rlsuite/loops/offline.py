@@ -216,6 +216,8 @@ class OfflineRun:
             + (f"  |  from {cfg.finetune.parent}" if cfg.finetune.parent else "")
             + (f"  |  {s.world_size} processes" if s.world_size > 1 else "")
             + f"  |  {s.agent.speed.describe()}")
+        for line in getattr(s.agent, "model_notes", list)():  # e.g. a structured FFN's counts against dense
+            say(line)
 
     def before_loop(self, s: OfflineSession, monitor: Monitor | None) -> None:
         self.last_log = s.step

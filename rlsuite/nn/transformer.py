@@ -32,7 +32,9 @@ computed is the same, tested against a float64 reference in tests/test_transform
 Shapes: obs (B, K, *obs_shape) (uint8 images or float vectors), actions (B, K) int64,
 returns-to-go (B, K) float, timesteps (B, K) int64. Initialisation as GPT-2 / minGPT (the DT
 code's backbone): linear and embedding weights N(0, 0.02), zero biases, LayerNorm (1, 0); the
-observation encoder keeps its own init (rlsuite.nn.encoders).
+observation encoder keeps its own init (rlsuite.nn.encoders), and so do structured feed-forward
+layers (agent.model.ffn: low-rank, block-shuffle or block-dense maps, optionally self-guided;
+rlsuite.nn.structured, rlsuite.nn.self_guided). With ffn 'dense' the blocks are exactly as before.
 """
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ from torch import nn
 from rlsuite.config.fields import choice, ranged
 from rlsuite.nn.attention import Dropout, causal_attention, residual_dropout
 from rlsuite.nn.memory import MemoryConfig, WorkingMemory
+from rlsuite.nn.structured import ffn_problem, make_linear
 
 
 @dataclass
@@ -72,6 +75,18 @@ class TransformerConfig:
     """'bins': the lowest return bin (MGDT: -20); returns below are clipped to it."""
     return_max: int = 100
     """'bins': the highest return bin (MGDT: 100); returns above are clipped to it."""
+    ffn: str = choice("dense", "dense", "lowrank", "blockdiag", "blockdense")
+    """The blocks' feed-forward layers (Wei et al. 2024, arXiv 2406.16450; rlsuite.nn.structured): 'dense' (nn.Linear), 'lowrank' (U V x, rank ffn_rank), 'blockdiag' (the paper's BlockShuffle, the Monarch form: block-diagonal, stride permutation, block-diagonal, ffn_blocks blocks) or 'blockdense' (ffn_blocks block-diagonal chunks to rank ffn_rank, then dense). Both of a block's FFN layers (d -> 4d -> d) take the same structure."""
+    ffn_rank: int = ranged(0, ge=0)
+    """ffn 'lowrank' and 'blockdense': the rank r of each FFN layer (at most embed_dim); 0 = embed_dim // 4 (the paper's 32%-parameter setting)."""
+    ffn_blocks: int = ranged(4, ge=1)
+    """ffn 'blockdiag' and 'blockdense': the number of blocks k (must divide embed_dim; blockdense: also the rank). The paper's code: 2 for BlockShuffle, 4 for BlockDense."""
+    ffn_first_dense: bool = True
+    """Keep the first block's FFN dense with a structured ffn (the paper does)."""
+    sgt_ratio: float = ranged(0.0, ge=0.0, le=1.0)
+    """Self-guided training of the structured FFN layers (rlsuite.nn.self_guided): a dense guide, alpha W_g x + (1 - alpha) S(x), with alpha from 1 to 0 over this fraction of the run's updates (0 = off; the paper: 0.5)."""
+    sgt_schedule: str = choice("cosine", "cosine", "linear")
+    """How alpha falls from 1 to 0 during self-guided training: 'cosine' (the paper's) or 'linear'."""
 
 
 class CausalSelfAttention(nn.Module):
@@ -105,13 +120,20 @@ class CausalSelfAttention(nn.Module):
 
 class Block(nn.Module):
     """Pre-LN GPT block: x + attn(LN(x)), then x + MLP(LN(x)) with a 4d GELU MLP. With a working
-    memory (DT-Mem, memory.placement 'block') its read-outs of LN_m(x) join the attention branch."""
+    memory (DT-Mem, memory.placement 'block') its read-outs of LN_m(x) join the attention branch.
+    `ffn`: a TransformerConfig whose ffn keys make the MLP's two linear layers structured
+    (rlsuite.nn.structured.make_linear); None: dense nn.Linear layers."""
 
-    def __init__(self, d: int, heads: int, dropout: float, memory: MemoryConfig | None = None) -> None:
+    def __init__(self, d: int, heads: int, dropout: float, memory: MemoryConfig | None = None,
+                 ffn: TransformerConfig | None = None) -> None:
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.attn = CausalSelfAttention(d, heads, dropout)
-        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d), Dropout(dropout))
+        if ffn is None:
+            self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d), Dropout(dropout))
+        else:
+            self.mlp = nn.Sequential(make_linear(ffn, d, 4 * d), nn.GELU(), make_linear(ffn, 4 * d, d),
+                                     Dropout(dropout))
         self.memory = WorkingMemory(d, memory) if memory is not None else None
         self.ln_m = nn.LayerNorm(d) if memory is not None else None
 
@@ -215,7 +237,14 @@ class DecisionTransformer(nn.Module):
         self.timestep_embed = nn.Embedding(cfg.max_timestep, d)
         self.drop = Dropout(cfg.dropout)
         per_block = memory if memory is not None and memory.placement == "block" else None
-        self.blocks = nn.ModuleList(Block(d, cfg.n_head, cfg.dropout, per_block) for _ in range(cfg.n_layer))
+        problem = ffn_problem(cfg)
+        if problem is not None:
+            raise ValueError(problem)
+        # Structured FFNs (rlsuite.nn.structured) keep their own inits: _gpt_init only touches
+        # nn.Linear, nn.Embedding and nn.LayerNorm.
+        structured = (lambda i: None if cfg.ffn == "dense" or (i == 0 and cfg.ffn_first_dense) else cfg)
+        self.blocks = nn.ModuleList(Block(d, cfg.n_head, cfg.dropout, per_block, structured(i))
+                                    for i in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(d)
         self.action_head = nn.Linear(d, num_actions)
         for name, module in self.named_modules():

@@ -46,7 +46,7 @@ from torch import nn
 from rlsuite.run import seeding
 from rlsuite.agents.common import gradient_step, policy_actions, zeros_batch
 from rlsuite.agents.dt.burn_in import burn_in_memory
-from rlsuite.agents.dt.config import DTConfig
+from rlsuite.agents.dt.config import DTConfig, check_structured_ffn
 from rlsuite.agents.dt.expert import expert_returns
 from rlsuite.config import validate
 from rlsuite.errors import UserError
@@ -55,6 +55,8 @@ from rlsuite.nn.lora import add_lora, base_state
 from rlsuite.nn.nap import NormProjector, insert_norms
 from rlsuite.nn.optim import make_optimizer, optimizer_report
 from rlsuite.nn.pruning import MagnitudePruner
+from rlsuite.nn.self_guided import guide_alpha, guided_layers
+from rlsuite.nn.structured import ffn_report
 from rlsuite.nn.transformer import DecisionTransformer
 from rlsuite.run.speed import SpeedPlan
 
@@ -77,6 +79,7 @@ class DT:
         if cfg.model.embed_dim % cfg.model.n_head:
             raise UserError(f"agent.model.embed_dim ({cfg.model.embed_dim}) must be a multiple of "
                             f"agent.model.n_head ({cfg.model.n_head})")
+        check_structured_ffn(cfg)
         self.cfg, self.seed, self.device = cfg, seed, torch.device(device)
         self.observation_space, self.num_actions = observation_space, int(action_space.n)
         with torch.random.fork_rng(devices=[]):  # init draws from the run's network stream only
@@ -86,6 +89,8 @@ class DT:
             if cfg.nap.norm != "none":
                 example = torch.as_tensor(observation_space.sample()[None])
                 insert_norms(self.model.encoder, example, cfg.nap.norm)
+        self.guided = guided_layers(self.model)  # self-guided structured FFN layers (agent.model.sgt_ratio)
+        self.guided_updates = 0  # updates of the guided phase: floor(sgt_ratio x the run's updates), set by plan()
         self.lora_layers: list[str] = []
         if cfg.lora.target != "none":
             if cfg.gmp.sparsity > 0 or cfg.nap.project:
@@ -125,6 +130,7 @@ class DT:
                 if not p.requires_grad:  # frozen under LoRA: the optimizer never sees it
                     continue
                 is_weight = name == "weight" and isinstance(module, (nn.Linear, nn.Conv2d))
+                is_weight = is_weight or name in getattr(module, "decayed_weights", ())  # structured FFN factors, guides
                 if separate and name.startswith("lora_"):
                     adapters.append(p)
                 else:
@@ -139,6 +145,7 @@ class DT:
     def plan(self, total_updates: int) -> None:
         """The run's length in updates: the lr schedule and GMP's window count in them."""
         self.total_updates = max(1, int(total_updates))
+        self.guided_updates = int(self.cfg.model.sgt_ratio * self.total_updates) if self.guided else 0
         if self.cfg.gmp.sparsity > 0 and self.pruner is None:
             self.pruner = MagnitudePruner(self.cfg.gmp, self.model, self.total_updates, self.optimizer)
             self.post_step_hooks.append(self.pruner)
@@ -201,6 +208,11 @@ class DT:
         self.net.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.num_updates) * group.get("lr_scale", 1.0)
+        guiding = self.num_updates < self.guided_updates
+        if self.guided:  # self-guided training: this update's alpha (evaluation keeps the last one)
+            alpha = guide_alpha(self.num_updates, self.guided_updates, self.cfg.model.sgt_schedule)
+            for layer in self.guided:
+                layer.set_alpha(alpha)
         losses = self.losses(batch)
         loss = losses["action_ce"] + self.cfg.return_loss_coef * losses.get("return_ce", 0.0)
         grad_norm = gradient_step(loss, self.optimizer, self.model.parameters(), self.cfg.max_grad_norm,
@@ -214,6 +226,8 @@ class DT:
         if self.pruner is not None:
             metrics.update(self.pruner.report())
         metrics.update(optimizer_report(self.optimizer))  # Adam+CM's buffer: accepted / rejected momenta
+        if guiding:
+            metrics["charts/sgt_alpha"] = alpha
         return metrics
 
     def status(self, update: int) -> str:
@@ -222,13 +236,18 @@ class DT:
     def has_unused_parameters(self) -> bool:
         """Whether a training forward leaves trainable parameters unused (DDP must then search for
         them): the released memory variant draws its initial memory at random, never from `initial`."""
-        return any(m.cfg.variant == "released" and m.initial.requires_grad for m in self.model.memory_modules())
+        released = any(m.cfg.variant == "released" and m.initial.requires_grad for m in self.model.memory_modules())
+        return released or bool(self.guided)  # self-guided layers: the guide is unused once alpha is 0
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
     def trainable_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    def model_notes(self) -> list[str]:
+        """The run's start report: a structured FFN's parameters and FLOPs per token against dense."""
+        return [] if self.cfg.model.ffn == "dense" else [ffn_report(self.model, self.guided_updates)]
 
     def adopt_parent(self, model_state: dict[str, torch.Tensor]) -> None:
         """Start from a pre-trained model's weights (rlsuite finetune); adapters keep their init
@@ -238,6 +257,8 @@ class DT:
         missing = [k for k in missing if "lora_" not in k]
         if missing or unexpected:
             raise RuntimeError(f"parent weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        for layer in self.guided:  # guidance restarts from the parent's structured product
+            layer.reset_guide()
 
     # ------------------------------------------------------------------ evaluation
 

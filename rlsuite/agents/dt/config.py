@@ -8,12 +8,14 @@ from typing import Any
 
 from rlsuite.agents.common import EVAL_TEMPERATURES, check_eval_temperature, refuse_teacher_temperature
 from rlsuite.config.fields import choice, matching, ranged
+from rlsuite.errors import UserError
 from rlsuite.nn.encoders import EncoderConfig
 from rlsuite.nn.lora import LoRAConfig
 from rlsuite.nn.memory import MemoryConfig
 from rlsuite.nn.nap import NaPConfig
 from rlsuite.nn.optim import OPTIMIZERS, CMConfig
 from rlsuite.nn.pruning import GMPConfig
+from rlsuite.nn.structured import ffn_problem
 from rlsuite.nn.transformer import TransformerConfig
 
 TARGET_PATTERN = r"data-best|expert|[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?"
@@ -25,6 +27,25 @@ def check_dt_run(run: Any) -> None:
     finetune.temperature_rule is DQN's only (rlsuite.agents.common)."""
     check_eval_temperature(run)
     refuse_teacher_temperature(run)
+    check_structured_ffn(run.agent)
+
+
+def check_structured_ffn(cfg: Any) -> None:
+    """A structured FFN's rules (agent.model.ffn; rlsuite.nn.structured.ffn_problem: ranks and
+    blocks that fit embed_dim, SGT only with a structured FFN, a structured layer somewhere), and
+    what it cannot be combined with: GMP and NaP's projection act on nn.Linear weights, and LoRA
+    'all' adapts nn.Linear layers, none of which a structured FFN has. UserError (one line)."""
+    problem = ffn_problem(cfg.model)
+    if problem is not None:
+        raise UserError(problem)
+    if cfg.model.ffn == "dense":
+        return
+    for on, what in ((cfg.gmp.sparsity > 0, "agent.gmp.sparsity > 0 (GMP prunes"),
+                     (cfg.nap.project, "agent.nap.project (NaP projects"),
+                     (cfg.lora.target == "all", "agent.lora.target=all (LoRA adapts")):
+        if on:
+            raise UserError(f"agent.model.ffn={cfg.model.ffn} cannot be combined with {what} nn.Linear layers "
+                            "and a structured FFN has none): use agent.model.ffn=dense")
 
 
 @dataclass
