@@ -233,6 +233,13 @@ def test_cli_dt_and_ppo_evaluate_with_adaptive_temperature(cartpole_data, tmp_pa
         assert main(args + ADAPTIVE) == 0
         assert 'eval_temperature = "adaptive"' in (run / "config.toml").read_text()
         assert (run / "eval.jsonl").read_text().strip()
+    # A DT trained with the fixed rule is evaluated with the adaptive one: an evaluation-only key.
+    plain = tmp_path / "dt-fixed"
+    assert main(dt_args(cartpole_data, plain)) == 0
+    before = len((plain / "eval.jsonl").read_text().splitlines())
+    assert main(["eval", str(plain), "--episodes", "1", "--num-envs", "1", "--sample",
+                 "--set", "agent.eval_temperature=adaptive"]) == 0
+    assert len((plain / "eval.jsonl").read_text().splitlines()) == before + 1
 
 
 def test_cli_refuses_adaptive_temperature_with_greedy_evaluation(cartpole_data, tmp_path, capsys):

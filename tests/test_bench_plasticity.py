@@ -66,3 +66,23 @@ def _group_norms(groups) -> torch.Tensor:
 
 def _weight_norms(layers) -> torch.Tensor:
     return torch.stack([m.weight.detach().norm() for m in layers])
+
+
+def test_cm_arms_are_their_base_arm_with_adam_cm_and_run_through_the_cli(tmp_path, capsys):
+    from rlsuite.nn.adam_cm import AdamCM
+
+    cfg = PlasticityConfig(tasks=1, steps=5, hidden=(16,))
+    x = load_data()
+    base, base_opt, _ = build_arm("ln", cfg, seed=4, x=x)
+    cm, cm_opt, _ = build_arm("ln_cm", cfg, seed=4, x=x)
+    assert type(base_opt) is torch.optim.AdamW and isinstance(cm_opt, AdamCM)
+    assert cm_opt.defaults["lr"] == base_opt.defaults["lr"] and cm_opt.defaults["weight_decay"] == 0.0
+    assert all(torch.equal(p, q) for p, q in zip(base.parameters(), cm.parameters()))  # same init per seed
+    from rlsuite.cli import main
+
+    argv = ["bench", "plasticity", "--quick", "--arms", "plain_cm", "--out", str(tmp_path / "bench")]
+    assert main(argv) == 0
+    assert [json.loads(line)["arm"] for line in capsys.readouterr().out.splitlines()] == ["plain_cm"]
+    assert main(argv[:-4] + ["--arms", "plain,sgd", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown plasticity arm" in err and "Traceback" not in err and not (tmp_path / "bad").exists()

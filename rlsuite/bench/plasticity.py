@@ -13,6 +13,9 @@ learning rates in reinforcement learning" (NeurIPS 2024).
 - **Arms.** `plain` (no norm); `ln` (LayerNorm before every ReLU, `insert_norms`); `nap` (`ln` plus
   `NormProjector` after every optimizer step, the head and the norm feeding it left free);
   `ln_wd` (`ln` with AdamW's decoupled weight decay on every parameter, see `weight_decay`).
+  Any arm name + `_cm` (`plain_cm`, `ln_cm`, `nap_cm`, `ln_wd_cm`; not run by default) is that arm
+  with Adam with critical momenta (rlsuite.nn.adam_cm, the official defaults C = 5, lambda = 0.7)
+  in place of Adam, at the same learning rate and decay.
   Per seed, every arm sees the same label draws and the same minibatch order.
 - **Per task.** End-of-task accuracy on the whole task (memorization accuracy), the mean online
   accuracy of the minibatches during the task (measured before each step), the total parameter
@@ -37,10 +40,13 @@ import torch
 from torch import nn
 
 from rlsuite.errors import UserError
+from rlsuite.nn.adam_cm import AdamCM
 from rlsuite.nn.diagnostics import dormant_fraction, parameter_norm
 from rlsuite.nn.nap import NormProjector, insert_norms
 
 ARMS = ("plain", "ln", "nap", "ln_wd")
+"""The default arms; each also exists with Adam+CM as `<arm>_cm` (CM_ARMS)."""
+CM_ARMS = tuple(f"{arm}_cm" for arm in ARMS)
 
 
 @dataclass
@@ -104,13 +110,18 @@ def build_mlp(inputs: int, cfg: PlasticityConfig) -> nn.Sequential:
 def build_arm(arm: str, cfg: PlasticityConfig, seed: int,
               x: torch.Tensor) -> tuple[nn.Sequential, torch.optim.Optimizer, NormProjector | None]:
     """(model, optimizer, projector or None) for one arm; the init depends only on `seed`."""
+    critical_momenta = arm.endswith("_cm")
+    arm = arm.removesuffix("_cm")
     torch.manual_seed(seed)
     model = build_mlp(x.shape[1], cfg)
     head = model[-1]
     norms = insert_norms(model, x[:2], "layer") if arm != "plain" else []
     projector = NormProjector(model, exclude=[head, norms[-1]]) if arm == "nap" else None
     decay = cfg.weight_decay if arm == "ln_wd" else 0.0
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=decay)
+    if critical_momenta:  # critical_test is 0, so the buffer is deterministic: no generator is drawn from
+        optimizer: torch.optim.Optimizer = AdamCM(model.parameters(), lr=cfg.lr, weight_decay=decay)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=decay)
     return model, optimizer, projector
 
 
@@ -236,9 +247,9 @@ def bench_plasticity(cfg: PlasticityConfig | None = None, out: str | Path = "run
                      quick: bool = False) -> list[dict[str, Any]]:
     """Run every arm and seed, write the figures and table to `out`; return one summary per arm."""
     cfg = cfg or (PlasticityConfig.quick() if quick else PlasticityConfig())
-    unknown = set(cfg.arms) - set(ARMS)
+    unknown = set(cfg.arms) - set(ARMS) - set(CM_ARMS)
     if unknown:
-        raise UserError(f"unknown plasticity arm(s) {sorted(unknown)}; choose from {', '.join(ARMS)}")
+        raise UserError(f"unknown plasticity arm(s) {sorted(unknown)}; choose from {', '.join(ARMS + CM_ARMS)}")
     torch.set_num_threads(cfg.threads)
     x = load_data()
     records: list[dict[str, Any]] = []
@@ -254,4 +265,4 @@ def bench_plasticity(cfg: PlasticityConfig | None = None, out: str | Path = "run
     return summary
 
 
-__all__ = ["ARMS", "PlasticityConfig", "bench_plasticity", "build_arm", "run_arm"]
+__all__ = ["ARMS", "CM_ARMS", "PlasticityConfig", "bench_plasticity", "build_arm", "run_arm"]

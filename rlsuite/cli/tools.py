@@ -91,6 +91,9 @@ def add_bench(sub: Any) -> None:
                         "CPU peers; dt: train both models on the GPU (default cpu)")
     p.add_argument("--capacity", type=int, default=None,
                    help="replay: buffer capacity in transitions (default 200000; 20000 with --quick)")
+    p.add_argument("--arms", default=None,
+                   help="plasticity: comma-separated arms (default plain,ln,nap,ln_wd); each arm with Adam with "
+                        "critical momenta in place of Adam is <arm>_cm, e.g. --arms plain,plain_cm,ln,ln_cm")
     p.add_argument("--out", default="runs/bench-plasticity",
                    help="plasticity: folder for its figures, table and records (default runs/bench-plasticity)")
     p.add_argument("--steps", type=int, default=None,
@@ -156,9 +159,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not args.quick and args.device == "cpu":  # peers installed side by side, each in its own subprocess
             results += bench_peers(capacity=capacity, seconds=seconds)
     elif args.what == "plasticity":  # fixed step counts, so --seconds does not apply
-        from rlsuite.bench.plasticity import bench_plasticity
+        from rlsuite.bench.plasticity import PlasticityConfig, bench_plasticity
 
-        results = bench_plasticity(out=args.out, quick=args.quick)
+        cfg = PlasticityConfig.quick() if args.quick else PlasticityConfig()
+        if args.arms:
+            cfg.arms = tuple(arm.strip() for arm in args.arms.split(",") if arm.strip())
+        results = bench_plasticity(cfg, out=args.out)
     elif args.what == "networks":
         from rlsuite.bench.networks import bench_networks
 

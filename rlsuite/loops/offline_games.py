@@ -143,7 +143,7 @@ def evaluate_game(agent: Any, agent_cfg: Any, game: EvalGame, episodes: int, num
 
 
 EVAL_KEYS = ("agent.eval_sample", "agent.eval_epsilon", "agent.eval_reward", "agent.expert_kappa",
-             "agent.expert_samples", "agent.return_temperature")
+             "agent.expert_samples", "agent.return_temperature", "agent.eval_temperature")
 """The keys `rlsuite eval --set` may change on an offline run: how it acts, never what it learned."""
 
 
@@ -168,6 +168,8 @@ def evaluate_checkpoint(target: str | Path, episodes: int, num_envs: int, seed: 
             raise UserError(f"--set {key}: an offline run's evaluation takes only {', '.join(EVAL_KEYS)} "
                             "(the model's own keys are fixed by its training)")
         config.apply_override(cfg, assignment)
+    if sample:  # before the checks: --sample is what makes agent.eval_temperature=adaptive meaningful
+        cfg.agent.eval_sample = True
     config.validate(cfg)
     agent_cls, _ = agent_classes(cfg.algo)
     if return_target is not None and not getattr(agent_cls, "return_conditioned", True):
@@ -180,8 +182,6 @@ def evaluate_checkpoint(target: str | Path, episodes: int, num_envs: int, seed: 
         if not chosen:
             raise UserError(f"{path} was trained on {', '.join(g.name for g in games)}; no game {game!r}")
         games = chosen
-    if sample:
-        cfg.agent.eval_sample = True
     eps = cfg.agent.eval_epsilon if epsilon is None else epsilon
     results = []
     for index, g in enumerate(games):
