@@ -30,6 +30,9 @@ GMP and NaP attach as on the other agents: a pruner and a projector run after ev
 (NaP's norms are the transformer's own pre-LN LayerNorms plus any `nap.norm` inserted in the
 observation encoder; the projection covers every layer but the heads).
 
+Structured FFNs (agent.model.ffn; rlsuite.nn.structured): with self-guided training each update first
+sets its alpha from the update count (rlsuite.nn.self_guided), logged as charts/sgt_alpha while guided.
+
 The hyperparameters are DTConfig (config.py).
 """
 from __future__ import annotations
