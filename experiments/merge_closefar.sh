@@ -6,8 +6,9 @@
 # The teacher and the students are trained exactly as experiments/retention_closefar.sh trains its
 # teacher-ppo and ppo/none-s* runs (own folders here, so that study's runs are never touched).
 # Every model is evaluated greedily on 20 games from CLOSE starts (final return; best 1.5) and 20 from
-# FAR starts (FAR success), as the retention study's FAR evaluation. About 9 CPU-minutes on the 2-core
-# machine (training the teacher and the 5 students is 2.5 of them; finished runs are skipped on a re-run).
+# FAR starts (FAR success), as the retention study's FAR evaluation. Measured: 9.4 CPU-minutes for the
+# 25 merges and 62 evaluations on the (loaded) 2-core machine, plus about 2.5 for the teacher and the 5
+# students the first time (finished runs are skipped on a re-run): a little over the 10-minute target.
 #   bash experiments/merge_closefar.sh      # OUT=runs/merge-closefar SEEDS="1 2 3 4 5" EPISODES=20
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -61,4 +62,16 @@ for arm in arms:
     got = [r for r in rows if r["arm"] == arm]
     cell = lambda k: f"{sum(r[k] for r in got) / len(got):.2f} [{min(r[k] for r in got):.2f}, {max(r[k] for r in got):.2f}]"
     print(f"| {arm} | {len(got)} | {cell('return')} | {cell('far_success')} |")
+EOF
+echo
+echo "| merge | mean correlation, first hidden layer | second hidden layer |  (merge.json, mean over seeds)"
+python3 - "$OUT" <<'EOF'
+import collections, glob, json, re, sys
+by = collections.defaultdict(list)
+for path in sorted(glob.glob(sys.argv[1] + "/merged/*/merge.json")):
+    report = json.load(open(path))
+    if report["correlation"]:
+        by[re.sub(r"-s\d+$", "", path.split("/")[-2])].append(list(report["correlation"][0].values()))
+for arm, rows in by.items():
+    print(f"| {arm} | " + " | ".join(f"{sum(r[i] for r in rows) / len(rows):.3f}" for i in range(len(rows[0]))) + " |")
 EOF
