@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Structured FFNs in the Decision Transformer (docs/components/structured-ffn.md): three arms at equal
-# updates on CartPole-v1 offline data, seeds 1-2, one torch thread, at low CPU priority:
+# updates on CartPole-v1 offline data, seeds 1-3, one torch thread, at low CPU priority:
 #   dense            the DT's dense FFNs
 #   lowrank          LowRank r = d/8 from scratch (the first block's FFN stays dense, as the paper)
 #   lowrank-sgt      the same with self-guided training (sgt_ratio 0.5, cosine)
@@ -32,7 +32,7 @@ declare -A arm=(
   [lowrank]="--set agent.model.ffn=lowrank --set agent.model.ffn_rank=8"
   [lowrank-sgt]="--set agent.model.ffn=lowrank --set agent.model.ffn_rank=8 --set agent.model.sgt_ratio=0.5 --set agent.model.sgt_schedule=cosine"
 )
-for seed in 1 2; do
+for seed in 1 2 3; do
   for name in dense lowrank lowrank-sgt; do
     # shellcheck disable=SC2086
     once "$out/$name-s$seed" nice -n 10 rlsuite train dt --dataset "$data/expert,$data/noisy" --seed "$seed" \
@@ -50,7 +50,7 @@ print("| arm | seed | final action CE | final eval return | alpha logged (first,
 print("|---|---|---|---|---|")
 means = {}
 for name in ("dense", "lowrank", "lowrank-sgt"):
-    for seed in (1, 2):
+    for seed in (1, 2, 3):
         run = out / f"{name}-s{seed}"
         events = EventAccumulator(str(run), size_guidance={"scalars": 0})
         events.Reload()
