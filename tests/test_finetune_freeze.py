@@ -36,6 +36,8 @@ def test_separate_critic_trunk_is_part_of_value():
     assert part_of("critic_trunk.lstm.weight_ih_l0") == "value"
     assert part_of("actor_trunk.encoder.net.1.weight") == "encoder"
     assert part_of("actor_trunk.lstm.weight_ih_l0") == "core"
+    assert part_of("actor_trunk.lru.lru.nu_log") == "core" and part_of("actor_trunk.lru.glu.weight") == "core"
+    assert part_of("critic_trunk.lru.lru.nu_log") == "value"
     assert part_of("encoder.net.1.weight") == "encoder"  # a shared trunk / DQN
 
 

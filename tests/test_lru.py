@@ -264,5 +264,3 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
         assert not run_dir.exists()
-    with pytest.raises(UserError, match="finetune.freeze=core"):
-        config.build_run_config("ppo-classic", None, ["agent.core=lru", "finetune.freeze=core"])

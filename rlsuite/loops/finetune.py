@@ -114,7 +114,7 @@ def part_of(name: str) -> str:
     `--freeze encoder` leaves the critic's network free and the critic warm-up trains all of it."""
     if name.startswith("critic_trunk."):
         return "value"
-    if ".lstm." in name:
+    if ".lstm." in name or ".lru." in name:  # PPO's recurrent core: an LSTM or an LRU block
         return "core"
     if "encoder." in name:
         return "encoder"

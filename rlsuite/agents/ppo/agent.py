@@ -131,10 +131,12 @@ class PPO(PPOCheckpoint, PPOReporting, PPOFineTuning):
     def bf16_caution(self) -> str | None:
         """Why bf16 may cost this agent learning (rlsuite.run.speed: auto then keeps fp32, an explicit
         bf16 gets a warning), or None. Measured (docs/speed.md): an LSTM reading low-dimensional
-        observations through bf16 features learned far less on velocity-masked CartPole."""
+        observations through bf16 features learned far less on velocity-masked CartPole. The LRU core
+        was not measured under bf16 (its recurrence runs in fp32 anyway); it is treated as the LSTM."""
         if self.online.hidden and isinstance(self.observation_space, spaces.Box) and len(self.observation_space.shape) == 1:
+            measured = "" if self.cfg.core == "lstm" else f" (an {self.cfg.core.upper()} core is kept in fp32 alike, unmeasured)"
             return ("bf16 cost learning of an LSTM on low-dimensional observations (velocity-masked CartPole: "
-                    "best 120/36/272 against fp32's 315/274/267; docs/speed.md)")
+                    f"best 120/36/272 against fp32's 315/274/267; docs/speed.md){measured}")
         return None
 
     def accelerate(self, plan: SpeedPlan) -> None:

@@ -41,17 +41,11 @@ def check_minibatch(run: Any) -> None:
 
 
 def check_lru(run: Any) -> None:
-    """agent.core=lru: the init ring needs lru_r_min < lru_r_max; and finetune.freeze cannot name
-    'core' or 'policy' yet (rlsuite.loops.finetune.part_of knows the LSTM's parameters as the core,
-    so the LRU's would count as the policy's)."""
+    """agent.core=lru: the init ring needs lru_r_min < lru_r_max."""
     a = run.agent
     if a.core == "lru" and a.lru_r_min >= a.lru_r_max:
         raise UserError(f"bad value for agent.lru_r_min: {a.lru_r_min} (must be < agent.lru_r_max = {a.lru_r_max}: "
                         "the ring of |lambda| at init is r_min <= r <= r_max)")
-    frozen = {"core", "policy"} & set(getattr(getattr(run, "finetune", None), "freeze", ()) or ())
-    if a.core == "lru" and frozen:
-        raise UserError(f"finetune.freeze={','.join(sorted(frozen))} is not supported with agent.core=lru yet "
-                        "(freeze encoder or value, or fine-tune an LSTM or feed-forward agent)")
 
 
 def check_ppo_run(run: Any) -> None:
