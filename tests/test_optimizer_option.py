@@ -60,17 +60,17 @@ def _latest(run_dir: Path) -> dict:
 def _dqn(run_dir: Path, steps: int, *extra: str) -> int:
     args = ["train", "dqn-classic", "--env", "CartPole-v1", "--steps", str(steps), "--run-dir", str(run_dir),
             "--no-progress"]
-    for item in [*CM, "agent.learning_starts=100", "agent.train_freq=1", "train.eval_episodes=1",
-                 "train.checkpoint_every=300", "train.save_replay=true", "train.log_every=100",
+    for item in [*CM, "agent.learning_starts=50", "agent.train_freq=1", "train.eval_episodes=1",
+                 "train.checkpoint_every=150", "train.save_replay=true", "train.log_every=50",
                  "train.torch_threads=1", *extra]:
         args += ["--set", item]
     return main(args)
 
 
 def test_dqn_resumes_exactly_and_logs_the_buffer_decisions(tmp_path):
-    assert _dqn(tmp_path / "straight", 600) == 0
-    assert _dqn(tmp_path / "half", 300) == 0
-    assert main(["train", "--resume", str(tmp_path / "half"), "--steps", "600", "--no-progress"]) == 0
+    assert _dqn(tmp_path / "straight", 300) == 0
+    assert _dqn(tmp_path / "half", 150) == 0
+    assert main(["train", "--resume", str(tmp_path / "half"), "--steps", "300", "--no-progress"]) == 0
     a, b = _latest(tmp_path / "straight")["agent"], _latest(tmp_path / "half")["agent"]
     for key in a["online"]:
         assert torch.equal(a["online"][key], b["online"][key]), key
@@ -80,7 +80,7 @@ def test_dqn_resumes_exactly_and_logs_the_buffer_decisions(tmp_path):
             assert torch.equal(state_a[i][key], state_b[i][key]), key
     assert torch.equal(a["optimizer"]["cm_generator"], b["optimizer"]["cm_generator"])
     owner = state_a[0]  # synced: one decision stream, held by the group's first tensor
-    assert owner["cm_accepted"] + owner["cm_rejected"] == 500  # one keep/drop decision per update (after steps 101..600)
+    assert owner["cm_accepted"] + owner["cm_rejected"] == 250  # one keep/drop decision per update (after steps 51..300)
     assert owner["cm_size"] == 3 and owner["cm_accepted"] >= 3
 
     events = EventAccumulator(str(tmp_path / "straight")).Reload()
@@ -88,7 +88,7 @@ def test_dqn_resumes_exactly_and_logs_the_buffer_decisions(tmp_path):
     rejected = events.Scalars("cm/rejected")
     assert accepted and rejected
     last = accepted[-1].value + rejected[-1].value
-    assert 0 < last <= 500 and accepted[-1].value >= 3
+    assert 0 < last <= 250 and accepted[-1].value >= 3
 
 
 def test_dt_resumes_exactly_with_adam_cm(cartpole_datasets, tmp_path):
