@@ -6,7 +6,6 @@ bounds, white-noise variance, and a least-squares memory readout (Orvieto et al.
 computed with numpy. The PPO parts drive a real CartPole agent (tests.test_ppo's Driver)."""
 from __future__ import annotations
 
-import copy
 import io
 import math
 
@@ -15,9 +14,7 @@ import pytest
 import torch
 from scipy.signal import lfilter
 
-from rlsuite import config
 from rlsuite.cli import main
-from rlsuite.errors import UserError
 from rlsuite.nn.lru import LRU, LRUBlock, to_complex, to_real
 from tests.test_ppo import Driver, small_cfg
 
@@ -172,38 +169,7 @@ def lru_cfg(**kw):
     return small_cfg(core="lru", lru_state=16, lru_r_min=0.5, lru_r_max=0.99, **kw)
 
 
-@pytest.mark.parametrize("shared", [True, False])
-def test_ppo_lru_update_replays_what_acting_computed(shared):
-    """Acting runs the O(1) step; each minibatch of the update replays whole env sequences from the
-    rollout's stored initial state with the parallel scan: before the first gradient step its
-    log-probs and values equal the rollout's, over rollouts with episode starts inside."""
-    d = Driver(lru_cfg(num_steps=40, num_minibatches=2, shared_trunk=shared))
-    agent, checked = d.agent, []
-    original_update, original_step = agent._update, agent._minibatch_step
-
-    def update(*args):
-        agent._snapshot = copy.deepcopy(agent.online)
-        checked.clear()
-        return original_update(*args)
-
-    def minibatch_step(mb, state, starts):
-        if len(checked) < agent.cfg.num_minibatches:
-            with torch.no_grad():
-                logits, value, _, _ = agent._snapshot(mb["obs"], state, starts)
-            logprob = torch.log_softmax(logits, 1).gather(1, mb["actions"].view(-1, 1)).squeeze(1)
-            assert torch.allclose(logprob, mb["logprobs"], atol=1e-5, rtol=0)
-            assert torch.allclose(value, mb["values"], atol=1e-5, rtol=0)
-            checked.append(starts.shape[1])
-        return original_step(mb, state, starts)
-
-    agent._update, agent._minibatch_step = update, minibatch_step
-    for _ in range(2 * 40):
-        d.advance()
-        if agent.rollout.pos == 39:
-            assert agent.rollout.starts[1:39].any()
-    assert sum(checked) == 4 and agent.rollouts_done == 2
-    assert agent.rollout.initial_state.shape == (1 if shared else 2, 2, 4, 16)
-    assert agent.rollout.initial_state.abs().sum() > 0
+# The update's scan replays what acting computed: tests/test_ppo.py, test_recurrent_minibatch_forward_replays_rollout.
 
 
 def test_ppo_lru_recurrent_parameters_train_at_half_the_learning_rate():

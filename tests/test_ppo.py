@@ -140,12 +140,22 @@ def test_value_clipping_hand_batch():
 # ----------------------------------------------------------------------------- LSTM replay
 
 
+RECURRENT = {  # core: (its settings, the replay tolerance)
+    "lstm": (dict(core="lstm", lstm_hidden=16), 1e-6),
+    # The LRU acts with its O(1) step and replays with the parallel scan: equal up to fp32 rounding.
+    "lru": (dict(core="lru", lru_state=16, lru_r_min=0.5, lru_r_max=0.99), 1e-5),
+}
+
+
+@pytest.mark.parametrize("core", sorted(RECURRENT))
 @pytest.mark.parametrize("shared", [True, False])
-def test_lstm_minibatch_forward_replays_rollout(shared):
+def test_recurrent_minibatch_forward_replays_rollout(shared, core):
     """Before the first gradient step, every minibatch's forward pass (whole env sequences from the
     stored initial state, resets at the stored episode starts) gives the log-probs and values the
-    rollout computed step by step, for rollouts that contain episode ends."""
-    d = Driver(small_cfg(core="lstm", lstm_hidden=16, num_steps=40, num_minibatches=2, shared_trunk=shared))
+    rollout computed step by step, for rollouts that contain episode ends: the LSTM, and the LRU
+    (acting with its O(1) step, replaying with the parallel scan)."""
+    settings, tolerance = RECURRENT[core]
+    d = Driver(small_cfg(**settings, num_steps=40, num_minibatches=2, shared_trunk=shared))
     agent = d.agent
     checked = []
     original_update, original_step = agent._update, agent._minibatch_step
@@ -160,8 +170,8 @@ def test_lstm_minibatch_forward_replays_rollout(shared):
             with torch.no_grad():
                 logits, value, _, _ = agent._snapshot(mb["obs"], state, starts)
             logprob = torch.log_softmax(logits, 1).gather(1, mb["actions"].view(-1, 1)).squeeze(1)
-            assert torch.allclose(logprob, mb["logprobs"], atol=1e-6, rtol=0)
-            assert torch.allclose(value, mb["values"], atol=1e-6, rtol=0)
+            assert torch.allclose(logprob, mb["logprobs"], atol=tolerance, rtol=0)
+            assert torch.allclose(value, mb["values"], atol=tolerance, rtol=0)
             checked.append(starts.shape[1])
         return original_step(mb, state, starts)
 
@@ -172,7 +182,8 @@ def test_lstm_minibatch_forward_replays_rollout(shared):
             # a done inside the rollout: some env starts an episode after step 0
             assert agent.rollout.starts[1:39].any()
     assert sum(checked) == 4 and agent.rollouts_done == 2
-    assert agent.rollout.initial_state is not None and agent.rollout.initial_state.abs().sum() > 0
+    assert agent.rollout.initial_state.shape == (1 if shared else 2, 2, 4, 16)  # (trunks, 2, envs, hidden)
+    assert agent.rollout.initial_state.abs().sum() > 0
 
 
 # ----------------------------------------------------------------------------- RND
