@@ -21,6 +21,29 @@ TINY = ["agent.learning_starts=200", "agent.batch_size=16", "agent.target_update
         "train.diagnostics_every=300"]
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """When the DQN CartPole learning check is among the tests to run, start its runs now, in the
+    background (tests/background_runs.py): they then use the core the serial suite leaves idle."""
+    if any("cartpole_learning_runs" in getattr(item, "fixturenames", ()) for item in items):
+        from tests import test_learning
+
+        import tempfile
+        from pathlib import Path
+
+        # pytest's tmp_path_factory (the fixture is not available during collection), else a temp dir
+        factory = getattr(config, "_tmp_path_factory", None)
+        root = factory.mktemp("cartpole-learning") if factory else Path(tempfile.mkdtemp(prefix="cartpole-learning-"))
+        test_learning.BACKGROUND["cartpole"] = test_learning.start_cartpole_learning(root)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import sys
+
+    module = sys.modules.get("tests.test_learning")
+    for pool in getattr(module, "BACKGROUND", {}).values():
+        pool.stop()  # an interrupted or failed session leaves no training process behind
+
+
 @pytest.fixture
 def tiny_overrides() -> list[str]:
     return list(TINY)
