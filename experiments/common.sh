@@ -8,6 +8,8 @@ once() {
   while [ $# -gt 0 ] && [ "$1" != rlsuite ]; do prefix+=("$1"); shift; done
   if [ -d "$dir/checkpoints" ] && [ -n "$(ls -A "$dir/checkpoints")" ]; then
     "${prefix[@]}" rlsuite train --resume "$dir" --no-progress > /dev/null
+  elif [ -f "$dir/config.toml" ] && rlsuite train --resume "$dir" --no-progress > /dev/null 2>&1; then
+    :  # a record (experiments/records.py): finished, its checkpoints removed; nothing to do
   else
     rm -rf "$dir"; "${prefix[@]}" "$@" --run-dir "$dir" --no-progress > /dev/null
   fi

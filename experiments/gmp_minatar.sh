@@ -15,6 +15,10 @@ PATH="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin:$PATH"  # the CLI that `make d
 OUT=${OUT:-runs}
 STEPS=${STEPS:-500000}
 SWEEP="$OUT/gmp-minatar-breakout-$((STEPS / 1000))k"
+# Finished runs are kept without checkpoints in the repository (experiments/records.py), so a new
+# machine continues the study where the last one stopped: restore them first, save each seed's runs.
+RECORDS="$(dirname "$0")/records/$(basename "$SWEEP")"
+python "$(dirname "$0")/records.py" restore "$RECORDS" "$SWEEP"
 # Seed by seed (every arm's seed 1, then every arm's seed 2, ...), so that a study interrupted across
 # sessions always holds whole seeds of all four arms.
 for seed in ${SEEDS:-1 2 3 4 5}; do
@@ -22,5 +26,6 @@ for seed in ${SEEDS:-1 2 3 4 5}; do
       --set agent.encoder.kind=impala --set train.eval_every=50000 --set train.eval_episodes=20 \
       --set train.checkpoint_every=25000 --set train.save_replay=true --set train.torch_threads=1 \
       --set train.precision="${PRECISION:-bf16}" --seeds "$seed" --steps "$STEPS" --jobs "${JOBS:-1}" --out "$SWEEP"
+  python "$(dirname "$0")/records.py" save "$SWEEP" "$RECORDS"
 done
 rlsuite compare "$SWEEP" --tags plasticity/param_norm,plasticity/dormant_fraction,plasticity/srank,sparsity/overall

@@ -98,6 +98,8 @@ def plan_jobs(axes: list[str], seeds: list[int], out: Path) -> list[Job]:
 
 def job_state(job: Job, total_steps: int | None) -> str:
     """'done', 'partial' (resume it) or 'new'."""
+    if (job.run_dir / "config.toml").is_file() and rundir.is_record(job.run_dir, total_steps):
+        return "done"  # finished, its checkpoints removed (experiments/records.py)
     try:
         data = checkpoint.load(checkpoint.find(job.run_dir))
     except UserError:

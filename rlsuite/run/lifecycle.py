@@ -177,6 +177,10 @@ def restore_checkpoint(kind: RunKind, s: Session, say: Say) -> None:
 def already_finished(cfg: config.RunConfig, run_dir: Path, say: Say, unit: str = "step") -> dict[str, Any] | None:
     """A resume of a run that reached its length and recorded its final evaluation does nothing:
     says so and returns the outcome (None when there is work left)."""
+    if rundir.is_record(run_dir, cfg.train.total_steps):
+        say(f"{run_dir} is finished (final evaluation at {cfg.train.total_steps:,} {unit}s recorded); nothing to "
+            "do, and its checkpoints were removed, so it cannot be extended")
+        return {"outcome": "already finished", "step": cfg.train.total_steps}
     step = rundir.checkpoint_step(run_dir)
     if not rundir.is_finished(run_dir, step, cfg.train.total_steps):
         return None

@@ -335,19 +335,43 @@ def last_eval_mean(run_dir: Path) -> float | None:
     return None
 
 
+def planned_steps(run_dir: Path) -> int:
+    """The run's length as its config.toml plans it (a task sequence: tasks x steps_per_task x cycles)."""
+    from rlsuite.config import read_toml
+
+    train = read_toml(run_dir / "config.toml").get("train", {})
+    tasks = train.get("tasks") or []
+    return len(tasks) * train.get("steps_per_task", 0) * train.get("cycles", 1) if tasks \
+        else train.get("total_steps", 0)
+
+
+def is_record(run_dir: Path, total_steps: int | None = None) -> bool:
+    """A finished run whose checkpoints were removed (what experiments/records.py keeps of a study
+    across machines): no checkpoint, but training recorded its final evaluation. Such a run counts as
+    finished everywhere (`train --resume`, `sweep`, `runs`); it can no longer be extended."""
+    from rlsuite.run import checkpoint
+    try:
+        checkpoint.find(run_dir)
+        return False
+    except UserError:
+        pass
+    total = planned_steps(run_dir) if total_steps is None else total_steps
+    return (run_dir / "config.toml").is_file() and final_eval_recorded(run_dir, total)
+
+
 def run_summary(run_dir: Path) -> dict[str, Any]:
     """One row of `rlsuite runs`: agent, env, steps done / planned, last eval mean, state."""
     from rlsuite.config import read_toml
 
     data = read_toml(run_dir / "config.toml")
-    train = data.get("train", {})
-    tasks = train.get("tasks") or []
-    planned = len(tasks) * train.get("steps_per_task", 0) * train.get("cycles", 1) if tasks \
-        else train.get("total_steps", 0)
+    tasks = data.get("train", {}).get("tasks") or []
+    planned = planned_steps(run_dir)
     step = latest_step(run_dir)
     held = holder(run_dir)
     if held is not None:
         state = f"running (pid {held.get('pid', '?')} on {held.get('host', '?')})"
+    elif is_record(run_dir, planned):
+        step, state = planned, "finished (checkpoints removed)"
     else:
         state = "finished" if is_finished(run_dir, step, planned) else "interrupted"
     mean = last_eval_mean(run_dir)
