@@ -5,11 +5,12 @@
 # learning rate. Epsilon decays over the first half of every task (the schedule restarts at each
 # switch). Every arm has its own fresh references: the same network trained from scratch on each
 # game for the same steps, with the same padded 6-channel input and 6 actions, so each arm's
-# normalised scores divide by what that network reaches fresh. One run at a time (JOBS=1) at the
-# lowest CPU priority, so it can share the machine across sessions: re-running this script skips
-# finished runs and resumes interrupted ones, exactly (checkpoints every 25k steps hold the replay
-# buffer too, a few MB); compare ignores both settings. (The first runs of this study, 50k and 100k
-# steps per task with 3 seeds and plain-DQN references only, are in runs/nap-minatar-seq*.)
+# normalised scores divide by what that network reaches fresh. JOBS runs at a time (default 1) at
+# the lowest CPU priority, seed by seed (every arm's seed 1 and its references, then seed 2, ...), so
+# an interrupted study always holds whole seeds of every arm; re-running this script skips finished
+# runs and resumes interrupted ones, exactly (checkpoints every 25k steps hold the replay buffer too,
+# a few MB); compare ignores both settings. Finished runs are kept without checkpoints in
+# experiments/records/ (experiments/records.py), so a new machine continues where the last stopped.
 set -euo pipefail
 PATH="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin:$PATH"  # the CLI that `make demo` / `make test` installed
 OUT=${OUT:-runs}
@@ -18,17 +19,22 @@ STUDY="$OUT/nap-minatar-$((STEPS_PER_TASK / 1000))k-per-task"
 TASKS=minatar:breakout,minatar:asterix,minatar:space_invaders
 COMMON=(--set train.steps_per_task=$STEPS_PER_TASK --set agent.epsilon_decay_steps=$((STEPS_PER_TASK / 2))
         --set train.eval_every=10000 --set train.eval_episodes=10 --set train.checkpoint_every=25000
-        --set train.save_replay=true --set train.torch_threads=1 --seeds "${SEEDS:-1,2,3,4,5}" --jobs "${JOBS:-1}")
+        --set train.save_replay=true --set train.torch_threads=1 --jobs "${JOBS:-1}")
 declare -A ARM=([dqn]="--set agent.nap.norm=none" [ln]="--set agent.nap.norm=layer"
                 [nap]="--set agent.nap.norm=layer --set agent.nap.project=true")
 
-for arm in dqn ln nap; do
-  # shellcheck disable=SC2086  # ${ARM[$arm]} is a list of --set options
-  nice -n 19 rlsuite sweep dqn-minatar --env minatar:breakout --set train.tasks=$TASKS --set train.cycles=2 \
-      ${ARM[$arm]} "${COMMON[@]}" --out "$STUDY/seq-$arm"
-  # shellcheck disable=SC2086
-  nice -n 19 rlsuite sweep dqn-minatar --env minatar:breakout --grid train.tasks=$TASKS --set env.pad_channels=6 \
-      ${ARM[$arm]} "${COMMON[@]}" --out "$STUDY/fresh-$arm"
+RECORDS="$(dirname "$0")/records/$(basename "$STUDY")"
+python "$(dirname "$0")/records.py" restore "$RECORDS" "$STUDY"
+for seed in ${SEEDS:-1 2 3 4 5}; do
+  for arm in dqn ln nap; do
+    # shellcheck disable=SC2086  # ${ARM[$arm]} is a list of --set options
+    nice -n 19 rlsuite sweep dqn-minatar --env minatar:breakout --set train.tasks=$TASKS --set train.cycles=2 \
+        ${ARM[$arm]} "${COMMON[@]}" --seeds "$seed" --out "$STUDY/seq-$arm"
+    # shellcheck disable=SC2086
+    nice -n 19 rlsuite sweep dqn-minatar --env minatar:breakout --grid train.tasks=$TASKS --set env.pad_channels=6 \
+        ${ARM[$arm]} "${COMMON[@]}" --seeds "$seed" --out "$STUDY/fresh-$arm"
+  done
+  python "$(dirname "$0")/records.py" save "$STUDY" "$RECORDS"
 done
 for arm in dqn ln nap; do
   rlsuite compare "$STUDY/seq-$arm" --reference "$STUDY/fresh-$arm" --out "$STUDY/compare-$arm"
