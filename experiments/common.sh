@@ -15,3 +15,16 @@ once() {
   fi
   echo "done: $dir"
 }
+
+# The records of long studies (experiments/records.py): finished runs without their checkpoints, and
+# the MinAtar teachers as exported weights (0.5 MB each), kept in the repository so that a study
+# continues on a new machine. `teacher_of GAME` is the teacher that collects GAME's datasets: the
+# kept export when there is one, else the run experiments/dt_minatar_teachers.sh trains.
+RECORDS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/records"
+teacher_of() {
+  local kept="$RECORDS_ROOT/dt-minatar-teachers/teacher-$1.pt"
+  if [ -f "$kept" ]; then echo "$kept"; else echo "runs/dt-minatar/teacher-$1"; fi
+}
+records() {  # records save|restore FROM TO
+  python "$RECORDS_ROOT/../records.py" "$@"
+}

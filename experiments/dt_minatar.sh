@@ -27,9 +27,10 @@ for game in $GAMES; do
     [ -f "$out/manifest.json" ] && continue
     rm -rf "$out"
     start=$SECONDS
+    mkdir -p runs/dt-minatar
     steps=$STEPS
     [ "$game-$1" = asterix-expert ] && steps=$ASTERIX_EXPERT_STEPS
-    rlsuite collect --from runs/dt-minatar/teacher-$game --steps "$steps" --epsilon "$2" --num-envs 4 \
+    rlsuite collect --from "$(teacher_of $game)" --steps "$steps" --epsilon "$2" --num-envs 4 \
       --seed 100 --out "$out"
     echo "collect $out: $((SECONDS - start)) s" >> runs/dt-minatar/timings.txt
   done

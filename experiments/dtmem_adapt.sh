@@ -29,16 +29,18 @@ for q in "expert 0.05" "medium 0.3" "random 1.0"; do
   out=data/minatar/$held-$1-10pct
   [ -f "$out/manifest.json" ] && continue
   rm -rf "$out"
-  rlsuite collect --from runs/dt-minatar/teacher-$held --steps 2000 --epsilon "$2" --num-envs 4 --seed 200 --out "$out"
+  rlsuite collect --from "$(teacher_of $held)" --steps 2000 --epsilon "$2" --num-envs 4 --seed 200 --out "$out"
 done
 new_data=$(for q in expert medium random; do printf "data/minatar/%s-%s-10pct," "$held" "$q"; done)
 new_data=${new_data%,}
 finetune_once() {  # dir, finetune args...
   local dir=$1; shift
   if [ -d "$dir/checkpoints" ] && [ -n "$(ls -A "$dir/checkpoints")" ]; then
-    rlsuite train --resume "$dir" --no-progress > /dev/null
+    nice -n 19 rlsuite train --resume "$dir" --no-progress > /dev/null
+  elif [ -f "$dir/config.toml" ] && rlsuite train --resume "$dir" --no-progress > /dev/null 2>&1; then
+    :  # a record (experiments/records.py): finished, its checkpoints removed
   else
-    rm -rf "$dir"; rlsuite finetune "$@" --run-dir "$dir" --no-progress > "$dir.log" 2>&1
+    rm -rf "$dir"; nice -n 19 rlsuite finetune "$@" --run-dir "$dir" --no-progress > "$dir.log" 2>&1
   fi
   echo "done: $dir"
 }
@@ -54,7 +56,7 @@ for seed in $SEEDS; do  # stage 2 (stage 1: claim 1)
   finetune_once $RUNS/lora-memory-lr${LORA_LR_SCALE:-10}-s$seed --from "$pre" --lora memory "${common[@]}" \
       --set agent.lora.lr_scale="${LORA_LR_SCALE:-10}" &
   finetune_once $RUNS/dt-full-s$seed --from $STAGE1/mgdt-matched-s$seed "${common[@]}" &
-  once $RUNS/scratch-s$seed rlsuite train dtmem-minatar "${common[@]}" &
+  once $RUNS/scratch-s$seed nice -n 19 rlsuite train dtmem-minatar "${common[@]}" &
   wait
 done
 if [ "${REPORT:-1}" = 1 ]; then .venv/bin/python experiments/dtmem_report.py --data data/minatar --claim1 "$STAGE1" --adapt "$RUNS"; fi

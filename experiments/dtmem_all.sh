@@ -1,14 +1,31 @@
 #!/usr/bin/env bash
-# Every run behind the README's DT-Mem section, in the order this session ran them: the three MinAtar
-# teachers and their nine datasets (experiments/dt_minatar_teachers.sh, dt_minatar.sh with SEEDS=""),
-# claim 1's DT-Mem and matched-DT arms (stage 1 of claims 2 and 3), claims 2 and 3
-# (experiments/dtmem_adapt.sh), then claim 1's released-memory ablation; the report last.
-# Resumable: re-running continues where it stopped.
+# Every run behind the DT-Mem study page (docs/results/dtmem.md), seed by seed, so that a study cut
+# short across sessions always holds whole seeds:
+#   the three MinAtar teachers (experiments/dt_minatar_teachers.sh; kept as exported weights in
+#   experiments/records/dt-minatar-teachers) and their nine datasets (dt_minatar.sh with SEEDS="");
+#   then per seed: claim 1's DT-Mem and matched-DT arms side by side (experiments/dtmem_minatar.sh),
+#   then claims 2 and 3 from them (experiments/dtmem_adapt.sh) beside claim 1's released-memory arm;
+#   then that seed's finished runs are kept without checkpoints in experiments/records/ (the
+#   fine-tunes need their parents' checkpoints, so a seed is kept only once all of it is done).
+# Resumable: re-running continues where it stopped, on this machine or, through the records, another.
+# The report last (experiments/dtmem_report.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source experiments/common.sh
+UPDATES=${UPDATES:-20000}
+STAGE1=runs/dtmem-minatar-$((UPDATES / 1000))k
+STAGE2=runs/dtmem-adapt-$(basename "$STAGE1")
 bash experiments/dt_minatar_teachers.sh
 SEEDS="" bash experiments/dt_minatar.sh
-ARMS="dtmem mgdt-matched" REPORT=0 bash experiments/dtmem_minatar.sh
-REPORT=0 bash experiments/dtmem_adapt.sh
-ARMS="dtmem-released" REPORT=0 bash experiments/dtmem_minatar.sh
-.venv/bin/python experiments/dtmem_report.py --data data/minatar
+records restore "$RECORDS_ROOT/$(basename "$STAGE1")" "$STAGE1"
+records restore "$RECORDS_ROOT/$(basename "$STAGE2")" "$STAGE2"
+for seed in ${SEEDS:-1 2 3}; do
+  UPDATES=$UPDATES ARMS="dtmem mgdt-matched" SEEDS=$seed JOBS=2 REPORT=0 bash experiments/dtmem_minatar.sh
+  UPDATES=$UPDATES ARMS="dtmem-released" SEEDS=$seed REPORT=0 bash experiments/dtmem_minatar.sh &
+  released=$!
+  STAGE1=$STAGE1 RUNS=$STAGE2 SEEDS=$seed REPORT=0 bash experiments/dtmem_adapt.sh
+  wait "$released"
+  records save "$STAGE1" "$RECORDS_ROOT/$(basename "$STAGE1")"
+  records save "$STAGE2" "$RECORDS_ROOT/$(basename "$STAGE2")"
+done
+.venv/bin/python experiments/dtmem_report.py --data data/minatar --claim1 "$STAGE1" --adapt "$STAGE2"

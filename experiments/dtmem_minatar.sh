@@ -7,7 +7,9 @@
 # (default 20,000, the spec's lower end; the first run of this study used 2,000 in runs/dtmem-minatar),
 # evaluations every UPDATES/4, into RUNS (default runs/dtmem-minatar-<UPDATES/1000>k), at the lowest
 # CPU priority, in bf16 autocast for every arm (PRECISION=fp32 for fp32: bf16 trains the DT about 1.8x
-# faster on this CPU and matched fp32 in the speed parity study; the first 2,000-update runs were fp32). Re-running resumes interrupted runs and skips finished ones.
+# faster on this CPU and matched fp32 in the speed parity study; the first 2,000-update runs were fp32),
+# JOBS runs side by side (default 3, each on one torch thread). Re-running resumes interrupted runs and
+# skips finished ones.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 UPDATES=${UPDATES:-20000}
@@ -27,10 +29,13 @@ arm() {  # arm seed
     --set train.eval_every=$((UPDATES / 4)) --set train.checkpoint_every=$((UPDATES / 20)) --set train.torch_threads=1 \
     --set train.precision="${PRECISION:-bf16}" "${extra[@]}"
 }
+running=0
 for a in $ARMS; do
   for seed in $SEEDS; do
     arm "$a" "$seed" &
+    running=$((running + 1))
+    if [ "$running" -ge "${JOBS:-3}" ]; then wait -n; running=$((running - 1)); fi  # JOBS runs side by side
   done
-  wait  # one arm (its seeds side by side) at a time
 done
+wait
 if [ "${REPORT:-1}" = 1 ]; then .venv/bin/python experiments/dtmem_report.py --data data/minatar --claim1 "$RUNS"; fi

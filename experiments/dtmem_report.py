@@ -33,8 +33,9 @@ from rliable import metrics  # noqa: E402
 
 QUALITIES = ("expert", "medium", "random")
 CLAIM1_ARMS = {"dtmem": "DT-Mem", "mgdt-matched": "DT (matched)", "dtmem-released": "DT-Mem, released memory"}
-ADAPT_ARMS = {"lora-memory": "LoRA memory", "lora-all": "LoRA all", "full": "full fine-tune",
-              "scratch": "from scratch", "dt-full": "DT full fine-tune"}
+ADAPT_ARMS = {"lora-memory": "LoRA memory", "lora-memory-lr10": "LoRA memory, adapters at 10x the rate",
+              "lora-all": "LoRA all", "full": "full fine-tune", "scratch": "from scratch",
+              "dt-full": "DT full fine-tune"}
 
 
 def reference(data: Path, game: str) -> tuple[float, float]:
@@ -70,7 +71,11 @@ def seeds_of(root: Path, arm: str) -> list[Path]:
 
 
 def parameters(run: Path) -> tuple[int, int]:
-    """(all parameters, LoRA adapter parameters) of a run's latest checkpoint."""
+    """(all parameters, LoRA adapter parameters) of a run's latest checkpoint, or of the record.json
+    that experiments/records.py wrote from it when the run is kept without checkpoints."""
+    if not (run / "checkpoints").is_dir() and (run / "record.json").is_file():
+        record = json.loads((run / "record.json").read_text())
+        return record["parameters"], record["lora_parameters"]
     ckpt = max((run / "checkpoints").glob("*.pt"), key=lambda p: p.stat().st_mtime)
     model = torch.load(ckpt, map_location="cpu", weights_only=False)["agent"]["model"]
     total = sum(v.numel() for v in model.values())

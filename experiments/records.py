@@ -3,7 +3,9 @@
 A study such as experiments/gmp_minatar.sh takes more CPU-hours than one session has, and a new
 session starts on a new machine with an empty runs/. Its finished runs are therefore kept, without
 their checkpoints, in experiments/records/<study>/ (config.toml, eval.jsonl, the TensorBoard events,
-speed.json: what `rlsuite compare` and the study's page read). rlsuite counts such a run as finished
+speed.json: what `rlsuite compare` and the study's page read), plus record.json with what the
+reports read from the last checkpoint: its step and the network's parameter count (LoRA adapters
+apart). rlsuite counts such a run as finished
 (`rlsuite.run.rundir.is_record`): `rlsuite sweep` skips it, `rlsuite train --resume` does nothing,
 `rlsuite runs` lists it as "finished (checkpoints removed)".
 
@@ -17,11 +19,13 @@ running runs are never copied.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
 
-from rlsuite.run import rundir
+from rlsuite.errors import UserError
+from rlsuite.run import checkpoint, rundir
 
 LEFT_OUT = ("checkpoints", ".lock")
 """What a record does not keep: the checkpoints (with the replay buffer: tens of MB per run) and the lock."""
@@ -34,12 +38,34 @@ def finished(run_dir: Path) -> bool:
     return rundir.is_record(run_dir, planned) or rundir.is_finished(run_dir, rundir.latest_step(run_dir), planned)
 
 
+NETWORK_KEYS = ("model", "online", "network")
+"""Where an agent's state holds its trained network: the DT family and BC, DQN, PPO."""
+
+
+def describe_checkpoint(run_dir: Path) -> dict | None:
+    """record.json's content: {"checkpoint", "step", "parameters", "lora_parameters"} of the run's
+    latest checkpoint, or None when it has none (a run restored from a record)."""
+    try:
+        path = checkpoint.find(run_dir)
+    except UserError:
+        return None
+    data = checkpoint.load(path)
+    network = next((data["agent"][k] for k in NETWORK_KEYS if isinstance(data["agent"].get(k), dict)), {})
+    tensors = {k: v for k, v in network.items() if hasattr(v, "numel")}
+    return {"checkpoint": path.name, "step": int(data["step"]),
+            "parameters": sum(v.numel() for v in tensors.values()),
+            "lora_parameters": sum(v.numel() for k, v in tensors.items() if "lora_" in k)}
+
+
 def copy_run(source: Path, target: Path) -> None:
-    """Copy a run directory without LEFT_OUT, through a temporary folder renamed at the end, so an
-    interrupted copy never leaves a half record."""
+    """Copy a run directory without LEFT_OUT (adding record.json), through a temporary folder renamed
+    at the end, so an interrupted copy never leaves a half record."""
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(source, partial, ignore=shutil.ignore_patterns(*LEFT_OUT))
+    described = describe_checkpoint(source)
+    if described is not None:
+        (partial / "record.json").write_text(json.dumps(described, indent=1) + "\n")
     partial.rename(target)
 
 

@@ -37,6 +37,10 @@ def test_records_survive_a_new_machine(tmp_path, capsys):
     names = {p.name for p in record.iterdir()}
     assert {"config.toml", "eval.jsonl"} <= names and any(n.startswith("events.out.tfevents") for n in names)
     assert "checkpoints" not in names and ".lock" not in names
+    described = json.loads((record / "record.json").read_text())
+    # the MLP 4-32-32-2 of agent.encoder.hidden=32,32: (4+1)*32 + (32+1)*32 + (32+1)*2 weights and biases
+    assert described == {"checkpoint": "ckpt_000000000600.pt", "step": 600, "parameters": 1282,
+                         "lora_parameters": 0}
     assert records.save(study, kept) == []  # already kept
 
     # a new machine: an empty runs folder, the records restored
