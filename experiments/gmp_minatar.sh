@@ -9,7 +9,8 @@
 # One run at a time (JOBS=1), at the lowest CPU priority, so it can share the machine with other
 # work across sessions: re-running this script skips finished runs and resumes interrupted ones,
 # exactly (checkpoints every 25k steps hold the replay buffer too, 0.06 GB). Neither setting
-# changes what is learned, and `rlsuite compare` does not group by them.
+# changes what is learned, and `rlsuite compare` does not group by them. WIDTHS=1 (or 3) runs one
+# width only, to fit what is left of a session.
 set -euo pipefail
 PATH="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin:$PATH"  # the CLI that `make demo` / `make test` installed
 OUT=${OUT:-runs}
@@ -22,7 +23,7 @@ python "$(dirname "$0")/records.py" restore "$RECORDS" "$SWEEP"
 # Seed by seed (every arm's seed 1, then every arm's seed 2, ...), so that a study interrupted across
 # sessions always holds whole seeds of all four arms.
 for seed in ${SEEDS:-1 2 3 4 5}; do
-  nice -n 19 rlsuite sweep dqn-minatar --env minatar:breakout --grid agent.encoder.width=3,1 --grid agent.gmp.sparsity=0.95,0 \
+  nice -n 19 rlsuite sweep dqn-minatar --env minatar:breakout --grid agent.encoder.width="${WIDTHS:-3,1}" --grid agent.gmp.sparsity=0.95,0 \
       --set agent.encoder.kind=impala --set train.eval_every=50000 --set train.eval_episodes=20 \
       --set train.checkpoint_every=25000 --set train.save_replay=true --set train.torch_threads=1 \
       --set train.precision="${PRECISION:-bf16}" --seeds "$seed" --steps "$STEPS" --jobs "${JOBS:-1}" --out "$SWEEP"
