@@ -27,8 +27,8 @@ from pathlib import Path
 from rlsuite.errors import UserError
 from rlsuite.run import checkpoint, rundir
 
-LEFT_OUT = ("checkpoints", ".lock")
-"""What a record does not keep: the checkpoints (with the replay buffer: tens of MB per run) and the lock."""
+LEFT_OUT = ("checkpoints", "replay", ".lock")
+"""What a record does not keep: the checkpoints, the saved replay buffer (tens of MB per run) and the lock."""
 
 
 def finished(run_dir: Path) -> bool:

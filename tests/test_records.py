@@ -21,7 +21,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 def test_records_survive_a_new_machine(tmp_path, capsys):
     study = tmp_path / "study"
-    sets = [a for item in TINY + ["train.eval_every=300"] for a in ("--set", item)]
+    sets = [a for item in TINY + ["train.eval_every=300", "train.save_replay=true"] for a in ("--set", item)]
     sweep = ["sweep", "dqn-classic", "--env", "CartPole-v1", "--seeds", "1,2", "--steps", "600", "--jobs", "2",
              *sets]
     assert main([*sweep, "--out", str(study)]) == 0
@@ -36,7 +36,8 @@ def test_records_survive_a_new_machine(tmp_path, capsys):
     record = kept / finished.relative_to(study)
     names = {p.name for p in record.iterdir()}
     assert {"config.toml", "eval.jsonl"} <= names and any(n.startswith("events.out.tfevents") for n in names)
-    assert "checkpoints" not in names and ".lock" not in names
+    assert (finished / "replay").is_dir()  # the saved replay buffer, as the studies' runs keep it
+    assert "checkpoints" not in names and "replay" not in names and ".lock" not in names
     described = json.loads((record / "record.json").read_text())
     # the MLP 4-32-32-2 of agent.encoder.hidden=32,32: (4+1)*32 + (32+1)*32 + (32+1)*2 weights and biases
     assert described == {"checkpoint": "ckpt_000000000600.pt", "step": 600, "parameters": 1282,
