@@ -10,7 +10,8 @@
 # work across sessions: re-running this script skips finished runs and resumes interrupted ones,
 # exactly (checkpoints every 25k steps hold the replay buffer too, 0.06 GB). Neither setting
 # changes what is learned, and `rlsuite compare` does not group by them. WIDTHS=1 (or 3) runs one
-# width only, to fit what is left of a session.
+# width only, to fit what is left of a session. At the end, `rlsuite compare` prints the arms' table
+# and experiments/gmp_report.py the statistics behind each of the paper's two predictions.
 set -euo pipefail
 PATH="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin:$PATH"  # the CLI that `make demo` / `make test` installed
 OUT=${OUT:-runs}
@@ -30,3 +31,4 @@ for seed in ${SEEDS:-1 2 3 4 5}; do
   python "$(dirname "$0")/records.py" save "$SWEEP" "$RECORDS"
 done
 rlsuite compare "$SWEEP" --tags plasticity/param_norm,plasticity/dormant_fraction,plasticity/srank,sparsity/overall
+python "$(dirname "$0")/gmp_report.py" "$SWEEP"
