@@ -17,6 +17,7 @@ evaluations (250k-500k steps of a 500k run), because single evaluations swing by
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import defaultdict
 
 import numpy as np
@@ -24,6 +25,7 @@ from rliable import library as rly
 from rliable import metrics
 
 from rlsuite.analysis.runs import Run, find_runs
+from rlsuite.errors import UserError
 
 REPS = 2000
 
@@ -83,11 +85,24 @@ def report(table: dict[int, dict[bool, dict[int, Run]]], score, label: str) -> N
               f"bootstrap share of resamples where it grows: {np.mean(samples > 0):.2f}")
 
 
+def fail(message: str) -> None:
+    """Bad input: one line on stderr, exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("study", nargs="+", help="the study's folder(s): run directories or records")
     args = parser.parse_args()
-    table = arms(find_runs(args.study))
+    try:
+        table = arms(find_runs(args.study))
+    except UserError as err:  # no runs there
+        fail(str(err))
+    except KeyError as key:  # runs of another study
+        fail(f"a run without {key} in its config")
+    if not all(table[width][False] and table[width][True] for width in table):
+        fail("every width needs both a dense and a pruned run")
     report(table, lambda run: run.final, "final greedy evaluation (20 episodes)")
     report(table, lambda run: float(np.mean([e["mean"] for e in run.evals[-5:]])),
            "mean of the last five evaluations")

@@ -54,3 +54,13 @@ def test_report_states_both_predictions_from_their_definitions(study):
         assert rows["×3"][5] == "1.00 [1.00, 1.00]"
         assert rows["×1"][6].startswith("2.00 ") and rows["×3"][6].startswith("3.00 ")
         assert "ratio ×3 − ratio ×1 = 1.00 " in section
+
+
+def test_a_folder_without_both_arms_is_one_line_and_exit_2(study, tmp_path):
+    import shutil
+    for pruned in study.glob("encoder.width=3,gmp.sparsity=0.95"):
+        shutil.rmtree(pruned)
+    for folder in (study, tmp_path / "missing"):
+        done = subprocess.run([sys.executable, str(SCRIPT), str(folder)], capture_output=True, text=True)
+        assert done.returncode == 2 and done.stdout == ""
+        assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("error: ")
