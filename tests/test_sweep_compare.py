@@ -221,3 +221,49 @@ def test_bad_score_inputs(trained, capsys):
     assert err.count("\n") == 1 and "no training returns (TensorBoard tag charts/episodic_return)" in err
     assert main(["compare", str(trained / "r"), "--score", "train", "--iteration-steps", "400"]) == 2
     assert "less than one iteration of 400" in capsys.readouterr().err
+
+
+def children_of(pid: int) -> list[int]:
+    """Process ids whose parent is `pid`, from /proc (field 4 of /proc/<id>/stat)."""
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            stat = open(f"/proc/{entry}/stat").read()
+        except (OSError, ValueError):
+            continue
+        if entry.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def test_a_run_stopped_by_sigterm_is_interrupted_not_done(tmp_path, capsys):
+    """SIGTERM makes `rlsuite train` save a checkpoint and exit 0; the sweep must not call that done."""
+    import os
+    import signal
+    import threading
+    import time
+
+    out = tmp_path / "sweep"
+    shared = [a for item in TINY + ["train.checkpoint_every=200"] for a in ("--set", item)]
+    argv = ["sweep", "dqn-classic", "--env", "CartPole-v1", "--grid", "agent.gmp.sparsity=0", "--seeds", "1",
+            "--steps", "4000", "--jobs", "1", "--out", str(out), *shared]
+    codes = []
+    sweep = threading.Thread(target=lambda: codes.append(main(argv)))
+    sweep.start()
+    checkpoints = out / "gmp.sparsity=0" / "s1" / "checkpoints"
+    deadline = time.time() + 120
+    while not (checkpoints.is_dir() and any(checkpoints.glob("ckpt_*.pt"))) and time.time() < deadline:
+        time.sleep(0.2)
+    for pid in children_of(os.getpid()):
+        os.kill(pid, signal.SIGTERM)
+    sweep.join(timeout=120)
+    printed = capsys.readouterr().out
+    assert codes == [1], printed
+    assert "INTERRUPTED (re-run the sweep to resume) gmp.sparsity=0 s1" in printed
+    assert "0 ok, 0 failed, 1 interrupted" in printed
+    # the run directory is intact: the same command resumes it from its checkpoint
+    assert main(argv) == 0
+    assert "start gmp.sparsity=0 s1 (resume)" in capsys.readouterr().out
+    assert load_run(out / "gmp.sparsity=0" / "s1").evals[-1]["step"] == 4000

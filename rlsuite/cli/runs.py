@@ -96,7 +96,7 @@ def check_launcher_options(args: argparse.Namespace) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from rlsuite import config
-    from rlsuite.launch.sweep import absolute_paths, default_jobs, parse_grid, plan_jobs, run_sweep
+    from rlsuite.launch.sweep import absolute_paths, default_jobs, outcome, parse_grid, plan_jobs, run_sweep
 
     if args.status:
         return sweep_status(args)
@@ -133,11 +133,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         results = launchers.run_ray(plan, args.agent, args.env, args.overrides, args.steps,
                                     jobs=args.jobs or default_jobs(), address=args.ray_address, cpus=cpus,
                                     gpus=gpus, retries=args.retries)
-    failed = [job for job, code in results if code not in (0, None)]
-    busy = [job for job, code in results if code is None]
-    print(f"sweep finished: {len(results) - len(failed) - len(busy)} ok, {len(failed)} failed"
-          + (f", {len(busy)} skipped (in use)" if busy else "") + f"; compare with: rlsuite compare {args.out}")
-    return 1 if failed else 0
+    states = [outcome(job, code, args.steps) for job, code in results]
+    count = {state: states.count(state) for state in ("done", "failed", "interrupted", "in use")}
+    print(f"sweep finished: {count['done']} ok, {count['failed']} failed"
+          + (f", {count['interrupted']} interrupted (re-run the same command to resume them)"
+             if count["interrupted"] else "")
+          + (f", {count['in use']} skipped (in use)" if count["in use"] else "")
+          + f"; compare with: rlsuite compare {args.out}")
+    return 1 if count["failed"] or count["interrupted"] else 0
 
 
 def submit(args: argparse.Namespace, plan: list, cpus: int, gpus: int) -> int:

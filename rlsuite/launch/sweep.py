@@ -142,9 +142,22 @@ def run_sweep(agent: str, env: str, axes: list[str], seeds: list[int], out: Path
             log.close()
             running.remove(entry)
             finished.append((job, proc.returncode))
-            say(f"  {'done' if proc.returncode == 0 else 'FAILED (see ' + str(job.run_dir.parent / f's{job.seed}.log') + ')'}"
-                f" {job.arm} s{job.seed}  [{len(finished)}/{len(plan)}, {time.time() - started:.0f}s]")
+            state = outcome(job, proc.returncode, steps)
+            label = {"done": "done", "interrupted": "INTERRUPTED (re-run the sweep to resume)",
+                     "failed": f"FAILED (see {job.run_dir.parent / f's{job.seed}.log'})"}[state]
+            say(f"  {label} {job.arm} s{job.seed}  [{len(finished)}/{len(plan)}, {time.time() - started:.0f}s]")
     return finished
+
+
+def outcome(job: Job, code: int | None, total_steps: int | None) -> str:
+    """How a sweep's run ended, from its exit code and its run directory: 'done'; 'interrupted'
+    (SIGINT / SIGTERM stopped it early: it saved a checkpoint and exited 0, and a re-run resumes
+    it); 'failed' (a non-zero exit code); 'in use' (code None: another process holds the run)."""
+    if code is None:
+        return "in use"
+    if code != 0:
+        return "failed"
+    return "done" if job_state(job, total_steps) == "done" else "interrupted"
 
 
 def start_job(job: Job, agent: str, env: str, base: list[str], steps: int | None, say=print):
