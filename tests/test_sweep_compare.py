@@ -248,7 +248,7 @@ def test_a_run_stopped_by_sigterm_is_interrupted_not_done(tmp_path, capsys):
     out = tmp_path / "sweep"
     shared = [a for item in TINY + ["train.checkpoint_every=200"] for a in ("--set", item)]
     argv = ["sweep", "dqn-classic", "--env", "CartPole-v1", "--grid", "agent.gmp.sparsity=0", "--seeds", "1",
-            "--steps", "4000", "--jobs", "1", "--out", str(out), *shared]
+            "--steps", "1500", "--jobs", "1", "--out", str(out), *shared]
     codes = []
     sweep = threading.Thread(target=lambda: codes.append(main(argv)))
     sweep.start()
@@ -266,4 +266,4 @@ def test_a_run_stopped_by_sigterm_is_interrupted_not_done(tmp_path, capsys):
     # the run directory is intact: the same command resumes it from its checkpoint
     assert main(argv) == 0
     assert "start gmp.sparsity=0 s1 (resume)" in capsys.readouterr().out
-    assert load_run(out / "gmp.sparsity=0" / "s1").evals[-1]["step"] == 4000
+    assert load_run(out / "gmp.sparsity=0" / "s1").evals[-1]["step"] == 1500
