@@ -152,12 +152,14 @@ def run_sweep(agent: str, env: str, axes: list[str], seeds: list[int], out: Path
 def outcome(job: Job, code: int | None, total_steps: int | None) -> str:
     """How a sweep's run ended, from its exit code and its run directory: 'done'; 'interrupted'
     (SIGINT / SIGTERM stopped it early: it saved a checkpoint and exited 0, and a re-run resumes
-    it); 'failed' (a non-zero exit code); 'in use' (code None: another process holds the run)."""
+    it); 'failed' (a non-zero exit code); 'in use' (code None: another process holds the run).
+    Only a checkpoint short of the run's steps counts as interrupted: a run directory this process
+    cannot see (a Ray worker's disk that is not shared) is taken at its exit code."""
     if code is None:
         return "in use"
     if code != 0:
         return "failed"
-    return "done" if job_state(job, total_steps) == "done" else "interrupted"
+    return "interrupted" if job_state(job, total_steps) == "partial" else "done"
 
 
 def start_job(job: Job, agent: str, env: str, base: list[str], steps: int | None, say=print):
