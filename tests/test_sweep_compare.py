@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import threading
+import time
 
 import pytest
 
@@ -225,8 +229,6 @@ def test_bad_score_inputs(trained, capsys):
 
 def children_of(pid: int) -> list[int]:
     """Process ids whose parent is `pid`, from /proc (field 4 of /proc/<id>/stat)."""
-    import os
-
     found = []
     for entry in os.listdir("/proc"):
         try:
@@ -240,11 +242,6 @@ def children_of(pid: int) -> list[int]:
 
 def test_a_run_stopped_by_sigterm_is_interrupted_not_done(tmp_path, capsys):
     """SIGTERM makes `rlsuite train` save a checkpoint and exit 0; the sweep must not call that done."""
-    import os
-    import signal
-    import threading
-    import time
-
     out = tmp_path / "sweep"
     shared = [a for item in TINY + ["train.checkpoint_every=200"] for a in ("--set", item)]
     argv = ["sweep", "dqn-classic", "--env", "CartPole-v1", "--grid", "agent.gmp.sparsity=0", "--seeds", "1",

@@ -116,8 +116,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for combo in parse_grid(args.grid):  # fail fast on a bad key or value, before any process starts
         config.build_run_config(args.agent, args.env, args.overrides + combo)
     if args.launcher == "local":
-        results = run_sweep(args.agent, args.env, args.grid, seeds, Path(args.out), args.overrides, args.steps,
-                            args.jobs or default_jobs())
+        states = [state for _, state in run_sweep(args.agent, args.env, args.grid, seeds, Path(args.out),
+                                                  args.overrides, args.steps, args.jobs or default_jobs())]
     else:
         from rlsuite.launch import launchers
         launchers.need(args.launcher)  # the missing-dependency error, before anything is written
@@ -133,7 +133,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         results = launchers.run_ray(plan, args.agent, args.env, args.overrides, args.steps,
                                     jobs=args.jobs or default_jobs(), address=args.ray_address, cpus=cpus,
                                     gpus=gpus, retries=args.retries)
-    states = [outcome(job, code, args.steps) for job, code in results]
+        states = [outcome(job, code, args.steps) for job, code in results]
     count = {state: states.count(state) for state in ("done", "failed", "interrupted", "in use")}
     print(f"sweep finished: {count['done']} ok, {count['failed']} failed"
           + (f", {count['interrupted']} interrupted (re-run the same command to resume them)"

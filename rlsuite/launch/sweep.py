@@ -121,9 +121,9 @@ def command(job: Job, agent: str, env: str, base: list[str], steps: int | None, 
 
 
 def run_sweep(agent: str, env: str, axes: list[str], seeds: list[int], out: Path, base: list[str],
-              steps: int | None, jobs: int, say=print) -> list[tuple[Job, int | None]]:
-    """Run every job (at most `jobs` at a time); returns (job, exit code) per job, code None
-    for a run another process holds (skipped)."""
+              steps: int | None, jobs: int, say=print) -> list[tuple[Job, str]]:
+    """Run every job (at most `jobs` at a time); returns (job, how it ended) per job, as
+    `outcome` names it ('done', 'interrupted', 'failed' or 'in use')."""
     plan = plan_jobs(axes, seeds, out)
     say(f"sweep: {len(plan)} runs ({len(plan) // max(len(seeds), 1)} arms x {len(seeds)} seeds), {jobs} at a time -> {out}")
     pending, running, finished = list(plan), [], []
@@ -135,14 +135,14 @@ def run_sweep(agent: str, env: str, axes: list[str], seeds: list[int], out: Path
             if isinstance(entry, tuple):
                 running.append(entry)
             else:
-                finished.append((job, entry))
+                finished.append((job, "in use" if entry is None else "done"))
         time.sleep(0.5)
         for entry in [r for r in running if r[1].poll() is not None]:
             job, proc, log = entry
             log.close()
             running.remove(entry)
-            finished.append((job, proc.returncode))
             state = outcome(job, proc.returncode, steps)
+            finished.append((job, state))
             label = {"done": "done", "interrupted": "INTERRUPTED (re-run the sweep to resume)",
                      "failed": f"FAILED (see {job.run_dir.parent / f's{job.seed}.log'})"}[state]
             say(f"  {label} {job.arm} s{job.seed}  [{len(finished)}/{len(plan)}, {time.time() - started:.0f}s]")
