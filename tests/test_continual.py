@@ -219,3 +219,30 @@ def test_tasks_match_across_spellings(tmp_path):
     assert ref.returns == pytest.approx({A: 8.0, B: 20.0}) and ref.notes == []
     # as test_each_metric_by_hand with R_A = 8: end of phase 3, A 5 / 8 and B 18 / 20
     assert run_metrics(seq, ref)["final"] == pytest.approx({A: 5 / 8, B: 0.9})
+
+
+def test_each_arm_is_normalized_by_its_own_fresh_runs(tmp_path, capsys):
+    """Two arms (lr 1e-4, 1e-3) with the same switch returns (final A 5, B 18). Arm 1e-4's fresh runs end
+    at A 10, B 20 (average performance (0.5 + 0.9) / 2 = 0.7); arm 1e-3's at A 20, B 40 ((0.25 + 0.45) / 2
+    = 0.35). Without arm 1e-3's fresh runs both arms are measured against arm 1e-4's, pooled."""
+    sequence_run(tmp_path / "seq-slow" / "s1", 1)
+    sequence_run(tmp_path / "seq-fast" / "s1", 1)
+    fast = tmp_path / "seq-fast" / "s1" / "config.toml"
+    fast.write_text(fast.read_text().replace("lr = 0.0001", "lr = 0.001"))
+    fresh_run(tmp_path / "fresh-slow" / "A", A, 5, 10)
+    fresh_run(tmp_path / "fresh-slow" / "B", B, 10, 20)
+    seqs = [str(tmp_path / "seq-slow"), str(tmp_path / "seq-fast")]
+    assert main(["compare", *seqs, "--reference", str(tmp_path / "fresh-slow"), "--out", str(tmp_path / "o1")]) == 0
+    md = (tmp_path / "o1" / "compare.md").read_text()
+    assert "| lr=0.0001 | 1 | 0.7 [0.7, 0.7] |" in md and "| lr=0.001 | 1 | 0.7 [0.7, 0.7] |" in md
+    assert "no reference run has the settings of lr=0.001: every group is normalized by all 2" in md
+
+    for task, end in ((A, 20), (B, 40)):
+        run = fresh_run(tmp_path / "fresh-fast" / task.split(":")[1], task, end / 2, end)
+        (run / "config.toml").write_text((run / "config.toml").read_text().replace("lr = 0.0001", "lr = 0.001"))
+    refs = [str(tmp_path / "fresh-slow"), str(tmp_path / "fresh-fast")]
+    assert main(["compare", *seqs, "--reference", *refs, "--out", str(tmp_path / "o2")]) == 0
+    md = (tmp_path / "o2" / "compare.md").read_text()
+    assert "| lr=0.0001 | 1 | 0.7 [0.7, 0.7] |" in md and "| lr=0.001 | 1 | 0.35 [0.35, 0.35] |" in md
+    assert f"| lr=0.001 | {B} | 0.45 [0.45, 0.45] |" in md
+    assert "each group is normalized by its own fresh runs (those with its agent.lr)" in md

@@ -9,8 +9,11 @@ fresh network trained for N steps on one task (several seeds). Tasks are matched
 sequence task 'minatar:breakout'; the report names tasks that way.
 
 All metrics use the normalized performance p_i = return_i / R_i, where R_i is the mean over reference
-seeds of the reference run's final eval return on task i (1.0 = as good as a fresh network). Tasks
-without a (positive) reference keep raw returns, and the table header says so. Definitions follow
+seeds of the reference run's final eval return on task i (1.0 = as good as a fresh network). When the
+reference runs hold a fresh network of every group (arm), each group is normalized by its own: the
+reference runs that agree with it on the config keys that tell the groups apart (`own_references`), so
+that a normalized arm is measured against the same normalized network trained fresh. Tasks without a
+(positive) reference keep raw returns, and the table header says so. Definitions follow
 Continual World (Wołczyk et al., NeurIPS 2021), adapted to cycles and to unbounded returns:
 
 - average performance  A   = 1/T sum_i p_i(end)
@@ -34,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from rlsuite.analysis.figures import label_env_steps
-from rlsuite.analysis.runs import Run, canonical_task, group_runs
+from rlsuite.analysis.runs import Run, canonical_task, group_keys, group_runs
 from rlsuite.errors import UserError
 
 METRICS = {"final": "final p", "forgetting": "forgetting", "transfer": "forward transfer",
@@ -154,6 +157,27 @@ def build_reference(runs: list[Run], tasks: set[str], steps_per_task: set[int]) 
     return ref
 
 
+def own_references(groups: dict[str, list[Run]], keys: list[str], references: list[Run]) -> tuple[dict[str, list[Run]], str]:
+    """Each group's reference runs, and a note for the report. A reference run belongs to a group when
+    it agrees with the group's runs on every key in `keys` (those that tell the groups apart). When every
+    group has some, each gets its own; otherwise every group gets all of them, pooled (e.g. fresh plain
+    DQN as the one yardstick for every arm), and the note names the groups without their own."""
+    def agrees(ref: Run, run: Run) -> bool:
+        return all(str(ref.config.get(k)) == str(run.config.get(k)) for k in keys)
+
+    own = {label: [r for r in references if agrees(r, members[0])] for label, members in groups.items()}
+    if not keys or not references:
+        return {label: references for label in groups}, ""
+    if all(own.values()):
+        unused = len(references) - len({id(r) for refs in own.values() for r in refs})
+        return own, (f"each group is normalized by its own fresh runs (those with its {', '.join(keys)})"
+                     + (f"; {unused} reference runs match no group and are unused" if unused else ""))
+    missing = [label for label, refs in own.items() if not refs]
+    return ({label: references for label in groups},
+            f"no reference run has the settings of {'; '.join(missing)}: every group is normalized by "
+            f"all {len(references)} reference runs, pooled")
+
+
 # ----------------------------------------------------------------------------- metrics
 
 
@@ -261,9 +285,9 @@ def _cell(stat: tuple[float, float, float]) -> str:
     return "n/a" if not np.isfinite(mean) else f"{mean:.3g} [{lo:.3g}, {hi:.3g}]"
 
 
-def markdown_report(results: list[GroupResult], ref: Reference, notes: list[str]) -> str:
+def markdown_report(results: list[GroupResult], refs: dict[str, Reference], notes: list[str]) -> str:
     tasks = list(dict.fromkeys(t for g in results for t in g.per_task))
-    raw = [t for t in tasks if t not in ref.returns]
+    raw = [t for t in tasks if any(t not in ref.returns for ref in refs.values())]
     unit = "p = eval return / fresh-network return on the task (1.0 = fresh reference)"
     if raw:
         unit += f"; raw eval return (no reference) for {', '.join(raw)}"
@@ -283,9 +307,9 @@ def markdown_report(results: list[GroupResult], ref: Reference, notes: list[str]
     return "\n".join(lines)
 
 
-def plot(groups: dict[str, list[Sequence]], ref: Reference, out: Path) -> Path:
-    """One subplot per task: its normalized switch-evaluation return over env steps, mean over each
-    group's runs with a 95% bootstrap band; grey lines at the task switches, the phases training the task
+def plot(groups: dict[str, list[Sequence]], refs: dict[str, Reference], out: Path) -> Path:
+    """One subplot per task: its normalized switch-evaluation return (each group by its own reference,
+    `refs[label]`) over env steps, mean over each group's runs with a 95% bootstrap band; grey lines at the task switches, the phases training the task
     shaded (when every run shares one schedule), a dashed line at 1.0 (the fresh reference)."""
     import matplotlib
 
@@ -305,7 +329,7 @@ def plot(groups: dict[str, list[Sequence]], ref: Reference, out: Path) -> Path:
             for s in group:
                 for (k, t), v in s.switch.items():
                     if t == task:
-                        points.setdefault((k + 1) * s.steps_per_task, []).append(ref.normalize(t, v))
+                        points.setdefault((k + 1) * s.steps_per_task, []).append(refs[label].normalize(t, v))
             steps = sorted(points)
             line, = ax.plot(steps, [np.mean(points[x]) for x in steps], marker="o", ms=3,
                             label=f"{label} (n={len(group)})")
@@ -318,12 +342,13 @@ def plot(groups: dict[str, list[Sequence]], ref: Reference, out: Path) -> Path:
             for k in range(len(s.tasks) * s.cycles):
                 if s.task_of(k) == task:
                     ax.axvspan(k * s.steps_per_task, (k + 1) * s.steps_per_task, color="C7", alpha=0.12)
-        if task in ref.returns:
+        normalized = all(task in ref.returns for ref in refs.values())
+        if normalized:
             ax.axhline(1.0, color="black", ls="--", lw=1)
         ax.set_xlim(left=0)
         ax.set_title(task, fontsize=9)
         label_env_steps(ax)
-        ax.set_ylabel("p (return / fresh)" if task in ref.returns else "eval return (no reference)")
+        ax.set_ylabel("p (return / fresh)" if normalized else "eval return (no reference)")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(tasks):]:
         ax.set_visible(False)
@@ -348,17 +373,24 @@ def continual_report(runs: list[Run], references: list[Run], out: Path,
                         f"pass fresh single-task runs with --reference")
     seqs = {id(r): load_sequence(r) for r in runs}
     tasks = {t for s in seqs.values() for t in s.tasks}
-    ref = build_reference(references, tasks, {s.steps_per_task for s in seqs.values()})
-    notes = list(ref.notes)
+    steps = {s.steps_per_task for s in seqs.values()}
+    run_groups = group_runs(runs, group_by)
+    own, note = own_references(run_groups, group_keys(runs, group_by), references)
+    pooled: dict[tuple, Reference] = {}  # one Reference per distinct set of runs, so its notes print once
+    for members in own.values():
+        key = tuple(sorted(str(r.path) for r in members))
+        pooled.setdefault(key, build_reference(members, tasks, steps))
+    refs = {label: pooled[tuple(sorted(str(r.path) for r in members))] for label, members in own.items()}
+    notes = [n for ref in pooled.values() for n in ref.notes] + ([note] if note else [])
     for s in seqs.values():
         if s.end < len(s.tasks) * s.cycles - 1:
             notes.append(f"{s.run.path} is incomplete: metrics at the end of phase {s.end} "
                          f"of {len(s.tasks) * s.cycles}")
     if not references:
         notes.append("no --reference runs: raw eval returns, no forward transfer")
-    groups = {label: [seqs[id(r)] for r in members] for label, members in group_runs(runs, group_by).items()}
-    results = [group_metrics(label, members, ref) for label, members in groups.items()]
-    text = markdown_report(results, ref, notes)
+    groups = {label: [seqs[id(r)] for r in members] for label, members in run_groups.items()}
+    results = [group_metrics(label, members, refs[label]) for label, members in groups.items()]
+    text = markdown_report(results, refs, notes)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text(text + "\n")
-    return text, plot(groups, ref, out)
+    return text, plot(groups, refs, out)

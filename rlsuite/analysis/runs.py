@@ -131,11 +131,17 @@ IGNORED = {"train.seed", "presets", "env.id", "train.progress", "train.torch_thr
            "train.eval_num_envs"}
 
 
-def group_runs(runs: list[Run], group_by: list[str] | None = None) -> dict[str, list[Run]]:
-    """Label each run by the config keys that tell the groups apart (or by `group_by`). Only keys
-    every run has count, so runs from older versions with fewer keys still group sensibly."""
+def group_keys(runs: list[Run], group_by: list[str] | None = None) -> list[str]:
+    """The config keys that tell the groups apart: `group_by`, or every key whose value differs
+    between runs. Only keys every run has count, so runs from older versions with fewer keys still
+    group sensibly."""
     shared = set.intersection(*[set(r.config) for r in runs]) - IGNORED
-    keys = group_by or sorted(k for k in shared if len({str(r.config[k]) for r in runs}) > 1)
+    return group_by or sorted(k for k in shared if len({str(r.config[k]) for r in runs}) > 1)
+
+
+def group_runs(runs: list[Run], group_by: list[str] | None = None) -> dict[str, list[Run]]:
+    """Label each run by the config keys that tell the groups apart (`group_keys`)."""
+    keys = group_keys(runs, group_by)
     groups: dict[str, list[Run]] = {}
     for run in runs:
         label = ",".join(f"{k.split('.')[-1]}={run.config.get(k)}" for k in keys) or "all"

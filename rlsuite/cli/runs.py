@@ -212,7 +212,7 @@ def add_compare(sub: Any) -> None:
                                    "retention method (plus 'scratch' for ordinary runs) and get final return, FAR(0), "
                                    "min / final FAR, FAR AUC, forgetting and far_kl; writes compare.md and "
                                    "finetune.png.", 100),
-                       epilog="examples:\n  rlsuite compare runs/seq-nap runs/seq-plain --reference runs/fresh\n"
+                       epilog="examples:\n  rlsuite compare runs/seq-nap runs/seq-plain --reference runs/fresh-nap runs/fresh-plain\n"
                               "  rlsuite compare runs/gmp-atari --score train      # as the GMP paper's curves",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="run directories, or folders containing them (a sweep)")
@@ -228,7 +228,10 @@ def add_compare(sub: Any) -> None:
     p.add_argument("--group-by", action="append", metavar="KEY", help="config key(s) that define groups")
     p.add_argument("--reference", nargs="+", metavar="RUN",
                    help="fresh single-task runs (one network per task, steps_per_task steps, any seeds) that "
-                        "normalize task-sequence runs: p = return / mean fresh final return")
+                        "normalize task-sequence runs: p = return / mean fresh final return. When they hold "
+                        "a fresh network of every group (the same config keys that tell the groups apart, "
+                        "e.g. agent.nap.norm), each group is normalized by its own; otherwise by all of "
+                        "them, pooled (the report says which)")
     p.add_argument("--tags", help="comma-separated TensorBoard tags whose final values to tabulate per group, "
                                   "e.g. plasticity/param_norm,plasticity/dormant_fraction,plasticity/srank")
     p.add_argument("--out", help="output folder (default: <first path>/compare)")
