@@ -81,24 +81,18 @@ def report(name: str, by_arm: dict[str, np.ndarray]) -> None:
         print("| " + " | ".join(cells) + " |")
 
 
-def fail(message: str) -> None:
-    """Bad input: one line on stderr, exit code 2."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("study", nargs="+", help="the study's folder(s): run directories or records")
     parser.add_argument("--tasks", help="comma-separated canonical tasks the means run over (default: all)")
     args = parser.parse_args()
     try:
-        runs = find_runs(args.study)
-        table = scores(runs, args.tasks.split(",") if args.tasks else None)
-    except UserError as err:  # no runs there, or a sequence without switch evaluations
-        fail(str(err))
-    if not table["revisit / fresh"]:
-        fail("no task-sequence runs (config train.tasks) there")
+        table = scores(find_runs(args.study), args.tasks.split(",") if args.tasks else None)
+        if not table["revisit / fresh"]:
+            raise UserError("no task-sequence runs (config train.tasks) there")
+    except UserError as err:  # bad input: one line on stderr, exit code 2
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     print(f"tasks: {args.tasks or 'all of the sequence'}")
     for name, by_arm in table.items():
         report(name, by_arm)

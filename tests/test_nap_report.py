@@ -71,3 +71,8 @@ def test_each_arm_against_its_own_fresh_runs_and_against_dqn(study):
 def test_no_runs_is_one_line_and_exit_2(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "missing")], capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "no such run directory" in done.stderr
+
+
+def test_references_alone_are_one_line_and_exit_2(study):
+    done = subprocess.run([sys.executable, str(SCRIPT), str(study / "fresh-dqn")], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "no task-sequence runs" in done.stderr
