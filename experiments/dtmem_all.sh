@@ -3,8 +3,9 @@
 # short across sessions always holds whole seeds:
 #   the three MinAtar teachers (experiments/dt_minatar_teachers.sh; kept as exported weights in
 #   experiments/records/dt-minatar-teachers) and their nine datasets (dt_minatar.sh with SEEDS="");
-#   then per seed: claim 1's DT-Mem and matched-DT arms side by side (experiments/dtmem_minatar.sh),
-#   then claims 2 and 3 from them (experiments/dtmem_adapt.sh) beside claim 1's released-memory arm;
+#   then per seed: claim 1's three arms two at a time (experiments/dtmem_minatar.sh): DT-Mem, the
+#   long pole (about 2 h at 20k updates on the 2-core machine), on one core, the matched DT and then the
+#   released-memory arm on the other; then claims 2 and 3 from them (experiments/dtmem_adapt.sh);
 #   then that seed's finished runs are kept without checkpoints in experiments/records/ (the
 #   fine-tunes need their parents' checkpoints, so a seed is kept only once all of it is done).
 # Resumable: re-running continues where it stopped, on this machine or, through the records, another.
@@ -20,11 +21,8 @@ SEEDS="" bash experiments/dt_minatar.sh
 records restore "$RECORDS_ROOT/$(basename "$STAGE1")" "$STAGE1"
 records restore "$RECORDS_ROOT/$(basename "$STAGE2")" "$STAGE2"
 for seed in ${SEEDS:-1 2 3}; do
-  UPDATES=$UPDATES ARMS="dtmem mgdt-matched" SEEDS=$seed JOBS=2 REPORT=0 bash experiments/dtmem_minatar.sh
-  UPDATES=$UPDATES ARMS="dtmem-released" SEEDS=$seed REPORT=0 bash experiments/dtmem_minatar.sh &
-  released=$!
+  UPDATES=$UPDATES ARMS="dtmem mgdt-matched dtmem-released" SEEDS=$seed JOBS=2 REPORT=0 bash experiments/dtmem_minatar.sh
   STAGE1=$STAGE1 RUNS=$STAGE2 SEEDS=$seed REPORT=0 bash experiments/dtmem_adapt.sh
-  wait "$released"
   records save "$STAGE1" "$RECORDS_ROOT/$(basename "$STAGE1")"
   records save "$STAGE2" "$RECORDS_ROOT/$(basename "$STAGE2")"
 done
