@@ -157,25 +157,27 @@ def build_reference(runs: list[Run], tasks: set[str], steps_per_task: set[int]) 
     return ref
 
 
-def own_references(groups: dict[str, list[Run]], keys: list[str], references: list[Run]) -> tuple[dict[str, list[Run]], str]:
+def own_references(groups: dict[str, list[Run]], keys: list[str],
+                   references: list[Run]) -> tuple[dict[str, list[Run]] | None, str]:
     """Each group's reference runs, and a note for the report. A reference run belongs to a group when
     it agrees with the group's runs on every key in `keys` (those that tell the groups apart). When every
-    group has some, each gets its own; otherwise every group gets all of them, pooled (e.g. fresh plain
-    DQN as the one yardstick for every arm), and the note names the groups without their own."""
+    group has some, each gets its own; otherwise (None) every group is measured against all of them,
+    pooled (e.g. fresh plain DQN as the one yardstick for every arm), and the note names the groups
+    without their own."""
+    if not keys or not references:
+        return None, ""
+
     def agrees(ref: Run, run: Run) -> bool:
         return all(str(ref.config.get(k)) == str(run.config.get(k)) for k in keys)
 
     own = {label: [r for r in references if agrees(r, members[0])] for label, members in groups.items()}
-    if not keys or not references:
-        return {label: references for label in groups}, ""
     if all(own.values()):
         unused = len(references) - len({id(r) for refs in own.values() for r in refs})
         return own, (f"each group is normalized by its own fresh runs (those with its {', '.join(keys)})"
                      + (f"; {unused} reference runs match no group and are unused" if unused else ""))
     missing = [label for label, refs in own.items() if not refs]
-    return ({label: references for label in groups},
-            f"no reference run has the settings of {'; '.join(missing)}: every group is normalized by "
-            f"all {len(references)} reference runs, pooled")
+    return None, (f"no reference run has the settings of {'; '.join(missing)}: every group is normalized "
+                  f"by all {len(references)} reference runs, pooled")
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -308,9 +310,10 @@ def markdown_report(results: list[GroupResult], refs: dict[str, Reference], note
 
 
 def plot(groups: dict[str, list[Sequence]], refs: dict[str, Reference], out: Path) -> Path:
-    """One subplot per task: its normalized switch-evaluation return (each group by its own reference,
-    `refs[label]`) over env steps, mean over each group's runs with a 95% bootstrap band; grey lines at the task switches, the phases training the task
-    shaded (when every run shares one schedule), a dashed line at 1.0 (the fresh reference)."""
+    """One subplot per task: its normalized switch-evaluation return (each group by its reference,
+    `refs[label]`) over env steps, mean over each group's runs with a 95% bootstrap band; grey lines at
+    the task switches, the phases training the task shaded (when every run shares one schedule), a
+    dashed line at 1.0 (the fresh reference)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -376,12 +379,12 @@ def continual_report(runs: list[Run], references: list[Run], out: Path,
     steps = {s.steps_per_task for s in seqs.values()}
     run_groups = group_runs(runs, group_by)
     own, note = own_references(run_groups, group_keys(runs, group_by), references)
-    pooled: dict[tuple, Reference] = {}  # one Reference per distinct set of runs, so its notes print once
-    for members in own.values():
-        key = tuple(sorted(str(r.path) for r in members))
-        pooled.setdefault(key, build_reference(members, tasks, steps))
-    refs = {label: pooled[tuple(sorted(str(r.path) for r in members))] for label, members in own.items()}
-    notes = [n for ref in pooled.values() for n in ref.notes] + ([note] if note else [])
+    if own is None:
+        pooled = build_reference(references, tasks, steps)
+        refs = {label: pooled for label in run_groups}
+    else:
+        refs = {label: build_reference(members, tasks, steps) for label, members in own.items()}
+    notes = list(dict.fromkeys(n for ref in refs.values() for n in ref.notes)) + ([note] if note else [])
     for s in seqs.values():
         if s.end < len(s.tasks) * s.cycles - 1:
             notes.append(f"{s.run.path} is incomplete: metrics at the end of phase {s.end} "
