@@ -48,7 +48,8 @@ def is_fresh(run: Run) -> bool:
 def scores(runs: list[Run], tasks: list[str] | None) -> dict[str, dict[str, np.ndarray]]:
     """{measure: {arm: (seeds,) task means}}, each arm's sequences normalized by its own fresh runs."""
     out: dict[str, dict[str, np.ndarray]] = {m: {} for m in MEASURES}
-    for arm in sorted({arm_of(r) for r in runs if not is_fresh(r)}, key=["dqn", "ln", "nap"].index):
+    order = {"dqn": 0, "ln": 1, "nap": 2}  # other norms (e.g. rms) after, by name
+    for arm in sorted({arm_of(r) for r in runs if not is_fresh(r)}, key=lambda a: (order.get(a, 3), a)):
         seqs = [load_sequence(r) for r in runs if not is_fresh(r) and arm_of(r) == arm]
         fresh = [r for r in runs if is_fresh(r) and arm_of(r) == arm]
         chosen = tasks or seqs[0].tasks
